@@ -1,0 +1,69 @@
+# lkvm: build, test and benchmark. Sources are found by wildcard, so a new
+# device file needs no Makefile edit.
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+           -Iinclude -D_GNU_SOURCE -pthread -MMD -MP
+LDLIBS  += -pthread -lz -laio
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+BUILD   := build-san
+else
+BUILD   := build
+endif
+
+LIB_SRCS := $(sort $(wildcard kvm/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
+LKVM := $(BUILD)/lkvm
+
+all: $(LKVM) lkvm guests
+
+lkvm: $(LKVM)
+	@ln -sf $(LKVM) lkvm
+
+$(LKVM): $(BUILD)/main.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The bundled BIOS: 16-bit code assembled from source, linked flat, embedded.
+$(BUILD)/bios/bios.bin: bios/bios.S bios/bios.ld
+	@mkdir -p $(dir $@)
+	$(CC) -m32 -nostdlib -c -o $(BUILD)/bios/bios.o bios/bios.S
+	ld -m elf_i386 -T bios/bios.ld -o $(BUILD)/bios/bios.elf $(BUILD)/bios/bios.o
+	objcopy -O binary $(BUILD)/bios/bios.elf $@
+
+$(BUILD)/bios/bios_blob.o: $(BUILD)/bios/bios.bin
+	cd $(BUILD)/bios && ld -r -b binary -z noexecstack -o bios_blob.o bios.bin
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Small test guests, built from source (see tests/guests/Makefile.inc).
+-include tests/guests/Makefile.inc
+
+unit: $(UNIT_BINS)
+	@sh tests/run-unit.sh $(UNIT_BINS)
+
+check: all unit
+	@sh tests/run-all.sh $(BUILD)
+
+demo: all
+	@sh tests/demo.sh
+
+bench: all
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-san lkvm
+
+.PHONY: all lkvm unit check demo bench clean guests
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
