@@ -105,6 +105,9 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id);
 void *vcpu_thread(void *arg);
 void vcpu_dump(struct vcpu *v, FILE *out);
 
+/* x86/emulate_kvm.c: handle an emulation failure in userspace; 0 = resume. */
+int emulate_kvm_exit(struct vcpu *v);
+
 /* Fixed legacy IRQ numbers. */
 #define IRQ_PIT 0
 #define IRQ_KBD 1
