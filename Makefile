@@ -16,6 +16,7 @@ endif
 
 LIB_SRCS := $(sort $(wildcard kvm/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
+CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 LKVM := $(BUILD)/lkvm
@@ -25,7 +26,7 @@ all: $(LKVM) lkvm guests
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
 
-$(LKVM): $(BUILD)/main.o $(LIB_OBJS)
+$(LKVM): $(BUILD)/main.o $(CMD_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c

@@ -1,0 +1,24 @@
+/* Subcommands: one file each in cmd/, dispatched by main.c. */
+#ifndef LKVM_COMMANDS_H
+#define LKVM_COMMANDS_H
+
+struct command {
+	const char *name;
+	const char *summary;
+	int (*fn)(int argc, char **argv);	/* argv[0] is the subcommand name */
+};
+
+extern const struct command commands[];
+extern const int nr_commands;
+
+int cmd_run(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+/* Exit codes of lkvm itself (a guest's own status passes through otherwise). */
+#define EXIT_USAGE 1	/* bad command line, bad input file, no KVM */
+#define EXIT_GUEST_CRASH 2	/* triple fault, KVM internal error */
+
+#define LKVM_VERSION "0.1"
+
+#endif

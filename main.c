@@ -1,0 +1,24 @@
+/* lkvm: command dispatch only. */
+#include <stdio.h>
+#include <string.h>
+#include "commands.h"
+
+const struct command commands[] = {
+	{ "run", "boot a kernel or test image in a new VM", cmd_run },
+	{ "version", "print the version", cmd_version },
+	{ "help", "list the commands", cmd_help },
+};
+const int nr_commands = sizeof(commands) / sizeof(commands[0]);
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return cmd_help(argc, argv) ? EXIT_USAGE : (argc < 2 ? EXIT_USAGE : 0);
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(argc - 1, argv + 1);
+	for (int i = 0; i < nr_commands; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "lkvm: unknown command '%s' (see 'lkvm help')\n", argv[1]);
+	return EXIT_USAGE;
+}
