@@ -53,7 +53,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 unit: $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 
-check: all unit
+check: all $(UNIT_BINS)
 	@sh tests/run-all.sh $(BUILD)
 
 demo: all

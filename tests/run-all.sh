@@ -1,0 +1,36 @@
+#!/bin/sh
+# make check, after the unit tests: host-side shell tests, then every test that
+# needs a working /dev/kvm in one go through tests/kvm-env.sh (directly where
+# /dev/kvm works, else inside a QEMU TCG guest with nested SVM).
+# Each suite prints "<suite>: N passed, N failed"; we sum them at the end.
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+UNITS=$(ls "$BUILD"/tests/unit/test_* 2>/dev/null | grep -v '\.d$')
+
+echo "== unit tests"
+sh tests/run-unit.sh $UNITS 2>&1 | tee -a "$log"
+grep -q '^unit tests: [0-9]* passed, 0 failed' "$log" || status=1
+
+for t in tests/qcow2-interop.sh tests/host/*.sh; do
+	[ -f "$t" ] || continue
+	echo "== $t"
+	sh "$t" "$BUILD" 2>&1 | tee -a "$log"
+	[ "$(tail -n 1 "$log" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')" = "0" ] || status=1
+done
+
+# One trip into the KVM environment for the guest and boot suites.
+echo "== guest tests (needs /dev/kvm)"
+sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" 2>&1 | tee -a "$log"
+kvm_rc=$(tr -d '\r' < "$log" | grep -c '^KVM-SUITES-OK$')
+[ "$kvm_rc" -ge 1 ] || status=1
+
+pass=0; fail=0
+for n in $(tr -d '\r' < "$log" | grep -v '^unit: ' | sed -n 's/^[a-z0-9 -]*: \([0-9]*\) passed, \([0-9]*\) failed.*/\1:\2/p'); do
+	pass=$((pass + ${n%%:*})); fail=$((fail + ${n##*:}))
+done
+[ "$fail" -eq 0 ] || status=1
+echo "all tests: $pass passed, $fail failed"
+exit $status
