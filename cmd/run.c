@@ -12,6 +12,7 @@
 /* Sent ahead of -p: serial console, and resets through the i8042 end the VM. */
 #define DEFAULT_PARAMS_SERIAL "console=ttyS0 reboot=k"
 #define DEFAULT_PARAMS_VIRTIO "console=hvc0 reboot=k"
+#define BASELINE_PARAMS "noxsave clearcpuid=cx16,popcnt,smap,smep,fsgsbase,invpcid,pcid,avx,avx2,rdtscp nopti"
 
 static void run_usage(FILE *out)
 {
@@ -162,9 +163,17 @@ int cmd_run(int argc, char **argv)
 		return bad("unexpected argument '%s' (see 'lkvm run --help')", argv[optind]);
 	if (!cfg.kernel)
 		return bad("%s", "no kernel given: use -k KERNEL (see 'lkvm run --help')");
+	if (cfg.cpu == CPU_AUTO) {
+		cfg.cpu = kvm_host_emulates_ring0() ? CPU_BASELINE : CPU_HOST;
+		if (cfg.cpu == CPU_BASELINE)
+			pr_info("this host's KVM emulates guest ring 0 (kvm_pvm): using --cpu baseline");
+	}
 	const char *defaults = no_default ? "" :
 			       cfg.console == CONSOLE_VIRTIO ? DEFAULT_PARAMS_VIRTIO : DEFAULT_PARAMS_SERIAL;
-	char *cmdline = join_params(defaults, user_params);
+	/* CPUID masking does not reach the guest on such hosts: tell Linux too. */
+	char *base = join_params(defaults, cfg.cpu == CPU_BASELINE && !no_default ? BASELINE_PARAMS : NULL);
+	char *cmdline = join_params(base, user_params);
+	free(base);
 	cfg.cmdline = cmdline;
 
 	struct vm vm;

@@ -89,6 +89,8 @@ int vm_run(struct vm *vm);	/* start vCPUs, wait for the end; returns exit status
 void vm_destroy(struct vm *vm);
 void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status);
 bool vm_stopping(struct vm *vm);
+/* True on hosts whose KVM emulates guest ring 0 (PVM): use --cpu baseline there. */
+bool kvm_host_emulates_ring0(void);
 
 /* kvm/irq.c: level-triggered lines on the in-kernel IOAPIC/PIC, and MSIs. */
 void vm_irq_line(struct vm *vm, unsigned gsi, int level);

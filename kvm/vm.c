@@ -57,6 +57,12 @@ static int open_kvm(void)
 	return fd;
 }
 
+bool kvm_host_emulates_ring0(void)
+{
+	/* PVM runs guest ring 0 through KVM's instruction emulator. */
+	return access("/sys/module/kvm_pvm", F_OK) == 0 && access("/dev/kvm", F_OK) == 0;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
