@@ -5,6 +5,13 @@
 
 const struct command commands[] = {
 	{ "run", "boot a kernel or test image in a new VM", cmd_run },
+	{ "list", "list running VMs", cmd_list },
+	{ "stop", "power a running VM off", cmd_stop },
+	{ "pause", "pause a running VM", cmd_pause },
+	{ "resume", "resume a paused VM", cmd_resume },
+	{ "debug", "show a running VM's vCPU registers and stacks", cmd_debug },
+	{ "stat", "show a running VM's exit and I/O counters", cmd_stat },
+	{ "balloon", "inflate or deflate a VM's memory balloon", cmd_balloon },
 	{ "version", "print the version", cmd_version },
 	{ "help", "list the commands", cmd_help },
 };

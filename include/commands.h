@@ -14,6 +14,13 @@ extern const int nr_commands;
 int cmd_run(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_balloon(int argc, char **argv);
 
 /* Exit codes of lkvm itself (a guest's own status passes through otherwise). */
 #define EXIT_USAGE 1	/* bad command line, bad input file, no KVM */

@@ -50,6 +50,7 @@ struct vcpu {
 	pthread_t thread;
 	uint64_t exits;
 	uint64_t exits_io, exits_mmio, exits_emulated;
+	uint64_t pio_reads, pio_writes, mmio_reads, mmio_writes;
 };
 
 /* Where guest-side stats and exit status are gathered; written from any thread. */
@@ -72,6 +73,13 @@ struct vm {
 	struct kvm_irq_routing *routing;	/* current GSI routing table */
 	unsigned next_gsi;
 
+	/* Pause: vCPU threads park outside KVM_RUN while paused is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool paused;
+	int parked;
+	struct control *control;
+
 	/* Set once; the first reason to stop wins. */
 	int exit_reason;	/* enum vm_exit_reason, atomic */
 	int exit_status;	/* process exit status to use */
@@ -89,6 +97,11 @@ int vm_run(struct vm *vm);	/* start vCPUs, wait for the end; returns exit status
 void vm_destroy(struct vm *vm);
 void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status);
 bool vm_stopping(struct vm *vm);
+/* Park every vCPU outside KVM_RUN (returns when all are parked) / let them go. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+void vcpu_park_if_paused(struct vcpu *v);
+
 /* True on hosts whose KVM emulates guest ring 0 (PVM): use --cpu baseline there. */
 bool kvm_host_emulates_ring0(void);
 

@@ -78,6 +78,10 @@ static void handle_io(struct vcpu *v)
 		bus_access(&v->vm->pio, run->io.port, data, run->io.size, wr);
 		data += run->io.size;
 	}
+	if (wr)
+		v->pio_writes += run->io.count;
+	else
+		v->pio_reads += run->io.count;
 	v->exits_io++;
 }
 
@@ -120,9 +124,10 @@ void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (!vm_stopping(vm)) {
+		vcpu_park_if_paused(v);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				v->run->immediate_exit = 0;
+				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
 				continue;
 			}
 			err_errno("vCPU %d: KVM_RUN", v->id);
@@ -138,6 +143,10 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_MMIO:
 			bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len, run->mmio.is_write);
+			if (run->mmio.is_write)
+				v->mmio_writes++;
+			else
+				v->mmio_reads++;
 			v->exits_mmio++;
 			break;
 		case KVM_EXIT_HLT:

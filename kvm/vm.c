@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include "boot.h"
+#include "control.h"
 #include "devices.h"
 #include "evloop.h"
 #include "term.h"
@@ -70,6 +71,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->sys_fd = vm->vm_fd = -1;
 	vm->nr_vcpus = cfg->nr_cpus;
 	pthread_mutex_init(&vm->irq_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->pio.log_unhandled = vm->mmio.log_unhandled = cfg->debug_ioport;
@@ -120,7 +123,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
 			return -1;
-	return 0;
+	return control_start(vm);
 }
 
 bool vm_stopping(struct vm *vm)
@@ -142,6 +145,51 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status)
 					__ATOMIC_ACQUIRE))
 		__atomic_store_n(&vm->exit_status, status, __ATOMIC_RELEASE);
 	wake_main();
+}
+
+static void kick_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->thread)
+			continue;
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		pthread_kill(v->thread, SIGUSR1);
+	}
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm->paused) {
+		__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
+		kick_vcpus(vm);
+		while (vm->parked < vm->nr_vcpus && !vm_stopping(vm))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vcpu_park_if_paused(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	if (!__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->paused && !vm_stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static void on_signal(int sig)
@@ -189,14 +237,11 @@ int vm_run(struct vm *vm)
 		if (read(exit_efd, &v, sizeof(v)) < 0 && errno != EINTR)
 			break;
 	}
-	/* Kick every vCPU out of KVM_RUN and wait for it. */
-	for (int i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		if (!v->thread)
-			continue;
-		v->run->immediate_exit = 1;
-		pthread_kill(v->thread, SIGUSR1);
-	}
+	/* Wake parked vCPUs, kick running ones out of KVM_RUN, wait for all. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	kick_vcpus(vm);
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].thread)
 			pthread_join(vm->vcpus[i].thread, NULL);
@@ -208,6 +253,7 @@ int vm_run(struct vm *vm)
 void vm_destroy(struct vm *vm)
 {
 	term_restore();
+	control_stop(vm);
 	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].fd >= 0)
 			close(vm->vcpus[i].fd);
