@@ -33,6 +33,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Syscall names for seccomp reports, from the installed kernel headers.
+$(BUILD)/gen/syscall_names.h: /usr/include/x86_64-linux-gnu/asm/unistd_64.h
+	@mkdir -p $(dir $@)
+	sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/[\2] = "\1",/p' $< > $@
+
+$(BUILD)/kvm/seccomp.o: $(BUILD)/gen/syscall_names.h
+CFLAGS += -I$(BUILD)/gen
+
 # The bundled BIOS: 16-bit code assembled from source, linked flat, embedded.
 $(BUILD)/bios/bios.bin: bios/bios.S bios/bios.ld
 	@mkdir -p $(dir $@)

@@ -32,12 +32,13 @@ static void run_usage(FILE *out)
 		"      --flat[=ADDR]      load KERNEL as a flat real-mode binary at ADDR (default 0x10000)\n"
 		"      --debug-ioport     log port and MMIO accesses no device claims\n"
 		"      --no-emulate       stop on instructions KVM cannot emulate instead of emulating them\n"
+		"      --no-seccomp       do not confine lkvm to its syscall allowlist\n"
 		"  -q, --quiet / -v, --verbose\n"
 		"  -h, --help\n"
 		"Ctrl-A x quits; Ctrl-A Ctrl-A sends Ctrl-A.\n");
 }
 
-enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT };
+enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT, OPT_NO_SECCOMP };
 
 static const struct option run_opts[] = {
 	{ "kernel", required_argument, 0, 'k' },
@@ -54,6 +55,7 @@ static const struct option run_opts[] = {
 	{ "debug-ioport", no_argument, 0, OPT_DEBUG_IOPORT },
 	{ "no-emulate", no_argument, 0, OPT_NO_EMULATE },
 	{ "no-default-params", no_argument, 0, OPT_NO_DEFAULT },
+	{ "no-seccomp", no_argument, 0, OPT_NO_SECCOMP },
 	{ "quiet", no_argument, 0, 'q' },
 	{ "verbose", no_argument, 0, 'v' },
 	{ "help", no_argument, 0, 'h' },
@@ -152,6 +154,7 @@ int cmd_run(int argc, char **argv)
 		case OPT_DEBUG_IOPORT: cfg.debug_ioport = true; break;
 		case OPT_NO_EMULATE: cfg.no_emulate = true; break;
 		case OPT_NO_DEFAULT: no_default = true; break;
+		case OPT_NO_SECCOMP: cfg.no_seccomp = true; break;
 		case 'q': log_level = 0; break;
 		case 'v': log_level = 2; break;
 		case 'h': run_usage(stdout); return 0;
@@ -183,8 +186,10 @@ int cmd_run(int argc, char **argv)
 		status = EXIT_USAGE;
 	} else {
 		status = vm_run(&vm);
-		if (vm.exit_reason == VM_ERROR && status == 1)
+		if (status < 0 || (vm.exit_reason == VM_ERROR && status == 1)) {
 			fprintf(stderr, "lkvm: %s\r\n", err_msg());
+			status = EXIT_USAGE;
+		}
 	}
 	vm_destroy(&vm);
 	free(cmdline);

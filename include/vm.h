@@ -39,6 +39,8 @@ struct vm_config {
 	int nr_disks;
 	struct disk_opt disks[MAX_DISKS];
 	bool no_emulate;	/* do not emulate instructions KVM rejects */
+	bool no_seccomp;	/* skip the syscall allowlist */
+	bool needs_files;	/* a device serves host files (9p): widen the allowlist */
 };
 
 struct vcpu {

@@ -95,6 +95,8 @@ int evloop_poll(struct evloop *l, int timeout_ms)
 static void *evloop_thread(void *arg)
 {
 	struct evloop *l = arg;
+	/* Named from inside: naming another thread opens /proc, which seccomp forbids. */
+	pthread_setname_np(pthread_self(), "lkvm-events");
 	while (evloop_poll(l, -1) >= 0)
 		;
 	return NULL;
@@ -104,7 +106,6 @@ int evloop_start(struct evloop *l)
 {
 	if (pthread_create(&l->thread, NULL, evloop_thread, l))
 		return err_set("cannot start the event-loop thread");
-	pthread_setname_np(l->thread, "lkvm-events");
 	l->running = true;
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include "boot.h"
 #include "control.h"
 #include "devices.h"
+#include "seccomp.h"
 #include "evloop.h"
 #include "term.h"
 #include "util.h"
@@ -223,6 +224,9 @@ int vm_run(struct vm *vm)
 	if (exit_efd < 0)
 		return err_errno("eventfd");
 	install_signals(vm);
+	/* Set-up is over: from here on only the allowlisted syscalls. */
+	if (!vm->cfg.no_seccomp && seccomp_install(vm->cfg.needs_files) < 0)
+		return -1;
 	if (term_init(vm) < 0 || evloop_start(vm->loop) < 0)
 		return -1;
 	for (int i = 0; i < vm->nr_vcpus; i++) {

@@ -1,0 +1,17 @@
+/* seccomp-bpf allowlist for every lkvm thread, installed after set-up. */
+#ifndef LKVM_SECCOMP_H
+#define LKVM_SECCOMP_H
+
+#include <stdbool.h>
+
+/*
+ * Install the filter on all threads (TSYNC). A syscall outside the list
+ * raises SIGSYS, whose handler restores the terminal, names the syscall on
+ * stderr and exits with status 2. with_files adds what a shared-folder
+ * (9p) device needs.
+ */
+int seccomp_install(bool with_files);
+/* Name of syscall nr ("?" if unknown); exposed for tests. */
+const char *syscall_name(long nr);
+
+#endif
