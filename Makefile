@@ -67,12 +67,15 @@ check: all $(UNIT_BINS)
 demo: all
 	@sh tests/demo.sh
 
+fuzz:
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 bench: all
 	@sh bench/run.sh
 
 clean:
-	rm -rf build build-san lkvm
+	rm -rf build build-san build-fuzz lkvm
 
-.PHONY: all lkvm unit check demo bench clean guests
+.PHONY: all lkvm unit check demo bench clean guests fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -101,31 +101,40 @@ int bzimage_parse(const char *path, const uint8_t *buf, size_t len, struct bzima
 	return 0;
 }
 
+/* Headers are copied out: a file's offsets need not be aligned. */
+static Elf64_Phdr phdr_at(const uint8_t *buf, const Elf64_Ehdr *eh, int i)
+{
+	Elf64_Phdr ph;
+	memcpy(&ph, buf + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
+	return ph;
+}
+
 int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info *ei)
 {
 	memset(ei, 0, sizeof(*ei));
 	if (len < sizeof(Elf64_Ehdr) || memcmp(buf, ELFMAG, SELFMAG))
 		return err_set("%s: not an ELF file", path);
-	const Elf64_Ehdr *eh = (const void *)buf;
-	if (buf[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64)
+	Elf64_Ehdr eh;
+	memcpy(&eh, buf, sizeof(eh));
+	if (buf[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
 		return err_set("%s: not an x86-64 ELF image", path);
-	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 || eh->e_phnum > 64 ||
-	    eh->e_phoff > len || (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > len - eh->e_phoff)
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 64 ||
+	    eh.e_phoff > len || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > len - eh.e_phoff)
 		return err_set("%s: corrupt ELF program headers", path);
-	const Elf64_Phdr *ph = (const void *)(buf + eh->e_phoff);
 	ei->lo = UINT64_MAX;
-	for (int i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_offset > len || ph[i].p_filesz > len - ph[i].p_offset)
+	for (int i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph = phdr_at(buf, &eh, i);
+		if (ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
 			return err_set("%s: ELF segment %d lies outside the file", path, i);
-		if (ph[i].p_type == PT_LOAD) {
-			if (ph[i].p_memsz < ph[i].p_filesz || ph[i].p_paddr + ph[i].p_memsz < ph[i].p_paddr)
+		if (ph.p_type == PT_LOAD) {
+			if (ph.p_memsz < ph.p_filesz || ph.p_paddr + ph.p_memsz < ph.p_paddr)
 				return err_set("%s: ELF segment %d has bad sizes", path, i);
-			ei->lo = MIN(ei->lo, ph[i].p_paddr);
-			ei->hi = MAX(ei->hi, ph[i].p_paddr + ph[i].p_memsz);
-		} else if (ph[i].p_type == PT_NOTE) {
+			ei->lo = MIN(ei->lo, ph.p_paddr);
+			ei->hi = MAX(ei->hi, ph.p_paddr + ph.p_memsz);
+		} else if (ph.p_type == PT_NOTE) {
 			/* Walk notes looking for Xen's PVH 32-bit entry point. */
-			uint64_t off = 0, n = ph[i].p_filesz;
-			const uint8_t *p = buf + ph[i].p_offset;
+			uint64_t off = 0, n = ph.p_filesz;
+			const uint8_t *p = buf + ph.p_offset;
 			while (off + 12 <= n) {
 				uint32_t namesz = get_le32(p + off), descsz = get_le32(p + off + 4), type = get_le32(p + off + 8);
 				uint64_t name_off = off + 12, desc_off = name_off + ALIGN_UP((uint64_t)namesz, 4);
@@ -142,27 +151,30 @@ int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info 
 	if (ei->lo == UINT64_MAX)
 		return err_set("%s: ELF image has no loadable segments", path);
 	/* vmlinux's e_entry is a virtual address; map it through the segment that holds it. */
-	ei->entry = eh->e_entry;
-	for (int i = 0; i < eh->e_phnum; i++)
-		if (ph[i].p_type == PT_LOAD && eh->e_entry >= ph[i].p_vaddr && eh->e_entry - ph[i].p_vaddr < ph[i].p_memsz)
-			ei->entry = ph[i].p_paddr + (eh->e_entry - ph[i].p_vaddr);
+	ei->entry = eh.e_entry;
+	for (int i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph = phdr_at(buf, &eh, i);
+		if (ph.p_type == PT_LOAD && eh.e_entry >= ph.p_vaddr && eh.e_entry - ph.p_vaddr < ph.p_memsz)
+			ei->entry = ph.p_paddr + (eh.e_entry - ph.p_vaddr);
+	}
 	return 0;
 }
 
 int elf_load(struct vm *vm, const char *path, const uint8_t *buf, size_t len)
 {
-	const Elf64_Ehdr *eh = (const void *)buf;
-	const Elf64_Phdr *ph = (const void *)(buf + eh->e_phoff);
-	for (int i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz)
+	Elf64_Ehdr eh;
+	memcpy(&eh, buf, sizeof(eh));
+	for (int i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph = phdr_at(buf, &eh, i);
+		if (ph.p_type != PT_LOAD || !ph.p_memsz)
 			continue;
-		uint8_t *dst = guest_ptr(&vm->mem, ph[i].p_paddr, ph[i].p_memsz);
+		uint8_t *dst = guest_ptr(&vm->mem, ph.p_paddr, ph.p_memsz);
 		if (!dst)
 			return err_set("%s: segment at 0x%llx+0x%llx does not fit in guest RAM (-m %llu)", path,
-				       (unsigned long long)ph[i].p_paddr, (unsigned long long)ph[i].p_memsz,
+				       (unsigned long long)ph.p_paddr, (unsigned long long)ph.p_memsz,
 				       (unsigned long long)(vm->mem.ram_size >> 20));
-		memcpy(dst, buf + ph[i].p_offset, ph[i].p_filesz);
-		memset(dst + ph[i].p_filesz, 0, ph[i].p_memsz - ph[i].p_filesz);
+		memcpy(dst, buf + ph.p_offset, ph.p_filesz);
+		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 	}
 	return 0;
 }

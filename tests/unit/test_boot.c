@@ -131,6 +131,18 @@ TEST(elf)
 	CHECK_EQ(elf_parse("short", buf, 10, &ei), -1);
 }
 
+/* Fuzzer find: program headers at an unaligned offset must parse, not fault. */
+TEST(elf_unaligned)
+{
+	uint8_t buf[0x500];
+	struct elf_info ei;
+	size_t len = make_elf(buf, sizeof(buf), false);
+	memmove(buf + 0x41, buf + 0x40, sizeof(Elf64_Phdr));
+	((Elf64_Ehdr *)buf)->e_phoff = 0x41;
+	CHECK_EQ(elf_parse("unaligned", buf, len, &ei), 0);
+	CHECK_EQ(ei.lo, 0x1000000);
+}
+
 TEST(e820_and_memory)
 {
 	struct guest_mem m;

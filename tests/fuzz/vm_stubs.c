@@ -1,0 +1,12 @@
+/* What control.c needs from the VM, for fuzzing without KVM or threads. */
+#include "vm.h"
+
+void vm_pause(struct vm *vm) { vm->paused = true; }
+void vm_resume(struct vm *vm) { vm->paused = false; }
+void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status)
+{
+	vm->exit_reason = why;
+	vm->exit_status = status;
+}
+void vcpu_dump(struct vcpu *v, FILE *out) {}
+int evloop_add(struct evloop *l, int fd, uint32_t events, void (*cb)(void *, uint32_t), void *ctx) { return -1; }
