@@ -37,6 +37,8 @@ struct pci_dev {
 	uint8_t wmask[PCI_CFG_SIZE];	/* bits the guest may change */
 	struct pci_bar bar[6];
 	int slot;			/* device number on bus 0, set by pci_register */
+	uint8_t cap_end;		/* first free config byte after the capabilities */
+	uint8_t cap_last;		/* offset of the last capability, 0 if none */
 	unsigned irq_pin_gsi;		/* legacy INTx GSI */
 	/* Optional: called after a config write the generic code applied. */
 	void (*cfg_written)(struct pci_dev *d, unsigned off, int len);
