@@ -1,0 +1,91 @@
+/*
+ * Ports guests use to talk to the VMM rather than to hardware: the POST code
+ * port 0x80 (firmware progress, also Linux's I/O delay), the debug-exit port
+ * that ends the VM with a status (test guests, sandboxes), and the PIIX4 PM
+ * control port 0x604 that some test code writes SLP_EN to for a poweroff.
+ */
+#include <pthread.h>
+#include "bus.h"
+#include "hw.h"
+#include "util.h"
+#include "vm.h"
+
+#define POST_PORT 0x80
+#define PM1_CNT_PORT 0x604
+#define PM1_CNT_SLP_EN 0x2000
+
+struct debug_ports {
+	struct vm *vm;
+	int post_code;		/* -1 until the first write; atomic */
+	struct debug_ports *next;
+};
+
+/* Every instance stays reachable here so debug_post_code() can find it per VM. */
+static struct debug_ports *all_ports;
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void post_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	struct debug_ports *d = ctx;
+	__atomic_store_n(&d->post_code, ((const uint8_t *)data)[0], __ATOMIC_RELAXED);
+}
+
+static void post_read(void *ctx, uint64_t off, void *data, int len)
+{
+	struct debug_ports *d = ctx;
+	int v = __atomic_load_n(&d->post_code, __ATOMIC_RELAXED);
+	u64_to_bytes(data, len, v < 0 ? 0xff : v);
+}
+
+static void exit_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	struct debug_ports *d = ctx;
+	/* Any width at any offset of the port: the low byte written is the status. */
+	vm_request_exit(d->vm, VM_POWEROFF, (int)(bytes_to_u64(data, len) & 0xff));
+}
+
+static void pm_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	struct debug_ports *d = ctx;
+	if (off == 0 && len >= 2 && (bytes_to_u64(data, len) & PM1_CNT_SLP_EN))
+		vm_request_exit(d->vm, VM_POWEROFF, 0);
+}
+
+static void pm_read(void *ctx, uint64_t off, void *data, int len)
+{
+	u64_to_bytes(data, len, 0);
+}
+
+static const struct bus_ops post_ops = { .read = post_read, .write = post_write };
+static const struct bus_ops exit_ops = { .write = exit_write };
+static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
+
+int debug_ports_init(struct vm *vm)
+{
+	struct debug_ports *d = xcalloc(1, sizeof(*d));
+	d->vm = vm;
+	d->post_code = -1;
+	pthread_mutex_lock(&all_lock);
+	d->next = all_ports;
+	all_ports = d;
+	pthread_mutex_unlock(&all_lock);
+	if (bus_register(&vm->pio, POST_PORT, 1, &post_ops, d, "post") < 0 ||
+	    bus_register(&vm->pio, DEBUG_EXIT_PORT, 4, &exit_ops, d, "debug-exit") < 0 ||
+	    bus_register(&vm->pio, PM1_CNT_PORT, 2, &pm_ops, d, "pm1-cnt") < 0)
+		return -1;
+	return 0;
+}
+
+int debug_post_code(struct vm *vm)
+{
+	int v = -1;
+	pthread_mutex_lock(&all_lock);
+	for (struct debug_ports *d = all_ports; d; d = d->next) {
+		if (d->vm == vm) {
+			v = __atomic_load_n(&d->post_code, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&all_lock);
+	return v;
+}
