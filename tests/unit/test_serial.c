@@ -1,0 +1,270 @@
+/* 16550A UART: driven through the port bus exactly as a vCPU would. */
+#include "test.h"
+#include "bus.h"
+#include "hw.h"
+#include "util.h"
+#include "vm.h"
+
+#define COM1 0x3f8
+#define COM3 0x3e8
+
+static int irq_level[16];
+static int irq_changes[16];
+
+static void irq_rec(struct vm *vm, unsigned gsi, int level)
+{
+	if (gsi < 16) {
+		irq_level[gsi] = level;
+		irq_changes[gsi]++;
+	}
+}
+
+static char outbuf[256];
+static size_t outlen;
+
+static void capture(void *ctx, const void *buf, size_t len)
+{
+	for (size_t i = 0; i < len && outlen < sizeof(outbuf); i++)
+		outbuf[outlen++] = ((const char *)buf)[i];
+}
+
+static void setup(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = -1;
+	vm->cfg.console = CONSOLE_VIRTIO;	/* keep the terminal's sink out of it */
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	vm->irq_hook = irq_rec;
+	memset(irq_level, 0, sizeof(irq_level));
+	memset(irq_changes, 0, sizeof(irq_changes));
+	outlen = 0;
+	CHECK_EQ(serial_init(vm), 0);
+	serial_set_output(serial_port(vm, 0), capture, NULL);
+}
+
+static void teardown(struct vm *vm)
+{
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+}
+
+static uint8_t inb(struct vm *vm, uint16_t port)
+{
+	uint8_t v = 0;
+	CHECK(bus_access(&vm->pio, port, &v, 1, false));
+	return v;
+}
+
+static void outb(struct vm *vm, uint16_t port, uint8_t v)
+{
+	CHECK(bus_access(&vm->pio, port, &v, 1, true));
+}
+
+TEST(transmit)
+{
+	struct vm vm;
+	setup(&vm);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x60, 0x60);	/* THRE and TEMT */
+	outb(&vm, COM1, 'h');
+	outb(&vm, COM1, 'i');
+	CHECK_EQ(outlen, 2);
+	CHECK(!memcmp(outbuf, "hi", 2));
+	/* Other ports' output goes nowhere, and not to ttyS0's sink. */
+	outb(&vm, 0x2f8, 'x');
+	CHECK_EQ(outlen, 2);
+	teardown(&vm);
+}
+
+TEST(divisor_latch)
+{
+	struct vm vm;
+	setup(&vm);
+	outb(&vm, COM1 + 3, 0x83);	/* DLAB, 8N1 */
+	outb(&vm, COM1 + 0, 0x01);
+	outb(&vm, COM1 + 1, 0x02);
+	CHECK_EQ(inb(&vm, COM1 + 0), 0x01);
+	CHECK_EQ(inb(&vm, COM1 + 1), 0x02);
+	CHECK_EQ(outlen, 0);	/* DLL writes are not characters */
+	outb(&vm, COM1 + 3, 0x03);
+	CHECK_EQ(inb(&vm, COM1 + 1), 0);	/* IER again, untouched */
+	outb(&vm, COM1 + 1, 0xff);
+	CHECK_EQ(inb(&vm, COM1 + 1), 0x0f);	/* only the four 16550A enables stick */
+	outb(&vm, COM1 + 3, 0x83);
+	CHECK_EQ(inb(&vm, COM1 + 1), 0x02);	/* DLM kept */
+	CHECK_EQ(inb(&vm, COM1 + 3), 0x83);
+	outb(&vm, COM1 + 7, 0x5a);
+	CHECK_EQ(inb(&vm, COM1 + 7), 0x5a);	/* scratch */
+	teardown(&vm);
+}
+
+TEST(fifo_fill_drain)
+{
+	struct vm vm;
+	setup(&vm);
+	void *p = serial_port(&vm, 0);
+	CHECK(p != NULL);
+	CHECK(serial_port(&vm, 4) == NULL);
+	outb(&vm, COM1 + 2, 0x07);	/* FIFO on, cleared, trigger 1 */
+	CHECK_EQ(inb(&vm, COM1 + 2) & 0xc0, 0xc0);	/* 16550A: both FIFO bits */
+	uint8_t in[40];
+	for (int i = 0; i < 40; i++)
+		in[i] = 'A' + i;
+	serial_input(p, in, sizeof(in));
+	/* 40 bytes arrive, the 16-byte FIFO never overruns: the rest waits in the ring. */
+	for (int i = 0; i < 40; i++) {
+		CHECK_EQ(inb(&vm, COM1 + 5) & 0x03, 0x01);	/* DR, no OE */
+		CHECK_EQ(inb(&vm, COM1), 'A' + i);
+	}
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x01, 0);
+	/* FCR clear-RX drops what the FIFO holds; the next input still arrives. */
+	serial_input(p, (const uint8_t *)"xy", 2);
+	outb(&vm, COM1 + 2, 0x03);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x01, 0);
+	serial_input(p, (const uint8_t *)"z", 1);
+	CHECK_EQ(inb(&vm, COM1), 'z');
+	teardown(&vm);
+}
+
+TEST(loopback)
+{
+	struct vm vm;
+	setup(&vm);
+	/* Linux's probe: loopback with RTS and OUT2 must read CTS and DCD. */
+	outb(&vm, COM1 + 4, 0x1a);
+	CHECK_EQ(inb(&vm, COM1 + 6) & 0xf0, 0x90);
+	outb(&vm, COM1 + 4, 0x1f);
+	CHECK_EQ(inb(&vm, COM1 + 6) & 0xf0, 0xf0);
+	outb(&vm, COM1 + 4, 0x10);
+	CHECK_EQ(inb(&vm, COM1 + 6) & 0xf0, 0x00);
+	/* Characters come back to the receiver instead of going out. */
+	outb(&vm, COM1 + 2, 0x01);
+	outb(&vm, COM1, 0x42);
+	outb(&vm, COM1, 0x43);
+	CHECK_EQ(outlen, 0);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 1, 1);
+	CHECK_EQ(inb(&vm, COM1), 0x42);
+	CHECK_EQ(inb(&vm, COM1), 0x43);
+	/* Overrun: 17 characters into a 16-byte FIFO sets OE, read once. */
+	for (int i = 0; i < 17; i++)
+		outb(&vm, COM1, i);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x03, 0x03);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x03, 0x01);
+	/* Host input waits while loopback disconnects the line. */
+	outb(&vm, COM1 + 2, 0x03);
+	serial_input(serial_port(&vm, 0), (const uint8_t *)"k", 1);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 1, 0);
+	outb(&vm, COM1 + 4, 0x08);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 1, 1);
+	CHECK_EQ(inb(&vm, COM1), 'k');
+	CHECK_EQ(inb(&vm, COM1 + 6) & 0xb0, 0xb0);	/* CTS DSR DCD outside loopback */
+	teardown(&vm);
+}
+
+TEST(iir_priorities)
+{
+	struct vm vm;
+	setup(&vm);
+	outb(&vm, COM1 + 4, 0x0b);	/* DTR RTS OUT2 */
+	CHECK_EQ(inb(&vm, COM1 + 2), 0x01);
+	CHECK_EQ(irq_level[4], 0);
+	/* Enabling THRI with THR empty interrupts at once; reading IIR acknowledges it. */
+	outb(&vm, COM1 + 1, 0x02);
+	CHECK_EQ(irq_level[4], 1);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0x02);
+	CHECK_EQ(irq_level[4], 0);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0x01);
+	/* Linux's THRE re-assert test: IER off and on again raises it again. */
+	outb(&vm, COM1 + 1, 0x00);
+	outb(&vm, COM1 + 1, 0x02);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0x02);
+	/* A transmitted byte empties THR again: another THRE. */
+	outb(&vm, COM1, 'a');
+	CHECK_EQ(irq_level[4], 1);
+	/* Received data outranks THRE; line status outranks received data. */
+	outb(&vm, COM1 + 1, 0x07);
+	outb(&vm, COM1 + 2, 0x01);	/* FIFO, trigger 1 */
+	serial_input(serial_port(&vm, 0), (const uint8_t *)"q", 1);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc4);
+	outb(&vm, COM1 + 4, 0x18);	/* loopback: make an overrun */
+	for (int i = 0; i < 16; i++)
+		outb(&vm, COM1, 'o');
+	CHECK_EQ(irq_level[4], 0);	/* loopback disconnects the interrupt */
+	outb(&vm, COM1 + 4, 0x08);
+	CHECK_EQ(irq_level[4], 1);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc6);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 0x02, 0x02);	/* reading LSR clears it */
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc4);
+	for (int i = 0; i < 16; i++)
+		inb(&vm, COM1);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc2);	/* THRE still pending */
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc1);
+	CHECK_EQ(irq_level[4], 0);
+	/* Trigger level: below it the FIFO reports a character timeout. */
+	outb(&vm, COM1 + 2, 0x81);	/* trigger 8 */
+	serial_input(serial_port(&vm, 0), (const uint8_t *)"abc", 3);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xcc);
+	serial_input(serial_port(&vm, 0), (const uint8_t *)"defgh", 5);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc4);
+	/* OUT2 gates the line, as on a PC. */
+	outb(&vm, COM1 + 4, 0x03);
+	CHECK_EQ(irq_level[4], 0);
+	outb(&vm, COM1 + 4, 0x0b);
+	CHECK_EQ(irq_level[4], 1);
+	/* Modem status: lowest priority, raised by MCR changes in loopback. */
+	outb(&vm, COM1 + 1, 0x08);
+	outb(&vm, COM1 + 2, 0x07);
+	inb(&vm, COM1 + 6);
+	CHECK_EQ(inb(&vm, COM1 + 2) & 0x0f, 0x01);
+	outb(&vm, COM1 + 4, 0x1a);
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc0);
+	CHECK_EQ(inb(&vm, COM1 + 6) & 0x0f, 0x02);	/* DSR dropped: DDSR */
+	CHECK_EQ(inb(&vm, COM1 + 2), 0xc1);
+	outb(&vm, COM1 + 4, 0x10);
+	CHECK_EQ(inb(&vm, COM1 + 6), 0x09);	/* CTS and DCD dropped: DCTS DDCD */
+	outb(&vm, COM1 + 4, 0x14);
+	outb(&vm, COM1 + 4, 0x10);
+	CHECK_EQ(inb(&vm, COM1 + 6), 0x04);	/* RI's trailing edge: TERI */
+	teardown(&vm);
+}
+
+TEST(shared_irq_line)
+{
+	struct vm vm;
+	setup(&vm);
+	/* ttyS0 and ttyS2 share IRQ 4: the line stays up while either asserts. */
+	outb(&vm, COM1 + 4, 0x08);
+	outb(&vm, COM3 + 4, 0x08);
+	outb(&vm, COM1 + 1, 0x02);
+	outb(&vm, COM3 + 1, 0x02);
+	CHECK_EQ(irq_level[4], 1);
+	CHECK_EQ(irq_changes[4], 1);
+	CHECK_EQ(inb(&vm, COM1 + 2) & 0x0f, 0x02);
+	CHECK_EQ(irq_level[4], 1);
+	CHECK_EQ(inb(&vm, COM3 + 2) & 0x0f, 0x02);
+	CHECK_EQ(irq_level[4], 0);
+	CHECK_EQ(irq_changes[4], 2);
+	CHECK_EQ(irq_changes[3], 0);
+	teardown(&vm);
+}
+
+TEST(wide_and_odd_accesses)
+{
+	struct vm vm;
+	setup(&vm);
+	/* A word write touches two consecutive registers; nothing past the port. */
+	uint8_t w[4] = { 0x0b, 0x00, 0x00, 0x00 };
+	CHECK(bus_access(&vm.pio, COM1 + 7, w, 4, true));
+	CHECK_EQ(inb(&vm, COM1 + 7), 0x0b);
+	uint8_t r[4];
+	CHECK(bus_access(&vm.pio, COM1 + 6, r, 4, false));
+	CHECK_EQ(r[1], 0x0b);
+	CHECK_EQ(r[2], 0xff);	/* beyond the device: unclaimed bytes read ones */
+	/* Reading an empty RBR is harmless. */
+	CHECK_EQ(inb(&vm, COM1 + 5) & 1, 0);
+	inb(&vm, COM1);
+	CHECK_EQ(inb(&vm, COM1 + 5) & 1, 0);
+	teardown(&vm);
+}
+
+TEST_MAIN()
