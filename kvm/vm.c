@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include "boot.h"
@@ -224,6 +225,8 @@ int vm_run(struct vm *vm)
 	if (exit_efd < 0)
 		return err_errno("eventfd");
 	install_signals(vm);
+	/* glibc reads /etc/localtime on the first gmtime_r (the RTC's); do it while files may be opened. */
+	tzset();
 	/* Set-up is over: from here on only the allowlisted syscalls. */
 	if (!vm->cfg.no_seccomp && seccomp_install(vm->cfg.needs_files) < 0)
 		return -1;
