@@ -1,0 +1,198 @@
+/* i8042: the sequences Linux's probe uses, interrupts, and the resets that end the VM. */
+#include "test.h"
+#include "bus.h"
+#include "hw.h"
+#include "util.h"
+#include "vm.h"
+
+static int irq_level[16], irq_raises[16];
+
+static void irq_rec(struct vm *vm, unsigned gsi, int level)
+{
+	if (gsi < 16) {
+		if (level && !irq_level[gsi])
+			irq_raises[gsi]++;
+		irq_level[gsi] = level;
+	}
+}
+
+static void setup(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = -1;
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	vm->irq_hook = irq_rec;
+	memset(irq_level, 0, sizeof(irq_level));
+	memset(irq_raises, 0, sizeof(irq_raises));
+	CHECK_EQ(i8042_init(vm), 0);
+}
+
+static void teardown(struct vm *vm)
+{
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+}
+
+static uint8_t inb(struct vm *vm, uint16_t port)
+{
+	uint8_t v = 0;
+	CHECK(bus_access(&vm->pio, port, &v, 1, false));
+	return v;
+}
+
+static void outb(struct vm *vm, uint16_t port, uint8_t v)
+{
+	CHECK(bus_access(&vm->pio, port, &v, 1, true));
+}
+
+/* i8042_command(): write the command, the parameter if any, poll OBF for the reply. */
+static int command(struct vm *vm, uint8_t cmd, int param)
+{
+	CHECK_EQ(inb(vm, 0x64) & 0x02, 0);	/* IBF never blocks */
+	outb(vm, 0x64, cmd);
+	if (param >= 0)
+		outb(vm, 0x60, param);
+	if (!(inb(vm, 0x64) & 0x01))
+		return -1;
+	return inb(vm, 0x60);
+}
+
+TEST(probe_sequence)
+{
+	struct vm vm;
+	setup(&vm);
+	/* Nothing to flush at first. */
+	CHECK_EQ(inb(&vm, 0x64) & 0x01, 0);
+	CHECK(inb(&vm, 0x64) & 0x10);	/* keylock off: no warning */
+	int ctr = command(&vm, 0x20, -1);
+	CHECK(ctr >= 0);
+	CHECK_EQ(command(&vm, 0x20, -1), ctr);	/* stable CTR read */
+	/* Linux disables the keyboard and its interrupt, then writes CTR back. */
+	ctr = (ctr | 0x10) & ~0x01;
+	CHECK_EQ(command(&vm, 0x60, ctr), -1);
+	CHECK_EQ(command(&vm, 0x20, -1), ctr);
+	CHECK_EQ(irq_level[1], 0);
+	memset(irq_raises, 0, sizeof(irq_raises));
+	CHECK_EQ(command(&vm, 0xaa, -1), 0x55);
+	CHECK(inb(&vm, 0x64) & 0x04);	/* SYS */
+	CHECK(inb(&vm, 0x64) & 0x08);	/* last write was a command */
+	CHECK_EQ(command(&vm, 0xab, -1), 0x00);
+	/* Aux: the loop command echoes with the aux bit, and the mux probe sees no mux. */
+	outb(&vm, 0x64, 0xd3);
+	outb(&vm, 0x60, 0x5a);
+	CHECK_EQ(inb(&vm, 0x64) & 0x21, 0x21);
+	CHECK_EQ(inb(&vm, 0x60), 0x5a);
+	CHECK_EQ(inb(&vm, 0x64) & 0x21, 0x00);
+	CHECK_EQ(command(&vm, 0xd3, 0xa4), 0xa4);
+	CHECK_EQ(command(&vm, 0xa9, -1), 0x00);
+	/* Port enable/disable bits are visible in CTR. */
+	command(&vm, 0xa7, -1);
+	CHECK(command(&vm, 0x20, -1) & 0x20);
+	command(&vm, 0xa8, -1);
+	CHECK_EQ(command(&vm, 0x20, -1) & 0x20, 0);
+	command(&vm, 0xae, -1);
+	CHECK_EQ(command(&vm, 0x20, -1) & 0x10, 0);
+	command(&vm, 0xad, -1);
+	CHECK(command(&vm, 0x20, -1) & 0x10);
+	/* Internal RAM beyond the command byte. */
+	command(&vm, 0x65, 0x77);
+	CHECK_EQ(command(&vm, 0x25, -1), 0x77);
+	/* Output port reads, and no interrupts while they are disabled. */
+	CHECK_EQ(command(&vm, 0xd0, -1) & 0x03, 0x03);
+	CHECK_EQ(irq_raises[1] + irq_raises[12], 0);
+	teardown(&vm);
+}
+
+TEST(keyboard_and_irqs)
+{
+	struct vm vm;
+	setup(&vm);
+	/* Keyboard interrupt on, translation on. */
+	command(&vm, 0x60, 0x45);
+	outb(&vm, 0x60, 0xff);	/* keyboard reset */
+	CHECK_EQ(irq_level[1], 1);
+	CHECK_EQ(inb(&vm, 0x60), 0xfa);
+	CHECK_EQ(irq_level[1], 1);	/* the BAT code follows */
+	CHECK_EQ(irq_raises[1], 2);	/* as a new edge */
+	CHECK_EQ(inb(&vm, 0x60), 0xaa);
+	CHECK_EQ(irq_level[1], 0);
+	outb(&vm, 0x60, 0xf2);	/* identify */
+	CHECK_EQ(inb(&vm, 0x60), 0xfa);
+	CHECK_EQ(inb(&vm, 0x60), 0xab);
+	CHECK_EQ(inb(&vm, 0x60), 0x41);
+	outb(&vm, 0x60, 0xed);	/* LEDs with their parameter */
+	CHECK_EQ(inb(&vm, 0x60), 0xfa);
+	outb(&vm, 0x60, 0x07);
+	CHECK_EQ(inb(&vm, 0x60), 0xfa);
+	outb(&vm, 0x60, 0xee);
+	CHECK_EQ(inb(&vm, 0x60), 0xee);
+	CHECK_EQ(irq_level[12], 0);
+	/* Aux data raises IRQ 12 only when its interrupt is enabled. */
+	outb(&vm, 0x64, 0xd3);
+	outb(&vm, 0x60, 0x11);
+	CHECK_EQ(irq_level[12], 0);
+	CHECK_EQ(irq_level[1], 0);	/* aux data never raises the keyboard's line */
+	CHECK_EQ(inb(&vm, 0x60), 0x11);
+	command(&vm, 0x60, 0x47);
+	outb(&vm, 0x64, 0xd3);
+	outb(&vm, 0x60, 0xa5);
+	CHECK_EQ(irq_level[12], 1);
+	CHECK_EQ(inb(&vm, 0x60), 0xa5);
+	CHECK_EQ(irq_level[12], 0);
+	/* No mouse: a byte for it comes back as a timeout right away. */
+	outb(&vm, 0x64, 0xd4);
+	outb(&vm, 0x60, 0xf2);
+	CHECK_EQ(inb(&vm, 0x64) & 0x61, 0x61);
+	CHECK_EQ(inb(&vm, 0x60), 0xfe);
+	/* Reading an empty buffer is harmless. */
+	inb(&vm, 0x60);
+	CHECK_EQ(inb(&vm, 0x64) & 0x01, 0);
+	teardown(&vm);
+}
+
+TEST(reset_command)
+{
+	struct vm vm;
+	setup(&vm);
+	outb(&vm, 0x64, 0xfe);
+	CHECK_EQ(vm.exit_reason, VM_RESET);
+	CHECK_EQ(vm.exit_status, 0);
+	teardown(&vm);
+
+	setup(&vm);
+	outb(&vm, 0x64, 0xff);	/* pulses nothing */
+	CHECK_EQ(vm.exit_reason, VM_RUNNING);
+	command(&vm, 0xd1, 0x03);	/* output port with reset high */
+	CHECK_EQ(vm.exit_reason, VM_RUNNING);
+	command(&vm, 0xd1, 0x02);	/* reset line low */
+	CHECK_EQ(vm.exit_reason, VM_RESET);
+	teardown(&vm);
+
+	setup(&vm);
+	CHECK_EQ(inb(&vm, 0x92) & 0x01, 0);
+	outb(&vm, 0x92, 0x02);
+	CHECK_EQ(vm.exit_reason, VM_RUNNING);
+	outb(&vm, 0x92, 0x03);	/* fast reset */
+	CHECK_EQ(vm.exit_reason, VM_RESET);
+	CHECK_EQ(vm.exit_status, 0);
+	teardown(&vm);
+}
+
+TEST(queue_overflow)
+{
+	struct vm vm;
+	setup(&vm);
+	/* A flood of replies nobody reads is bounded, and drains. */
+	for (int i = 0; i < 100; i++)
+		outb(&vm, 0x60, 0xff);
+	int n = 0;
+	while ((inb(&vm, 0x64) & 1) && n < 1000) {
+		inb(&vm, 0x60);
+		n++;
+	}
+	CHECK(n > 0 && n <= 17);
+	teardown(&vm);
+}
+
+TEST_MAIN()
