@@ -195,4 +195,36 @@ TEST(queue_overflow)
 	teardown(&vm);
 }
 
+/* The other ports that end the VM live in hw/debug_ports.c; tested here with the resets. */
+TEST(debug_ports)
+{
+	struct vm vm;
+	setup(&vm);
+	CHECK_EQ(debug_ports_init(&vm), 0);
+	CHECK_EQ(debug_post_code(&vm), -1);
+	outb(&vm, 0x80, 0x42);
+	CHECK_EQ(debug_post_code(&vm), 0x42);
+	CHECK_EQ(inb(&vm, 0x80), 0x42);
+	CHECK_EQ(vm.exit_reason, VM_RUNNING);
+	uint8_t v[4] = { 0x07, 0x01, 0, 0 };
+	CHECK(bus_access(&vm.pio, DEBUG_EXIT_PORT, v, 4, true));
+	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
+	CHECK_EQ(vm.exit_status, 7);	/* the low byte */
+	outb(&vm, 0x64, 0xfe);	/* the first reason wins */
+	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
+	teardown(&vm);
+
+	setup(&vm);
+	CHECK_EQ(debug_ports_init(&vm), 0);
+	uint8_t w[2] = { 0x00, 0x20 };
+	w[1] = 0x00;
+	CHECK(bus_access(&vm.pio, 0x604, w, 2, true));
+	CHECK_EQ(vm.exit_reason, VM_RUNNING);	/* no SLP_EN */
+	w[1] = 0x20;
+	CHECK(bus_access(&vm.pio, 0x604, w, 2, true));
+	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
+	CHECK_EQ(vm.exit_status, 0);
+	teardown(&vm);
+}
+
 TEST_MAIN()
