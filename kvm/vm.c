@@ -8,6 +8,7 @@
 #include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include "acpi.h"
 #include "boot.h"
 #include "control.h"
 #include "devices.h"
@@ -116,7 +117,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	for (int i = 0; i < nr_device_inits; i++)
 		if (device_inits[i].init(vm) < 0)
 			return -1;
-	if (x86_load_kernel(vm) < 0 || mptable_write(vm) < 0)
+	if (x86_load_kernel(vm) < 0 || mptable_write(vm) < 0 || acpi_setup(vm) < 0)
 		return -1;
 
 	vm->vcpus = xcalloc(vm->nr_vcpus, sizeof(*vm->vcpus));

@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <stdlib.h>
 #include <string.h>
+#include "acpi.h"
 #include "boot.h"
 #include "bios.h"
 #include "e820.h"
@@ -222,8 +223,11 @@ static int place_cmdline(struct vm *vm, uint64_t gpa, uint64_t max)
 	return guest_copy_to(&vm->mem, gpa, c, n + 1);
 }
 
+#define BP_ACPI_RSDP_ADDR 0x070
+
 static void fill_e820(struct vm *vm, uint8_t *bp)
 {
+	put_le64(bp + BP_ACPI_RSDP_ADDR, ACPI_TABLES_GPA);	/* spares the kernel its scan */
 	struct e820_entry map[E820_MAX];
 	int n = e820_build(&vm->mem, map, E820_MAX);
 	memcpy(bp + BP_E820_TABLE, map, n * sizeof(map[0]));
@@ -323,7 +327,7 @@ static int write_pvh_info(struct vm *vm, uint64_t initrd_gpa, uint64_t initrd_si
 	put_le32(si + 12, initrd_size ? 1 : 0);
 	put_le64(si + 16, initrd_size ? mod_gpa : 0);
 	put_le64(si + 24, BOOT_CMDLINE_GPA);
-	put_le64(si + 32, 0);	/* no ACPI RSDP */
+	put_le64(si + 32, ACPI_TABLES_GPA);	/* RSDP */
 	struct e820_entry map[E820_MAX];
 	int n = e820_build(&vm->mem, map, E820_MAX);
 	put_le64(si + 40, map_gpa);

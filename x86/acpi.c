@@ -1,0 +1,148 @@
+/*
+ * ACPI tables for kernels that find CPUs only through ACPI (Debian's, with
+ * MPPARSE off): RSDP, XSDT, a FADT whose PM1a control block powers the VM
+ * off, a DSDT holding just \_S5, and a MADT. Not "hardware reduced": Linux
+ * then assumes no 8259/PIT/legacy IRQs, and the 8250s stop interrupting.
+ * Layouts from the ACPI 6.4 specification, sections 5.2.5-5.2.12.
+ */
+#include <string.h>
+#include "acpi.h"
+#include "bus.h"
+#include "e820.h"
+#include "util.h"
+#include "vm.h"
+
+#define IOAPIC_ADDR 0xFEC00000u
+#define LAPIC_ADDR 0xFEE00000u
+#define FADT_WBINVD 1u
+#define FADT_RESET_REG_SUP (1u << 10)
+#define PM1_SCI_EN 0x0001
+#define PM1_SLP_EN 0x2000
+#define SLP_TYP_S5 5
+
+static uint8_t checksum(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+	while (n--)
+		s += *p++;
+	return (uint8_t)-s;
+}
+
+static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
+{
+	memcpy(t, sig, 4);
+	put_le32(t + 4, len);
+	t[8] = rev;
+	memcpy(t + 10, "LKVM  ", 6);
+	memcpy(t + 16, "LKVMACPI", 8);
+	put_le32(t + 24, 1);
+	memcpy(t + 28, "LKVM", 4);
+	put_le32(t + 32, 1);
+	t[9] = checksum(t, len);
+}
+
+/* Generic Address Structure for a byte-wide I/O port. */
+static void gas_io(uint8_t *g, uint16_t port)
+{
+	g[0] = 1;	/* system I/O space */
+	g[1] = 8;	/* bit width */
+	g[2] = 0;
+	g[3] = 1;	/* byte access */
+	put_le64(g + 4, port);
+}
+
+/*
+ * PM1a event block (status, enable) at ACPI_PM_PORT, control block at +4.
+ * ACPI mode is always on (SCI_EN, no SMI command port); writing SLP_EN with
+ * SLP_TYP 5 (S5, as \_S5 says) powers the VM off. No event ever fires.
+ */
+static void pm_read(void *ctx, uint64_t off, void *data, int len)
+{
+	u64_to_bytes(data, len, off == 4 ? PM1_SCI_EN : 0);
+}
+
+static void pm_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	if (off != 4 || len < 2)
+		return;
+	uint16_t v = get_le16(data);
+	if ((v & PM1_SLP_EN) && ((v >> 10) & 7) == SLP_TYP_S5)
+		vm_request_exit(ctx, VM_POWEROFF, 0);
+}
+static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
+
+size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap)
+{
+	/* \_S5 = Package() { 5, 0 }: AML NameOp, "_S5_", PackageOp, len, 2 elements. */
+	static const uint8_t aml_s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x05, 0x02, 0x0a, SLP_TYP_S5, 0x00 };
+	size_t rsdp = 0, xsdt = 48, fadt = xsdt + 36 + 2 * 8, dsdt = fadt + 276;
+	size_t madt = ALIGN_UP(dsdt + 36 + sizeof(aml_s5), 8);
+	size_t madt_len = 44 + ncpu * 8 + 12 + 10 + 6;
+	size_t end = madt + madt_len;
+	if (end > cap)
+		return 0;
+	memset(base, 0, end);
+
+	uint8_t *d = base + dsdt;
+	memcpy(d + 36, aml_s5, sizeof(aml_s5));
+	header(d, "DSDT", 36 + sizeof(aml_s5), 2);
+
+	uint8_t *m = base + madt, *e = m + 44;
+	put_le32(m + 36, LAPIC_ADDR);
+	put_le32(m + 40, 1);	/* PCAT_COMPAT: 8259s present (the kernel masks them) */
+	for (int i = 0; i < ncpu; i++, e += 8) {
+		e[0] = 0; e[1] = 8; e[2] = i; e[3] = i;
+		put_le32(e + 4, 1);	/* enabled */
+	}
+	e[0] = 1; e[1] = 12; e[2] = ncpu; put_le32(e + 4, IOAPIC_ADDR); put_le32(e + 8, 0);
+	e += 12;
+	/* SCI (IRQ 9) as KVM's IOAPIC sees KVM_IRQ_LINE: active high, level. */
+	e[0] = 2; e[1] = 10; e[2] = 0; e[3] = 9; put_le32(e + 4, 9); put_le16(e + 8, 0x0d);
+	e += 10;
+	e[0] = 4; e[1] = 6; e[2] = 0xff; put_le16(e + 3, 0); e[5] = 1;	/* NMI on LINT1 of every CPU */
+	header(m, "APIC", madt_len, 4);
+
+	uint8_t *f = base + fadt;
+	put_le32(f + 40, gpa + dsdt);
+	put_le16(f + 46, 9);	/* SCI_INT */
+	put_le32(f + 56, ACPI_PM_PORT);	/* PM1a_EVT_BLK */
+	put_le32(f + 64, ACPI_PM_PORT + 4);	/* PM1a_CNT_BLK */
+	f[88] = 4;	/* PM1_EVT_LEN */
+	f[89] = 2;	/* PM1_CNT_LEN */
+	put_le16(f + 109, 0x07);	/* legacy devices, 8042, no VGA */
+	put_le32(f + 112, FADT_WBINVD | FADT_RESET_REG_SUP);
+	gas_io(f + 116, 0x64);	/* reset through the i8042 */
+	f[128] = 0xfe;
+	f[131] = 4;	/* FADT minor version */
+	put_le64(f + 140, gpa + dsdt);
+	gas_io(f + 148, ACPI_PM_PORT);	/* X_PM1a_EVT_BLK */
+	f[148 + 1] = 32;
+	gas_io(f + 172, ACPI_PM_PORT + 4);	/* X_PM1a_CNT_BLK */
+	f[172 + 1] = 16;
+	f[172 + 3] = 2;
+	memcpy(f + 268, "LKVM    ", 8);
+	header(f, "FACP", 276, 6);
+
+	uint8_t *x = base + xsdt;
+	put_le64(x + 36, gpa + fadt);
+	put_le64(x + 44, gpa + madt);
+	header(x, "XSDT", 36 + 16, 1);
+
+	uint8_t *r = base + rsdp;
+	memcpy(r, "RSD PTR ", 8);
+	memcpy(r + 9, "LKVM  ", 6);
+	r[15] = 2;	/* ACPI 2.0+: XSDT */
+	put_le32(r + 20, 36);
+	put_le64(r + 24, gpa + xsdt);
+	r[8] = checksum(r, 20);
+	r[32] = checksum(r, 36);
+	return end;
+}
+
+int acpi_setup(struct vm *vm)
+{
+	uint8_t *base = guest_ptr(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE);
+	if (!base || !acpi_build(base, ACPI_TABLES_GPA, vm->nr_vcpus, ACPI_TABLES_SIZE))
+		return err_set("no room for ACPI tables for %d vCPUs", vm->nr_vcpus);
+	return bus_register(&vm->pio, ACPI_PM_PORT, 6, &pm_ops, vm, "acpi-pm");
+}
