@@ -1,0 +1,118 @@
+#!/bin/sh
+# kvm-env.sh CMD [ARGS...]: run CMD where /dev/kvm works.
+#
+# Where /dev/kvm can be opened, CMD runs directly. Otherwise (our development
+# and CI machines are PVM guests whose KVM does not bind) it runs inside a QEMU
+# TCG virtual machine whose emulated CPU has AMD SVM: Debian's kernel with its
+# kvm-amd module gives a working /dev/kvm there (nested paging included).
+# That machine sees the host's / read-only and this checkout read-write over
+# virtio-9p, with a fresh tmpfs /tmp, so CMD runs with the same tools and
+# paths. CMD's output streams out on the serial console; its exit status
+# becomes ours. Everything fetched is cached in .cache/l1/.
+#   LKVM_ENV_TIMEOUT  seconds before giving up (default 1500)
+#   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
+#   LKVM_ENV_MEM      its memory in MiB (default 4096)
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+[ $# -gt 0 ] || { echo "usage: kvm-env.sh CMD [ARGS...]" >&2; exit 2; }
+
+if [ -z "${LKVM_ENV_FORCE_L1:-}" ] && [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
+	exec "$@"
+fi
+
+why="no /dev/kvm"
+[ -e /dev/kvm ] && why="/dev/kvm cannot be opened"
+dmesg 2>/dev/null | grep -q "kvm-pvm: this kernel is itself a kvm-pvm guest" && why="$why: this host is a PVM guest whose kvm_pvm does not bind"
+echo "kvm-env: $why; running inside a QEMU TCG guest with nested SVM" >&2
+
+cache=$top/.cache/l1
+mkdir -p "$cache"
+for tool in qemu-system-x86_64 cpio gzip busybox; do
+	command -v $tool >/dev/null || [ -x /bin/$tool ] || { echo "kvm-env: $tool is missing (see .ci/run for the packages)" >&2; exit 2; }
+done
+
+# Debian's generic kernel: it has kvm-amd and 9p as modules. Fetched once.
+if [ ! -f "$cache/vmlinuz" ] || [ ! -d "$cache/modules" ]; then
+	pkg=$(apt-cache search --names-only '^linux-image-[0-9.]+-[0-9]+-amd64-unsigned$' 2>/dev/null | cut -d' ' -f1 | sort -V | tail -n 1)
+	[ -n "$pkg" ] || { echo "kvm-env: no linux-image-*-amd64-unsigned in apt (run apt-get update)" >&2; exit 2; }
+	echo "kvm-env: fetching $pkg (once)" >&2
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || { echo "kvm-env: cannot download $pkg" >&2; rm -rf "$tmp"; exit 2; }
+	rm -rf "$cache/modules" && mkdir -p "$cache/modules"
+	cp "$tmp"/x/boot/vmlinuz-* "$cache/vmlinuz"
+	mods=$(echo "$tmp"/x/lib/modules/*/kernel)
+	# Load order: dependencies first (modinfo names them).
+	add() {
+		f=$(find "$mods" -name "$1.ko" | head -n 1)
+		[ -n "$f" ] || { echo "kvm-env: module $1 not in $pkg" >&2; return 1; }
+		grep -qx "$1" "$cache/modules/order" 2>/dev/null && return 0
+		for d in $(/sbin/modinfo -F depends "$f" | tr ',' ' '); do add "$d" || return 1; done
+		f=$(find "$mods" -name "$1.ko" | head -n 1)	# the recursion reused $f
+		cp "$f" "$cache/modules/"
+		echo "$1" >> "$cache/modules/order"
+	}
+	for m in virtio_pci 9pnet_virtio 9p kvm-amd; do add $m || exit 2; done
+	rm -rf "$tmp"
+fi
+
+# The initramfs: busybox, the modules, and an init that mounts the host and runs the job.
+if [ ! -f "$cache/initramfs.cpio.gz" ] || [ "$0" -nt "$cache/initramfs.cpio.gz" ]; then
+	ir=$(mktemp -d)
+	mkdir -p "$ir/bin" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/host" "$ir/modules"
+	cp "$(command -v busybox || echo /bin/busybox)" "$ir/bin/busybox"
+	cp "$cache"/modules/* "$ir/modules/"
+	cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "kvm-env: insmod $m failed"; done
+job=$(sed -n 's/.*lkvm_job=\([^ ]*\).*/\1/p' /proc/cmdline)
+work=$(sed -n 's/.*lkvm_work=\([^ ]*\).*/\1/p' /proc/cmdline)
+opts=trans=virtio,version=9p2000.L,msize=1048576,cache=loose
+mount -t 9p -o $opts,ro hostroot /host || echo "kvm-env: cannot mount the host root"
+mount -t 9p -o $opts work "/host$work" || echo "kvm-env: cannot mount $work"
+mount -t tmpfs tmp /host/tmp; mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /host/dev/pts
+mount -t tmpfs run /host/run 2>/dev/null
+[ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
+chroot /host /bin/sh "$job"
+echo "KVM-ENV-EXIT=$?"
+sync
+poweroff -f
+INIT
+	chmod +x "$ir/init"
+	(cd "$ir" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$cache/initramfs.cpio.gz")
+	rm -rf "$ir"
+fi
+
+# The job: same directory, the variables that matter, then CMD.
+cwd=$(pwd)
+case "$cwd" in "$top"|"$top"/*) ;; *) cwd=$top ;; esac
+job=$cache/job-$$.sh
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+{
+	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg"
+	env | grep -E '^(LKVM_|CI=|SANITIZE=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
+	echo "mkdir -p /tmp/xdg && cd $(q "$cwd") || exit 125"
+	printf 'exec'
+	for a in "$@"; do printf ' %s' "$(q "$a")"; done
+	echo
+} > "$job"
+out=$cache/out-$$.log
+trap 'rm -f "$job" "$out"' EXIT INT TERM
+
+if [ -t 0 ]; then stdin_opt="-chardev stdio,id=con,signal=off"; else stdin_opt="-chardev stdio,id=con,signal=off"; fi
+timeout "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
+	-nodefaults -no-user-config -display none -no-reboot $stdin_opt -serial chardev:con \
+	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
+	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top" \
+	-fsdev local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
+	-fsdev local,id=work,path="$top",security_model=passthrough -device virtio-9p-pci,fsdev=work,mount_tag=work \
+	| tee "$out" | grep -av -e '^KVM-ENV-EXIT=' -e 'reboot: Power down'
+qrc=$?
+rc=$(tr -d '\r' < "$out" | sed -n 's/^KVM-ENV-EXIT=\([0-9]*\)$/\1/p' | tail -n 1)
+if [ -z "$rc" ]; then
+	echo "kvm-env: the nested machine ended without reporting CMD's status (timeout or crash, qemu status $qrc)" >&2
+	exit 124
+fi
+exit "$rc"
