@@ -4,13 +4,19 @@
  * register B's binary/BCD and 12/24-hour modes apply to every read and write,
  * and its SET bit freezes the registers while the guest writes a new time.
  * The CMOS holds the memory sizes that firmware and old loaders read.
- * Periodic, alarm and update-ended interrupts are not generated (Linux boots
- * without them); their enable bits read back as written and register C stays 0.
+ * Register C's flags are worked out from the clock when they are looked at;
+ * periodic, alarm and update-ended interrupts on IRQ 8 come from one timerfd
+ * on the event loop, armed only while an interrupt is enabled and not already
+ * pending, so an idle guest costs nothing.
  */
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include "bus.h"
+#include "evloop.h"
 #include "hw.h"
 #include "util.h"
 #include "vm.h"
@@ -29,7 +35,18 @@
 #define REG_CENTURY 0x32
 
 #define A_UIP 0x80
+#define A_DIV_MASK 0x70
+#define A_DIV_32K 0x20	/* the normal 32.768 kHz time base */
+#define A_RATE_MASK 0x0f
 #define B_SET 0x80
+#define B_PIE 0x40
+#define B_AIE 0x20
+#define B_UIE 0x10
+#define C_IRQF 0x80
+#define C_PF 0x40
+#define C_AF 0x20
+#define C_UF 0x10
+#define ALARM_ANY 0xc0	/* alarm byte matching every value */
 #define B_BINARY 0x04
 #define B_24H 0x02
 #define D_VRT 0x80
@@ -44,6 +61,14 @@ struct rtc {
 	uint8_t cmos[128];
 	time_t offset;		/* guest time minus host time, in seconds */
 	struct tm frozen;	/* the registers while SET holds updates */
+
+	struct vm *vm;
+	uint8_t flags;		/* PF/AF/UF raised since register C was last read */
+	int irq;		/* IRQ 8 level */
+	int64_t seen_sec;	/* last guest second checked for update/alarm */
+	int64_t seen_tick;	/* last periodic tick counted */
+	int tfd;		/* interrupt timer, -1 without an event loop */
+	int64_t armed;		/* when it fires (ns, CLOCK_REALTIME), 0 if disarmed */
 	struct rtc *next;
 };
 
@@ -90,8 +115,10 @@ static void rtc_set_time(struct rtc *r, struct tm *tm)
 	struct timespec ts;
 	host_now(&ts);
 	time_t t = timegm(tm);	/* normalizes out-of-range fields the guest wrote */
-	if (t != (time_t)-1)
+	if (t != (time_t)-1) {
 		r->offset = t - ts.tv_sec;
+		r->seen_sec = t;	/* a new time is not a run of missed updates */
+	}
 }
 
 static uint8_t read_time_reg(struct rtc *r, unsigned reg)
@@ -143,6 +170,128 @@ static bool is_time_reg(unsigned reg)
 	       reg == REG_CENTURY;
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	host_now(&ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The periodic rate as a power of two of 1/65536 s (rates 1 and 2 alias 8 and 9), -1 if off. */
+static int periodic_shift(struct rtc *r)
+{
+	int rate = r->cmos[REG_A] & A_RATE_MASK;
+	if (!rate || (r->cmos[REG_A] & A_DIV_MASK) != A_DIV_32K)
+		return -1;
+	return rate <= 2 ? rate + 7 : rate;
+}
+
+static int64_t periodic_tick(int64_t ns, int shift)
+{
+	return (int64_t)(((__int128)ns * 65536 / 1000000000) >> shift);
+}
+
+static bool alarm_matches(struct rtc *r, int64_t sec)
+{
+	time_t t = sec;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	uint8_t hour = r->cmos[REG_B] & B_24H ? encode(r, tm.tm_hour) :
+		       (encode(r, tm.tm_hour % 12 ? tm.tm_hour % 12 : 12) | (tm.tm_hour >= 12 ? HOUR_PM : 0));
+	uint8_t want[3] = { r->cmos[0x01], r->cmos[0x03], r->cmos[0x05] };
+	uint8_t have[3] = { encode(r, tm.tm_sec), encode(r, tm.tm_min), hour };
+	for (int i = 0; i < 3; i++)
+		if ((want[i] & ALARM_ANY) != ALARM_ANY && want[i] != have[i])
+			return false;
+	return true;
+}
+
+/* Bring the flags up to now: every second passed is an update (and maybe an alarm), every tick a period. */
+static void catch_up(struct rtc *r)
+{
+	int64_t ns = now_ns();
+	if (!(r->cmos[REG_B] & B_SET)) {
+		int64_t sec = ns / 1000000000 + r->offset;
+		if (sec > r->seen_sec) {
+			r->flags |= C_UF;
+			/* A guest that has not looked for a day gets at most a day's alarm checks. */
+			for (int64_t s = MAX(r->seen_sec + 1, sec - 86400); s <= sec; s++)
+				if (alarm_matches(r, s)) {
+					r->flags |= C_AF;
+					break;
+				}
+		}
+		r->seen_sec = sec;
+	}
+	int shift = periodic_shift(r);
+	if (shift >= 0) {
+		int64_t tick = periodic_tick(ns, shift);
+		if (tick > r->seen_tick)
+			r->flags |= C_PF;
+		r->seen_tick = tick;
+	}
+}
+
+/* Forget what happened before now, e.g. when the guest sets the clock or a rate. */
+static void restart_counting(struct rtc *r)
+{
+	int64_t ns = now_ns();
+	r->seen_sec = ns / 1000000000 + r->offset;
+	int shift = periodic_shift(r);
+	r->seen_tick = shift >= 0 ? periodic_tick(ns, shift) : 0;
+}
+
+static bool irqf(struct rtc *r)
+{
+	uint8_t b = r->cmos[REG_B];
+	return ((r->flags & C_PF) && (b & B_PIE)) || ((r->flags & C_AF) && (b & B_AIE)) ||
+	       ((r->flags & C_UF) && (b & B_UIE));
+}
+
+/* Raise IRQ 8 for a new interrupt and arm the timer for the next possible one. Under r->lock. */
+static void sync_irq(struct rtc *r)
+{
+	catch_up(r);
+	int level = irqf(r);
+	if (level != r->irq) {
+		r->irq = level;
+		vm_irq_line(r->vm, IRQ_RTC, level);
+	}
+	if (r->tfd < 0)
+		return;
+	/* Nothing to wait for while an interrupt is pending: register C's read re-arms. */
+	int64_t next = 0;
+	uint8_t b = r->cmos[REG_B];
+	if (!level) {
+		int64_t ns = now_ns();
+		if ((b & (B_UIE | B_AIE)) && !(b & B_SET))
+			next = (ns / 1000000000 + 1) * 1000000000;
+		int shift = periodic_shift(r);
+		if ((b & B_PIE) && shift >= 0) {
+			int64_t tick = periodic_tick(ns, shift) + 1;
+			int64_t at = (int64_t)((((__int128)tick << shift) * 1000000000 + 65535) / 65536);
+			if (!next || at < next)
+				next = at;
+		}
+	}
+	if (next == r->armed)
+		return;	/* most accesses change nothing: spare the syscall */
+	r->armed = next;
+	struct itimerspec its = { .it_value = { .tv_sec = next / 1000000000, .tv_nsec = next % 1000000000 } };
+	timerfd_settime(r->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void on_timer(void *ctx, uint32_t events)
+{
+	struct rtc *r = ctx;
+	uint64_t n;
+	if (read(r->tfd, &n, sizeof(n)) < 0) {}
+	pthread_mutex_lock(&r->lock);
+	r->armed = 0;	/* a fired one-shot timer is disarmed */
+	sync_irq(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
 static uint8_t cmos_read(struct rtc *r, unsigned reg)
 {
 	if (is_time_reg(reg))
@@ -156,8 +305,12 @@ static uint8_t cmos_read(struct rtc *r, unsigned reg)
 			v |= A_UIP;
 		return v;
 	}
-	case REG_C:
-		return 0;	/* no interrupt flags: none are generated */
+	case REG_C: {
+		catch_up(r);
+		uint8_t v = r->flags | (irqf(r) ? C_IRQF : 0);
+		r->flags = 0;	/* reading acknowledges */
+		return v;
+	}
 	case REG_D:
 		return D_VRT;	/* the battery is fine */
 	}
@@ -172,9 +325,12 @@ static void cmos_write(struct rtc *r, unsigned reg, uint8_t v)
 	}
 	switch (reg) {
 	case REG_A:
+		catch_up(r);
 		r->cmos[REG_A] = v & ~A_UIP;
+		restart_counting(r);	/* a new rate starts counting now */
 		break;
 	case REG_B: {
+		catch_up(r);	/* flags raised so far stand, whatever the new enables */
 		bool was_set = r->cmos[REG_B] & B_SET;
 		if ((v & B_SET) && !was_set)
 			rtc_time(r, &r->frozen);	/* hold the registers where they are */
@@ -199,10 +355,12 @@ static void rtc_read(void *ctx, uint64_t off, void *data, int len)
 	struct rtc *r = ctx;
 	uint8_t v = 0xff;
 	pthread_mutex_lock(&r->lock);
-	if (off == 0)
+	if (off == 0) {
 		v = r->index;
-	else if (off == 1)
+	} else if (off == 1) {
 		v = cmos_read(r, r->index & 0x7f);
+		sync_irq(r);
+	}
 	pthread_mutex_unlock(&r->lock);
 	u64_to_bytes(data, len, v);
 }
@@ -214,8 +372,10 @@ static void rtc_write(void *ctx, uint64_t off, const void *data, int len)
 	pthread_mutex_lock(&r->lock);
 	if (off == 0)
 		r->index = v;	/* bit 7 masks NMIs on a PC: there are none to mask here */
-	else if (off == 1)
+	else if (off == 1) {
 		cmos_write(r, r->index & 0x7f, v);
+		sync_irq(r);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -251,6 +411,16 @@ int rtc_init(struct vm *vm)
 	r->cmos[REG_A] = 0x26;	/* 32.768 kHz time base, 1024 Hz periodic rate */
 	r->cmos[REG_B] = B_24H;	/* BCD, 24-hour, as PC firmware leaves it */
 	rtc_fill_memory(r->cmos, vm->mem.ram_size);
+	r->vm = vm;
+	r->tfd = -1;
+	restart_counting(r);
+	if (vm->loop) {
+		r->tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (r->tfd < 0)
+			return err_errno("rtc: timerfd_create");
+		if (evloop_add(vm->loop, r->tfd, EPOLLIN, on_timer, r) < 0)
+			return -1;
+	}
 	pthread_mutex_lock(&all_lock);
 	r->next = all_rtcs;
 	all_rtcs = r;

@@ -2,6 +2,7 @@
 #include <time.h>
 #include "test.h"
 #include "bus.h"
+#include "evloop.h"
 #include "hw.h"
 #include "util.h"
 #include "vm.h"
@@ -94,7 +95,7 @@ TEST(host_time_formats)
 	CHECK_EQ(cmos_in(&vm, 0x0b), 0x02);	/* BCD, 24 h */
 	CHECK_EQ(cmos_in(&vm, 0x0a) & 0x7f, 0x26);
 	CHECK_EQ(cmos_in(&vm, 0x0d), 0x80);
-	CHECK_EQ(cmos_in(&vm, 0x0c), 0x00);
+	CHECK_EQ(cmos_in(&vm, 0x0c) & 0x80, 0x00);	/* nothing enabled: no IRQF */
 	check_now(&vm, false, true, 0);
 	cmos_out(&vm, 0x0b, 0x06);	/* binary, 24 h */
 	CHECK_EQ(cmos_in(&vm, 0x0b), 0x06);
@@ -183,7 +184,7 @@ TEST(cmos_ram)
 	cmos_out(&vm, 0x7f, 0xa5);
 	CHECK_EQ(cmos_in(&vm, 0xff), 0xa5);	/* index wraps at 128 */
 	cmos_out(&vm, 0x0c, 0xff);
-	CHECK_EQ(cmos_in(&vm, 0x0c), 0);
+	CHECK_EQ(cmos_in(&vm, 0x0c) & 0x80, 0);	/* read-only */
 	cmos_out(&vm, 0x0d, 0x00);
 	CHECK_EQ(cmos_in(&vm, 0x0d), 0x80);
 	/* Memory sizes through the ports: 256 MiB. */
@@ -192,6 +193,135 @@ TEST(cmos_ram)
 	CHECK_EQ(cmos_in(&vm, 0x34) | cmos_in(&vm, 0x35) << 8, (256 - 16) * 16);
 	CHECK_EQ(cmos_in(&vm, 0x5b) | cmos_in(&vm, 0x5c) << 8 | cmos_in(&vm, 0x5d) << 16, 0);
 	teardown(&vm);
+}
+
+static int irq8, irq8_raises;
+
+static void irq_rec(struct vm *vm, unsigned gsi, int level)
+{
+	if (gsi == 8) {
+		if (level && !irq8)
+			irq8_raises++;
+		irq8 = level;
+	}
+}
+
+static void setup_irq(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = -1;
+	vm->mem.ram_size = MiB(256);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	vm->irq_hook = irq_rec;
+	irq8 = irq8_raises = 0;
+	vm->loop = evloop_new();
+	CHECK(vm->loop != NULL);
+	CHECK_EQ(rtc_init(vm), 0);
+}
+
+static void teardown_irq(struct vm *vm)
+{
+	evloop_free(vm->loop);
+	teardown(vm);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run the event loop (the RTC's timer) until IRQ 8 rises or ms pass; returns the events seen. */
+static int run_until_irq(struct vm *vm, int ms)
+{
+	int events = 0;
+	int64_t end = mono_ms() + ms;
+	while (!irq8 && mono_ms() < end) {
+		int n = evloop_poll(vm->loop, (int)(end - mono_ms()) > 0 ? (int)(end - mono_ms()) : 0);
+		if (n > 0)
+			events += n;
+	}
+	return events;
+}
+
+TEST(update_interrupt)
+{
+	struct vm vm;
+	setup_irq(&vm);
+	/* Nothing enabled: the timer stays disarmed. */
+	CHECK_EQ(run_until_irq(&vm, 1100), 0);
+	CHECK_EQ(irq8, 0);
+	cmos_in(&vm, 0x0c);
+	cmos_out(&vm, 0x0b, 0x12);	/* UIE, BCD, 24 h */
+	uint8_t before = cmos_in(&vm, 0x00);
+	run_until_irq(&vm, 1500);
+	CHECK_EQ(irq8, 1);
+	CHECK(cmos_in(&vm, 0x00) != before);	/* it came with the second's update */
+	uint8_t c = cmos_in(&vm, 0x0c);
+	CHECK_EQ(c & 0x90, 0x90);	/* IRQF, UF */
+	CHECK_EQ(irq8, 0);	/* reading C acknowledges */
+	CHECK_EQ(cmos_in(&vm, 0x0c) & 0x80, 0);
+	/* The next second brings the next one. */
+	run_until_irq(&vm, 1500);
+	CHECK_EQ(irq8, 1);
+	/* Unacknowledged, nothing more happens: no timer wake-ups while it is pending. */
+	CHECK_EQ(run_until_irq(&vm, 1200), 0);
+	CHECK_EQ(irq8_raises, 2);
+	cmos_out(&vm, 0x0b, 0x02);
+	cmos_in(&vm, 0x0c);
+	CHECK_EQ(irq8, 0);
+	teardown_irq(&vm);
+}
+
+TEST(periodic_interrupt)
+{
+	struct vm vm;
+	setup_irq(&vm);
+	cmos_out(&vm, 0x0a, 0x2a);	/* 64 Hz */
+	cmos_in(&vm, 0x0c);
+	cmos_out(&vm, 0x0b, 0x42);	/* PIE */
+	int n = 0;
+	int64_t end = mono_ms() + 250;
+	while (mono_ms() < end) {
+		run_until_irq(&vm, (int)(end - mono_ms()));
+		if (irq8) {
+			CHECK(cmos_in(&vm, 0x0c) & 0xc0);	/* IRQF, PF */
+			n++;
+		}
+	}
+	/* 250 ms at 64 Hz is 16 periods; allow for a loaded machine. */
+	CHECK(n >= 8 && n <= 17);
+	/* Rate 0 stops it. */
+	cmos_out(&vm, 0x0a, 0x20);
+	cmos_in(&vm, 0x0c);
+	CHECK_EQ(run_until_irq(&vm, 200), 0);
+	CHECK_EQ(irq8, 0);
+	teardown_irq(&vm);
+}
+
+TEST(alarm_interrupt)
+{
+	struct vm vm;
+	setup_irq(&vm);
+	cmos_out(&vm, 0x0b, 0x06);	/* binary, 24 h, no interrupts */
+	/* Alarm two seconds ahead, any minute and hour. */
+	uint8_t sec = cmos_in(&vm, 0x00);
+	cmos_out(&vm, 0x01, (sec + 2) % 60);
+	cmos_out(&vm, 0x03, 0xc0);
+	cmos_out(&vm, 0x05, 0xff);
+	cmos_in(&vm, 0x0c);
+	cmos_out(&vm, 0x0b, 0x26);	/* AIE */
+	run_until_irq(&vm, 3500);
+	CHECK_EQ(irq8, 1);
+	CHECK_EQ(cmos_in(&vm, 0x00), (sec + 2) % 60);
+	uint8_t c = cmos_in(&vm, 0x0c);
+	CHECK_EQ(c & 0xa0, 0xa0);	/* IRQF, AF */
+	/* Not again the next second. */
+	CHECK_EQ(run_until_irq(&vm, 1200) >= 0, 1);
+	CHECK_EQ(irq8, 0);
+	teardown_irq(&vm);
 }
 
 TEST(memory_sizes)
