@@ -267,4 +267,85 @@ TEST(wide_and_odd_accesses)
 	teardown(&vm);
 }
 
+/* The checks Linux's 8250 autoconfig and startup make, in their order: they must find a 16550A. */
+TEST(linux_autoconfig)
+{
+	struct vm vm;
+	setup(&vm);
+	const uint16_t b = 0x2f8;	/* ttyS1: no test sink, same model */
+	/* IER existence test. */
+	uint8_t scratch = inb(&vm, b + 1);
+	outb(&vm, b + 1, 0);
+	CHECK_EQ(inb(&vm, b + 1) & 0x0f, 0);
+	outb(&vm, b + 1, 0x0f);
+	CHECK_EQ(inb(&vm, b + 1) & 0x0f, 0x0f);
+	outb(&vm, b + 1, scratch);
+	/* Loopback: MSR follows MCR. */
+	uint8_t save_mcr = inb(&vm, b + 4), save_lcr = inb(&vm, b + 3);
+	outb(&vm, b + 4, 0x10 | 0x0a);
+	CHECK_EQ(inb(&vm, b + 6) & 0xf0, 0x90);
+	outb(&vm, b + 4, save_mcr);
+	/* EFR poke, then FIFO enable: IIR's top bits say 16550A. */
+	outb(&vm, b + 3, 0xbf);
+	outb(&vm, b + 2, 0);
+	outb(&vm, b + 3, 0);
+	outb(&vm, b + 2, 0x01);
+	CHECK_EQ(inb(&vm, b + 2) >> 6, 3);
+	/* 16550A variants: no EFR with DLAB or 0xBF, not NatSemi, not a 16750, not Xscale. */
+	outb(&vm, b + 3, 0x80);
+	CHECK(inb(&vm, b + 2) != 0);
+	outb(&vm, b + 3, 0xbf);
+	CHECK(inb(&vm, b + 2) != 0);
+	outb(&vm, b + 3, 0);
+	uint8_t status1 = inb(&vm, b + 4);
+	outb(&vm, b + 3, 0xe0);
+	uint8_t status2 = inb(&vm, b + 2);
+	if (!((status2 ^ status1) & 0x10)) {
+		outb(&vm, b + 3, 0);
+		outb(&vm, b + 4, status1 ^ 0x10);
+		outb(&vm, b + 3, 0xe0);
+		status2 = inb(&vm, b + 2);
+		outb(&vm, b + 3, 0);
+		outb(&vm, b + 4, status1);
+		CHECK_EQ((status2 ^ status1) & 0x10, 0);
+	}
+	outb(&vm, b + 3, 0);
+	outb(&vm, b + 2, 0x21);
+	status1 = inb(&vm, b + 2) >> 5;
+	outb(&vm, b + 2, 0x01);
+	outb(&vm, b + 3, 0x80);
+	outb(&vm, b + 2, 0x21);
+	status2 = inb(&vm, b + 2) >> 5;
+	outb(&vm, b + 2, 0x01);
+	outb(&vm, b + 3, 0);
+	CHECK(!(status1 == 6 && status2 == 7));
+	outb(&vm, b + 1, 0x40);
+	CHECK_EQ(inb(&vm, b + 1) & 0x40, 0);
+	outb(&vm, b + 1, 0);
+	outb(&vm, b + 3, save_lcr);
+	/* Startup: clear FIFOs, LSR must not float to 0xff, THRE must (re)assert. */
+	outb(&vm, b + 2, 0x07);
+	inb(&vm, b + 5);
+	inb(&vm, b + 0);
+	inb(&vm, b + 2);
+	inb(&vm, b + 6);
+	CHECK(inb(&vm, b + 5) != 0xff);
+	outb(&vm, b + 4, 0x08);	/* OUT2 */
+	outb(&vm, b + 1, 0x02);
+	uint8_t iir1 = inb(&vm, b + 2);
+	outb(&vm, b + 1, 0);
+	outb(&vm, b + 1, 0x02);
+	uint8_t iir = inb(&vm, b + 2);
+	outb(&vm, b + 1, 0);
+	CHECK_EQ(iir1 & 0x01, 0);
+	CHECK_EQ(iir & 0x01, 0);	/* no UART_BUG_THRE */
+	outb(&vm, b + 1, 0x02);
+	uint8_t lsr = inb(&vm, b + 5);
+	iir = inb(&vm, b + 2);
+	outb(&vm, b + 1, 0);
+	CHECK(!((lsr & 0x40) && (iir & 0x01)));	/* no UART_BUG_TXEN */
+	CHECK_EQ(irq_level[3], 0);
+	teardown(&vm);
+}
+
 TEST_MAIN()
