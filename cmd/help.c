@@ -1,6 +1,7 @@
 /* lkvm help / lkvm version. */
 #include <stdio.h>
 #include "commands.h"
+#include "devices.h"
 
 int cmd_help(int argc, char **argv)
 {
@@ -13,6 +14,9 @@ int cmd_help(int argc, char **argv)
 
 int cmd_version(int argc, char **argv)
 {
-	printf("lkvm version %s\n", LKVM_VERSION);
+	printf("lkvm version %s\ndevices:", LKVM_VERSION);
+	for (int i = 0; i < nr_device_inits; i++)
+		printf(" %s", device_inits[i].name);
+	printf("\n");
 	return 0;
 }

@@ -29,6 +29,7 @@ static void run_usage(FILE *out)
 		"      --cpu host|baseline  CPU model; baseline hides features emulating hosts cannot run\n"
 		"  -d, --disk PATH[,ro][,direct]  virtio-blk disk (raw or qcow2), repeatable\n"
 		"      --rng              virtio-rng device fed from the host's getrandom()\n"
+		"      --bios-boot        enter a bzImage at its 16-bit setup code, through the bundled BIOS\n"
 		"      --flat[=ADDR]      load KERNEL as a flat real-mode binary at ADDR (default 0x10000)\n"
 		"      --debug-ioport     log port and MMIO accesses no device claims\n"
 		"      --no-emulate       stop on instructions KVM cannot emulate instead of emulating them\n"
@@ -38,7 +39,7 @@ static void run_usage(FILE *out)
 		"Ctrl-A x quits; Ctrl-A Ctrl-A sends Ctrl-A.\n");
 }
 
-enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT, OPT_NO_SECCOMP };
+enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT, OPT_NO_SECCOMP, OPT_BIOS_BOOT };
 
 static const struct option run_opts[] = {
 	{ "kernel", required_argument, 0, 'k' },
@@ -56,6 +57,7 @@ static const struct option run_opts[] = {
 	{ "no-emulate", no_argument, 0, OPT_NO_EMULATE },
 	{ "no-default-params", no_argument, 0, OPT_NO_DEFAULT },
 	{ "no-seccomp", no_argument, 0, OPT_NO_SECCOMP },
+	{ "bios-boot", no_argument, 0, OPT_BIOS_BOOT },
 	{ "quiet", no_argument, 0, 'q' },
 	{ "verbose", no_argument, 0, 'v' },
 	{ "help", no_argument, 0, 'h' },
@@ -155,6 +157,7 @@ int cmd_run(int argc, char **argv)
 		case OPT_NO_EMULATE: cfg.no_emulate = true; break;
 		case OPT_NO_DEFAULT: no_default = true; break;
 		case OPT_NO_SECCOMP: cfg.no_seccomp = true; break;
+		case OPT_BIOS_BOOT: cfg.bios_boot = true; break;
 		case 'q': log_level = 0; break;
 		case 'v': log_level = 2; break;
 		case 'h': run_usage(stdout); return 0;

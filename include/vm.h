@@ -40,6 +40,7 @@ struct vm_config {
 	struct disk_opt disks[MAX_DISKS];
 	bool no_emulate;	/* do not emulate instructions KVM rejects */
 	bool no_seccomp;	/* skip the syscall allowlist */
+	bool bios_boot;		/* bzImage through its 16-bit setup code and our BIOS */
 	bool needs_files;	/* a device serves host files (9p): widen the allowlist */
 };
 

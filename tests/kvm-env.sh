@@ -33,14 +33,11 @@ done
 
 # Debian's generic kernel: it has kvm-amd and 9p as modules. Fetched once.
 if [ ! -f "$cache/vmlinuz" ] || [ ! -d "$cache/modules" ]; then
-	pkg=$(apt-cache search --names-only '^linux-image-[0-9.]+-[0-9]+-amd64-unsigned$' 2>/dev/null | cut -d' ' -f1 | sort -V | tail -n 1)
-	[ -n "$pkg" ] || { echo "kvm-env: no linux-image-*-amd64-unsigned in apt (run apt-get update)" >&2; exit 2; }
-	echo "kvm-env: fetching $pkg (once)" >&2
-	tmp=$(mktemp -d)
-	(cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || { echo "kvm-env: cannot download $pkg" >&2; rm -rf "$tmp"; exit 2; }
+	deb=$(sh "$top/tests/kernel/debian-kernel.sh") || exit 2
+	pkg=$(basename "$deb")
 	rm -rf "$cache/modules" && mkdir -p "$cache/modules"
-	cp "$tmp"/x/boot/vmlinuz-* "$cache/vmlinuz"
-	mods=$(echo "$tmp"/x/lib/modules/*/kernel)
+	cp "$deb/boot/vmlinuz" "$cache/vmlinuz"
+	mods=$(echo "$deb"/lib/modules/*/kernel)
 	# Load order: dependencies first (modinfo names them).
 	add() {
 		f=$(find "$mods" -name "$1.ko" | head -n 1)
@@ -52,7 +49,6 @@ if [ ! -f "$cache/vmlinuz" ] || [ ! -d "$cache/modules" ]; then
 		echo "$1" >> "$cache/modules/order"
 	}
 	for m in virtio_pci 9pnet_virtio 9p kvm-amd; do add $m || exit 2; done
-	rm -rf "$tmp"
 fi
 
 # The initramfs: busybox, the modules, and an init that mounts the host and runs the job.

@@ -21,7 +21,13 @@ for t in tests/qcow2-interop.sh tests/host/*.sh; do
 	[ "$(tail -n 1 "$log" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')" = "0" ] || status=1
 done
 
-# One trip into the KVM environment for the guest and boot suites.
+# Kernels and images are built on the host (at native speed), then one trip
+# into the KVM environment runs the guest, control and boot suites.
+echo "== preparing kernels"
+if ! sh tests/prepare-kernels.sh; then
+	echo "prepare kernels: 0 passed, 1 failed"
+	status=1
+fi
 echo "== guest tests (needs /dev/kvm)"
 sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" 2>&1 | tee -a "$log"
 kvm_rc=$(tr -d '\r' < "$log" | grep -c '^KVM-SUITES-OK$')

@@ -240,7 +240,7 @@ static int load_bzimage(struct vm *vm, const uint8_t *buf, size_t len)
 	struct bzimage_info bi;
 	if (bzimage_parse(path, buf, len, &bi) < 0)
 		return -1;
-	bool long_entry = (bi.xloadflags & XLF_KERNEL_64) && bi.version >= 0x20c;
+	bool long_entry = (bi.xloadflags & XLF_KERNEL_64) && bi.version >= 0x20c && !vm->cfg.bios_boot;
 	uint64_t load = bi.relocatable ? (bi.pref_address ? bi.pref_address : KERNEL_DEFAULT_LOAD) : bi.code32_start;
 	if (!long_entry)
 		load = bi.code32_start ? bi.code32_start : 0x100000;
