@@ -7,8 +7,8 @@
 # kvm-amd module gives a working /dev/kvm there (nested paging included).
 # That machine sees the host's / read-only and this checkout read-write over
 # virtio-9p, with a fresh tmpfs /tmp, so CMD runs with the same tools and
-# paths. CMD's output streams out on the serial console; its exit status
-# becomes ours. Everything fetched is cached in .cache/l1/.
+# paths. CMD's terminal is the machine's serial console (interactive use works);
+# its exit status comes back through a file in the checkout and becomes ours. Everything fetched is cached in .cache/l1/.
 #   LKVM_ENV_TIMEOUT  seconds before giving up (default 1500)
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
@@ -72,8 +72,8 @@ mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /ho
 mount -t tmpfs run /host/run 2>/dev/null
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
 chroot /host /bin/sh "$job"
-echo "KVM-ENV-EXIT=$?"
 sync
+echo 1 > /proc/sys/kernel/printk
 poweroff -f
 INIT
 	chmod +x "$ir/init"
@@ -85,28 +85,28 @@ fi
 cwd=$(pwd)
 case "$cwd" in "$top"|"$top"/*) ;; *) cwd=$top ;; esac
 job=$cache/job-$$.sh
+rcfile=$cache/rc-$$
+rm -f "$rcfile"
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
 	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg"
 	env | grep -E '^(LKVM_|CI=|SANITIZE=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
 	echo "mkdir -p /tmp/xdg && cd $(q "$cwd") || exit 125"
-	printf 'exec'
 	for a in "$@"; do printf ' %s' "$(q "$a")"; done
 	echo
+	echo "echo \$? > $(q "$rcfile")"
 } > "$job"
-out=$cache/out-$$.log
-trap 'rm -f "$job" "$out"' EXIT INT TERM
+trap 'rm -f "$job" "$rcfile"' EXIT INT TERM
 
-if [ -t 0 ]; then stdin_opt="-chardev stdio,id=con,signal=off"; else stdin_opt="-chardev stdio,id=con,signal=off"; fi
 timeout "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
-	-nodefaults -no-user-config -display none -no-reboot $stdin_opt -serial chardev:con \
+	-nodefaults -no-user-config -display none -no-reboot -chardev stdio,id=con,signal=off -serial chardev:con \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
 	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top" \
 	-fsdev local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
 	-fsdev local,id=work,path="$top",security_model=passthrough -device virtio-9p-pci,fsdev=work,mount_tag=work \
-	| tee "$out" | grep -av -e '^KVM-ENV-EXIT=' -e 'reboot: Power down'
+
 qrc=$?
-rc=$(tr -d '\r' < "$out" | sed -n 's/^KVM-ENV-EXIT=\([0-9]*\)$/\1/p' | tail -n 1)
+rc=$(cat "$rcfile" 2>/dev/null)
 if [ -z "$rc" ]; then
 	echo "kvm-env: the nested machine ended without reporting CMD's status (timeout or crash, qemu status $qrc)" >&2
 	exit 124
