@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include "boot.h"
 #include "commands.h"
 #include "util.h"
 #include "vm.h"
@@ -169,6 +171,17 @@ int cmd_run(int argc, char **argv)
 		return bad("unexpected argument '%s' (see 'lkvm run --help')", argv[optind]);
 	if (!cfg.kernel)
 		return bad("%s", "no kernel given: use -k KERNEL (see 'lkvm run --help')");
+	/* Input files are checked before /dev/kvm is even opened. */
+	if (x86_check_kernel(cfg.kernel, cfg.flat) < 0) {
+		fprintf(stderr, "lkvm run: %s\n", err_msg());
+		return EXIT_USAGE;
+	}
+	struct stat st;
+	if (cfg.initrd && (stat(cfg.initrd, &st) < 0 || !S_ISREG(st.st_mode) || access(cfg.initrd, R_OK) < 0))
+		return bad("%s: cannot read the initrd (missing, not a file, or no permission)", cfg.initrd);
+	for (int i = 0; i < cfg.nr_disks; i++)
+		if (stat(cfg.disks[i].path, &st) < 0 || access(cfg.disks[i].path, cfg.disks[i].ro ? R_OK : R_OK | W_OK) < 0)
+			return bad("%s: cannot open the disk image (missing or no permission)", cfg.disks[i].path);
 	if (cfg.cpu == CPU_AUTO) {
 		cfg.cpu = kvm_host_emulates_ring0() ? CPU_BASELINE : CPU_HOST;
 		if (cfg.cpu == CPU_BASELINE)

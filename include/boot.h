@@ -46,6 +46,8 @@ int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info 
 /* Copy PT_LOAD segments to their physical addresses. */
 int elf_load(struct vm *vm, const char *path, const uint8_t *buf, size_t len);
 
+/* Parse a kernel file's headers without a VM: bad input fails before /dev/kvm is opened. */
+int x86_check_kernel(const char *path, bool flat);
 /* Load kernel/initrd/cmdline as vm->cfg says and decide the entry state. */
 int x86_load_kernel(struct vm *vm);
 /* Registers, segments, page tables state for the boot vCPU. */

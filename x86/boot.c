@@ -71,8 +71,10 @@ enum image_kind image_detect(const uint8_t *buf, size_t len)
 int bzimage_parse(const char *path, const uint8_t *buf, size_t len, struct bzimage_info *bi)
 {
 	memset(bi, 0, sizeof(*bi));
-	if (len < 1024 || get_le32(buf + BP_HEADER) != HDRS_MAGIC)
+	if (len < BP_HEADER + 4 || get_le32(buf + BP_HEADER) != HDRS_MAGIC)
 		return err_set("%s: not a bzImage (no HdrS setup header)", path);
+	if (len < 1024)
+		return err_set("%s: truncated bzImage (%zu bytes, not even the setup header's sectors)", path, len);
 	bi->version = get_le16(buf + BP_VERSION);
 	if (bi->version < 0x206)
 		return err_set("%s: boot protocol %x.%02x is too old (need 2.06)", path,
@@ -113,8 +115,10 @@ static Elf64_Phdr phdr_at(const uint8_t *buf, const Elf64_Ehdr *eh, int i)
 int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info *ei)
 {
 	memset(ei, 0, sizeof(*ei));
-	if (len < sizeof(Elf64_Ehdr) || memcmp(buf, ELFMAG, SELFMAG))
+	if (len < SELFMAG || memcmp(buf, ELFMAG, SELFMAG))
 		return err_set("%s: not an ELF file", path);
+	if (len < sizeof(Elf64_Ehdr))
+		return err_set("%s: truncated ELF header (%zu bytes)", path, len);
 	Elf64_Ehdr eh;
 	memcpy(&eh, buf, sizeof(eh));
 	if (buf[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
@@ -385,6 +389,25 @@ static int load_flat(struct vm *vm, const uint8_t *buf, size_t len)
 	vm->rm_ss = vm->rm_cs;
 	vm->rm_sp = 0xfff0;
 	return 0;
+}
+
+int x86_check_kernel(const char *path, bool flat)
+{
+	uint8_t *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) < 0)
+		return -1;
+	int ret = 0;
+	struct bzimage_info bi;
+	struct elf_info ei;
+	if (len == 0)
+		ret = err_set("%s: file is empty", path);
+	else if (!flat && image_detect(buf, len) == IMAGE_BZIMAGE)
+		ret = bzimage_parse(path, buf, len, &bi);
+	else if (!flat && image_detect(buf, len) == IMAGE_ELF)
+		ret = elf_parse(path, buf, len, &ei);
+	free(buf);
+	return ret;
 }
 
 int x86_load_kernel(struct vm *vm)
