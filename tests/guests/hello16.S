@@ -18,4 +18,4 @@ _start:
 2:	EXIT	0
 
 	REAL_MODE_LIB
-msg:	.asciz	"hello from int 10h\n"
+msg:	.asciz	"hello through int 10h\n"

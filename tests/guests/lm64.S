@@ -36,15 +36,9 @@ lm_entry:
 	outl	%eax, %dx
 	mov	$0xcfc, %dx
 	inl	%dx, %eax
-	mov	%eax, %r12d
-	PRINT	"pci 00:00.0 vendor "
-	mov	%r12d, %ebx
-	mov	$4, %ecx
-	call	puthex
-	PRINT	" device "
-	mov	%r12d, %ebx
-	shr	$16, %ebx
-	mov	$4, %ecx
+	mov	%eax, %ebx
+	PRINT	"pci 00:00.0 id "		/* device id, vendor id */
+	mov	$8, %ecx
 	call	puthex
 	PRINT	"\n"
 
@@ -64,7 +58,7 @@ lm_entry:
 	PRINT	"port "
 	mov	$8, %ecx
 	call	puthex
-	PRINT	"\n"
+	PRINT	"\ndone\n"
 	EXIT	0
 
 	FLAT_LIB
