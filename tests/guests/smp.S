@@ -107,6 +107,7 @@ ap_entry:
 	shr	$24, %ebx
 	mov	%bl, %al
 	add	$'0', %al
+	mov	$0x3f8, %dx		/* cpuid clobbered it */
 	outb	%al, %dx
 	mov	$'\n', %al
 	outb	%al, %dx
