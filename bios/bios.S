@@ -15,6 +15,9 @@ bios_header:
 	.word	e820_count, e820_table, mem_e801_low, mem_e801_high, mem_88
 	.word	0
 
+/* int 15h AH=C0h: length, model (AT), submodel, revision, features: 2nd PIC, RTC. */
+sys_config:	.word 8
+		.byte 0xfc, 0, 0, 0x60, 0, 0, 0, 0
 e820_count:	.word 0
 mem_e801_low:	.word 0		/* KiB between 1 and 16 MiB */
 mem_e801_high:	.word 0		/* 64 KiB blocks above 16 MiB (below the PCI hole) */
@@ -100,15 +103,122 @@ int16:
 	pop	%bp
 	iret
 
-/* Time of day: zero ticks; RTC services unsupported. */
+/*
+ * Time of day from the RTC (CMOS), for callers that poll it (Linux's setup
+ * code times its video menu with AH=02h): AH=00h ticks since midnight,
+ * AH=02h time and AH=04h date in BCD; setting them is accepted and ignored.
+ */
 int1a:
-	test	%ah, %ah
-	jnz	30f
-	xor	%cx, %cx
-	xor	%dx, %dx
+	cmp	$0x00, %ah
+	je	31f
+	cmp	$0x02, %ah
+	je	32f
+	cmp	$0x04, %ah
+	je	33f
+	cmp	$0x01, %ah
+	je	34f
+	cmp	$0x03, %ah
+	je	34f
+	cmp	$0x05, %ah
+	je	34f
+	jmp	set_cf_iret
+31:	push	%eax
+	push	%ebx
+	call	rtc_wait
+	mov	$0x04, %al
+	call	rtc_bin
+	movzbl	%al, %ebx
+	imul	$60, %ebx, %ebx
+	mov	$0x02, %al
+	call	rtc_bin
+	movzbl	%al, %eax
+	add	%eax, %ebx
+	imul	$60, %ebx, %ebx
 	xor	%al, %al
+	call	rtc_bin
+	movzbl	%al, %eax
+	add	%eax, %ebx	/* seconds since midnight */
+	imul	$13533, %ebx, %eax	/* ticks = s * 18.2065: 18 s + s * 0.2065 * 65536 >> 16 */
+	shr	$16, %eax
+	imul	$18, %ebx, %ebx
+	add	%eax, %ebx
+	mov	%bx, %dx
+	shr	$16, %ebx
+	mov	%bx, %cx
+	pop	%ebx
+	pop	%eax
+	xor	%al, %al	/* no midnight rollover seen */
 	jmp	clear_cf_iret
-30:	jmp	set_cf_iret
+32:	push	%ax
+	call	rtc_wait
+	mov	$0x04, %al
+	call	rtc_bcd
+	mov	%al, %ch
+	mov	$0x02, %al
+	call	rtc_bcd
+	mov	%al, %cl
+	xor	%al, %al
+	call	rtc_bcd
+	mov	%al, %dh
+	xor	%dl, %dl	/* no daylight saving */
+	pop	%ax
+	jmp	clear_cf_iret
+33:	push	%ax
+	call	rtc_wait
+	mov	$0x32, %al
+	call	rtc_bcd
+	mov	%al, %ch
+	mov	$0x09, %al
+	call	rtc_bcd
+	mov	%al, %cl
+	mov	$0x08, %al
+	call	rtc_bcd
+	mov	%al, %dh
+	mov	$0x07, %al
+	call	rtc_bcd
+	mov	%al, %dl
+	pop	%ax
+	jmp	clear_cf_iret
+34:	jmp	clear_cf_iret
+
+/* Wait until no RTC update is in progress (bounded: a missing RTC reads 0xff). */
+rtc_wait:
+	push	%cx
+	mov	$0xffff, %cx
+1:	mov	$0x0a, %al
+	outb	%al, $0x70
+	inb	$0x71, %al
+	test	$0x80, %al
+	loopnz	1b
+	pop	%cx
+	ret
+/* CMOS register AL, returned in AL as BCD (rtc_bcd) or binary (rtc_bin), per register B. */
+rtc_read:
+	outb	%al, $0x70
+	inb	$0x71, %al
+	mov	%al, %ah
+	mov	$0x0b, %al
+	outb	%al, $0x70
+	inb	$0x71, %al
+	xchg	%al, %ah	/* AL value, AH register B */
+	ret
+rtc_bcd:
+	call	rtc_read
+	test	$0x04, %ah
+	jz	1f
+	aam			/* binary: AH = tens, AL = units */
+	shl	$4, %ah
+	or	%ah, %al
+1:	ret
+rtc_bin:
+	call	rtc_read
+	test	$0x04, %ah
+	jnz	1f
+	mov	%al, %ah	/* BCD: tens * 10 + units */
+	shr	$4, %ah
+	and	$0x0f, %al
+	aad
+1:	ret
 
 /* System services: memory maps, A20. */
 int15:
@@ -121,6 +231,10 @@ int15:
 	cmp	$0x24, %ah
 	je	43f
 	cmp	$0x86, %ah	/* wait: return at once */
+	je	44f
+	cmp	$0xc0, %ah
+	je	47f
+	cmp	$0xec00, %ax	/* target operating mode: noted, nothing to do */
 	je	44f
 	mov	$0x86, %ah	/* unsupported */
 	jmp	set_cf_iret
@@ -143,6 +257,11 @@ int15:
 	mov	$0x0003, %bx
 	jmp	clear_cf_iret
 44:	xor	%ah, %ah
+	jmp	clear_cf_iret
+47:	push	%cs		/* C0h: ES:BX = system configuration table */
+	pop	%es
+	mov	$sys_config, %bx
+	xor	%ah, %ah
 	jmp	clear_cf_iret
 
 /* E820: EBX is the index of the entry to return, ES:DI the buffer. */
