@@ -35,7 +35,7 @@
 #define OUT_RESET  0x01	/* low: CPU held in reset */
 #define OUT_A20    0x02
 
-#define QUEUE_SIZE 16
+#define QUEUE_SIZE 15	/* with the output buffer, the 16 bytes Linux flushes at most */
 #define Q_AUX     0x01
 #define Q_TIMEOUT 0x02
 
