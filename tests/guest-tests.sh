@@ -1,0 +1,124 @@
+#!/bin/sh
+# The small test guests under lkvm (needs /dev/kvm: run through tests/kvm-env.sh).
+# Each guest is checked by its serial output and lkvm's exit status.
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+LKVM=$BUILD/lkvm
+G=$BUILD/tests/guests
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0; skip=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+sk() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
+# run NAME GUEST [ARGS...]: stdout in $T/NAME.out, stderr in $T/NAME.err, status in $rc
+run() {
+	name=$1 guest=$2; shift 2
+	timeout 60 "$LKVM" run -k "$G/$guest.bin" "$@" < /dev/null > "$T/$name.out" 2> "$T/$name.err"; rc=$?
+}
+has() { tr -d '\r' < "$T/$1.out" | grep -qx -- "$2"; }
+why() { echo "status $rc, out: $(head -c 200 "$T/$1.out" | tr '\n' '|') err: $(head -c 300 "$T/$1.err" | tr '\n' '|')"; }
+
+run hello hello16
+if [ $rc = 0 ] && has hello "hello from real mode" && has hello "hello through int 10h"; then ok "real-mode serial output, direct and through the BIOS"; else ko hello "$(why hello)"; fi
+
+run hello-flat hello16 --flat=0x20000
+if [ $rc = 0 ] && has hello-flat "hello through int 10h"; then ok "--flat=0x20000 loads and enters there"; else ko "--flat=0x20000" "$(why hello-flat)"; fi
+
+run pm32 pm32
+if [ $rc = 0 ] && has pm32 "hello from protected mode, cr0 00000011"; then ok "32-bit protected mode: GDT, CR0.PE, far jump"; else ko pm32 "$(why pm32)"; fi
+
+run lm64 lm64
+if [ $rc = 0 ] && has lm64 "hello from long mode" && has lm64 "mmio ffffffff" && has lm64 "done" &&
+   tr -d '\r' < "$T/lm64.out" | grep -q '^pci 00:00.0 id [0-9a-f]\{4\}8086$'; then
+	ok "long mode: serial, PCI config 0xcf8/0xcfc, unclaimed MMIO reads all ones, unclaimed port survives"
+else ko lm64 "$(why lm64)"; fi
+
+# The BIOS as Linux's setup code calls it; the memory answers follow -m.
+for mib in 256 64; do
+	run bios$mib bios16 -m $mib
+	exp=$T/bios$mib.exp
+	{
+		echo "int10-0f ax=5003 bh=00"; echo "int10-03 dx=0000"; echo "int10-12 bl=10"
+		echo "int11 ax=0220"; echo "int12 ax=027f"
+		echo "e820 0000000000000000 000000000009fc00 1"
+		echo "e820 000000000009fc00 0000000000000400 2"
+		printf 'e820 0000000000100000 %016x 1\n' $(((mib - 1) * 1048576))
+		echo "int15-e801 cf=0 ax=3c00 bx=$(printf %04x $(((mib - 16) * 16))) cx=3c00 dx=$(printf %04x $(((mib - 16) * 16)))"
+		k=$(((mib - 1) * 1024)); [ $k -gt 65535 ] && k=65535
+		echo "int15-88 cf=0 ax=$(printf %04x $k)"
+		echo "int15-2401 cf=0 ah=00"; echo "int15-2402 cf=0 al=01"; echo "int15-2403 cf=0 bx=0003"
+		echo "int15-c0 cf=0 ah=00 model=fc"; echo "int15-ec00 cf=0"; echo "int15-99 cf=1 ah=86"
+		echo "int16-01 zf=1"; echo "int16-02 al=00"; echo "int13-08 cf=1"; echo "int60 ax=1234 bx=5678"; echo "bios done"
+	} > "$exp"
+	missing=$(tr -d '\r' < "$T/bios$mib.out" | grep -vxF -f - "$exp" | tr '\n' '|')
+	n820=$(tr -d '\r' < "$T/bios$mib.out" | grep -c '^e820 ')
+	count=$(tr -d '\r' < "$T/bios$mib.out" | sed -n 's/^e820-count n=\([0-9a-f]*\) cf=1$/\1/p')
+	if [ $rc = 0 ] && [ -z "$missing" ] && [ -n "$count" ] && [ $((0x$count)) = "$n820" ]; then
+		ok "BIOS services with -m $mib: int 10h/11h/12h/13h/16h, int 15h e820 ($n820 entries)/e801/88h/A20/C0h/EC00h, unknown function fails"
+	else ko "BIOS services -m $mib" "missing: $missing count '$count' for $n820 entries: $(why bios$mib)"; fi
+done
+# int 1Ah: the host's UTC date and time, ticks since midnight.
+o=$(tr -d '\r' < "$T/bios256.out")
+gd=$(echo "$o" | sed -n 's/^int1a-04 cf=0 date //p'); gt=$(echo "$o" | sed -n 's/^int1a-02 cf=0 time //p')
+gticks=$(echo "$o" | sed -n 's/^int1a-00 ticks=//p')
+hs=$(date -u +%s); hmid=$((hs % 86400))
+gsecs=$(( $(printf %d 0x${gticks:-0}) * 10000 / 182065 ))
+near() { d=$(($1 - $2)); [ ${d#-} -le $3 ]; }
+if [ "$gd" = "$(date -u +%Y-%m-%d)" ] && { [ "$gt" = "$(date -u +%H:%M)" ] || [ "$gt" = "$(date -u -d '-1 min' +%H:%M)" ]; } &&
+   { near $gsecs $hmid 90 || [ $hmid -lt 120 ]; }; then
+	ok "BIOS int 1Ah: date $gd, time $gt, ${gsecs}s since midnight from the RTC"
+else ko "BIOS int 1Ah" "guest '$gd $gt' ${gsecs}s, host $(date -u '+%Y-%m-%d %H:%M') ${hmid}s"; fi
+
+run reset reset
+if [ $rc = 0 ] && has reset "R" && ! grep -q . "$T/reset.err"; then ok "i8042 reset ends the VM with status 0"; else ko reset "$(why reset)"; fi
+
+run triple triple
+if [ $rc = 2 ] && grep -q "triple fault" "$T/triple.err" && grep -q "rip " "$T/triple.err"; then
+	ok "triple fault: status 2 and a register dump"
+else ko triple "$(why triple)"; fi
+
+run rtc rtc
+got=$(tr -d '\r' < "$T/rtc.out" | sed -n 's/^date //p')
+now=$(date -u '+%Y-%m-%d %H:%M'); before=$(date -u -d '-1 min' '+%Y-%m-%d %H:%M')
+if [ $rc = 0 ] && { [ "$got" = "$now" ] || [ "$got" = "$before" ]; }; then ok "RTC reads the host's UTC date and time ($got)"; else ko rtc "guest '$got', host '$now': $(why rtc)"; fi
+
+run pit pit
+if [ $rc = 0 ] && has pit "ticks 100"; then ok "PIT interrupts through the in-kernel PIC (100 ticks)"; else ko pit "$(why pit)"; fi
+
+for n in 1 2 4; do
+	run smp$n smp -c $n
+	ids=$(tr -d '\r' < "$T/smp$n.out" | sed -n 's/^cpu apic //p' | sort | tr '\n' ' ')
+	want=$(seq 0 $((n - 1)) | tr '\n' ' ')
+	if [ $rc = 0 ] && has smp$n "cpus $n" && [ "$ids" = "$want" ]; then ok "-c $n: every vCPU started and reported its APIC id ($ids)"; else ko "smp -c $n" "ids '$ids' want '$want': $(why smp$n)"; fi
+done
+
+run emul-off emul --no-emulate
+if [ $rc = 2 ] && grep -q "f3 0f b8" "$T/emul-off.err" && grep -q "rip " "$T/emul-off.err"; then
+	ok "--no-emulate: KVM's emulation failure stops the VM with the instruction bytes (f3 0f b8)"
+else ko "emulation failure report" "$(why emul-off)"; fi
+run emul emul
+if grep -q "no emulator for it" "$T/emul.err"; then
+	sk "userspace emulation" "lkvm has no instruction emulator yet: $(head -n 1 "$T/emul.err")"
+elif [ $rc = 0 ] && has emul "popcnt 00000020" && has emul "popcnt64 0000000000000040" && has emul "popcnt16 12340010"; then
+	ok "popcnt (32/64/16-bit) on MMIO emulated in lkvm (KVM's emulator lacks it)"
+else ko emul "$(why emul)"; fi
+
+# Every port, string I/O and unbacked MMIO from a hostile guest: lkvm survives.
+run hostile hostile -m 256
+if [ $rc = 0 ] && has hostile "hostile done" && ! grep -q "lkvm" "$T/hostile.err"; then
+	ok "hostile guest: all ports, string I/O, MMIO above RAM; unclaimed reads all ones"
+else ko hostile "$(why hostile)"; fi
+
+# Seccomp on (the default) must not get in the way; off must also work.
+run hello-noseccomp hello16 --no-seccomp
+[ $rc = 0 ] && has hello-noseccomp "hello from real mode" && ok "--no-seccomp" || ko "--no-seccomp" "$(why hello-noseccomp)"
+
+# Twenty small VMs at once on this 2-core machine all complete.
+i=0; while [ $i -lt 20 ]; do timeout 120 "$LKVM" run -k "$G/hello16.bin" -m 16 < /dev/null > "$T/many$i.out" 2>&1 & i=$((i + 1)); done
+wait
+n=0; i=0; while [ $i -lt 20 ]; do grep -q "hello through int 10h" "$T/many$i.out" && n=$((n + 1)); i=$((i + 1)); done
+[ $n = 20 ] && ok "20 VMs at once all complete" || ko "20 VMs at once" "$n of 20 completed"
+
+echo "guest tests: $pass passed, $fail failed, $skip skipped"
+[ $fail = 0 ]
