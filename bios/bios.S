@@ -82,7 +82,7 @@ int10:
 	iret
 13:	iret		/* EGA info: BL unchanged means no EGA */
 
-int11:	mov	$0x0220, %ax	/* one serial port, 80x25 colour */
+int11:	mov	$0x0820, %ax	/* four serial ports, 80x25 colour */
 	iret
 int12:	mov	$639, %ax	/* KiB below the EBDA */
 	iret

@@ -40,7 +40,7 @@ for mib in 256 64; do
 	exp=$T/bios$mib.exp
 	{
 		echo "int10-0f ax=5003 bh=00"; echo "int10-03 dx=0000"; echo "int10-12 bl=10"
-		echo "int11 ax=0220"; echo "int12 ax=027f"
+		echo "int11 ax=0820"; echo "int12 ax=027f"
 		echo "e820 0000000000000000 000000000009fc00 1"
 		echo "e820 000000000009fc00 0000000000000400 2"
 		printf 'e820 0000000000100000 %016x 1\n' $(((mib - 1) * 1048576))

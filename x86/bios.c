@@ -56,13 +56,15 @@ int bios_setup(struct vm *vm, const struct e820_entry *map, int nr)
 	put_le16(bda + 0x04, 0x3e8);
 	put_le16(bda + 0x06, 0x2e8);
 	put_le16(bda + 0x0e, EBDA_SEG);
-	put_le16(bda + 0x10, 0x0220);
+	put_le16(bda + 0x10, 0x0820);	/* equipment: four serial ports, 80x25 colour; as int 11h */
 	put_le16(bda + 0x13, EBDA_START >> 10);
 	bda[0x49] = 3;
 	put_le16(bda + 0x4a, 80);
 	bda[0x84] = 24;
 	put_le16(bda + 0x85, 16);
 
+	if (nr < 0)
+		nr = 0;
 	if (nr > BIOS_E820_MAX)
 		nr = BIOS_E820_MAX;
 	memcpy(bios + hdr(bios, H_E820_TABLE), map, nr * sizeof(*map));
