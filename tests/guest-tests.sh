@@ -86,6 +86,11 @@ if [ $rc = 0 ] && { [ "$got" = "$now" ] || [ "$got" = "$before" ]; }; then ok "R
 run pit pit
 if [ $rc = 0 ] && has pit "ticks 100"; then ok "PIT interrupts through the in-kernel PIC (100 ticks)"; else ko pit "$(why pit)"; fi
 
+run ioapic ioapic -c 2
+if [ $rc = 0 ] && has ioapic "ioapic pin 0 ticks 100"; then
+	ok "PIT interrupts through the IOAPIC pin the MP table names for IRQ 0 and the LAPIC (100 ticks)"
+else ko ioapic "$(why ioapic)"; fi
+
 for n in 1 2 4; do
 	run smp$n smp -c $n
 	ids=$(tr -d '\r' < "$T/smp$n.out" | sed -n 's/^cpu apic //p' | sort | tr '\n' ' ')
