@@ -74,8 +74,9 @@ run reset reset
 if [ $rc = 0 ] && has reset "R" && ! grep -q . "$T/reset.err"; then ok "i8042 reset ends the VM with status 0"; else ko reset "$(why reset)"; fi
 
 run triple triple
-if [ $rc = 2 ] && grep -q "triple fault" "$T/triple.err" && grep -q "rip " "$T/triple.err"; then
-	ok "triple fault: status 2 and a register dump"
+if [ $rc = 2 ] && has triple "triple fault ahead" && grep -q "triple fault" "$T/triple.err" && grep -q "rip " "$T/triple.err"; then
+	# (On AMD, KVM resets the vCPU before reporting a shutdown: the dump shows reset state.)
+	ok "triple fault in protected mode: status 2 and a register dump"
 else ko triple "$(why triple)"; fi
 
 run rtc rtc
