@@ -46,6 +46,16 @@ static inline void put_le16(void *p, uint16_t v) { uint8_t *b = p; b[0] = v; b[1
 static inline void put_le32(void *p, uint32_t v) { put_le16(p, v); put_le16((uint8_t *)p + 2, v >> 16); }
 static inline void put_le64(void *p, uint64_t v) { put_le32(p, v); put_le32((uint8_t *)p + 4, v >> 32); }
 
+/* Sum of n bytes mod 256; firmware tables store the byte that makes theirs 0. */
+static inline uint8_t sum8(const void *p, size_t n)
+{
+	uint8_t s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += ((const uint8_t *)p)[i];
+	return s;
+}
+static inline uint8_t checksum8(const void *p, size_t n) { return (uint8_t)-sum8(p, n); }
+
 /* Copy a little-endian value of 1..8 bytes between a register and a bus buffer. */
 static inline uint64_t bytes_to_u64(const void *data, int len)
 {

@@ -20,14 +20,6 @@
 #define PM1_SLP_EN 0x2000
 #define SLP_TYP_S5 5
 
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-	while (n--)
-		s += *p++;
-	return (uint8_t)-s;
-}
-
 static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 {
 	memcpy(t, sig, 4);
@@ -38,7 +30,7 @@ static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 	put_le32(t + 24, 1);
 	memcpy(t + 28, "LKVM", 4);
 	put_le32(t + 32, 1);
-	t[9] = checksum(t, len);
+	t[9] = checksum8(t, len);
 }
 
 /* Generic Address Structure for a byte-wide I/O port. */
@@ -134,8 +126,8 @@ size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap)
 	r[15] = 2;	/* ACPI 2.0+: XSDT */
 	put_le32(r + 20, 36);
 	put_le64(r + 24, gpa + xsdt);
-	r[8] = checksum(r, 20);
-	r[32] = checksum(r, 36);
+	r[8] = checksum8(r, 20);
+	r[32] = checksum8(r, 36);
 	return end;
 }
 

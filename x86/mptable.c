@@ -19,14 +19,6 @@
 /* Active high, level triggered: what KVM's IOAPIC sees from KVM_IRQ_LINE. */
 #define MP_FLAGS_LEVEL_HIGH 0x0d
 
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-	while (n--)
-		s += *p++;
-	return (uint8_t)-s;
-}
-
 struct mp_writer {
 	uint8_t *base, *p, *end;
 	unsigned count;
@@ -102,12 +94,12 @@ int mptable_write(struct vm *vm)
 	memcpy(ct + 16, "LKVM-MP     ", 12);
 	put_le16(ct + 34, w.count);
 	put_le32(ct + 36, LAPIC_ADDR);
-	ct[7] = checksum(ct, w.p - ct);
+	ct[7] = checksum8(ct, w.p - ct);
 
 	memcpy(fp, "_MP_", 4);
 	put_le32(fp + 4, EBDA_START + 16);
 	fp[8] = 1;
 	fp[9] = 4;
-	fp[10] = checksum(fp, 16);
+	fp[10] = checksum8(fp, 16);
 	return 0;
 }

@@ -6,14 +6,6 @@
 #include "util.h"
 #include "vm.h"
 
-static uint8_t sum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-	while (n--)
-		s += *p++;
-	return s;
-}
-
 TEST(mptable)
 {
 	struct vm vm;
@@ -42,13 +34,13 @@ TEST(mptable)
 		return;
 	CHECK_EQ(fp[8], 1);
 	CHECK(fp[9] == 1 || fp[9] == 4);
-	CHECK_EQ(sum(fp, 16), 0);
+	CHECK_EQ(sum8(fp, 16), 0);
 	CHECK_EQ(fp[11], 0);	/* feature1: a config table follows, no default config */
 	uint32_t phys = get_le32(fp + 4);
 	const uint8_t *ct = guest_ptr(&vm.mem, phys, 44);
 	CHECK(!memcmp(ct, "PCMP", 4));
 	uint16_t len = get_le16(ct + 4);
-	CHECK_EQ(sum(guest_ptr(&vm.mem, phys, len), len), 0);
+	CHECK_EQ(sum8(guest_ptr(&vm.mem, phys, len), len), 0);
 	CHECK_EQ(ct[6], 4);
 	CHECK_EQ(get_le32(ct + 36), 0xFEE00000);
 	/* Walk the entries: three processors (BSP first), two buses, an IOAPIC. */
