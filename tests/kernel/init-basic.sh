@@ -13,5 +13,8 @@ fi
 if grep -q lkvm_rng /proc/cmdline; then
 	echo "RNG=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
 fi
-sleep 1
-poweroff -f
+# End the VM with status 0 through lkvm's debug-exit port (0xf4 = 244); if
+# that does not work, reboot=k resets through the i8042, which also ends lkvm.
+dd if=/dev/zero of=/dev/port bs=1 seek=244 count=1 2>/dev/null
+echo "LKVM-INIT: debug-exit port did not end the VM; rebooting"
+reboot -f
