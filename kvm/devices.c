@@ -1,6 +1,7 @@
 /* Every device's init, in the order vm_create() runs them: one line each. */
 #include "devices.h"
 #include "hw.h"
+#include "virtio.h"
 
 
 const struct device_init device_inits[] = {
@@ -9,5 +10,7 @@ const struct device_init device_inits[] = {
 	{ "i8042", i8042_init },
 	{ "rtc", rtc_init },
 	{ "debug-ports", debug_ports_init },
+	{ "virtio-rng", virtio_rng_init },
+	{ "virtio-blk", virtio_blk_init },
 };
 const int nr_device_inits = sizeof(device_inits) / sizeof(device_inits[0]);

@@ -48,13 +48,18 @@ static void gas_io(uint8_t *g, uint16_t port)
  * ACPI mode is always on (SCI_EN, no SMI command port); writing SLP_EN with
  * SLP_TYP 5 (S5, as \_S5 says) powers the VM off. No event ever fires.
  */
+static uint16_t pm1_enable;	/* kept as written, so the kernel sees its events enabled */
+
 static void pm_read(void *ctx, uint64_t off, void *data, int len)
 {
-	u64_to_bytes(data, len, off == 4 ? PM1_SCI_EN : 0);
+	uint64_t v = off == 2 ? pm1_enable : off == 4 ? PM1_SCI_EN : 0;
+	u64_to_bytes(data, len, v);
 }
 
 static void pm_write(void *ctx, uint64_t off, const void *data, int len)
 {
+	if (off == 2 && len >= 2)
+		pm1_enable = get_le16(data);
 	if (off != 4 || len < 2)
 		return;
 	uint16_t v = get_le16(data);

@@ -72,10 +72,15 @@ int mptable_write(struct vm *vm)
 	e = mp_entry(&w, 8);
 	e[0] = 2; e[1] = ioapic_id; e[2] = 0x11; e[3] = 1; put_le32(e + 4, IOAPIC_ADDR);
 
-	/* ISA IRQs map 1:1 to IOAPIC pins (KVM routes GSI n to pin n). */
-	for (unsigned irq = 0; irq < 16; irq++)
-		if (irq != 2)
+	/* ISA IRQs map 1:1 to IOAPIC pins (KVM routes GSI n to pin n), except the
+	 * pins PCI INTx lines use: those must stay level-triggered. */
+	for (unsigned irq = 0; irq < 16; irq++) {
+		bool pci = false;
+		for (int s = 0; vm->pci && s < PCI_MAX_DEVS; s++)
+			pci |= vm->pci->devs[s] && vm->pci->devs[s]->irq_pin_gsi == irq;
+		if (irq != 2 && !pci)
 			mp_irq(&w, 3, MP_IRQ_INT, 0, BUS_ISA, irq, ioapic_id, irq);
+	}
 	for (int s = 0; vm->pci && s < PCI_MAX_DEVS; s++) {
 		struct pci_dev *d = vm->pci->devs[s];
 		if (d && d->irq_pin_gsi)

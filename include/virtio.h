@@ -1,0 +1,119 @@
+/*
+ * virtio 1.x devices over PCI: the virtqueue core (split rings, every
+ * descriptor validated through guest_ptr) and the modern PCI transport.
+ * A device fills a struct virtio_dev and calls virtio_pci_register().
+ */
+#ifndef LKVM_VIRTIO_H
+#define LKVM_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "pci.h"
+
+struct vm;
+
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTQ_MAX_SIZE 256
+#define VIRTQ_MAX_SEGS 130	/* per chain: bounded so a request never grows without limit */
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_NO_VECTOR 0xffff
+
+#define VIRTIO_STATUS_ACK 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED 128
+
+struct virtq {
+	uint16_t size;		/* chosen by the driver, power of two <= VIRTQ_MAX_SIZE */
+	bool enabled;
+	uint64_t desc, avail, used;	/* guest-physical ring addresses */
+	uint16_t msix_vector;
+	uint16_t last_avail;	/* next avail entry to consume */
+	uint16_t used_idx;	/* next used entry to fill */
+	pthread_mutex_t lock;
+};
+
+/* One descriptor chain: readable (out) buffers first, then writable (in) ones. */
+struct virtq_chain {
+	uint16_t head;
+	int nout, nin;
+	struct iovec iov[VIRTQ_MAX_SEGS];	/* [0, nout) readable, [nout, nout+nin) writable */
+	uint64_t out_len, in_len;
+};
+
+struct virtio_dev;
+struct virtio_ops {
+	void (*notify)(struct virtio_dev *d, int queue);	/* the driver kicked a queue */
+	void (*reset)(struct virtio_dev *d);			/* optional */
+};
+
+struct virtio_msix_entry {
+	uint32_t addr_lo, addr_hi, data, ctrl;	/* ctrl bit 0: masked */
+};
+
+struct virtio_dev {
+	struct vm *vm;
+	const char *name;
+	uint16_t device_id;
+	uint64_t features;		/* offered: device bits plus the transport's */
+	uint64_t driver_features;	/* accepted by the driver */
+	uint8_t status;
+	uint32_t dfselect, gfselect;
+	uint16_t queue_sel;
+	int nr_queues;
+	struct virtq q[VIRTIO_MAX_QUEUES];
+	const uint8_t *config;		/* device config space (read-only to the guest) */
+	uint32_t config_len;
+	uint8_t config_gen;
+	uint16_t msix_config;
+	uint8_t isr;
+	bool broken;			/* a bad chain was seen: stop until reset */
+	struct virtio_msix_entry msix[VIRTIO_MAX_QUEUES + 1];
+	uint64_t msix_pending;
+	const struct virtio_ops *ops;
+	void *priv;
+	pthread_mutex_t lock;		/* transport registers and interrupt state */
+	struct pci_dev pci;
+	int msix_cap;			/* config offset of the MSI-X capability */
+};
+
+/* Register d (fields name, device_id, features, nr_queues, config, ops set) as a PCI function. */
+int virtio_pci_register(struct vm *vm, struct virtio_dev *d);
+
+/*
+ * Take the next available chain of queue qi: 1 with c filled, 0 if none, -1
+ * if the chain is invalid (the device is then marked as needing a reset).
+ */
+int virtq_pop(struct virtio_dev *d, int qi, struct virtq_chain *c);
+/* Return a chain to the driver with len bytes written, and interrupt it if it wants. */
+void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len);
+/* Raise the config-change interrupt (also used for needs-reset). */
+void virtio_config_irq(struct virtio_dev *d);
+
+/* Copy between a chain's buffers and flat memory; return bytes copied. */
+size_t iov_to_buf(const struct iovec *iov, int n, size_t skip, void *buf, size_t len);
+size_t buf_to_iov(const struct iovec *iov, int n, size_t skip, const void *buf, size_t len);
+
+/* Device inits (kvm/devices.c). */
+int virtio_blk_init(struct vm *vm);
+struct disk;
+/* One virtio-blk function for an open disk (tests use it directly). */
+int virtio_blk_add(struct vm *vm, struct disk *dk);
+int virtio_rng_init(struct vm *vm);
+
+/* BAR0 layout of every virtio-pci function lkvm creates. */
+#define VPCI_BAR_SIZE 0x4000
+#define VPCI_COMMON 0x0000
+#define VPCI_ISR 0x1000
+#define VPCI_DEVICE 0x2000
+#define VPCI_NOTIFY 0x3000
+#define VPCI_NOTIFY_MULT 4
+#define VPCI_MSIX_TABLE 0x3800
+#define VPCI_MSIX_PBA 0x3c00
+
+#endif

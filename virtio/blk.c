@@ -1,0 +1,185 @@
+/*
+ * virtio-blk (virtio 1.2 section 5.2): one PCI function per -d disk. Kicks
+ * only wake the disk's worker thread, so host I/O never runs on a vCPU; a
+ * FLUSH completes only after the backend's flush (fdatasync) returned.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "disk.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define T_IN 0
+#define T_OUT 1
+#define T_FLUSH 4
+#define T_GET_ID 8
+#define T_DISCARD 11
+#define S_OK 0
+#define S_IOERR 1
+#define S_UNSUPP 2
+#define SEG_MAX (VIRTQ_MAX_SEGS - 2)	/* data buffers; plus header and status */
+
+struct blk {
+	struct virtio_dev vdev;
+	struct disk *disk;
+	uint8_t config[60];
+	pthread_t worker;
+	pthread_mutex_t lock;
+	pthread_cond_t kick;
+	unsigned kicks;
+	uint64_t reads, writes, flushes, bytes_read, bytes_written, errors;
+};
+
+/* One request: header in the readable part, status as the last writable byte. */
+static uint32_t handle(struct blk *b, struct virtq_chain *c)
+{
+	struct iovec *out = c->iov, *in = c->iov + c->nout;
+	uint8_t hdr[16];
+	if (iov_to_buf(out, c->nout, 0, hdr, 16) != 16 || c->nin == 0) {
+		pr_warn_once("virtio-blk: request without header or status byte");
+		return 0;
+	}
+	/* The status byte is the last writable byte; data is everything between. */
+	struct iovec data[VIRTQ_MAX_SEGS];
+	int nd = 0;
+	uint8_t *status = (uint8_t *)in[c->nin - 1].iov_base + in[c->nin - 1].iov_len - 1;
+	uint32_t type = get_le32(hdr), written = 1;
+	uint64_t sector = get_le64(hdr + 8), len = 0;
+	if (type == T_IN || type == T_GET_ID) {
+		for (int i = 0; i < c->nin; i++)
+			data[nd++] = in[i];
+		data[nd - 1].iov_len--;
+		if (!data[nd - 1].iov_len)
+			nd--;
+	} else {
+		size_t skip = 16;	/* the header may share a buffer with data */
+		for (int i = 0; i < c->nout; i++) {
+			if (skip >= out[i].iov_len) {
+				skip -= out[i].iov_len;
+				continue;
+			}
+			data[nd++] = (struct iovec){ (uint8_t *)out[i].iov_base + skip, out[i].iov_len - skip };
+			skip = 0;
+		}
+	}
+	for (int i = 0; i < nd; i++)
+		len += data[i].iov_len;
+
+	uint8_t st = S_OK;
+	struct disk *dk = b->disk;
+	switch (type) {
+	case T_IN:
+	case T_OUT:
+		if (len % 512 || sector > dk->size / 512 || len > dk->size - sector * 512) {
+			st = S_IOERR;
+		} else if (type == T_OUT && dk->ro) {
+			st = S_IOERR;
+		} else if (len) {
+			int r = type == T_IN ? dk->ops->readv(dk, sector * 512, data, nd) : dk->ops->writev(dk, sector * 512, data, nd);
+			st = r < 0 ? S_IOERR : S_OK;
+			if (type == T_IN) {
+				b->reads++;
+				b->bytes_read += len;
+				if (!r)
+					written += len;
+			} else {
+				b->writes++;
+				b->bytes_written += len;
+			}
+		}
+		break;
+	case T_FLUSH:
+		b->flushes++;
+		st = dk->ro ? S_OK : dk->ops->flush(dk) < 0 ? S_IOERR : S_OK;
+		break;
+	case T_GET_ID: {
+		char id[20] = { 0 };
+		memcpy(id, dk->serial, strnlen(dk->serial, 20));
+		size_t n = buf_to_iov(data, nd, 0, id, MIN(len, (uint64_t)20));
+		written += n;
+		break;
+	}
+	default:
+		st = S_UNSUPP;
+		break;
+	}
+	if (st == S_IOERR)
+		b->errors++;
+	*status = st;
+	return written;
+}
+
+static void *worker(void *arg)
+{
+	struct blk *b = arg;
+	pthread_setname_np(pthread_self(), "lkvm-blk");
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		while (!b->kicks)
+			pthread_cond_wait(&b->kick, &b->lock);
+		b->kicks = 0;
+		pthread_mutex_unlock(&b->lock);
+		struct virtq_chain c;
+		while (virtq_pop(&b->vdev, 0, &c) == 1)
+			virtq_push(&b->vdev, 0, c.head, handle(b, &c));
+	}
+	return NULL;
+}
+
+static void blk_notify(struct virtio_dev *d, int qi)
+{
+	struct blk *b = d->priv;
+	pthread_mutex_lock(&b->lock);
+	b->kicks++;
+	pthread_cond_signal(&b->kick);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static const struct virtio_ops blk_ops = { .notify = blk_notify };
+
+int virtio_blk_add(struct vm *vm, struct disk *dk)
+{
+	struct blk *b = xcalloc(1, sizeof(*b));
+	b->disk = dk;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->kick, NULL);
+	put_le64(b->config, dk->size / 512);	/* capacity */
+	put_le32(b->config + 12, SEG_MAX);
+	put_le32(b->config + 20, 512);		/* blk_size */
+	struct virtio_dev *d = &b->vdev;
+	d->name = "virtio-blk";
+	d->device_id = 2;
+	d->nr_queues = 1;
+	d->config = b->config;
+	d->config_len = sizeof(b->config);
+	d->features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
+		      (dk->ro ? 1ULL << VIRTIO_BLK_F_RO : 0);
+	d->ops = &blk_ops;
+	d->priv = b;
+	if (virtio_pci_register(vm, d) < 0)
+		return -1;
+	if (pthread_create(&b->worker, NULL, worker, b))
+		return err_set("%s: cannot start its I/O thread", dk->path);
+	return 0;
+}
+
+int virtio_blk_init(struct vm *vm)
+{
+	for (int i = 0; i < vm->cfg.nr_disks; i++) {
+		struct disk_opt *o = &vm->cfg.disks[i];
+		struct disk *dk = disk_open(o->path, o->ro, o->direct);
+		if (!dk)
+			return -1;
+		snprintf(dk->serial, sizeof(dk->serial), "lkvm-disk-%d", i);
+		if (virtio_blk_add(vm, dk) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,287 @@
+/*
+ * The modern virtio-pci transport (virtio 1.2 section 4.1): one memory BAR
+ * holding the common config, ISR, device config, notify region and the MSI-X
+ * table, described by vendor capabilities so Linux's virtio_pci binds.
+ */
+#include <string.h>
+#include "hw.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define PCI_CAP_VNDR 0x09
+#define PCI_CAP_MSIX 0x11
+#define CFG_COMMON 1
+#define CFG_NOTIFY 2
+#define CFG_ISR 3
+#define CFG_DEVICE 4
+#define MSIX_ENABLE 0x8000
+#define MSIX_FMASK 0x4000
+
+void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit);
+
+static uint16_t msix_control(struct virtio_dev *d)
+{
+	return get_le16(d->pci.cfg + d->msix_cap + 2);
+}
+
+/* Deliver an interrupt: MSI-X vector if enabled, else INTx with the ISR bit. */
+void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit)
+{
+	pthread_mutex_lock(&d->lock);
+	uint16_t ctl = msix_control(d);
+	if (ctl & MSIX_ENABLE) {
+		if (vector <= d->nr_queues) {
+			struct virtio_msix_entry *e = &d->msix[vector];
+			if ((ctl & MSIX_FMASK) || (e->ctrl & 1)) {
+				d->msix_pending |= 1ULL << vector;
+			} else {
+				uint64_t addr = (uint64_t)e->addr_hi << 32 | e->addr_lo;
+				uint32_t data = e->data;
+				pthread_mutex_unlock(&d->lock);
+				vm_msi(d->vm, addr, data);
+				return;
+			}
+		}
+	} else {
+		d->isr |= isr_bit;
+		pci_dev_irq(&d->pci, 1);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_config_irq(struct virtio_dev *d)
+{
+	d->config_gen++;
+	virtio_irq(d, d->msix_config, 2);
+}
+
+static void reset(struct virtio_dev *d)
+{
+	d->status = 0;
+	d->driver_features = 0;
+	d->dfselect = d->gfselect = 0;
+	d->queue_sel = 0;
+	d->isr = 0;
+	d->broken = false;
+	d->msix_config = VIRTIO_NO_VECTOR;
+	for (int i = 0; i < d->nr_queues; i++) {
+		struct virtq *q = &d->q[i];
+		pthread_mutex_lock(&q->lock);
+		q->enabled = false;
+		q->size = VIRTQ_MAX_SIZE;
+		q->desc = q->avail = q->used = 0;
+		q->last_avail = q->used_idx = 0;
+		q->msix_vector = VIRTIO_NO_VECTOR;
+		pthread_mutex_unlock(&q->lock);
+	}
+	pci_dev_irq(&d->pci, 0);
+	if (d->ops->reset)
+		d->ops->reset(d);
+}
+
+static struct virtq *selected(struct virtio_dev *d)
+{
+	return d->queue_sel < d->nr_queues ? &d->q[d->queue_sel] : NULL;
+}
+
+/* Enabling a queue: its rings must lie in RAM, suitably aligned. */
+static void enable_queue(struct virtio_dev *d, struct virtq *q)
+{
+	const struct guest_mem *m = &d->vm->mem;
+	if ((q->desc & 15) || (q->avail & 1) || (q->used & 3) || !guest_ptr(m, q->desc, 16ULL * q->size) ||
+	    !guest_ptr(m, q->avail, 6 + 2ULL * q->size) || !guest_ptr(m, q->used, 6 + 8ULL * q->size)) {
+		pr_warn("%s: queue rings outside guest RAM or misaligned: device needs reset", d->name);
+		d->broken = true;
+		d->status |= VIRTIO_STATUS_NEEDS_RESET;
+		return;
+	}
+	q->enabled = true;
+}
+
+static uint64_t common_read(struct virtio_dev *d, uint64_t off)
+{
+	struct virtq *q = selected(d);
+	switch (off) {
+	case 0x00: return d->dfselect;
+	case 0x04: return d->dfselect < 2 ? (uint32_t)(d->features >> (32 * d->dfselect)) : 0;
+	case 0x08: return d->gfselect;
+	case 0x0c: return d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0;
+	case 0x10: return d->msix_config;
+	case 0x12: return d->nr_queues;
+	case 0x14: return d->status;
+	case 0x15: return d->config_gen;
+	case 0x16: return d->queue_sel;
+	case 0x18: return q ? q->size : 0;
+	case 0x1a: return q ? q->msix_vector : VIRTIO_NO_VECTOR;
+	case 0x1c: return q ? q->enabled : 0;
+	case 0x1e: return d->queue_sel;	/* notify offset = queue index */
+	case 0x20: return q ? (uint32_t)q->desc : 0;
+	case 0x24: return q ? q->desc >> 32 : 0;
+	case 0x28: return q ? (uint32_t)q->avail : 0;
+	case 0x2c: return q ? q->avail >> 32 : 0;
+	case 0x30: return q ? (uint32_t)q->used : 0;
+	case 0x34: return q ? q->used >> 32 : 0;
+	}
+	return 0;
+}
+
+static void set_lo(uint64_t *v, uint32_t x) { *v = (*v & ~0xffffffffULL) | x; }
+static void set_hi(uint64_t *v, uint32_t x) { *v = (*v & 0xffffffffULL) | (uint64_t)x << 32; }
+
+static void common_write(struct virtio_dev *d, uint64_t off, uint32_t v)
+{
+	struct virtq *q = selected(d);
+	/* Queue layout is frozen once the queue is enabled. */
+	bool q_open = q && !q->enabled;
+	switch (off) {
+	case 0x00: d->dfselect = v; break;
+	case 0x08: d->gfselect = v; break;
+	case 0x0c:
+		if (d->gfselect < 2 && !(d->status & VIRTIO_STATUS_FEATURES_OK)) {
+			uint64_t mask = 0xffffffffULL << (32 * d->gfselect);
+			d->driver_features = (d->driver_features & ~mask) | (((uint64_t)v << (32 * d->gfselect)) & mask);
+		}
+		break;
+	case 0x10: d->msix_config = v; break;
+	case 0x14:
+		if (v == 0) {
+			reset(d);
+			break;
+		}
+		/* FEATURES_OK only for a subset of what we offer that includes VERSION_1. */
+		if ((v & VIRTIO_STATUS_FEATURES_OK) && !(d->status & VIRTIO_STATUS_FEATURES_OK) &&
+		    ((d->driver_features & ~d->features) || !(d->driver_features & (1ULL << VIRTIO_F_VERSION_1))))
+			v &= ~VIRTIO_STATUS_FEATURES_OK;
+		d->status = (d->status & VIRTIO_STATUS_NEEDS_RESET) | (v & ~VIRTIO_STATUS_NEEDS_RESET);
+		break;
+	case 0x16: d->queue_sel = v; break;
+	case 0x18:
+		if (q_open && v && v <= VIRTQ_MAX_SIZE && !(v & (v - 1)))
+			q->size = v;
+		break;
+	case 0x1a: if (q) q->msix_vector = v; break;
+	case 0x1c: if (q_open && v == 1) enable_queue(d, q); break;
+	case 0x20: if (q_open) set_lo(&q->desc, v); break;
+	case 0x24: if (q_open) set_hi(&q->desc, v); break;
+	case 0x28: if (q_open) set_lo(&q->avail, v); break;
+	case 0x2c: if (q_open) set_hi(&q->avail, v); break;
+	case 0x30: if (q_open) set_lo(&q->used, v); break;
+	case 0x34: if (q_open) set_hi(&q->used, v); break;
+	}
+}
+
+static void msix_deliver_pending(struct virtio_dev *d)
+{
+	for (int v = 0; v <= d->nr_queues; v++) {
+		if (!(d->msix_pending & (1ULL << v)) || (d->msix[v].ctrl & 1) || (msix_control(d) & MSIX_FMASK))
+			continue;
+		d->msix_pending &= ~(1ULL << v);
+		vm_msi(d->vm, (uint64_t)d->msix[v].addr_hi << 32 | d->msix[v].addr_lo, d->msix[v].data);
+	}
+}
+
+static void bar_read(void *ctx, uint64_t off, void *data, int len)
+{
+	struct virtio_dev *d = ctx;
+	uint64_t v = 0;
+	pthread_mutex_lock(&d->lock);
+	if (off < VPCI_ISR) {
+		v = common_read(d, off);	/* drivers use each register's own width */
+	} else if (off == VPCI_ISR) {
+		v = d->isr;	/* reading clears it and lowers INTx */
+		d->isr = 0;
+		pci_dev_irq(&d->pci, 0);
+	} else if (off >= VPCI_DEVICE && off < VPCI_DEVICE + d->config_len) {
+		uint8_t buf[8] = { 0 };
+		uint64_t o = off - VPCI_DEVICE;
+		memcpy(buf, d->config + o, MIN((uint64_t)len, d->config_len - o));
+		v = bytes_to_u64(buf, len);
+	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + 16 * (uint64_t)(d->nr_queues + 1)) {
+		uint32_t *e = (uint32_t *)&d->msix[(off - VPCI_MSIX_TABLE) / 16];
+		v = e[(off & 15) / 4];
+	} else if (off >= VPCI_MSIX_PBA && off < VPCI_MSIX_PBA + 8) {
+		v = d->msix_pending >> (8 * (off - VPCI_MSIX_PBA));
+	}
+	pthread_mutex_unlock(&d->lock);
+	u64_to_bytes(data, len, v);
+}
+
+static void bar_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	struct virtio_dev *d = ctx;
+	uint32_t v = (uint32_t)bytes_to_u64(data, MIN(len, 4));
+	if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_NOTIFY_MULT * (uint64_t)d->nr_queues) {
+		/* Kicks skip the register lock: the device's own thread takes it from here. */
+		if (d->status & VIRTIO_STATUS_DRIVER_OK)
+			d->ops->notify(d, (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (off < VPCI_ISR) {
+		common_write(d, off, v);
+	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + 16 * (uint64_t)(d->nr_queues + 1) && len == 4) {
+		uint32_t *e = (uint32_t *)&d->msix[(off - VPCI_MSIX_TABLE) / 16];
+		e[(off & 15) / 4] = v;
+		msix_deliver_pending(d);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+static const struct bus_ops bar_ops = { .read = bar_read, .write = bar_write };
+
+/* Unmasking MSI-X (function mask or enable) may release pending vectors. */
+static void cfg_written(struct pci_dev *p, unsigned off, int len)
+{
+	struct virtio_dev *d = p->priv;
+	if (off + len > (unsigned)d->msix_cap + 2 && off <= (unsigned)d->msix_cap + 3) {
+		pthread_mutex_lock(&d->lock);
+		msix_deliver_pending(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+static void add_vndr_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, bool notify)
+{
+	uint8_t cap[20] = { PCI_CAP_VNDR, 0, notify ? 20 : 16, type, 0 /* BAR0 */ };
+	put_le32(cap + 8, off);
+	put_le32(cap + 12, len);
+	if (notify)
+		put_le32(cap + 16, VPCI_NOTIFY_MULT);
+	pci_dev_add_cap(p, cap, notify ? 20 : 16);
+}
+
+int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
+{
+	d->vm = vm;
+	d->features |= 1ULL << VIRTIO_F_VERSION_1;
+	pthread_mutex_init(&d->lock, NULL);
+	for (int i = 0; i < d->nr_queues; i++)
+		pthread_mutex_init(&d->q[i].lock, NULL);
+	for (int i = 0; i <= d->nr_queues; i++)
+		d->msix[i].ctrl = 1;	/* vectors start masked */
+	reset(d);
+
+	struct pci_dev *p = &d->pci;
+	static const uint32_t classes[] = { [1] = 0x020000, [2] = 0x010000, [3] = 0x078000, [4] = 0x00ff00 };
+	uint32_t cls = d->device_id < ARRAY_SIZE(classes) && classes[d->device_id] ? classes[d->device_id] : 0x00ff00;
+	pci_dev_init(p, 0x1af4, 0x1040 + d->device_id, cls, 0x1af4, 0x1040 + d->device_id);
+	p->cfg[0x08] = 1;	/* revision 1: modern only */
+	p->name = d->name;
+	p->priv = d;
+	p->cfg_written = cfg_written;
+	pci_dev_set_bar(p, 0, VPCI_BAR_SIZE, false, &bar_ops, d);
+	add_vndr_cap(p, CFG_COMMON, VPCI_COMMON, 0x38, false);
+	add_vndr_cap(p, CFG_NOTIFY, VPCI_NOTIFY, VPCI_NOTIFY_MULT * d->nr_queues, true);
+	add_vndr_cap(p, CFG_ISR, VPCI_ISR, 1, false);
+	add_vndr_cap(p, CFG_DEVICE, VPCI_DEVICE, d->config_len ? d->config_len : 4, false);
+	uint8_t msix[12] = { PCI_CAP_MSIX, 0 };
+	put_le16(msix + 2, d->nr_queues);	/* table size - 1: one vector per queue + config */
+	put_le32(msix + 4, VPCI_MSIX_TABLE);	/* BAR0 */
+	put_le32(msix + 8, VPCI_MSIX_PBA);
+	d->msix_cap = pci_dev_add_cap(p, msix, sizeof(msix));
+	if (d->msix_cap < 0)
+		return err_set("%s: no room for the MSI-X capability", d->name);
+	p->wmask[d->msix_cap + 3] = 0xc0;	/* enable and function mask */
+	return pci_register(vm, p);
+}
