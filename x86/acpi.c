@@ -68,12 +68,75 @@ static void pm_write(void *ctx, uint64_t off, const void *data, int len)
 }
 static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
 
+/* AML: a PkgLength-prefixed package (1- or 2-byte length, enough below 4 KiB). */
+static size_t aml_pkg(uint8_t *out, const uint8_t *body, size_t n)
+{
+	size_t total = n + 1;
+	if (total < 64) {
+		out[0] = total;
+	} else {
+		total = n + 2;
+		out[0] = 0x40 | (total & 0xf);
+		out[1] = total >> 4;
+	}
+	memmove(out + (total - n), body, n);
+	return total;
+}
+
+/*
+ * The DSDT's AML: \_S5 for power-off, and \_SB.PCI0, a PNP0A03 host bridge
+ * whose _CRS gives bus 0, the config ports and the I/O and MMIO windows:
+ * without it an ACPI kernel never scans PCI and sees no virtio device.
+ */
+static size_t build_aml(uint8_t *out)
+{
+	static const uint8_t s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x05, 0x02, 0x0a, SLP_TYP_S5, 0x00 };
+	static const uint8_t crs[] = {
+		/* bus numbers 0-0 */
+		0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0x00, 0x00, 0x00, 0x00, 0, 0, 0x01, 0x00,
+		/* config ports 0xcf8-0xcff */
+		0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+		/* I/O windows 0-0xcf7 and 0xd00-0xffff */
+		0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0, 0, 0x00, 0x00, 0xf7, 0x0c, 0, 0, 0xf8, 0x0c,
+		0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0, 0, 0x00, 0x0d, 0xff, 0xff, 0, 0, 0x00, 0xf3,
+		/* 32-bit MMIO window 0xc0000000-0xfebfffff */
+		0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe,
+		0, 0, 0, 0, 0x00, 0x00, 0xc0, 0x3e,
+		0x79, 0x00,
+	};
+	uint8_t dev[256], tmp[256], *p = dev;
+	size_t n;
+	memcpy(p, "PCI0", 4), p += 4;
+	static const uint8_t names[] = {
+		0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03,	/* EisaId("PNP0A03") */
+		0x08, '_', 'U', 'I', 'D', 0x00,
+		0x08, '_', 'S', 'E', 'G', 0x00,
+		0x08, '_', 'B', 'B', 'N', 0x00,
+		0x08, '_', 'C', 'R', 'S', 0x11,
+	};
+	memcpy(p, names, sizeof(names)), p += sizeof(names);
+	tmp[0] = 0x0a;	/* BufferSize as a ByteConst */
+	tmp[1] = sizeof(crs);
+	memcpy(tmp + 2, crs, sizeof(crs));
+	p += aml_pkg(p, tmp, sizeof(crs) + 2);
+	/* Device(PCI0) inside Scope(\_SB_) */
+	uint8_t scope[300], *q = scope;
+	memcpy(q, "\\_SB_", 5), q += 5;
+	*q++ = 0x5b, *q++ = 0x82;
+	q += aml_pkg(q, dev, p - dev);
+	uint8_t *o = out;
+	memcpy(o, s5, sizeof(s5)), o += sizeof(s5);
+	*o++ = 0x10;
+	n = aml_pkg(o, scope, q - scope);
+	return o + n - out;
+}
+
 size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap)
 {
-	/* \_S5 = Package() { 5, 0 }: AML NameOp, "_S5_", PackageOp, len, 2 elements. */
-	static const uint8_t aml_s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x05, 0x02, 0x0a, SLP_TYP_S5, 0x00 };
+	uint8_t aml[400];
+	size_t aml_len = build_aml(aml);
 	size_t rsdp = 0, xsdt = 48, fadt = xsdt + 36 + 2 * 8, dsdt = fadt + 276;
-	size_t madt = ALIGN_UP(dsdt + 36 + sizeof(aml_s5), 8);
+	size_t madt = ALIGN_UP(dsdt + 36 + aml_len, 8);
 	size_t madt_len = 44 + ncpu * 8 + 12 + 10 + 6;
 	size_t end = madt + madt_len;
 	if (end > cap)
@@ -81,8 +144,8 @@ size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap)
 	memset(base, 0, end);
 
 	uint8_t *d = base + dsdt;
-	memcpy(d + 36, aml_s5, sizeof(aml_s5));
-	header(d, "DSDT", 36 + sizeof(aml_s5), 2);
+	memcpy(d + 36, aml, aml_len);
+	header(d, "DSDT", 36 + aml_len, 2);
 
 	uint8_t *m = base + madt, *e = m + 44;
 	put_le32(m + 36, LAPIC_ADDR);
