@@ -254,7 +254,7 @@ static void add_vndr_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t
 int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
 {
 	d->vm = vm;
-	d->features |= 1ULL << VIRTIO_F_VERSION_1;
+	d->features |= 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC;
 	pthread_mutex_init(&d->lock, NULL);
 	for (int i = 0; i < d->nr_queues; i++)
 		pthread_mutex_init(&d->q[i].lock, NULL);

@@ -82,8 +82,9 @@ static int pop_locked(struct virtio_dev *d, struct virtq *q, struct virtq_chain 
 	if (head >= q->size)
 		return broken(d, "head index out of range");
 
-	memset(c, 0, offsetof(struct virtq_chain, iov));
 	c->head = head;
+	c->nout = c->nin = 0;
+	c->out_len = c->in_len = 0;
 	unsigned max = q->size, seen = 0, i = head;
 	bool indirect = false;
 	for (;;) {
