@@ -52,7 +52,7 @@ if [ -n "$DEB" ] && [ -f "$DEB/boot/vmlinuz" ]; then
 		o=$T/$name.out
 		if grep -q "Linux version" "$o" && grep -q "BIOS-e820: \[mem 0x0000000000100000-0x000000000fffffff\] usable" "$o" \
 			&& grep -q "Command line:.*lkvm_marker=4242" "$o"; then
-			ok "$name (banner, e820 map and command line on ttyS0)"
+			ok "$name (banner, e820 map and command line on ttyS0; ran ${secs}s)"
 		else
 			ko "$name" "rc=$rc: $(grep -m3 -E 'Linux version|e820|Command line' "$o" | tr '\n' '|') $(tail -n 3 "$o" | tr '\n' '|')"
 		fi
@@ -69,7 +69,7 @@ if [ -n "$KDIR" ] && [ -f "$KDIR/bzImage" ]; then
 	check_init testkernel-bzimage-c1 1 256
 	run testkernel-bzimage-c2 180 -k "$KDIR/bzImage" -i "$INITRD" -m 256 -c 2 -p quiet
 	check_init testkernel-bzimage-c2 2 256
-	run testkernel-bios16-c1 180 --bios-boot -k "$KDIR/bzImage" -i "$INITRD" -m 256 -c 1 -p quiet
+	run testkernel-bios16-c1 120 --bios-boot -k "$KDIR/bzImage" -i "$INITRD" -m 256 -c 1 -p quiet
 	check_init testkernel-bios16-c1 1 256
 	run testkernel-pvh-c2 180 -k "$KDIR/vmlinux" -i "$INITRD" -m 256 -c 2 -p quiet
 	check_init testkernel-pvh-c2 2 256
@@ -82,20 +82,20 @@ if [ -n "$KDIR" ] && [ -f "$KDIR/bzImage" ]; then
 		dd if=/dev/zero of="$img" bs=1M count=8 2>/dev/null
 		printf 'host-wrote-this' | dd of="$img" conv=notrunc 2>/dev/null
 		run virtio-blk 180 -k "$KDIR/bzImage" -i "$INITRD" -d "$img" -p "quiet lkvm_blk"
-		r=$(val virtio-blk BLK-READ); s=$(val virtio-blk BLK-SIZE)
+		r=$(val virtio-blk BLK-READ); s=$(val virtio-blk BLK-SIZE); v=$(val virtio-blk VDA)
 		w=$(dd if="$img" bs=512 skip=1 count=1 2>/dev/null | head -c 20)
 		if [ "$r" = "host-wrote-this" ] && [ "$w" = "guest-wrote-sector-1" ] && [ "$s" = 16384 ]; then
 			ok "virtio-blk (guest read the host's bytes, host reads the guest's, 16384 sectors)"
 		else
-			ko virtio-blk "rc=$rc read='$r' wrote='$w' size='$s': $(tail -n 3 "$T/virtio-blk.out" | tr '\n' '|')"
+			ko virtio-blk "rc=$rc /dev/vda in the guest: '$v' read='$r' wrote='$w' size='$s': $(tail -n 3 "$T/virtio-blk.out" | tr '\n' '|')"
 		fi
 	else
 		sk virtio-blk "lkvm has no virtio-blk device yet (lkvm version lists the devices)"
 	fi
 	if has_device virtio-rng; then
 		run virtio-rng 180 -k "$KDIR/bzImage" -i "$INITRD" --rng -p "quiet lkvm_rng"
-		r=$(val virtio-rng RNG)
-		[ ${#r} = 32 ] && [ "$r" != 00000000000000000000000000000000 ] && ok "virtio-rng (/dev/hwrng gave $r)" || ko virtio-rng "rc=$rc RNG='$r'"
+		r=$(val virtio-rng RNG); v=$(val virtio-rng HWRNG)
+		[ ${#r} = 32 ] && [ "$r" != 00000000000000000000000000000000 ] && ok "virtio-rng (/dev/hwrng gave $r)" || ko virtio-rng "rc=$rc /dev/hwrng in the guest: '$v' RNG='$r'"
 	else
 		sk virtio-rng "lkvm has no virtio-rng device yet"
 	fi

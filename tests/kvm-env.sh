@@ -73,7 +73,7 @@ mount -t tmpfs run /host/run 2>/dev/null
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
 chroot /host /bin/sh "$job"
 sync
-echo 1 > /proc/sys/kernel/printk
+echo 0 > /proc/sys/kernel/printk	# not even the "Power down" line
 poweroff -f
 INIT
 	chmod +x "$ir/init"
@@ -98,7 +98,9 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 } > "$job"
 trap 'rm -f "$job" "$rcfile"' EXIT INT TERM
 
-timeout "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
+# --foreground: qemu reads the terminal (interactive use); in a process group of
+# its own it would be stopped by SIGTTIN.
+timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
 	-nodefaults -no-user-config -display none -no-reboot -chardev stdio,id=con,signal=off -serial chardev:con \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
 	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top" \
