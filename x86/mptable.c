@@ -77,7 +77,7 @@ int mptable_write(struct vm *vm)
 	for (unsigned irq = 0; irq < 16; irq++) {
 		bool pci = false;
 		for (int s = 0; vm->pci && s < PCI_MAX_DEVS; s++)
-			pci |= vm->pci->devs[s] && vm->pci->devs[s]->irq_pin_gsi == irq;
+			pci |= vm->pci->devs[s] && vm->pci->devs[s]->irq_pin_gsi && vm->pci->devs[s]->irq_pin_gsi == irq;
 		if (irq != 2 && !pci)
 			mp_irq(&w, 3, MP_IRQ_INT, 0, BUS_ISA, irq, ioapic_id, irq);
 	}

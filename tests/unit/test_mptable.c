@@ -19,6 +19,9 @@ TEST(mptable)
 	dev.slot = 2;
 	dev.irq_pin_gsi = 10;
 	host.devs[2] = &dev;
+	struct pci_dev bridge;
+	memset(&bridge, 0, sizeof(bridge));
+	host.devs[0] = &bridge;
 	vm.pci = &host;
 	CHECK_EQ(mptable_write(&vm), 0);
 
@@ -44,13 +47,18 @@ TEST(mptable)
 	CHECK_EQ(ct[6], 4);
 	CHECK_EQ(get_le32(ct + 36), 0xFEE00000);
 	/* Walk the entries: three processors (BSP first), two buses, an IOAPIC. */
-	int cpus = 0, bsp = 0, ioapics = 0, pci_irqs = 0;
+	int cpus = 0, bsp = 0, ioapics = 0, pci_irqs = 0, isa0 = 0, isa10 = 0;
 	const uint8_t *e = ct + 44, *end = ct + len;
 	for (int i = 0; i < get_le16(ct + 34) && e < end; i++) {
 		switch (e[0]) {
 		case 0: cpus++; bsp += (e[3] & 2) ? 1 : 0; CHECK_EQ(e[1], cpus - 1); e += 20; break;
 		case 2: ioapics++; CHECK_EQ(get_le32(e + 4), 0xFEC00000); e += 8; break;
-		case 3: if (e[4] == 0) { pci_irqs++; CHECK_EQ(e[5], 2 << 2); CHECK_EQ(e[7], 10); } e += 8; break;
+		case 3:
+			if (e[4] == 0) { pci_irqs++; CHECK_EQ(e[5], 2 << 2); CHECK_EQ(e[7], 10); }
+			if (e[4] == 1 && e[5] == 0) isa0++;
+			if (e[4] == 1 && e[5] == 10) isa10++;
+			e += 8;
+			break;
 		default: e += 8; break;
 		}
 	}
@@ -59,6 +67,8 @@ TEST(mptable)
 	CHECK_EQ(bsp, 1);
 	CHECK_EQ(ioapics, 1);
 	CHECK_EQ(pci_irqs, 1);
+	CHECK_EQ(isa0, 1);	/* the timer's pin, even with a host bridge (GSI 0) in slot 0 */
+	CHECK_EQ(isa10, 0);	/* the PCI device's pin is PCI's alone */
 	guest_mem_free(&vm.mem);
 }
 
