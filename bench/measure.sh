@@ -1,0 +1,69 @@
+#!/bin/sh
+# The measurements themselves; needs /dev/kvm (bench/run.sh runs it through
+# tests/kvm-env.sh). Prints markdown for bench/README.md.
+B=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+O=$B/bench
+LKVM=$B/lkvm
+RUNS=${BENCH_RUNS:-20}
+QEMU=qemu-system-x86_64
+QFAST="-nodefaults -no-user-config -display none -no-reboot -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+med() { sed -n "s/.*$1 ms min [0-9.]* median \([0-9.]*\).*/\1/p"; }
+
+echo "### Start-up latency ($RUNS runs each, same PVH guest: one byte on the UART, then exit)"
+echo
+echo "| VMM | first serial byte (min / median / max ms) | VM exit (min / median / max ms) |"
+echo "|---|---|---|"
+l=$($O/timeit "$RUNS" $LKVM run -q -m 128 -k $O/pvh-exit.elf)
+m=$($O/timeit "$RUNS" $QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf)
+q=$($O/timeit "$RUNS" $QEMU -M q35 -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf)
+for row in "lkvm|$l" "QEMU -M microvm|$m" "QEMU -M q35|$q"; do
+	echo "$row" | sed 's/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) | exit ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\)/\1 \/ \2 \/ \3 | \4 \/ \5 \/ \6/' | sed 's/^/| /; s/$/ |/'
+done
+le=$(echo "$l" | med exit); me=$(echo "$m" | med exit); qe=$(echo "$q" | med exit)
+echo
+echo "Median time to VM exit, lkvm / QEMU microvm: **$(ratio "$le" "$me")**; lkvm / QEMU q35: **$(ratio "$le" "$qe")** (goal: at most 0.5 against microvm)."
+
+echo
+echo "### Exit cost (100000 exits, minus the same guest with 0 exits)"
+echo
+echo "| exit | bare KVM_RUN loop (floor) | lkvm | lkvm / floor |"
+echo "|---|---|---|---|"
+for kind in pio mmio; do
+	secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -n 1; }
+	b1=$($O/bare_kvm $O/exits-$kind-100000.bin | sed -n 's/.*seconds //p')
+	b0=$($O/bare_kvm $O/exits-$kind-0.bin | sed -n 's/.*seconds //p')
+	t1=$(date +%s.%N); $LKVM run -q -m 1 -k $O/exits-$kind-100000.bin; t2=$(date +%s.%N)
+	$LKVM run -q -m 1 -k $O/exits-$kind-0.bin; t3=$(date +%s.%N)
+	bare=$(awk -v a="$b1" -v b="$b0" 'BEGIN { printf "%.2f", (a - b) * 1e6 / 100000 }')
+	lk=$(awk -v a="$t1" -v b="$t2" -v c="$t3" 'BEGIN { printf "%.2f", ((b - a) - (c - b)) * 1e6 / 100000 }')
+	echo "| $kind | $bare us | $lk us | $(ratio "$lk" "$bare") |"
+done
+
+echo
+echo "### VMM memory overhead (RSS of the idle VMM process; the guest touches a few pages)"
+echo
+echo "| -m | lkvm RSS | QEMU microvm RSS | lkvm / QEMU |"
+echo "|---|---|---|---|"
+for mem in 128 4096; do
+	$LKVM run -q -m $mem -k $O/pvh-halt.elf > /dev/null & lp=$!
+	$QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m $mem $QFAST -kernel $O/pvh-halt.elf > /dev/null & qp=$!
+	sleep 3
+	lr=$(sed -n 's/VmRSS: *\([0-9]*\) kB/\1/p' /proc/$lp/status)
+	qr=$(sed -n 's/VmRSS: *\([0-9]*\) kB/\1/p' /proc/$qp/status)
+	kill $lp $qp; wait $lp $qp 2>/dev/null
+	echo "| $mem MiB | $((lr / 1024)).$(( (lr % 1024) * 10 / 1024 )) MiB | $((qr / 1024)).$(( (qr % 1024) * 10 / 1024 )) MiB | $(ratio "$lr" "$qr") |"
+done
+
+echo
+echo "### Size"
+echo
+strip -o $O/lkvm.stripped $LKVM
+ls=$(stat -c %s $O/lkvm.stripped); qs=$(stat -c %s "$(command -v $QEMU)")
+echo "| | stripped binary | shared libraries |"
+echo "|---|---|---|"
+echo "| lkvm | $((ls / 1024)) KiB | $(ldd $LKVM | grep -c '=>') ($(ldd $LKVM | sed -n 's/^\t\([^ ]*\) =>.*/\1/p' | tr '\n' ' ')) |"
+echo "| qemu-system-x86_64 | $((qs / 1024)) KiB | $(ldd "$(command -v $QEMU)" | grep -c '=>') |"
+echo
+echo "lkvm / QEMU binary size: **$(ratio "$ls" "$qs")**"

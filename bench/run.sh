@@ -1,0 +1,35 @@
+#!/bin/sh
+# make bench: build the benchmark guests and tools, measure inside the KVM
+# environment (tests/kvm-env.sh), and write the figures into bench/README.md.
+set -e
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+O=$B/bench
+mkdir -p $O
+cc -O2 -o $O/timeit bench/timeit.c
+cc -O2 -o $O/bare_kvm bench/bare_kvm.c
+for e in 0 1; do
+	cc -m64 -DEXIT=$e -c -o $O/pvh$e.o bench/pvh.S
+	ld -m elf_x86_64 -T bench/pvh.ld -o $O/pvh$e.elf $O/pvh$e.o
+done
+mv $O/pvh1.elf $O/pvh-exit.elf; mv $O/pvh0.elf $O/pvh-halt.elf
+for kind in pio mmio; do
+	for n in 0 100000; do
+		m=0; [ $kind = mmio ] && m=1
+		cc -m32 -DN=$n -DMMIO=$m -c -o $O/exits.o bench/exits.S
+		ld -m elf_i386 -Ttext=0 --oformat binary -o $O/exits-$kind-$n.bin $O/exits.o
+	done
+done
+out=$(mktemp)
+sh tests/kvm-env.sh sh bench/measure.sh "$B" > "$out"
+cat "$out"
+# Replace everything after the results marker in the README with this run.
+{
+	sed '/^<!-- results -->$/q' bench/README.md
+	echo
+	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`make bench\` on $(nproc) cores, $(uname -r), $(qemu-system-x86_64 --version | head -n 1)."
+	echo
+	grep -v '^kvm-env:\|Power down' "$out" | tr -d '\r'
+} > bench/README.md.new
+mv bench/README.md.new bench/README.md
+rm -f "$out"
