@@ -82,8 +82,9 @@ INIT
 fi
 
 # The job: same directory, the variables that matter, then CMD.
+# The same directory when the nested machine has it (the host's / is there read-only,
+# but /tmp is its own), else the checkout.
 cwd=$(pwd)
-case "$cwd" in "$top"|"$top"/*) ;; *) cwd=$top ;; esac
 job=$cache/job-$$.sh
 rcfile=$cache/rc-$$
 rm -f "$rcfile"
@@ -91,13 +92,15 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
 	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg"
 	env | grep -E '^(LKVM_|CI=|SANITIZE=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
-	echo "mkdir -p /tmp/xdg && cd $(q "$cwd") || exit 125"
+	echo "mkdir -p /tmp/xdg && { cd $(q "$cwd") 2>/dev/null || cd $(q "$top"); } || exit 125"
 	for a in "$@"; do printf ' %s' "$(q "$a")"; done
 	echo
 	echo "echo \$? > $(q "$rcfile")"
 } > "$job"
 trap 'rm -f "$job" "$rcfile"' EXIT INT TERM
 
+# qemu's stdio console needs a standard input (CI may run us without one).
+{ true 3<&0; } 2>/dev/null || exec </dev/null
 # --foreground: qemu reads the terminal (interactive use); in a process group of
 # its own it would be stopped by SIGTTIN.
 timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
