@@ -104,9 +104,7 @@ if [ $rc = 2 ] && grep -q "f3 0f b8" "$T/emul-off.err" && grep -q "rip " "$T/emu
 	ok "--no-emulate: KVM's emulation failure stops the VM with the instruction bytes (f3 0f b8)"
 else ko "emulation failure report" "$(why emul-off)"; fi
 run emul emul
-if grep -q "no emulator for it" "$T/emul.err"; then
-	sk "userspace emulation" "lkvm has no instruction emulator yet: $(head -n 1 "$T/emul.err")"
-elif [ $rc = 0 ] && has emul "popcnt 00000020" && has emul "popcnt64 0000000000000040" && has emul "popcnt16 12340010"; then
+if [ $rc = 0 ] && has emul "popcnt 00000020" && has emul "popcnt64 0000000000000040" && has emul "popcnt16 12340010"; then
 	ok "popcnt (32/64/16-bit) on MMIO emulated in lkvm (KVM's emulator lacks it)"
 else ko emul "$(why emul)"; fi
 

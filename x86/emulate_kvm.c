@@ -1,16 +1,112 @@
 /*
- * Placeholder until the userspace instruction emulator lands: report the
- * instruction KVM could not emulate so the VM stops with a clear message.
+ * KVM could not emulate an instruction: decode it, run it here, resume. The
+ * memory operand's linear address goes through KVM_TRANSLATE, then to RAM
+ * through guest_ptr() or to the MMIO bus. KVM queues a #UD along with such an
+ * exit at CPL 0; once we emulated the instruction that #UD must be dropped.
  */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include "emulate.h"
 #include "util.h"
 #include "vm.h"
+
+static void describe(char *buf, size_t len, const uint8_t *b, int n)
+{
+	buf[0] = 0;
+	for (int i = 0; i < n && i < 15; i++)
+		snprintf(buf + 3 * i, len - 3 * i, "%02x ", b[i]);
+}
+
+/* Linear address to guest-physical, as the vCPU sees it now. */
+static int translate(struct vcpu *v, uint64_t lin, uint64_t *gpa)
+{
+	struct kvm_translation t = { .linear_address = lin };
+	if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid)
+		return -1;
+	*gpa = t.physical_address;
+	return 0;
+}
+
+static int read_operand(struct vcpu *v, uint64_t lin, void *buf, int len)
+{
+	uint64_t gpa;
+	if (translate(v, lin, &gpa) < 0)
+		return -1;
+	void *p = guest_ptr(&v->vm->mem, gpa, len);
+	if (p)
+		memcpy(buf, p, len);
+	else
+		bus_access(&v->vm->mmio, gpa, buf, len, false);
+	return 0;
+}
 
 int emulate_kvm_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
-	char bytes[64] = "";
-	if (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)
-		for (unsigned i = 0; i < run->emulation_failure.insn_size && i < 15; i++)
-			snprintf(bytes + 3 * i, sizeof(bytes) - 3 * i, "%02x ", run->emulation_failure.insn_bytes[i]);
-	return err_set("KVM could not emulate the instruction %sand lkvm has no emulator for it", bytes);
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return err_errno("emulation: reading registers");
+	uint8_t bytes[16] = { 0 };
+	int n = 0;
+	if (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) {
+		n = MIN(run->emulation_failure.insn_size, sizeof(bytes));
+		memcpy(bytes, run->emulation_failure.insn_bytes, n);
+	} else {
+		uint64_t lin = s.cs.base + r.rip, gpa;
+		for (; n < 15 && translate(v, lin + n, &gpa) == 0; n++) {
+			uint8_t *p = guest_ptr(&v->vm->mem, gpa, 1);
+			if (!p)
+				break;
+			bytes[n] = *p;
+		}
+	}
+	char desc[64];
+	describe(desc, sizeof(desc), bytes, n);
+	bool long_mode = s.cs.l;
+	struct emu_insn in;
+	if (!(s.cr0 & 1) || (!long_mode && !s.cs.db) || emu_decode(bytes, n, long_mode, &in) < 0)
+		return err_set("KVM could not emulate the instruction %sat rip 0x%llx, and neither can lkvm", desc,
+			       (unsigned long long)r.rip);
+	__u64 *gpr[16] = { &r.rax, &r.rcx, &r.rdx, &r.rbx, &r.rsp, &r.rbp, &r.rsi, &r.rdi,
+			      &r.r8, &r.r9, &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15 };
+	uint64_t vals[16];
+	for (int i = 0; i < 16; i++)
+		vals[i] = *gpr[i];
+	uint64_t src = 0;
+	if (in.op == EMU_POPCNT || in.op == EMU_LZCNT || in.op == EMU_TZCNT) {
+		if (in.mem) {
+			struct kvm_segment *segs[] = { &s.es, &s.cs, &s.ss, &s.ds, &s.fs, &s.gs };
+			/* Default segment: SS for rsp/rbp-based addresses, else DS. */
+			int sg = in.seg >= 0 ? in.seg : (in.base == 4 || in.base == 5) ? 2 : 3;
+			/* In 64-bit mode only FS and GS have bases. */
+			uint64_t base = long_mode && sg < 4 ? 0 : segs[sg]->base;
+			uint64_t lin = base + emu_ea(&in, vals, r.rip);
+			if (read_operand(v, lin, &src, in.opsize) < 0)
+				return err_set("emulating %s (%s): operand at 0x%llx is not mapped", emu_name(in.op), desc,
+					       (unsigned long long)lin);
+		} else {
+			src = vals[in.rm];
+		}
+	}
+	uint64_t flags = r.rflags;
+	uint64_t res = emu_exec(&in, src, &flags);
+	r.rflags = flags;
+	if (in.op == EMU_POPCNT || in.op == EMU_LZCNT || in.op == EMU_TZCNT)
+		*gpr[in.reg] = emu_merge(*gpr[in.reg], res, in.opsize);
+	r.rip += in.len;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		return err_errno("emulation: writing registers");
+	/* Drop the #UD KVM queued with the failure: the instruction did run. */
+	struct kvm_vcpu_events ev;
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&
+	    ev.exception.nr == 6) {
+		ev.exception.injected = ev.exception.pending = 0;
+		ev.flags &= ~(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SMM);
+		ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev);
+	}
+	v->exits_emulated++;
+	return 0;
 }

@@ -1,0 +1,48 @@
+/*
+ * lkvm's own instruction emulator, for instructions KVM reports it could not
+ * emulate (KVM_INTERNAL_ERROR_EMULATION): on MMIO operands on any host, and
+ * in guest ring 0 on hosts whose KVM emulates ring 0 (PVM). x86/emulate.c is
+ * the pure decoder and executor (unit-tested); x86/emulate_kvm.c is the glue.
+ */
+#ifndef LKVM_EMULATE_H
+#define LKVM_EMULATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum emu_op { EMU_POPCNT, EMU_LZCNT, EMU_TZCNT, EMU_CLAC, EMU_STAC };
+
+struct emu_insn {
+	enum emu_op op;
+	int len;		/* bytes, prefixes included */
+	int opsize;		/* 2, 4 or 8 */
+	int reg;		/* destination register 0-15 */
+	bool mem;		/* source is memory at ea (else register rm) */
+	int rm;
+	/* Effective address parts: base/index registers (-1 none), scale, displacement. */
+	int base, index, scale;
+	int64_t disp;
+	bool rip_rel, addr32;
+	int seg;		/* 0 es 1 cs 2 ss 3 ds 4 fs 5 gs; -1 default */
+};
+
+#define EMU_RFLAGS_CF 0x001ULL
+#define EMU_RFLAGS_PF 0x004ULL
+#define EMU_RFLAGS_AF 0x010ULL
+#define EMU_RFLAGS_ZF 0x040ULL
+#define EMU_RFLAGS_SF 0x080ULL
+#define EMU_RFLAGS_OF 0x800ULL
+#define EMU_RFLAGS_AC 0x40000ULL
+
+/* Decode the instruction in bytes (64-bit mode if long, else 32-bit); 0 or -1 if not handled. */
+int emu_decode(const uint8_t *bytes, int n, bool long_mode, struct emu_insn *in);
+/* Effective address of a memory operand; gpr[16] in the usual order, rip of the instruction. */
+uint64_t emu_ea(const struct emu_insn *in, const uint64_t *gpr, uint64_t rip);
+/* Execute on a source value: returns the result and updates *rflags. */
+uint64_t emu_exec(const struct emu_insn *in, uint64_t src, uint64_t *rflags);
+/* Write an opsize result into a register as the CPU does (32-bit zero-extends, 16-bit merges). */
+uint64_t emu_merge(uint64_t old, uint64_t val, int opsize);
+/* "popcnt", "lzcnt", ... for messages and the table in docs/emulator.md. */
+const char *emu_name(enum emu_op op);
+
+#endif

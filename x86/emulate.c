@@ -1,0 +1,169 @@
+/*
+ * Decoding and executing the instructions KVM's emulator lacks. The table of
+ * handled opcodes (docs/emulator.md):
+ *   F3 0F B8 /r  POPCNT r, r/m      F3 0F BD /r  LZCNT r, r/m
+ *   F3 0F BC /r  TZCNT r, r/m       0F 01 CA     CLAC      0F 01 CB  STAC
+ * Anything else is refused, and the VM stops with the instruction bytes.
+ */
+#include <string.h>
+#include "emulate.h"
+
+const char *emu_name(enum emu_op op)
+{
+	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac" };
+	return names[op];
+}
+
+/* ModRM (+SIB, displacement) at b[i]; returns bytes consumed or -1. */
+static int modrm(const uint8_t *b, int n, int i, bool long_mode, int rex, struct emu_insn *in)
+{
+	if (i >= n)
+		return -1;
+	int start = i;
+	uint8_t m = b[i++];
+	int mod = m >> 6, rm = m & 7;
+	in->reg = ((m >> 3) & 7) | ((rex & 4) ? 8 : 0);
+	in->base = in->index = -1;
+	in->scale = 1;
+	in->disp = 0;
+	in->rip_rel = false;
+	if (mod == 3) {
+		in->mem = false;
+		in->rm = rm | ((rex & 1) ? 8 : 0);
+		return i - start;
+	}
+	in->mem = true;
+	if (rm == 4) {	/* SIB */
+		if (i >= n)
+			return -1;
+		uint8_t sib = b[i++];
+		int idx = ((sib >> 3) & 7) | ((rex & 2) ? 8 : 0), base = (sib & 7) | ((rex & 1) ? 8 : 0);
+		in->scale = 1 << (sib >> 6);
+		in->index = idx == 4 ? -1 : idx;	/* rsp cannot be an index */
+		if ((sib & 7) == 5 && mod == 0) {
+			in->base = -1;
+			mod = 2;	/* disp32, no base */
+			if (i + 4 > n)
+				return -1;
+			in->disp = (int32_t)(b[i] | b[i + 1] << 8 | b[i + 2] << 16 | (uint32_t)b[i + 3] << 24);
+			return i + 4 - start;
+		}
+		in->base = base;
+	} else if (rm == 5 && mod == 0) {
+		if (i + 4 > n)
+			return -1;
+		in->disp = (int32_t)(b[i] | b[i + 1] << 8 | b[i + 2] << 16 | (uint32_t)b[i + 3] << 24);
+		in->rip_rel = long_mode;	/* 32-bit mode: an absolute disp32 */
+		return i + 4 - start;
+	} else {
+		in->base = rm | ((rex & 1) ? 8 : 0);
+	}
+	if (mod == 1) {
+		if (i + 1 > n)
+			return -1;
+		in->disp = (int8_t)b[i++];
+	} else if (mod == 2) {
+		if (i + 4 > n)
+			return -1;
+		in->disp = (int32_t)(b[i] | b[i + 1] << 8 | b[i + 2] << 16 | (uint32_t)b[i + 3] << 24);
+		i += 4;
+	}
+	return i - start;
+}
+
+int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->seg = -1;
+	bool f3 = false, o16 = false;
+	int rex = 0, i = 0;
+	for (; i < n && i < 15; i++) {
+		uint8_t p = b[i];
+		if (p == 0xf3) f3 = true;
+		else if (p == 0x66) o16 = true;
+		else if (p == 0x67) in->addr32 = true;
+		else if (p == 0xf0 || p == 0xf2) ;	/* lock/repne: meaningless here, as on hardware */
+		else if (p == 0x26 || p == 0x2e || p == 0x36 || p == 0x3e) in->seg = (p >> 3) & 3;
+		else if (p == 0x64 || p == 0x65) in->seg = p - 0x60;
+		else break;
+	}
+	if (long_mode && i < n && (b[i] & 0xf0) == 0x40)
+		rex = b[i++];
+	if (i + 2 > n || b[i] != 0x0f)
+		return -1;
+	uint8_t op = b[i + 1];
+	i += 2;
+	if (op == 0x01 && i < n && (b[i] == 0xca || b[i] == 0xcb) && !f3) {
+		in->op = b[i] == 0xca ? EMU_CLAC : EMU_STAC;
+		in->len = i + 1;
+		return 0;
+	}
+	if (!f3 || (op != 0xb8 && op != 0xbd && op != 0xbc))
+		return -1;
+	in->op = op == 0xb8 ? EMU_POPCNT : op == 0xbd ? EMU_LZCNT : EMU_TZCNT;
+	in->opsize = (rex & 8) ? 8 : o16 ? 2 : 4;
+	int k = modrm(b, n, i, long_mode, rex, in);
+	if (k < 0)
+		return -1;
+	in->len = i + k;
+	return 0;
+}
+
+uint64_t emu_ea(const struct emu_insn *in, const uint64_t *gpr, uint64_t rip)
+{
+	uint64_t ea = in->disp;
+	if (in->rip_rel)
+		ea += rip + in->len;
+	if (in->base >= 0)
+		ea += gpr[in->base];
+	if (in->index >= 0)
+		ea += gpr[in->index] * in->scale;
+	return in->addr32 ? (uint32_t)ea : ea;
+}
+
+uint64_t emu_exec(const struct emu_insn *in, uint64_t src, uint64_t *rflags)
+{
+	int bits = in->opsize * 8;
+	if (bits < 64)
+		src &= (1ULL << bits) - 1;
+	uint64_t r = 0;
+	uint64_t f = *rflags & ~(EMU_RFLAGS_CF | EMU_RFLAGS_PF | EMU_RFLAGS_AF | EMU_RFLAGS_ZF | EMU_RFLAGS_SF | EMU_RFLAGS_OF);
+	switch (in->op) {
+	case EMU_POPCNT:
+		r = __builtin_popcountll(src);
+		if (!src)
+			f |= EMU_RFLAGS_ZF;
+		break;
+	case EMU_LZCNT:
+		r = src ? (uint64_t)(__builtin_clzll(src) - (64 - bits)) : (uint64_t)bits;
+		if (!src)
+			f |= EMU_RFLAGS_CF;
+		if (!r)
+			f |= EMU_RFLAGS_ZF;
+		break;
+	case EMU_TZCNT:
+		r = src ? (uint64_t)__builtin_ctzll(src) : (uint64_t)bits;
+		if (!src)
+			f |= EMU_RFLAGS_CF;
+		if (!r)
+			f |= EMU_RFLAGS_ZF;
+		break;
+	case EMU_CLAC:
+		f = *rflags & ~EMU_RFLAGS_AC;
+		break;
+	case EMU_STAC:
+		f = *rflags | EMU_RFLAGS_AC;
+		break;
+	}
+	*rflags = f;
+	return r;
+}
+
+uint64_t emu_merge(uint64_t old, uint64_t val, int opsize)
+{
+	if (opsize == 2)
+		return (old & ~0xffffULL) | (val & 0xffff);
+	if (opsize == 4)
+		return (uint32_t)val;
+	return val;
+}
