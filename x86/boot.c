@@ -281,7 +281,12 @@ static int load_bzimage(struct vm *vm, const uint8_t *buf, size_t len)
 	put_le32(bp + BP_RAMDISK_IMAGE, initrd_gpa);
 	put_le32(bp + BP_RAMDISK_SIZE, initrd_size);
 	put_le32(bp + BP_CODE32_START, load);
-	fill_e820(vm, bp);
+	/* In the 16-bit path bp is the setup code itself: its e820 table offset
+	 * holds code there, and the setup code asks int 15h for the map anyway. */
+	if (long_entry)
+		fill_e820(vm, bp);
+	else
+		put_le64(bp + BP_ACPI_RSDP_ADDR, ACPI_TABLES_GPA);
 
 	vm->boot_params_gpa = bp_gpa;
 	if (long_entry) {
