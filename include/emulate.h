@@ -10,7 +10,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum emu_op { EMU_POPCNT, EMU_LZCNT, EMU_TZCNT, EMU_CLAC, EMU_STAC };
+enum emu_op {
+	EMU_POPCNT, EMU_LZCNT, EMU_TZCNT, EMU_CLAC, EMU_STAC,
+	/* Register-only instructions, run by emu_exec_regs(). */
+	EMU_XGETBV, EMU_RDTSCP, EMU_RDPID, EMU_PAUSE, EMU_BSWAP,
+	EMU_FWAIT, EMU_FNINIT, EMU_FNCLEX, EMU_FNSTSW_AX,
+};
 
 struct emu_insn {
 	enum emu_op op;
@@ -42,6 +47,23 @@ uint64_t emu_ea(const struct emu_insn *in, const uint64_t *gpr, uint64_t rip);
 uint64_t emu_exec(const struct emu_insn *in, uint64_t src, uint64_t *rflags);
 /* Write an opsize result into a register as the CPU does (32-bit zero-extends, 16-bit merges). */
 uint64_t emu_merge(uint64_t old, uint64_t val, int opsize);
+/*
+ * State the register-only instructions touch. The caller fills tsc/tsc_aux
+ * when emu_needs_tsc(), the x87 words when emu_needs_fpu(), and writes back
+ * gpr and the x87 words (if fpu_dirty) afterwards.
+ */
+struct emu_regs {
+	uint64_t gpr[16];
+	uint16_t fcw, fsw;
+	uint8_t ftw;		/* abridged tag word as in struct kvm_fpu: 0 = all empty */
+	bool fpu_dirty;
+	uint64_t tsc, tsc_aux;
+};
+bool emu_needs_fpu(enum emu_op op);
+bool emu_needs_tsc(enum emu_op op);
+/* Run a register-only instruction; -1 for a form we refuse (e.g. xgetbv with ecx != 0). */
+int emu_exec_regs(const struct emu_insn *in, struct emu_regs *r);
+
 /* "popcnt", "lzcnt", ... for messages and the table in docs/emulator.md. */
 const char *emu_name(enum emu_op op);
 

@@ -3,15 +3,21 @@
  * handled opcodes (docs/emulator.md):
  *   F3 0F B8 /r  POPCNT r, r/m      F3 0F BD /r  LZCNT r, r/m
  *   F3 0F BC /r  TZCNT r, r/m       0F 01 CA     CLAC      0F 01 CB  STAC
+ *   0F 01 D0     XGETBV             0F 01 F9     RDTSCP    F3 0F C7 /7 (reg) RDPID
+ *   F3 90        PAUSE              0F C8+r      BSWAP     9B  FWAIT
+ *   DB E3        FNINIT             DB E2        FNCLEX    DF E0  FNSTSW AX
  * Anything else is refused, and the VM stops with the instruction bytes.
  */
 #include <string.h>
 #include "emulate.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 const char *emu_name(enum emu_op op)
 {
-	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac" };
-	return names[op];
+	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac", "xgetbv", "rdtscp",
+					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw" };
+	return (unsigned)op < ARRAY_LEN(names) ? names[op] : "?";
 }
 
 /* ModRM (+SIB, displacement) at b[i]; returns bytes consumed or -1. */
@@ -89,19 +95,59 @@ int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
 	}
 	if (long_mode && i < n && (b[i] & 0xf0) == 0x40)
 		rex = b[i++];
+	if (i >= n)
+		return -1;
+	in->opsize = (rex & 8) ? 8 : o16 ? 2 : 4;
+	/* One-byte opcodes: pause, fwait and the x87 control forms without a memory operand. */
+	if (b[i] == 0x90 && f3 && !(rex & 1)) {	/* REX.B 90 is xchg r8, rax */
+		in->op = EMU_PAUSE;
+		in->len = i + 1;
+		return 0;
+	}
+	if (b[i] == 0x9b) {
+		in->op = EMU_FWAIT;
+		in->len = i + 1;
+		return 0;
+	}
+	if ((b[i] == 0xdb || b[i] == 0xdf) && i + 1 < n) {
+		uint8_t m = b[i + 1];
+		in->len = i + 2;
+		if (b[i] == 0xdb && m == 0xe3) { in->op = EMU_FNINIT; return 0; }
+		if (b[i] == 0xdb && m == 0xe2) { in->op = EMU_FNCLEX; return 0; }
+		if (b[i] == 0xdf && m == 0xe0) { in->op = EMU_FNSTSW_AX; return 0; }
+		return -1;
+	}
 	if (i + 2 > n || b[i] != 0x0f)
 		return -1;
 	uint8_t op = b[i + 1];
 	i += 2;
-	if (op == 0x01 && i < n && (b[i] == 0xca || b[i] == 0xcb) && !f3) {
-		in->op = b[i] == 0xca ? EMU_CLAC : EMU_STAC;
+	if (op == 0x01 && i < n && !f3) {
+		in->len = i + 1;
+		switch (b[i]) {
+		case 0xca: in->op = EMU_CLAC; return 0;
+		case 0xcb: in->op = EMU_STAC; return 0;
+		case 0xd0: in->op = EMU_XGETBV; return 0;
+		case 0xf9: in->op = EMU_RDTSCP; return 0;
+		}
+		return -1;
+	}
+	if (op >= 0xc8 && op <= 0xcf) {
+		in->op = EMU_BSWAP;
+		in->reg = (op & 7) | ((rex & 1) ? 8 : 0);
+		in->len = i;
+		return 0;
+	}
+	/* rdpid: F3 0F C7 /7 with a register operand; the operand is 64-bit in long mode. */
+	if (op == 0xc7 && f3 && i < n && (b[i] >> 6) == 3 && ((b[i] >> 3) & 7) == 7) {
+		in->op = EMU_RDPID;
+		in->rm = (b[i] & 7) | ((rex & 1) ? 8 : 0);
+		in->opsize = long_mode ? 8 : 4;
 		in->len = i + 1;
 		return 0;
 	}
 	if (!f3 || (op != 0xb8 && op != 0xbd && op != 0xbc))
 		return -1;
 	in->op = op == 0xb8 ? EMU_POPCNT : op == 0xbd ? EMU_LZCNT : EMU_TZCNT;
-	in->opsize = (rex & 8) ? 8 : o16 ? 2 : 4;
 	int k = modrm(b, n, i, long_mode, rex, in);
 	if (k < 0)
 		return -1;
@@ -154,6 +200,9 @@ uint64_t emu_exec(const struct emu_insn *in, uint64_t src, uint64_t *rflags)
 	case EMU_STAC:
 		f = *rflags | EMU_RFLAGS_AC;
 		break;
+	default:	/* register-only instructions leave the flags alone */
+		f = *rflags;
+		break;
 	}
 	*rflags = f;
 	return r;
@@ -166,4 +215,63 @@ uint64_t emu_merge(uint64_t old, uint64_t val, int opsize)
 	if (opsize == 4)
 		return (uint32_t)val;
 	return val;
+}
+
+bool emu_needs_fpu(enum emu_op op)
+{
+	return op == EMU_FNINIT || op == EMU_FNCLEX || op == EMU_FNSTSW_AX;
+}
+
+bool emu_needs_tsc(enum emu_op op)
+{
+	return op == EMU_RDTSCP || op == EMU_RDPID;
+}
+
+int emu_exec_regs(const struct emu_insn *in, struct emu_regs *r)
+{
+	uint64_t *g = r->gpr;
+	switch (in->op) {
+	case EMU_XGETBV:
+		/* XCR0 = x87|SSE: we advertise no XSAVE, so no other component is enabled. */
+		if ((uint32_t)g[1] != 0)
+			return -1;
+		g[0] = 3;
+		g[2] = 0;
+		return 0;
+	case EMU_RDTSCP:
+		g[0] = (uint32_t)r->tsc;
+		g[2] = r->tsc >> 32;
+		g[1] = (uint32_t)r->tsc_aux;
+		return 0;
+	case EMU_RDPID:
+		g[in->rm] = in->opsize == 8 ? r->tsc_aux : (uint32_t)r->tsc_aux;
+		return 0;
+	case EMU_PAUSE:
+	case EMU_FWAIT:	/* no unmasked x87 exceptions are ever pending: nothing to wait for */
+		return 0;
+	case EMU_BSWAP:
+		if (in->opsize == 8)
+			g[in->reg] = __builtin_bswap64(g[in->reg]);
+		else if (in->opsize == 4)
+			g[in->reg] = __builtin_bswap32((uint32_t)g[in->reg]);
+		else
+			g[in->reg] &= ~0xffffULL;	/* 16-bit bswap is undefined; hardware gives 0 */
+		return 0;
+	case EMU_FNINIT:
+		r->fcw = 0x37f;
+		r->fsw = 0;
+		r->ftw = 0;
+		r->fpu_dirty = true;
+		return 0;
+	case EMU_FNCLEX:
+		/* Exception flags, stack fault, error summary and busy. */
+		r->fsw &= ~0x80ffU;
+		r->fpu_dirty = true;
+		return 0;
+	case EMU_FNSTSW_AX:
+		g[0] = (g[0] & ~0xffffULL) | r->fsw;
+		return 0;
+	default:
+		return -1;
+	}
 }

@@ -42,6 +42,52 @@ static int read_operand(struct vcpu *v, uint64_t lin, void *buf, int len)
 	return 0;
 }
 
+/* The guest's TSC and TSC_AUX, as rdtscp/rdpid would read them. */
+static int read_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *aux)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[2];
+	} m = { .hdr.nmsrs = 2, .e = { { .index = 0x10 }, { .index = 0xc0000103 } } };
+	int got = ioctl(v->fd, KVM_GET_MSRS, &m);
+	if (got < 1)
+		return -1;
+	*tsc = m.e[0].data;
+	*aux = got == 2 ? m.e[1].data : 0;
+	return 0;
+}
+
+/* Instructions on registers only (xgetbv, rdtscp, x87 control, ...). */
+static int regs_only(struct vcpu *v, const struct emu_insn *in, struct kvm_regs *r, __u64 **gpr, const char *desc)
+{
+	struct emu_regs er = { 0 };
+	struct kvm_fpu fpu;
+	for (int i = 0; i < 16; i++)
+		er.gpr[i] = *gpr[i];
+	if (emu_needs_fpu(in->op)) {
+		if (ioctl(v->fd, KVM_GET_FPU, &fpu) < 0)
+			return err_errno("emulating %s: KVM_GET_FPU", emu_name(in->op));
+		er.fcw = fpu.fcw;
+		er.fsw = fpu.fsw;
+		er.ftw = fpu.ftwx;
+	}
+	if (emu_needs_tsc(in->op) && read_tsc(v, &er.tsc, &er.tsc_aux) < 0)
+		return err_errno("emulating %s: reading the TSC", emu_name(in->op));
+	if (emu_exec_regs(in, &er) < 0)
+		return err_set("lkvm refuses this form of %s (%sat rip 0x%llx)", emu_name(in->op), desc,
+			       (unsigned long long)r->rip);
+	if (er.fpu_dirty) {
+		fpu.fcw = er.fcw;
+		fpu.fsw = er.fsw;
+		fpu.ftwx = er.ftw;
+		if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
+			return err_errno("emulating %s: KVM_SET_FPU", emu_name(in->op));
+	}
+	for (int i = 0; i < 16; i++)
+		*gpr[i] = er.gpr[i];
+	return 0;
+}
+
 int emulate_kvm_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -75,6 +121,11 @@ int emulate_kvm_exit(struct vcpu *v)
 	uint64_t vals[16];
 	for (int i = 0; i < 16; i++)
 		vals[i] = *gpr[i];
+	if (in.op > EMU_STAC) {
+		if (regs_only(v, &in, &r, gpr, desc) < 0)
+			return -1;
+		goto done;
+	}
 	uint64_t src = 0;
 	if (in.op == EMU_POPCNT || in.op == EMU_LZCNT || in.op == EMU_TZCNT) {
 		if (in.mem) {
@@ -96,6 +147,7 @@ int emulate_kvm_exit(struct vcpu *v)
 	r.rflags = flags;
 	if (in.op == EMU_POPCNT || in.op == EMU_LZCNT || in.op == EMU_TZCNT)
 		*gpr[in.reg] = emu_merge(*gpr[in.reg], res, in.opsize);
+done:
 	r.rip += in.len;
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return err_errno("emulation: writing registers");

@@ -1,4 +1,5 @@
 /* The userspace emulator's decoder and executor, flags included. */
+#include <string.h>
 #include "test.h"
 #include "emulate.h"
 
@@ -72,6 +73,79 @@ TEST(execute)
 	CHECK_EQ(emu_merge(0xffffffffffffffffULL, 5, 4), 5);
 	CHECK_EQ(emu_merge(0xffffffffffffffffULL, 5, 2), 0xffffffffffff0005ULL);
 	CHECK_EQ(emu_merge(1, 0x123456789ULL, 8), 0x123456789ULL);
+}
+
+/* Decode one instruction and run it on r; returns emu_exec_regs' result, -2 if not decoded. */
+static int run_regs(const uint8_t *b, int n, bool long_mode, struct emu_insn *in, struct emu_regs *r)
+{
+	if (emu_decode(b, n, long_mode, in) < 0)
+		return -2;
+	return emu_exec_regs(in, r);
+}
+
+TEST(register_only)
+{
+	struct emu_insn in;
+	struct emu_regs r = { 0 };
+	/* xgetbv with ecx 0: XCR0 = x87|SSE, high half 0; ecx != 0 is refused. */
+	static const uint8_t xgetbv[] = { 0x0f, 0x01, 0xd0 };
+	r.gpr[0] = ~0ULL; r.gpr[2] = ~0ULL; r.gpr[1] = 0xffffffff00000000ULL;
+	CHECK_EQ(run_regs(xgetbv, 3, true, &in, &r), 0);
+	CHECK_EQ(in.op, EMU_XGETBV); CHECK_EQ(in.len, 3);
+	CHECK_EQ(r.gpr[0], 3); CHECK_EQ(r.gpr[2], 0);
+	r.gpr[1] = 1;
+	CHECK_EQ(run_regs(xgetbv, 3, true, &in, &r), -1);
+	CHECK(!emu_needs_tsc(EMU_XGETBV) && !emu_needs_fpu(EMU_XGETBV));
+	/* rdtscp: edx:eax = TSC, ecx = TSC_AUX, upper halves cleared. */
+	static const uint8_t rdtscp[] = { 0x0f, 0x01, 0xf9 };
+	r.tsc = 0x123456789abcdef0ULL; r.tsc_aux = 7; r.gpr[1] = ~0ULL;
+	CHECK(emu_needs_tsc(EMU_RDTSCP));
+	CHECK_EQ(run_regs(rdtscp, 3, true, &in, &r), 0);
+	CHECK_EQ(r.gpr[0], 0x9abcdef0ULL); CHECK_EQ(r.gpr[2], 0x12345678ULL); CHECK_EQ(r.gpr[1], 7);
+	/* rdpid r9 (F3 41 0F C7 F9): 64-bit in long mode. */
+	static const uint8_t rdpid[] = { 0xf3, 0x41, 0x0f, 0xc7, 0xf9 };
+	r.tsc_aux = 0x1234; r.gpr[9] = ~0ULL;
+	CHECK_EQ(run_regs(rdpid, 5, true, &in, &r), 0);
+	CHECK_EQ(in.op, EMU_RDPID); CHECK_EQ(in.len, 5); CHECK_EQ(r.gpr[9], 0x1234);
+	/* cmpxchg16b's F3-less 0F C7 /1 is not rdpid, and not handled yet. */
+	static const uint8_t cx16[] = { 0xf0, 0x48, 0x0f, 0xc7, 0x0e };
+	CHECK_EQ(emu_decode(cx16, 5, true, &in), -1);
+	/* bswap: 32-bit zero-extends, REX.W + REX.B swaps r8 whole. */
+	static const uint8_t bswap_eax[] = { 0x0f, 0xc8 }, bswap_r8[] = { 0x49, 0x0f, 0xc8 };
+	r.gpr[0] = 0xffffffff11223344ULL;
+	CHECK_EQ(run_regs(bswap_eax, 2, true, &in, &r), 0);
+	CHECK_EQ(r.gpr[0], 0x44332211ULL); CHECK_EQ(in.len, 2);
+	r.gpr[8] = 0x0102030405060708ULL;
+	CHECK_EQ(run_regs(bswap_r8, 3, true, &in, &r), 0);
+	CHECK_EQ(in.reg, 8); CHECK_EQ(r.gpr[8], 0x0807060504030201ULL); CHECK_EQ(in.len, 3);
+	/* pause, fwait: nothing changes but rip. REX.B 90 (xchg r8, rax) is not pause. */
+	static const uint8_t pause[] = { 0xf3, 0x90 }, fwait[] = { 0x9b }, xchg[] = { 0xf3, 0x41, 0x90 };
+	struct emu_regs before = r;
+	CHECK_EQ(run_regs(pause, 2, true, &in, &r), 0); CHECK_EQ(in.op, EMU_PAUSE); CHECK_EQ(in.len, 2);
+	CHECK_EQ(run_regs(fwait, 1, true, &in, &r), 0); CHECK_EQ(in.op, EMU_FWAIT); CHECK_EQ(in.len, 1);
+	CHECK(memcmp(&before, &r, sizeof(r)) == 0);
+	CHECK_EQ(emu_decode(xchg, 3, true, &in), -1);
+	/* x87 control: fninit resets fcw/fsw/tags, fnclex clears exception bits, fnstsw ax. */
+	static const uint8_t fninit[] = { 0xdb, 0xe3 }, fnclex[] = { 0xdb, 0xe2 }, fnstsw[] = { 0xdf, 0xe0 };
+	r.fcw = 0x40; r.fsw = 0xffff; r.ftw = 0xff; r.fpu_dirty = false;
+	CHECK(emu_needs_fpu(EMU_FNCLEX));
+	CHECK_EQ(run_regs(fnclex, 2, true, &in, &r), 0);
+	CHECK_EQ(r.fsw, 0x7f00); CHECK(r.fpu_dirty);
+	r.gpr[0] = 0xaaaaaaaaaaaaaaaaULL;
+	CHECK_EQ(run_regs(fnstsw, 2, true, &in, &r), 0);
+	CHECK_EQ(r.gpr[0], 0xaaaaaaaaaaaa7f00ULL);
+	CHECK_EQ(run_regs(fninit, 2, false, &in, &r), 0);
+	CHECK_EQ(r.fcw, 0x37f); CHECK_EQ(r.fsw, 0); CHECK_EQ(r.ftw, 0); CHECK_EQ(in.len, 2);
+	/* Other x87 forms are refused; truncated forms too. */
+	static const uint8_t fld1[] = { 0xd9, 0xe8 }, fnstsw_m[] = { 0xdd, 0x38 };
+	CHECK_EQ(emu_decode(fld1, 2, true, &in), -1);
+	CHECK_EQ(emu_decode(fnstsw_m, 2, true, &in), -1);
+	CHECK_EQ(emu_decode(fninit, 1, true, &in), -1);
+	CHECK_EQ(emu_decode(xgetbv, 2, true, &in), -1);
+	CHECK_EQ(emu_decode(rdpid, 4, true, &in), -1);
+	/* Names for messages. */
+	CHECK(strcmp(emu_name(EMU_RDTSCP), "rdtscp") == 0);
+	CHECK(strcmp(emu_name(EMU_FNSTSW_AX), "fnstsw") == 0);
 }
 
 TEST_MAIN()
