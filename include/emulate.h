@@ -15,6 +15,8 @@ enum emu_op {
 	/* Register-only instructions, run by emu_exec_regs(). */
 	EMU_XGETBV, EMU_RDTSCP, EMU_RDPID, EMU_PAUSE, EMU_BSWAP,
 	EMU_FWAIT, EMU_FNINIT, EMU_FNCLEX, EMU_FNSTSW_AX,
+	/* Software interrupts, delivered by emu_deliver_lm(). */
+	EMU_INT3, EMU_INTN,
 };
 
 struct emu_insn {
@@ -29,6 +31,7 @@ struct emu_insn {
 	int64_t disp;
 	bool rip_rel, addr32;
 	int seg;		/* 0 es 1 cs 2 ss 3 ds 4 fs 5 gs; -1 default */
+	uint8_t imm;		/* int n: the vector */
 };
 
 #define EMU_RFLAGS_CF 0x001ULL
@@ -66,5 +69,44 @@ int emu_exec_regs(const struct emu_insn *in, struct emu_regs *r);
 
 /* "popcnt", "lzcnt", ... for messages and the table in docs/emulator.md. */
 const char *emu_name(enum emu_op op);
+
+/* Guest-PHYSICAL memory for the page walk and interrupt delivery; 0 or -1. */
+struct emu_mem_ops {
+	int (*read)(void *ctx, uint64_t gpa, void *buf, unsigned len);
+	int (*write)(void *ctx, uint64_t gpa, const void *buf, unsigned len);
+};
+
+/* What long-mode interrupt delivery reads and changes. */
+struct emu_lm_state {
+	uint64_t rip, rsp, rflags;
+	uint64_t cr0, cr3, cr4, efer;
+	uint16_t cs, ss;
+	int cpl;
+	uint64_t idt_base, gdt_base, tr_base;
+	uint16_t idt_limit, gdt_limit;
+	uint64_t cs_desc;	/* out: the new CS's 8-byte GDT descriptor */
+};
+
+#define EMU_RFLAGS_TF 0x100ULL
+#define EMU_RFLAGS_IF 0x200ULL
+#define EMU_RFLAGS_NT 0x4000ULL
+#define EMU_RFLAGS_RF 0x10000ULL
+#define EMU_RFLAGS_VM 0x20000ULL
+
+/* Linear to guest-physical: paging off, or 4-level long-mode paging (2M/1G pages). */
+int emu_translate(const struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, uint64_t lin, bool write,
+		  uint64_t *gpa);
+/* Read/write len bytes at a linear address, page by page; 0 or -1 (not mapped / not RAM). */
+int emu_lin_access(const struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, uint64_t lin, void *buf,
+		   unsigned len, bool write);
+/*
+ * Deliver a software interrupt (int3 / int n) in 64-bit mode through the IDT:
+ * 16-byte gate, IST or RSP0 stack switch on a privilege change, 16-byte
+ * alignment, push SS, RSP, RFLAGS, CS, next_rip; IF cleared for interrupt
+ * gates, TF/NT/RF/VM always. 0 = done (s updated), -1 = a fault on the way
+ * (not delivered: the caller stops the VM; nested #GP/#PF/#DF not emulated).
+ */
+int emu_deliver_lm(struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, unsigned vector,
+		   uint64_t next_rip);
 
 #endif

@@ -6,17 +6,24 @@
  *   0F 01 D0     XGETBV             0F 01 F9     RDTSCP    F3 0F C7 /7 (reg) RDPID
  *   F3 90        PAUSE              0F C8+r      BSWAP     9B  FWAIT
  *   DB E3        FNINIT             DB E2        FNCLEX    DF E0  FNSTSW AX
+ *   CC           INT3               CD ib        INT n     (64-bit mode only)
  * Anything else is refused, and the VM stops with the instruction bytes.
  */
 #include <string.h>
 #include "emulate.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static uint32_t get32(const uint8_t *b) { return b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24; }
+static uint64_t get64(const uint8_t *b) { return get32(b) | (uint64_t)get32(b + 4) << 32; }
+static void put64(uint8_t *b, uint64_t v) { for (int i = 0; i < 8; i++) b[i] = v >> (8 * i); }
 
 const char *emu_name(enum emu_op op)
 {
 	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac", "xgetbv", "rdtscp",
-					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw" };
+					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw",
+					     "int3", "int" };
 	return (unsigned)op < ARRAY_LEN(names) ? names[op] : "?";
 }
 
@@ -102,6 +109,17 @@ int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
 	if (b[i] == 0x90 && f3 && !(rex & 1)) {	/* REX.B 90 is xchg r8, rax */
 		in->op = EMU_PAUSE;
 		in->len = i + 1;
+		return 0;
+	}
+	if (b[i] == 0xcc) {
+		in->op = EMU_INT3;
+		in->len = i + 1;
+		return 0;
+	}
+	if (b[i] == 0xcd && i + 1 < n) {
+		in->op = EMU_INTN;
+		in->imm = b[i + 1];
+		in->len = i + 2;
 		return 0;
 	}
 	if (b[i] == 0x9b) {
@@ -274,4 +292,113 @@ int emu_exec_regs(const struct emu_insn *in, struct emu_regs *r)
 	default:
 		return -1;
 	}
+}
+
+#define PTE_P 1ULL
+#define PTE_W 2ULL
+#define PTE_PS 0x80ULL
+#define PTE_ADDR 0x000ffffffffff000ULL
+
+int emu_translate(const struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, uint64_t lin, bool write,
+		  uint64_t *gpa)
+{
+	if (!(s->cr0 & 0x80000000ULL)) {
+		*gpa = lin;
+		return 0;
+	}
+	/* Only 4-level long-mode paging: the caller checked EFER.LMA. */
+	if (!(s->efer & 0x400) || (s->cr4 & 0x1000))	/* LA57 not handled */
+		return -1;
+	uint64_t table = s->cr3 & PTE_ADDR;
+	for (int level = 3; level >= 0; level--) {
+		unsigned idx = (lin >> (12 + 9 * level)) & 511;
+		uint8_t raw[8];
+		if (m->read(ctx, table + idx * 8, raw, 8) < 0)
+			return -1;
+		uint64_t e = get64(raw);
+		if (!(e & PTE_P))
+			return -1;
+		if (write && !(e & PTE_W) && (s->cr0 & 0x10000) && s->cpl == 0)	/* CR0.WP */
+			return -1;
+		if (level > 0 && level < 3 && (e & PTE_PS)) {
+			uint64_t size = 1ULL << (12 + 9 * level);
+			*gpa = (e & PTE_ADDR & ~(size - 1)) | (lin & (size - 1));
+			return 0;
+		}
+		table = e & PTE_ADDR;
+	}
+	*gpa = table | (lin & 0xfff);
+	return 0;
+}
+
+int emu_lin_access(const struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, uint64_t lin, void *buf,
+		   unsigned len, bool write)
+{
+	uint8_t *p = buf;
+	while (len) {
+		unsigned chunk = MIN(len, 4096 - (lin & 0xfff));
+		uint64_t gpa;
+		if (emu_translate(s, m, ctx, lin, write, &gpa) < 0)
+			return -1;
+		if ((write ? m->write(ctx, gpa, p, chunk) : m->read(ctx, gpa, p, chunk)) < 0)
+			return -1;
+		lin += chunk;
+		p += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int emu_deliver_lm(struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, unsigned vector,
+		   uint64_t next_rip)
+{
+	uint8_t gate[16];
+	if (vector * 16 + 15 > s->idt_limit ||
+	    emu_lin_access(s, m, ctx, s->idt_base + vector * 16, gate, 16, false) < 0)
+		return -1;
+	uint32_t lo = get32(gate), hi = get32(gate + 4);
+	unsigned type = (hi >> 8) & 0xf, dpl = (hi >> 13) & 3, ist = gate[4] & 7, present = hi >> 15 & 1;
+	/* 64-bit interrupt (0xe) or trap (0xf) gate, reachable from this CPL by software. */
+	if (!present || (type != 0xe && type != 0xf) || dpl < (unsigned)s->cpl)
+		return -1;
+	uint16_t sel = lo >> 16;
+	uint64_t target = (lo & 0xffff) | (hi & 0xffff0000ULL) | (uint64_t)get32(gate + 8) << 32;
+	uint8_t desc[8];
+	if ((sel & ~7) == 0 || (sel | 7) > s->gdt_limit ||
+	    emu_lin_access(s, m, ctx, s->gdt_base + (sel & ~7), desc, 8, false) < 0)
+		return -1;
+	uint64_t d = get64(desc);
+	int new_cpl = (d >> 45) & 3;
+	/* Present, code, 64-bit (L), DPL not above the current CPL. */
+	if (!(d >> 47 & 1) || !(d >> 43 & 1) || !(d >> 53 & 1) || new_cpl > s->cpl)
+		return -1;
+	uint64_t rsp = s->rsp;
+	uint16_t ss = s->ss;
+	if (ist || new_cpl < s->cpl) {
+		uint8_t raw[8];
+		/* 64-bit TSS: RSP0 at 4, IST1..7 at 0x24. */
+		uint64_t off = ist ? 0x24 + (ist - 1) * 8 : 4 + (uint64_t)new_cpl * 8;
+		if (emu_lin_access(s, m, ctx, s->tr_base + off, raw, 8, false) < 0)
+			return -1;
+		rsp = get64(raw);
+		if (new_cpl < s->cpl)
+			ss = new_cpl;	/* null selector with RPL = new CPL */
+	}
+	rsp &= ~15ULL;
+	uint64_t frame[5] = { next_rip, s->cs, s->rflags, s->rsp, s->ss };
+	uint8_t raw[40];
+	for (int i = 0; i < 5; i++)
+		put64(raw + 8 * i, frame[i]);
+	if (emu_lin_access(s, m, ctx, rsp - 40, raw, 40, true) < 0)
+		return -1;
+	s->rsp = rsp - 40;
+	s->ss = ss;
+	s->cs = (sel & ~3) | new_cpl;
+	s->cpl = new_cpl;
+	s->cs_desc = d;
+	s->rip = target;
+	s->rflags &= ~(EMU_RFLAGS_TF | EMU_RFLAGS_NT | EMU_RFLAGS_RF | EMU_RFLAGS_VM);
+	if (type == 0xe)
+		s->rflags &= ~EMU_RFLAGS_IF;
+	return 0;
 }

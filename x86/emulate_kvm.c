@@ -42,6 +42,82 @@ static int read_operand(struct vcpu *v, uint64_t lin, void *buf, int len)
 	return 0;
 }
 
+static int mem_read(void *ctx, uint64_t gpa, void *buf, unsigned len)
+{
+	struct vm *vm = ctx;
+	void *p = guest_ptr(&vm->mem, gpa, len);
+	if (p) {
+		memcpy(buf, p, len);
+		return 0;
+	}
+	return bus_access(&vm->mmio, gpa, buf, len, false) ? 0 : -1;
+}
+
+static int mem_write(void *ctx, uint64_t gpa, const void *buf, unsigned len)
+{
+	struct vm *vm = ctx;
+	void *p = guest_ptr(&vm->mem, gpa, len);
+	if (p) {
+		memcpy(p, buf, len);
+		return 0;
+	}
+	return bus_access(&vm->mmio, gpa, (void *)buf, len, true) ? 0 : -1;
+}
+
+static const struct emu_mem_ops vm_mem_ops = { mem_read, mem_write };
+
+/* int3 / int n in 64-bit mode: push the frame and enter the handler ourselves. */
+static int deliver_soft_int(struct vcpu *v, const struct emu_insn *in, struct kvm_regs *r, struct kvm_sregs *s,
+			    const char *desc)
+{
+	if (!(s->efer & 0x400) || !s->cs.l)
+		return err_set("%s (%sat rip 0x%llx) outside 64-bit mode: not emulated", emu_name(in->op), desc,
+			       (unsigned long long)r->rip);
+	struct emu_lm_state st = {
+		.rip = r->rip, .rsp = r->rsp, .rflags = r->rflags,
+		.cr0 = s->cr0, .cr3 = s->cr3, .cr4 = s->cr4, .efer = s->efer,
+		.cs = s->cs.selector, .ss = s->ss.selector, .cpl = s->cs.dpl,
+		.idt_base = s->idt.base, .idt_limit = s->idt.limit,
+		.gdt_base = s->gdt.base, .gdt_limit = s->gdt.limit, .tr_base = s->tr.base,
+	};
+	unsigned vec = in->op == EMU_INT3 ? 3 : in->imm;
+	if (emu_deliver_lm(&st, &vm_mem_ops, v->vm, vec, r->rip + in->len) < 0)
+		return err_set("%s (%sat rip 0x%llx): delivering vector %u faulted (bad gate, descriptor or stack)",
+			       emu_name(in->op), desc, (unsigned long long)r->rip, vec);
+	r->rip = st.rip;
+	r->rsp = st.rsp;
+	r->rflags = st.rflags;
+	uint64_t d = st.cs_desc;
+	s->cs.selector = st.cs;
+	s->cs.base = 0;
+	s->cs.limit = 0xffffffff;
+	s->cs.type = (d >> 40) & 0xf;
+	s->cs.s = 1;
+	s->cs.dpl = st.cpl;
+	s->cs.present = 1;
+	s->cs.avl = (d >> 52) & 1;
+	s->cs.l = 1;
+	s->cs.db = 0;
+	s->cs.g = 1;
+	s->cs.unusable = 0;
+	if (st.ss != s->ss.selector) {
+		/* Null SS at the new CPL; SVM takes the CPL from SS.DPL. */
+		s->ss.selector = st.ss;
+		s->ss.base = 0;
+		s->ss.limit = 0xffffffff;
+		s->ss.type = 3;
+		s->ss.s = 1;
+		s->ss.dpl = st.cpl;
+		s->ss.present = 1;
+		s->ss.db = 1;
+		s->ss.g = 1;
+		s->ss.unusable = 0;
+	}
+	if (ioctl(v->fd, KVM_SET_REGS, r) < 0 || ioctl(v->fd, KVM_SET_SREGS, s) < 0)
+		return err_errno("emulating %s: writing registers", emu_name(in->op));
+	return 0;
+}
+
 /* The guest's TSC and TSC_AUX, as rdtscp/rdpid would read them. */
 static int read_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *aux)
 {
@@ -121,6 +197,11 @@ int emulate_kvm_exit(struct vcpu *v)
 	uint64_t vals[16];
 	for (int i = 0; i < 16; i++)
 		vals[i] = *gpr[i];
+	if (in.op == EMU_INT3 || in.op == EMU_INTN) {
+		if (deliver_soft_int(v, &in, &r, &s, desc) < 0)
+			return -1;
+		goto events;
+	}
 	if (in.op > EMU_STAC) {
 		if (regs_only(v, &in, &r, gpr, desc) < 0)
 			return -1;
@@ -151,6 +232,7 @@ done:
 	r.rip += in.len;
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return err_errno("emulation: writing registers");
+events:
 	/* Drop the #UD KVM queued with the failure: the instruction did run. */
 	struct kvm_vcpu_events ev;
 	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&

@@ -148,4 +148,145 @@ TEST(register_only)
 	CHECK(strcmp(emu_name(EMU_FNSTSW_AX), "fnstsw") == 0);
 }
 
+/* A fake guest: 1 MiB of RAM, identity-mapped 2 MiB page plus one 4K page, IDT, GDT, TSS. */
+static uint8_t ram[1 << 20];
+static int mmio_reads;
+
+static int ram_read(void *ctx, uint64_t gpa, void *buf, unsigned len)
+{
+	if (gpa >= sizeof(ram) || len > sizeof(ram) - gpa) {
+		mmio_reads++;
+		return -1;
+	}
+	memcpy(buf, ram + gpa, len);
+	return 0;
+}
+
+static int ram_write(void *ctx, uint64_t gpa, const void *buf, unsigned len)
+{
+	if (gpa >= sizeof(ram) || len > sizeof(ram) - gpa)
+		return -1;
+	memcpy(ram + gpa, buf, len);
+	return 0;
+}
+
+static const struct emu_mem_ops ops = { ram_read, ram_write };
+
+static void put64_le(uint64_t gpa, uint64_t v) { memcpy(ram + gpa, &v, 8); }
+static uint64_t get64_le(uint64_t gpa) { uint64_t v; memcpy(&v, ram + gpa, 8); return v; }
+
+static void set_gate(unsigned vec, uint64_t target, uint16_t sel, unsigned type, unsigned dpl, unsigned ist)
+{
+	uint64_t lo = (target & 0xffff) | (uint64_t)sel << 16 | (uint64_t)ist << 32 | (uint64_t)type << 40 |
+		      (uint64_t)dpl << 45 | 1ULL << 47 | (target & 0xffff0000ULL) << 32;
+	put64_le(0x10000 + vec * 16, lo);
+	put64_le(0x10000 + vec * 16 + 8, target >> 32);
+}
+
+static struct emu_lm_state fake_guest(void)
+{
+	memset(ram, 0, sizeof(ram));
+	put64_le(0x1000, 0x2000 | 3);		/* PML4[0] */
+	put64_le(0x2000, 0x3000 | 3);		/* PDPT[0] */
+	put64_le(0x3000, 0x0 | 0x83);		/* PD[0]: 2 MiB at 0 */
+	put64_le(0x3008, 0x4000 | 3);		/* PD[1]: a page table */
+	put64_le(0x4000, 0x7000 | 3);		/* 0x200000 -> 0x7000; 0x201000 unmapped */
+	put64_le(0x11008, 0x00af9a000000ffffULL);	/* 0x08: 64-bit code, DPL 0 */
+	put64_le(0x11030, 0x00affa000000ffffULL);	/* 0x33: 64-bit code, DPL 3 */
+	put64_le(0x12004, 0x80000);		/* TSS RSP0 */
+	put64_le(0x12024, 0x90000);		/* TSS IST1 */
+	return (struct emu_lm_state){
+		.rip = 0x5000, .rsp = 0x50008, .rflags = 0x202 | EMU_RFLAGS_TF | EMU_RFLAGS_RF,
+		.cr0 = 0x80010001, .cr3 = 0x1000, .cr4 = 0x20, .efer = 0x500,
+		.cs = 0x08, .ss = 0x10, .cpl = 0,
+		.idt_base = 0x10000, .idt_limit = 0xfff, .gdt_base = 0x11000, .gdt_limit = 0xff, .tr_base = 0x12000,
+	};
+}
+
+TEST(page_walk)
+{
+	struct emu_lm_state st = fake_guest();
+	uint64_t gpa;
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x12345, false, &gpa), 0); CHECK_EQ(gpa, 0x12345);
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x200010, false, &gpa), 0); CHECK_EQ(gpa, 0x7010);
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x201000, false, &gpa), -1);
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x8000000000ULL, false, &gpa), -1);	/* PML4[1] empty */
+	/* A read that crosses into the unmapped page fails as a whole. */
+	uint8_t buf[8];
+	CHECK_EQ(emu_lin_access(&st, &ops, NULL, 0x200ffc, buf, 8, false), -1);
+	ram[0x7ffc] = 0x5a;
+	CHECK_EQ(emu_lin_access(&st, &ops, NULL, 0x200ffc, buf, 4, false), 0); CHECK_EQ(buf[0], 0x5a);
+	/* Paging off: linear is physical. */
+	st.cr0 = 1;
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x201000, false, &gpa), 0); CHECK_EQ(gpa, 0x201000);
+	/* A page table outside RAM goes to the fallback and fails cleanly. */
+	st = fake_guest();
+	put64_le(0x3010, 0x40000000ULL | 3);
+	mmio_reads = 0;
+	CHECK_EQ(emu_translate(&st, &ops, NULL, 0x400000, false, &gpa), -1);
+	CHECK_EQ(mmio_reads, 1);
+}
+
+TEST(int3_long_mode)
+{
+	struct emu_lm_state st = fake_guest();
+	struct emu_insn in;
+	static const uint8_t int3[] = { 0xcc }, int80[] = { 0xcd, 0x80 };
+	CHECK_EQ(emu_decode(int3, 1, true, &in), 0); CHECK_EQ(in.op, EMU_INT3); CHECK_EQ(in.len, 1);
+	CHECK_EQ(emu_decode(int80, 2, true, &in), 0); CHECK_EQ(in.op, EMU_INTN); CHECK_EQ(in.imm, 0x80);
+	CHECK_EQ(emu_decode(int80, 1, true, &in), -1);
+	/* int3 at CPL 0 through an interrupt gate: same stack, aligned down to 16. */
+	set_gate(3, 0xffffffff81000000ULL, 0x08, 0xe, 3, 0);
+	uint64_t flags = st.rflags;
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 3, 0x5001), 0);
+	CHECK_EQ(st.rip, 0xffffffff81000000ULL);
+	CHECK_EQ(st.rsp, 0x50000 - 40);
+	CHECK_EQ(get64_le(0x50000 - 40), 0x5001);	/* RIP of the next instruction */
+	CHECK_EQ(get64_le(0x50000 - 32), 0x08);
+	CHECK_EQ(get64_le(0x50000 - 24), flags);
+	CHECK_EQ(get64_le(0x50000 - 16), 0x50008);
+	CHECK_EQ(get64_le(0x50000 - 8), 0x10);
+	CHECK_EQ(st.rflags & (EMU_RFLAGS_IF | EMU_RFLAGS_TF | EMU_RFLAGS_RF), 0);
+	CHECK_EQ(st.cs, 0x08); CHECK_EQ(st.ss, 0x10); CHECK_EQ(st.cpl, 0);
+	CHECK_EQ(st.cs_desc, 0x00af9a000000ffffULL);
+
+	/* int 0x80 from CPL 3 through a trap gate: RSP0, null SS, IF kept. */
+	st = fake_guest();
+	st.cs = 0x33; st.ss = 0x2b; st.cpl = 3; st.rsp = 0x7fff0;
+	set_gate(0x80, 0x6000, 0x08, 0xf, 3, 0);
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 0x80, 0x5002), 0);
+	CHECK_EQ(st.rsp, 0x80000 - 40); CHECK_EQ(st.rip, 0x6000);
+	CHECK_EQ(st.cpl, 0); CHECK_EQ(st.cs, 0x08); CHECK_EQ(st.ss, 0);
+	CHECK(st.rflags & EMU_RFLAGS_IF);
+	CHECK_EQ(get64_le(0x80000 - 32), 0x33);
+	CHECK_EQ(get64_le(0x80000 - 16), 0x7fff0);
+	CHECK_EQ(get64_le(0x80000 - 8), 0x2b);
+
+	/* An IST gate switches stacks even without a privilege change. */
+	st = fake_guest();
+	set_gate(0x21, 0x6100, 0x08, 0xe, 0, 1);
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 0x21, 0x5002), 0);
+	CHECK_EQ(st.rsp, 0x90000 - 40); CHECK_EQ(get64_le(0x90000 - 16), 0x50008);
+
+	/* Refused: gate DPL below CPL, not-present gate, beyond the IDT limit, unmapped IDT, unmapped stack. */
+	st = fake_guest(); st.cpl = 3; st.cs = 0x33;
+	set_gate(0x21, 0x6100, 0x08, 0xe, 0, 0);
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 0x21, 0), -1);
+	st = fake_guest();
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 0x22, 0), -1);
+	set_gate(0x22, 0x6100, 0x08, 0xe, 0, 0);
+	st.idt_limit = 0x22 * 16 + 14;
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 0x22, 0), -1);
+	st = fake_guest(); st.idt_base = 0x201000;
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 3, 0), -1);
+	st = fake_guest(); st.rsp = 0x201010;
+	set_gate(3, 0x6000, 0x08, 0xe, 3, 0);
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 3, 0), -1);
+	CHECK_EQ(st.rip, 0x5000);	/* state untouched on failure */
+	/* A gate whose selector is a data segment or null is refused. */
+	st = fake_guest();
+	set_gate(3, 0x6000, 0x00, 0xe, 3, 0);
+	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 3, 0), -1);
+}
+
 TEST_MAIN()
