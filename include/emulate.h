@@ -17,6 +17,8 @@ enum emu_op {
 	EMU_FWAIT, EMU_FNINIT, EMU_FNCLEX, EMU_FNSTSW_AX,
 	/* Software interrupts, delivered by emu_deliver_lm(). */
 	EMU_INT3, EMU_INTN,
+	/* 0F C7 /1 m64 / REX.W m128, see emu_cmpxchg_*(). */
+	EMU_CMPXCHG8B, EMU_CMPXCHG16B,
 };
 
 struct emu_insn {
@@ -108,5 +110,15 @@ int emu_lin_access(const struct emu_lm_state *s, const struct emu_mem_ops *m, vo
  */
 int emu_deliver_lm(struct emu_lm_state *s, const struct emu_mem_ops *m, void *ctx, unsigned vector,
 		   uint64_t next_rip);
+
+/*
+ * cmpxchg8b/16b. gpr[0..3] are rax, rcx, rdx, rbx. emu_cmpxchg_atomic() works
+ * on a host pointer into guest RAM with a locked cmpxchg8b/16b of the host,
+ * so it is atomic against other vCPUs; it needs 8/16-byte alignment (-1
+ * otherwise: the CPU would #GP for 16b). emu_cmpxchg_value() is the same on a
+ * copy, for MMIO: returns true when the new value in cur must be written back.
+ */
+int emu_cmpxchg_atomic(const struct emu_insn *in, void *host, uint64_t *gpr, uint64_t *rflags);
+bool emu_cmpxchg_value(const struct emu_insn *in, uint8_t *cur, uint64_t *gpr, uint64_t *rflags);
 
 #endif

@@ -7,6 +7,7 @@
  *   F3 90        PAUSE              0F C8+r      BSWAP     9B  FWAIT
  *   DB E3        FNINIT             DB E2        FNCLEX    DF E0  FNSTSW AX
  *   CC           INT3               CD ib        INT n     (64-bit mode only)
+ *   [F0] 0F C7 /1 m64  CMPXCHG8B     [F0] REX.W 0F C7 /1 m128  CMPXCHG16B
  * Anything else is refused, and the VM stops with the instruction bytes.
  */
 #include <string.h>
@@ -23,7 +24,7 @@ const char *emu_name(enum emu_op op)
 {
 	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac", "xgetbv", "rdtscp",
 					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw",
-					     "int3", "int" };
+					     "int3", "int", "cmpxchg8b", "cmpxchg16b" };
 	return (unsigned)op < ARRAY_LEN(names) ? names[op] : "?";
 }
 
@@ -153,6 +154,15 @@ int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
 		in->op = EMU_BSWAP;
 		in->reg = (op & 7) | ((rex & 1) ? 8 : 0);
 		in->len = i;
+		return 0;
+	}
+	if (op == 0xc7 && !f3 && i < n && (b[i] >> 6) != 3 && ((b[i] >> 3) & 7) == 1) {
+		int k = modrm(b, n, i, long_mode, rex, in);
+		if (k < 0)
+			return -1;
+		in->op = (rex & 8) ? EMU_CMPXCHG16B : EMU_CMPXCHG8B;
+		in->opsize = (rex & 8) ? 16 : 8;
+		in->len = i + k;
 		return 0;
 	}
 	/* rdpid: F3 0F C7 /7 with a register operand; the operand is 64-bit in long mode. */
@@ -401,4 +411,68 @@ int emu_deliver_lm(struct emu_lm_state *s, const struct emu_mem_ops *m, void *ct
 	if (type == 0xe)
 		s->rflags &= ~EMU_RFLAGS_IF;
 	return 0;
+}
+
+/* Registers as the CPU sees them: 32-bit halves for 8b (zero-extended on failure). */
+static void cx_expected(const struct emu_insn *in, const uint64_t *gpr, uint64_t *lo, uint64_t *hi, uint64_t *nlo,
+			uint64_t *nhi)
+{
+	if (in->op == EMU_CMPXCHG16B) {
+		*lo = gpr[0]; *hi = gpr[2]; *nlo = gpr[3]; *nhi = gpr[1];
+	} else {
+		*lo = (uint32_t)gpr[0] | gpr[2] << 32; *hi = 0;
+		*nlo = (uint32_t)gpr[3] | gpr[1] << 32; *nhi = 0;
+	}
+}
+
+static void cx_result(const struct emu_insn *in, bool ok, uint64_t lo, uint64_t hi, uint64_t *gpr, uint64_t *rflags)
+{
+	if (ok) {
+		*rflags |= EMU_RFLAGS_ZF;
+		return;
+	}
+	*rflags &= ~EMU_RFLAGS_ZF;
+	if (in->op == EMU_CMPXCHG16B) {
+		gpr[0] = lo;
+		gpr[2] = hi;
+	} else {
+		gpr[0] = (uint32_t)lo;
+		gpr[2] = lo >> 32;
+	}
+}
+
+int emu_cmpxchg_atomic(const struct emu_insn *in, void *host, uint64_t *gpr, uint64_t *rflags)
+{
+	uint64_t lo, hi, nlo, nhi;
+	cx_expected(in, gpr, &lo, &hi, &nlo, &nhi);
+	bool ok;
+	if (in->op == EMU_CMPXCHG16B) {
+		if ((uintptr_t)host & 15)
+			return -1;
+		__asm__ volatile("lock cmpxchg16b %[m]"
+				 : [m] "+m"(*(volatile __int128 *)host), "=@ccz"(ok), "+a"(lo), "+d"(hi)
+				 : "b"(nlo), "c"(nhi)
+				 : "memory");
+	} else {
+		if ((uintptr_t)host & 7)
+			return -1;
+		ok = __atomic_compare_exchange_n((uint64_t *)host, &lo, nlo, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	}
+	cx_result(in, ok, lo, hi, gpr, rflags);
+	return 0;
+}
+
+bool emu_cmpxchg_value(const struct emu_insn *in, uint8_t *cur, uint64_t *gpr, uint64_t *rflags)
+{
+	uint64_t lo, hi, nlo, nhi;
+	cx_expected(in, gpr, &lo, &hi, &nlo, &nhi);
+	uint64_t mlo = get64(cur), mhi = in->op == EMU_CMPXCHG16B ? get64(cur + 8) : 0;
+	bool ok = mlo == lo && mhi == hi;
+	if (ok) {
+		put64(cur, nlo);
+		if (in->op == EMU_CMPXCHG16B)
+			put64(cur + 8, nhi);
+	}
+	cx_result(in, ok, mlo, mhi, gpr, rflags);
+	return ok;
 }

@@ -118,6 +118,45 @@ static int deliver_soft_int(struct vcpu *v, const struct emu_insn *in, struct kv
 	return 0;
 }
 
+/* Linear address of a memory operand. */
+static uint64_t operand_lin(const struct emu_insn *in, const struct kvm_sregs *s, const uint64_t *vals, uint64_t rip)
+{
+	const struct kvm_segment *segs[] = { &s->es, &s->cs, &s->ss, &s->ds, &s->fs, &s->gs };
+	/* Default segment: SS for rsp/rbp-based addresses, else DS. */
+	int sg = in->seg >= 0 ? in->seg : (in->base == 4 || in->base == 5) ? 2 : 3;
+	/* In 64-bit mode only FS and GS have bases. */
+	uint64_t base = s->cs.l && sg < 4 ? 0 : segs[sg]->base;
+	return base + emu_ea(in, vals, rip);
+}
+
+/* cmpxchg8b/16b: atomic on RAM (host lock cmpxchg), read-compare-write on MMIO. */
+static int cmpxchg(struct vcpu *v, const struct emu_insn *in, struct kvm_regs *r, const struct kvm_sregs *s,
+		   uint64_t *vals, const char *desc)
+{
+	unsigned size = in->opsize;
+	uint64_t lin = operand_lin(in, s, vals, r->rip), gpa;
+	if (lin & (size - 1))
+		return err_set("%s (%sat rip 0x%llx): operand 0x%llx is misaligned (#GP not emulated)", emu_name(in->op),
+			       desc, (unsigned long long)r->rip, (unsigned long long)lin);
+	if (translate(v, lin, &gpa) < 0)
+		return err_set("%s (%sat rip 0x%llx): operand 0x%llx is not mapped (#PF not emulated)", emu_name(in->op),
+			       desc, (unsigned long long)r->rip, (unsigned long long)lin);
+	uint64_t flags = r->rflags;
+	void *p = guest_ptr(&v->vm->mem, gpa, size);
+	if (p) {
+		if (emu_cmpxchg_atomic(in, p, vals, &flags) < 0)
+			return err_set("%s: host mapping misaligned", emu_name(in->op));
+	} else {
+		uint8_t cur[16];
+		if (!bus_access(&v->vm->mmio, gpa, cur, size, false))
+			memset(cur, 0xff, size);
+		if (emu_cmpxchg_value(in, cur, vals, &flags))
+			bus_access(&v->vm->mmio, gpa, cur, size, true);
+	}
+	r->rflags = flags;
+	return 0;
+}
+
 /* The guest's TSC and TSC_AUX, as rdtscp/rdpid would read them. */
 static int read_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *aux)
 {
@@ -201,6 +240,13 @@ int emulate_kvm_exit(struct vcpu *v)
 		if (deliver_soft_int(v, &in, &r, &s, desc) < 0)
 			return -1;
 		goto events;
+	}
+	if (in.op == EMU_CMPXCHG8B || in.op == EMU_CMPXCHG16B) {
+		if (cmpxchg(v, &in, &r, &s, vals, desc) < 0)
+			return -1;
+		for (int i = 0; i < 4; i++)
+			*gpr[i] = vals[i];
+		goto done;
 	}
 	if (in.op > EMU_STAC) {
 		if (regs_only(v, &in, &r, gpr, desc) < 0)

@@ -107,9 +107,9 @@ TEST(register_only)
 	r.tsc_aux = 0x1234; r.gpr[9] = ~0ULL;
 	CHECK_EQ(run_regs(rdpid, 5, true, &in, &r), 0);
 	CHECK_EQ(in.op, EMU_RDPID); CHECK_EQ(in.len, 5); CHECK_EQ(r.gpr[9], 0x1234);
-	/* cmpxchg16b's F3-less 0F C7 /1 is not rdpid, and not handled yet. */
-	static const uint8_t cx16[] = { 0xf0, 0x48, 0x0f, 0xc7, 0x0e };
-	CHECK_EQ(emu_decode(cx16, 5, true, &in), -1);
+	/* Other 0F C7 forms (rdrand = 0F C7 /6 reg) are not rdpid. */
+	static const uint8_t rdrand[] = { 0x0f, 0xc7, 0xf0 };
+	CHECK_EQ(emu_decode(rdrand, 3, true, &in), -1);
 	/* bswap: 32-bit zero-extends, REX.W + REX.B swaps r8 whole. */
 	static const uint8_t bswap_eax[] = { 0x0f, 0xc8 }, bswap_r8[] = { 0x49, 0x0f, 0xc8 };
 	r.gpr[0] = 0xffffffff11223344ULL;
@@ -287,6 +287,46 @@ TEST(int3_long_mode)
 	st = fake_guest();
 	set_gate(3, 0x6000, 0x00, 0xe, 3, 0);
 	CHECK_EQ(emu_deliver_lm(&st, &ops, NULL, 3, 0), -1);
+}
+
+TEST(cmpxchg)
+{
+	struct emu_insn in;
+	/* lock cmpxchg16b [rsi] = F0 48 0F C7 0E; cmpxchg8b [rdi+8] = 0F C7 4F 08 */
+	static const uint8_t c16[] = { 0xf0, 0x48, 0x0f, 0xc7, 0x0e }, c8[] = { 0x0f, 0xc7, 0x4f, 0x08 };
+	static const uint8_t c16reg[] = { 0x48, 0x0f, 0xc7, 0xce };	/* mod 3: invalid */
+	CHECK_EQ(emu_decode(c16, 5, true, &in), 0);
+	CHECK_EQ(in.op, EMU_CMPXCHG16B); CHECK_EQ(in.len, 5); CHECK(in.mem); CHECK_EQ(in.base, 6);
+	CHECK_EQ(emu_decode(c16reg, 4, true, &in), -1);
+	CHECK_EQ(emu_decode(c16, 4, true, &in), -1);
+	static _Alignas(16) uint64_t mem[2] = { 0x1111, 0x2222 };
+	uint64_t g[4] = { 0x1111, 0xc0c0, 0x2222, 0xb0b0 };	/* rax rcx rdx rbx */
+	uint64_t fl = 2;
+	CHECK_EQ(emu_decode(c16, 5, true, &in), 0);
+	CHECK_EQ(emu_cmpxchg_atomic(&in, mem, g, &fl), 0);
+	CHECK(fl & EMU_RFLAGS_ZF); CHECK_EQ(mem[0], 0xb0b0); CHECK_EQ(mem[1], 0xc0c0);
+	CHECK_EQ(g[0], 0x1111); CHECK_EQ(g[2], 0x2222);
+	/* Failure: ZF clear, RDX:RAX loaded with memory, memory unchanged. */
+	CHECK_EQ(emu_cmpxchg_atomic(&in, mem, g, &fl), 0);
+	CHECK(!(fl & EMU_RFLAGS_ZF)); CHECK_EQ(g[0], 0xb0b0); CHECK_EQ(g[2], 0xc0c0); CHECK_EQ(mem[0], 0xb0b0);
+	CHECK_EQ(emu_cmpxchg_atomic(&in, (uint8_t *)mem + 8, g, &fl), -1);	/* misaligned */
+	/* The copy variant (MMIO) behaves the same. */
+	uint8_t cur[16];
+	memcpy(cur, mem, 16);
+	g[3] = 1; g[1] = 2;
+	CHECK(emu_cmpxchg_value(&in, cur, g, &fl)); CHECK(fl & EMU_RFLAGS_ZF);
+	CHECK_EQ(cur[0], 1); CHECK_EQ(cur[8], 2);
+	CHECK(!emu_cmpxchg_value(&in, cur, g, &fl)); CHECK(!(fl & EMU_RFLAGS_ZF)); CHECK_EQ(g[0], 1); CHECK_EQ(g[2], 2);
+	/* cmpxchg8b: EDX:EAX vs m64, ECX:EBX stored; failure zero-extends into RAX/RDX. */
+	CHECK_EQ(emu_decode(c8, 4, true, &in), 0);
+	CHECK_EQ(in.op, EMU_CMPXCHG8B); CHECK_EQ(in.disp, 8); CHECK_EQ(in.len, 4);
+	uint64_t m8 = 0x0000000500000004ULL;
+	uint64_t h[4] = { 0xffffffff00000004ULL, 7, 5, 6 };
+	CHECK_EQ(emu_cmpxchg_atomic(&in, &m8, h, &fl), 0);
+	CHECK(fl & EMU_RFLAGS_ZF); CHECK_EQ(m8, 0x0000000700000006ULL);
+	h[0] = ~0ULL; h[2] = ~0ULL;
+	CHECK_EQ(emu_cmpxchg_atomic(&in, &m8, h, &fl), 0);
+	CHECK(!(fl & EMU_RFLAGS_ZF)); CHECK_EQ(h[0], 6); CHECK_EQ(h[2], 7);
 }
 
 TEST_MAIN()
