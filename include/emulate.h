@@ -19,6 +19,8 @@ enum emu_op {
 	EMU_INT3, EMU_INTN,
 	/* 0F C7 /1 m64 / REX.W m128, see emu_cmpxchg_*(). */
 	EMU_CMPXCHG8B, EMU_CMPXCHG16B,
+	/* x87 control words in memory (m16): D9 /7, D9 /5, DD /7. */
+	EMU_FNSTCW, EMU_FLDCW, EMU_FNSTSW_M,
 };
 
 struct emu_insn {
@@ -68,6 +70,11 @@ bool emu_needs_fpu(enum emu_op op);
 bool emu_needs_tsc(enum emu_op op);
 /* Run a register-only instruction; -1 for a form we refuse (e.g. xgetbv with ecx != 0). */
 int emu_exec_regs(const struct emu_insn *in, struct emu_regs *r);
+/* fnstcw/fnstsw m16 fill m16 and return 1 (write it back); fldcw reads m16, returns 0. */
+int emu_x87_mem(const struct emu_insn *in, struct emu_regs *r, uint8_t *m16);
+
+/* True for instructions without operands to decode (so also right in 16-bit code and real mode). */
+bool emu_ok_in_16bit(enum emu_op op);
 
 /* "popcnt", "lzcnt", ... for messages and the table in docs/emulator.md. */
 const char *emu_name(enum emu_op op);

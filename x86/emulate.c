@@ -7,6 +7,7 @@
  *   F3 90        PAUSE              0F C8+r      BSWAP     9B  FWAIT
  *   DB E3        FNINIT             DB E2        FNCLEX    DF E0  FNSTSW AX
  *   CC           INT3               CD ib        INT n     (64-bit mode only)
+ *   D9 /7 m16    FNSTCW             D9 /5 m16    FLDCW     DD /7 m16  FNSTSW
  *   [F0] 0F C7 /1 m64  CMPXCHG8B     [F0] REX.W 0F C7 /1 m128  CMPXCHG16B
  * Anything else is refused, and the VM stops with the instruction bytes.
  */
@@ -24,7 +25,7 @@ const char *emu_name(enum emu_op op)
 {
 	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac", "xgetbv", "rdtscp",
 					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw",
-					     "int3", "int", "cmpxchg8b", "cmpxchg16b" };
+					     "int3", "int", "cmpxchg8b", "cmpxchg16b", "fnstcw", "fldcw", "fnstsw" };
 	return (unsigned)op < ARRAY_LEN(names) ? names[op] : "?";
 }
 
@@ -126,6 +127,19 @@ int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
 	if (b[i] == 0x9b) {
 		in->op = EMU_FWAIT;
 		in->len = i + 1;
+		return 0;
+	}
+	if ((b[i] == 0xd9 || b[i] == 0xdd) && i + 1 < n && (b[i + 1] >> 6) != 3) {
+		unsigned r = (b[i + 1] >> 3) & 7;
+		if (b[i] == 0xd9 && r == 7) in->op = EMU_FNSTCW;
+		else if (b[i] == 0xd9 && r == 5) in->op = EMU_FLDCW;
+		else if (b[i] == 0xdd && r == 7) in->op = EMU_FNSTSW_M;
+		else return -1;
+		int k = modrm(b, n, i + 1, long_mode, rex, in);
+		if (k < 0)
+			return -1;
+		in->opsize = 2;
+		in->len = i + 1 + k;
 		return 0;
 	}
 	if ((b[i] == 0xdb || b[i] == 0xdf) && i + 1 < n) {
@@ -247,7 +261,26 @@ uint64_t emu_merge(uint64_t old, uint64_t val, int opsize)
 
 bool emu_needs_fpu(enum emu_op op)
 {
-	return op == EMU_FNINIT || op == EMU_FNCLEX || op == EMU_FNSTSW_AX;
+	return op == EMU_FNINIT || op == EMU_FNCLEX || op == EMU_FNSTSW_AX || op == EMU_FNSTCW || op == EMU_FLDCW ||
+	       op == EMU_FNSTSW_M;
+}
+
+int emu_x87_mem(const struct emu_insn *in, struct emu_regs *r, uint8_t *m16)
+{
+	switch (in->op) {
+	case EMU_FNSTCW:
+		m16[0] = r->fcw; m16[1] = r->fcw >> 8;
+		return 1;
+	case EMU_FNSTSW_M:
+		m16[0] = r->fsw; m16[1] = r->fsw >> 8;
+		return 1;
+	case EMU_FLDCW:
+		r->fcw = m16[0] | m16[1] << 8;
+		r->fpu_dirty = true;
+		return 0;
+	default:
+		return -1;
+	}
 }
 
 bool emu_needs_tsc(enum emu_op op)
@@ -475,4 +508,16 @@ bool emu_cmpxchg_value(const struct emu_insn *in, uint8_t *cur, uint64_t *gpr, u
 	}
 	cx_result(in, ok, mlo, mhi, gpr, rflags);
 	return ok;
+}
+
+bool emu_ok_in_16bit(enum emu_op op)
+{
+	/* No operand size or address to decode: the same in 16-bit code and real mode. */
+	switch (op) {
+	case EMU_CLAC: case EMU_STAC: case EMU_XGETBV: case EMU_RDTSCP: case EMU_PAUSE:
+	case EMU_FWAIT: case EMU_FNINIT: case EMU_FNCLEX: case EMU_FNSTSW_AX:
+		return true;
+	default:
+		return false;
+	}
 }

@@ -173,7 +173,8 @@ static int read_tsc(struct vcpu *v, uint64_t *tsc, uint64_t *aux)
 }
 
 /* Instructions on registers only (xgetbv, rdtscp, x87 control, ...). */
-static int regs_only(struct vcpu *v, const struct emu_insn *in, struct kvm_regs *r, __u64 **gpr, const char *desc)
+static int regs_only(struct vcpu *v, const struct emu_insn *in, struct kvm_regs *r, const struct kvm_sregs *s,
+		     __u64 **gpr, const char *desc)
 {
 	struct emu_regs er = { 0 };
 	struct kvm_fpu fpu;
@@ -188,7 +189,20 @@ static int regs_only(struct vcpu *v, const struct emu_insn *in, struct kvm_regs 
 	}
 	if (emu_needs_tsc(in->op) && read_tsc(v, &er.tsc, &er.tsc_aux) < 0)
 		return err_errno("emulating %s: reading the TSC", emu_name(in->op));
-	if (emu_exec_regs(in, &er) < 0)
+	if (in->op == EMU_FNSTCW || in->op == EMU_FLDCW || in->op == EMU_FNSTSW_M) {
+		uint8_t m16[2];
+		uint64_t vals[16], gpa;
+		for (int i = 0; i < 16; i++)
+			vals[i] = *gpr[i];
+		uint64_t lin = operand_lin(in, s, vals, r->rip);
+		if ((lin & 0xfff) == 0xfff || translate(v, lin, &gpa) < 0)
+			return err_set("%s (%sat rip 0x%llx): operand 0x%llx not mapped or crosses a page", emu_name(in->op),
+				       desc, (unsigned long long)r->rip, (unsigned long long)lin);
+		if (in->op == EMU_FLDCW && mem_read(v->vm, gpa, m16, 2) < 0)
+			memset(m16, 0xff, 2);
+		if (emu_x87_mem(in, &er, m16) == 1)
+			mem_write(v->vm, gpa, m16, 2);
+	} else if (emu_exec_regs(in, &er) < 0)
 		return err_set("lkvm refuses this form of %s (%sat rip 0x%llx)", emu_name(in->op), desc,
 			       (unsigned long long)r->rip);
 	if (er.fpu_dirty) {
@@ -228,9 +242,10 @@ int emulate_kvm_exit(struct vcpu *v)
 	describe(desc, sizeof(desc), bytes, n);
 	bool long_mode = s.cs.l;
 	struct emu_insn in;
-	if (!(s.cr0 & 1) || (!long_mode && !s.cs.db) || emu_decode(bytes, n, long_mode, &in) < 0)
-		return err_set("KVM could not emulate the instruction %sat rip 0x%llx, and neither can lkvm", desc,
-			       (unsigned long long)r.rip);
+	bool code16 = !(s.cr0 & 1) || (!long_mode && !s.cs.db);
+	if (emu_decode(bytes, n, long_mode, &in) < 0 || (code16 && !emu_ok_in_16bit(in.op)))
+		return err_set("unhandled instruction %sat rip 0x%llx (KVM could not emulate it, and neither can lkvm)",
+			       desc, (unsigned long long)r.rip);
 	__u64 *gpr[16] = { &r.rax, &r.rcx, &r.rdx, &r.rbx, &r.rsp, &r.rbp, &r.rsi, &r.rdi,
 			      &r.r8, &r.r9, &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15 };
 	uint64_t vals[16];
@@ -249,7 +264,7 @@ int emulate_kvm_exit(struct vcpu *v)
 		goto done;
 	}
 	if (in.op > EMU_STAC) {
-		if (regs_only(v, &in, &r, gpr, desc) < 0)
+		if (regs_only(v, &in, &r, &s, gpr, desc) < 0)
 			return -1;
 		goto done;
 	}

@@ -139,7 +139,7 @@ TEST(register_only)
 	/* Other x87 forms are refused; truncated forms too. */
 	static const uint8_t fld1[] = { 0xd9, 0xe8 }, fnstsw_m[] = { 0xdd, 0x38 };
 	CHECK_EQ(emu_decode(fld1, 2, true, &in), -1);
-	CHECK_EQ(emu_decode(fnstsw_m, 2, true, &in), -1);
+	CHECK_EQ(emu_decode(fnstsw_m, 2, true, &in), 0); CHECK_EQ(in.op, EMU_FNSTSW_M);
 	CHECK_EQ(emu_decode(fninit, 1, true, &in), -1);
 	CHECK_EQ(emu_decode(xgetbv, 2, true, &in), -1);
 	CHECK_EQ(emu_decode(rdpid, 4, true, &in), -1);
@@ -327,6 +327,27 @@ TEST(cmpxchg)
 	h[0] = ~0ULL; h[2] = ~0ULL;
 	CHECK_EQ(emu_cmpxchg_atomic(&in, &m8, h, &fl), 0);
 	CHECK(!(fl & EMU_RFLAGS_ZF)); CHECK_EQ(h[0], 6); CHECK_EQ(h[2], 7);
+}
+
+TEST(x87_memory)
+{
+	struct emu_insn in;
+	struct emu_regs r = { .fcw = 0x37f, .fsw = 0x3800 };
+	uint8_t m[2];
+	/* fnstcw [rsp+8] = D9 7C 24 08; fldcw [rip+0x10] = D9 2D 10 00 00 00; fnstsw [rax] = DD 38 */
+	static const uint8_t stcw[] = { 0xd9, 0x7c, 0x24, 0x08 }, ldcw[] = { 0xd9, 0x2d, 0x10, 0, 0, 0 },
+			     stsw[] = { 0xdd, 0x38 }, fld[] = { 0xd9, 0x00 };
+	CHECK_EQ(emu_decode(stcw, 4, true, &in), 0);
+	CHECK_EQ(in.op, EMU_FNSTCW); CHECK_EQ(in.len, 4); CHECK_EQ(in.base, 4); CHECK_EQ(in.disp, 8);
+	CHECK_EQ(emu_x87_mem(&in, &r, m), 1); CHECK_EQ(m[0], 0x7f); CHECK_EQ(m[1], 0x03);
+	CHECK_EQ(emu_decode(stsw, 2, true, &in), 0); CHECK_EQ(in.op, EMU_FNSTSW_M);
+	CHECK_EQ(emu_x87_mem(&in, &r, m), 1); CHECK_EQ(m[0], 0x00); CHECK_EQ(m[1], 0x38);
+	CHECK_EQ(emu_decode(ldcw, 6, true, &in), 0); CHECK_EQ(in.op, EMU_FLDCW); CHECK(in.rip_rel); CHECK_EQ(in.len, 6);
+	m[0] = 0x7f; m[1] = 0x02;
+	CHECK_EQ(emu_x87_mem(&in, &r, m), 0); CHECK_EQ(r.fcw, 0x27f); CHECK(r.fpu_dirty);
+	CHECK_EQ(emu_decode(fld, 2, true, &in), -1);	/* fld m32: not ours */
+	CHECK_EQ(emu_decode(ldcw, 5, true, &in), -1);	/* truncated displacement */
+	CHECK(emu_ok_in_16bit(EMU_FNINIT)); CHECK(!emu_ok_in_16bit(EMU_FNSTCW)); CHECK(!emu_ok_in_16bit(EMU_INT3));
 }
 
 TEST_MAIN()
