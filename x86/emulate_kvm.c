@@ -76,7 +76,7 @@ static int deliver_soft_int(struct vcpu *v, const struct emu_insn *in, struct kv
 	struct emu_lm_state st = {
 		.rip = r->rip, .rsp = r->rsp, .rflags = r->rflags,
 		.cr0 = s->cr0, .cr3 = s->cr3, .cr4 = s->cr4, .efer = s->efer,
-		.cs = s->cs.selector, .ss = s->ss.selector, .cpl = s->cs.dpl,
+		.cs = s->cs.selector, .ss = s->ss.selector, .cpl = s->cs.selector & 3,
 		.idt_base = s->idt.base, .idt_limit = s->idt.limit,
 		.gdt_base = s->gdt.base, .gdt_limit = s->gdt.limit, .tr_base = s->tr.base,
 	};
