@@ -293,7 +293,7 @@ done:
 	r.rip += in.len;
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return err_errno("emulation: writing registers");
-events:
+events:;
 	/* Drop the #UD KVM queued with the failure: the instruction did run. */
 	struct kvm_vcpu_events ev;
 	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&
