@@ -53,7 +53,7 @@ $(BUILD)/bios/bios_blob.o: $(BUILD)/bios/bios.bin
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # Small test guests, built from source (see tests/guests/Makefile.inc).
 -include tests/guests/Makefile.inc

@@ -21,6 +21,15 @@ for t in tests/qcow2-interop.sh tests/host/*.sh; do
 	[ "$(tail -n 1 "$log" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')" = "0" ] || status=1
 done
 
+# Every libFuzzer target for a short smoke run (make fuzz runs them longer).
+if command -v clang >/dev/null 2>&1; then
+	echo "== fuzz smoke"
+	sh tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-10}" 2>&1 | tee -a "$log"
+	tail -n 1 "$log" | grep -q ' 0 failed$' || status=1
+else
+	echo "fuzz: clang not installed, smoke run skipped (apt-get install clang libclang-rt-14-dev)"
+fi
+
 # Kernels and images are built on the host (at native speed), then one trip
 # into the KVM environment runs the guest, control and boot suites.
 echo "== preparing kernels"

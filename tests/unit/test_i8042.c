@@ -1,5 +1,6 @@
 /* i8042: the sequences Linux's probe uses, interrupts, and the resets that end the VM. */
 #include "test.h"
+#include "fake_vm.h"
 #include "bus.h"
 #include "hw.h"
 #include "util.h"
@@ -18,11 +19,7 @@ static void irq_rec(struct vm *vm, unsigned gsi, int level)
 
 static void setup(struct vm *vm)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->irq_hook = irq_rec;
+	fake_vm_init(vm, irq_rec);
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_raises, 0, sizeof(irq_raises));
 	CHECK_EQ(i8042_init(vm), 0);

@@ -1,5 +1,6 @@
 /* PCI host bridge and config space, driven through 0xCF8/0xCFC as a guest would. */
 #include "test.h"
+#include "fake_vm.h"
 #include "bus.h"
 #include "hw.h"
 #include "pci.h"
@@ -16,11 +17,7 @@ static void irq_rec(struct vm *vm, unsigned gsi, int level)
 
 static void setup(struct vm *vm)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->irq_hook = irq_rec;
+	fake_vm_init(vm, irq_rec);
 	memset(irq_level, 0, sizeof(irq_level));
 	CHECK_EQ(pci_host_init(vm), 0);
 	CHECK(pci_host(vm) == vm->pci);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include "test.h"
+#include "fake_vm.h"
 #include "disk.h"
 #include "hw.h"
 #include "pci.h"
@@ -31,13 +32,9 @@ static uint8_t *g(uint64_t gpa) { return guest_ptr(&vm.mem, gpa, 1); }
 
 static void setup_vm(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = -1;
+	fake_vm_init(&vm, irq_hook);
 	vm.msi_hook = msi_hook;
-	vm.irq_hook = irq_hook;
 	guest_mem_alloc(&vm.mem, MiB(16));
-	bus_init(&vm.pio, "pio");
-	bus_init(&vm.mmio, "mmio");
 	pci_host_init(&vm);
 }
 
