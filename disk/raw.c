@@ -7,7 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "disk.h"
+#include "qcow2.h"
 #include "util.h"
 
 /* Vectored I/O to the end, through short transfers and EINTR. */
@@ -55,16 +55,41 @@ static int raw_discard(struct disk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* Zeroes without writing them: ZERO_RANGE keeps the blocks, PUNCH_HOLE frees them. */
+static int raw_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool unmap)
+{
+	int mode = unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	if (fallocate(d->fd, mode, off, len) == 0)
+		return 0;
+	if (!unmap && (errno == EOPNOTSUPP || errno == EINVAL) &&
+	    fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != EINVAL)
+		return -errno;
+	/* Block devices and filesystems without either: write the zeroes. */
+	static const uint8_t zero[65536];
+	while (len) {
+		struct iovec v = { (void *)zero, MIN(len, sizeof(zero)) };
+		int r = rw_all(d, off, &v, 1, true);
+		if (r)
+			return r;
+		off += v.iov_len;
+		len -= v.iov_len;
+	}
+	return 0;
+}
+
 static void raw_close(struct disk *d)
 {
 	close(d->fd);
 }
 
 static const struct disk_ops raw_ops = {
-	.readv = raw_readv, .writev = raw_writev, .flush = raw_flush, .discard = raw_discard, .close = raw_close,
+	.readv = raw_readv, .writev = raw_writev, .flush = raw_flush, .discard = raw_discard,
+	.write_zeroes = raw_write_zeroes, .close = raw_close,
 };
 
-struct disk *disk_open(const char *path, bool ro, bool direct)
+struct disk *raw_open(const char *path, bool ro, bool direct)
 {
 	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0));
 	if (fd < 0) {
@@ -102,12 +127,4 @@ struct disk *disk_open(const char *path, bool ro, bool direct)
 	d->ro = ro;
 	d->fd = fd;
 	return d;
-}
-
-void disk_close(struct disk *d)
-{
-	if (!d)
-		return;
-	d->ops->close(d);
-	free(d);
 }

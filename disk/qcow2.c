@@ -1,0 +1,657 @@
+/*
+ * qcow2 images, versions 2 and 3 (QEMU's docs/interop/qcow2.txt): two-level
+ * L1/L2 mapping, 16-bit refcounts, deflate-compressed clusters (read; a write
+ * moves the cluster to a new normal one), v3 zero clusters, backing images.
+ *
+ * Metadata is written through, entry by entry, and never cached beyond the L1
+ * and refcount tables: slower than a cache, but a crash or kill leaves at
+ * worst leaked clusters, and there is no dirty state to get wrong. New
+ * clusters go at the end of the file. One mutex serialises each image.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include "qcow2.h"
+#include "util.h"
+
+#define HDR_V2_LEN 72
+#define HDR_V3_LEN 104
+#define INCOMPAT_DIRTY (1ULL << 0)
+#define INCOMPAT_CORRUPT (1ULL << 1)
+#define INCOMPAT_DATA_FILE (1ULL << 2)
+#define INCOMPAT_COMPRESSION (1ULL << 3)
+#define INCOMPAT_EXTL2 (1ULL << 4)
+#define OFLAG_COPIED (1ULL << 63)	/* refcount is exactly 1: writable in place */
+#define OFLAG_COMPRESSED (1ULL << 62)
+#define OFLAG_ZERO 1ULL			/* v3: reads as zeroes */
+#define OFFSET_MASK 0x00fffffffffffe00ULL	/* bits 9..55 */
+#define MAX_L1_BYTES (32u << 20)
+#define MAX_REFTABLE_BYTES (8u << 20)
+
+struct qcow2 {
+	pthread_mutex_t lock;
+	int version;
+	unsigned cluster_bits;
+	uint64_t cluster_size;
+	unsigned l2_bits;		/* entries per L2 table = 1 << l2_bits */
+	uint64_t *l1;			/* host byte order */
+	uint32_t l1_size;
+	uint64_t l1_offset;
+	uint64_t *rt;			/* refcount table, host byte order */
+	uint64_t rt_entries;
+	uint64_t rt_offset;
+	uint64_t file_end;		/* bytes in the file: every metadata offset is checked against it */
+	uint64_t virt_size;		/* header size; the disk shows it rounded down to 512 */
+	struct disk *backing;
+	char *backing_path;
+	uint8_t *cbuf;			/* last decompressed cluster */
+	uint64_t cbuf_entry;		/* its L2 entry; 0 when empty */
+	uint8_t *zbuf;			/* compressed input */
+	uint8_t *work;			/* one cluster of copy-on-write staging */
+};
+
+static struct qcow2 *Q(struct disk *d) { return d->priv; }
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		buf = (uint8_t *)buf + n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint64_t off)
+{
+	uint64_t end = off + len;
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf = (const uint8_t *)buf + n;
+		len -= n;
+		off += n;
+	}
+	if (end > q->file_end)
+		q->file_end = end;
+	return 0;
+}
+
+static int put_be64_at(struct disk *d, uint64_t off, uint64_t v)
+{
+	uint64_t be = htobe64(v);
+	return pwrite_all(Q(d), d->fd, &be, 8, off);
+}
+
+/* A host cluster offset taken from the file: aligned and inside it. */
+static bool cluster_ok(struct qcow2 *q, uint64_t off)
+{
+	return off && !(off & (q->cluster_size - 1)) && off < q->file_end &&
+	       q->file_end - off >= 1;
+}
+
+/* ---- refcounts ---- */
+
+static int refcount_add(struct disk *d, uint64_t host_off, int delta);
+
+/* Allocate n contiguous clusters at the end of the file; refcounts are set by the caller. */
+static uint64_t take_clusters(struct qcow2 *q, uint64_t n)
+{
+	uint64_t off = ALIGN_UP(q->file_end, q->cluster_size);
+	q->file_end = off + n * q->cluster_size;
+	return off;
+}
+
+static int write_zero_clusters(struct disk *d, uint64_t off, uint64_t n)
+{
+	struct qcow2 *q = Q(d);
+	uint8_t *z = calloc(1, q->cluster_size);
+	if (!z)
+		return -ENOMEM;
+	int r = 0;
+	for (uint64_t i = 0; i < n && !r; i++)
+		r = pwrite_all(q, d->fd, z, q->cluster_size, off + i * q->cluster_size);
+	free(z);
+	return r;
+}
+
+/* A refcount table with room for index ti: a bigger copy at the end of the file. */
+static int grow_reftable(struct disk *d, uint64_t ti)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t entries = MAX(q->rt_entries * 2, ti + 1);
+	uint64_t clusters = ALIGN_UP(entries * 8, q->cluster_size) >> q->cluster_bits;
+	entries = clusters * q->cluster_size / 8;
+	if (entries * 8 > MAX_REFTABLE_BYTES)
+		return -ENOSPC;
+	uint64_t *nrt = calloc(entries, 8);
+	if (!nrt)
+		return -ENOMEM;
+	memcpy(nrt, q->rt, q->rt_entries * 8);
+	uint64_t old_off = q->rt_offset, old_clusters = ALIGN_UP(q->rt_entries * 8, q->cluster_size) >> q->cluster_bits;
+	uint64_t noff = take_clusters(q, clusters);
+	free(q->rt);
+	q->rt = nrt;
+	q->rt_entries = entries;
+	q->rt_offset = noff;
+	/* The new table's own clusters are counted through it (it may add blocks). */
+	int r = write_zero_clusters(d, noff, clusters);
+	for (uint64_t i = 0; i < clusters && !r; i++)
+		r = refcount_add(d, noff + (i << q->cluster_bits), 1);
+	if (r)
+		return r;
+	uint64_t *be = malloc(entries * 8);
+	if (!be)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < entries; i++)
+		be[i] = htobe64(q->rt[i]);
+	r = pwrite_all(q, d->fd, be, entries * 8, noff);
+	free(be);
+	if (r || fdatasync(d->fd) < 0)
+		return r ? r : -errno;
+	/* Switch the header to the new table, then release the old one. */
+	uint8_t h[12];
+	uint64_t o = htobe64(noff);
+	uint32_t c = htobe32(clusters);
+	memcpy(h, &o, 8);
+	memcpy(h + 8, &c, 4);
+	if ((r = pwrite_all(q, d->fd, h, 12, 48)) || fdatasync(d->fd) < 0)
+		return r ? r : -errno;
+	for (uint64_t i = 0; i < old_clusters && !r; i++)
+		r = refcount_add(d, old_off + (i << q->cluster_bits), -1);
+	return r;
+}
+
+static int refcount_add(struct disk *d, uint64_t host_off, int delta)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t idx = host_off >> q->cluster_bits;
+	unsigned per_block_bits = q->cluster_bits - 1;	/* 16-bit entries */
+	uint64_t ti = idx >> per_block_bits, bi = idx & ((1ULL << per_block_bits) - 1);
+	int r;
+	if (ti >= q->rt_entries && (r = grow_reftable(d, ti)))
+		return r;
+	uint64_t blk = q->rt[ti] & OFFSET_MASK;
+	if (!blk) {
+		if (delta < 0)
+			return -EIO;
+		/* A new refcount block, which counts itself when it covers itself. */
+		blk = take_clusters(q, 1);
+		if ((r = write_zero_clusters(d, blk, 1)))
+			return r;
+		q->rt[ti] = blk;
+		if ((r = put_be64_at(d, q->rt_offset + ti * 8, blk)))
+			return r;
+		if ((r = refcount_add(d, blk, 1)))
+			return r;
+	} else if (!cluster_ok(q, blk)) {
+		return -EIO;
+	}
+	uint16_t v;
+	if ((r = pread_all(d->fd, &v, 2, blk + bi * 2)))
+		return r;
+	int64_t n = (int64_t)be16toh(v) + delta;
+	if (n < 0 || n > 0xffff)
+		return -EIO;
+	v = htobe16(n);
+	return pwrite_all(q, d->fd, &v, 2, blk + bi * 2);
+}
+
+/* One new cluster with refcount 1, its contents left to the caller. */
+static int alloc_cluster(struct disk *d, uint64_t *off)
+{
+	struct qcow2 *q = Q(d);
+	*off = take_clusters(q, 1);
+	return refcount_add(d, *off, 1);
+}
+
+/* ---- mapping ---- */
+
+/*
+ * The L2 entry for guest offset vo, and where it lives (0: no L2 table).
+ * With alloc, a missing L2 table is created.
+ */
+static int l2_lookup(struct disk *d, uint64_t vo, bool alloc, uint64_t *entry, uint64_t *entry_off)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t l1i = vo >> (q->cluster_bits + q->l2_bits);
+	uint64_t l2i = (vo >> q->cluster_bits) & ((1ULL << q->l2_bits) - 1);
+	*entry = 0;
+	*entry_off = 0;
+	if (l1i >= q->l1_size)
+		return -EIO;
+	uint64_t l2 = q->l1[l1i] & OFFSET_MASK;
+	int r;
+	if (!l2) {
+		if (!alloc)
+			return 0;
+		if ((r = alloc_cluster(d, &l2)) || (r = write_zero_clusters(d, l2, 1)))
+			return r;
+		q->l1[l1i] = l2 | OFLAG_COPIED;
+		if ((r = put_be64_at(d, q->l1_offset + l1i * 8, q->l1[l1i])))
+			return r;
+	} else if (!cluster_ok(q, l2) || q->file_end - l2 < q->cluster_size) {
+		return -EIO;
+	}
+	uint64_t be;
+	if ((r = pread_all(d->fd, &be, 8, l2 + l2i * 8)))
+		return r;
+	*entry = be64toh(be);
+	*entry_off = l2 + l2i * 8;
+	return 0;
+}
+
+/* Where a compressed cluster's bytes are: offset and length. */
+static void compressed_span(struct qcow2 *q, uint64_t e, uint64_t *off, uint64_t *len)
+{
+	unsigned x = 62 - (q->cluster_bits - 8);
+	*off = e & ((1ULL << x) - 1);
+	uint64_t sectors = ((e & ~OFLAG_COPIED & ~OFLAG_COMPRESSED) >> x) + 1;
+	*len = sectors * 512 - (*off & 511);
+}
+
+static int read_compressed(struct disk *d, uint64_t e)
+{
+	struct qcow2 *q = Q(d);
+	if (q->cbuf_entry == e)
+		return 0;
+	uint64_t off, len;
+	compressed_span(q, e, &off, &len);
+	if (off >= q->file_end)
+		return -EIO;
+	len = MIN(len, q->file_end - off);	/* the last one may end early */
+	len = MIN(len, 2 * q->cluster_size);
+	int r = pread_all(d->fd, q->zbuf, len, off);
+	if (r)
+		return r;
+	z_stream zs = { 0 };
+	if (inflateInit2(&zs, -12) != Z_OK)
+		return -ENOMEM;
+	zs.next_in = q->zbuf;
+	zs.avail_in = len;
+	zs.next_out = q->cbuf;
+	zs.avail_out = q->cluster_size;
+	int zr = inflate(&zs, Z_FINISH);
+	bool full = zs.avail_out == 0;
+	inflateEnd(&zs);
+	if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) || !full) {
+		q->cbuf_entry = 0;
+		return -EIO;
+	}
+	q->cbuf_entry = e;
+	return 0;
+}
+
+/* Guest bytes [vo, vo+len) of one cluster through the backing image (zeroes past its end). */
+static int read_backing(struct disk *d, uint64_t vo, uint8_t *buf, uint64_t len)
+{
+	struct qcow2 *q = Q(d);
+	memset(buf, 0, len);
+	if (!q->backing || vo >= q->backing->size)
+		return 0;
+	uint64_t n = MIN(len, q->backing->size - vo);
+	/* The backing disk works in whole sectors. */
+	uint64_t start = vo & ~511ULL, end = ALIGN_UP(vo + n, 512);
+	if (end > q->backing->size)
+		end = q->backing->size;
+	if (start == vo && end == vo + n) {
+		struct iovec v = { buf, n };
+		return q->backing->ops->readv(q->backing, vo, &v, 1);
+	}
+	uint8_t *tmp = malloc(end - start);
+	if (!tmp)
+		return -ENOMEM;
+	struct iovec v = { tmp, end - start };
+	int r = q->backing->ops->readv(q->backing, start, &v, 1);
+	if (!r)
+		memcpy(buf, tmp + (vo - start), MIN(n, end - vo));
+	free(tmp);
+	return r;
+}
+
+/* Read within one cluster into a flat buffer. */
+static int read_chunk(struct disk *d, uint64_t vo, uint8_t *buf, uint64_t len)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t e, eo;
+	int r = l2_lookup(d, vo, false, &e, &eo);
+	if (r)
+		return r;
+	uint64_t in = vo & (q->cluster_size - 1);
+	if (e & OFLAG_COMPRESSED) {
+		if ((r = read_compressed(d, e)))
+			return r;
+		memcpy(buf, q->cbuf + in, len);
+		return 0;
+	}
+	if (q->version >= 3 && (e & OFLAG_ZERO)) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	uint64_t host = e & OFFSET_MASK;
+	if (!host)
+		return read_backing(d, vo, buf, len);
+	if (!cluster_ok(q, host))
+		return -EIO;
+	/* A cluster the file ends inside reads as zeroes past the end (qemu-img does that). */
+	memset(buf, 0, len);
+	if (host + in >= q->file_end)
+		return 0;
+	return pread_all(d->fd, buf, MIN(len, q->file_end - host - in), host + in);
+}
+
+/* Write within one cluster from a flat buffer. */
+static int write_chunk(struct disk *d, uint64_t vo, const uint8_t *buf, uint64_t len)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t e, eo;
+	int r = l2_lookup(d, vo, true, &e, &eo);
+	if (r)
+		return r;
+	uint64_t in = vo & (q->cluster_size - 1), cvo = vo - in;
+	uint64_t host = e & OFFSET_MASK;
+	bool compressed = e & OFLAG_COMPRESSED, zero = q->version >= 3 && !compressed && (e & OFLAG_ZERO);
+	if (!compressed && !zero && host) {
+		if (!cluster_ok(q, host))
+			return -EIO;
+		/* Without snapshots a normal cluster has refcount 1: write in place. */
+		return pwrite_all(q, d->fd, buf, len, host + in);
+	}
+	/* Copy-on-write: the whole new cluster, then the entry that points at it. */
+	if (len < q->cluster_size) {
+		if (compressed) {
+			if ((r = read_compressed(d, e)))
+				return r;
+			memcpy(q->work, q->cbuf, q->cluster_size);
+		} else if (zero) {
+			memset(q->work, 0, q->cluster_size);
+		} else if ((r = read_backing(d, cvo, q->work, q->cluster_size))) {
+			return r;
+		}
+	}
+	memcpy(q->work + in, buf, len);
+	uint64_t nh;
+	if (zero && host && cluster_ok(q, host)) {
+		nh = host;	/* a preallocated zero cluster keeps its place */
+	} else if ((r = alloc_cluster(d, &nh))) {
+		return r;
+	}
+	if ((r = pwrite_all(q, d->fd, q->work, q->cluster_size, nh)))
+		return r;
+	if ((r = put_be64_at(d, eo, nh | OFLAG_COPIED)))
+		return r;
+	if (compressed) {
+		/* Release every host cluster the compressed bytes touched. */
+		uint64_t off, clen;
+		compressed_span(q, e, &off, &clen);
+		uint64_t first = off & ~(q->cluster_size - 1), last = (off + clen - 1) & ~(q->cluster_size - 1);
+		for (uint64_t c = first; c <= last && !r; c += q->cluster_size)
+			r = refcount_add(d, c, -1);
+		q->cbuf_entry = 0;
+	}
+	return r;
+}
+
+/* Walk an iovec in cluster-sized chunks through a bounce buffer. */
+static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (off > d->size || total > d->size - off)
+		return -EIO;
+	if (write && d->ro)
+		return -EROFS;
+	uint8_t *bounce = malloc(q->cluster_size);
+	if (!bounce)
+		return -ENOMEM;
+	int r = 0, vi = 0;
+	size_t vo = 0;	/* offset inside iov[vi] */
+	pthread_mutex_lock(&q->lock);
+	while (total && !r) {
+		uint64_t n = MIN(total, q->cluster_size - (off & (q->cluster_size - 1)));
+		if (write) {
+			for (uint64_t got = 0; got < n;) {
+				size_t k = MIN(n - got, iov[vi].iov_len - vo);
+				memcpy(bounce + got, (uint8_t *)iov[vi].iov_base + vo, k);
+				got += k;
+				if ((vo += k) == iov[vi].iov_len)
+					vi++, vo = 0;
+			}
+			r = write_chunk(d, off, bounce, n);
+		} else {
+			r = read_chunk(d, off, bounce, n);
+			for (uint64_t put = 0; put < n && !r;) {
+				size_t k = MIN(n - put, iov[vi].iov_len - vo);
+				memcpy((uint8_t *)iov[vi].iov_base + vo, bounce + put, k);
+				put += k;
+				if ((vo += k) == iov[vi].iov_len)
+					vi++, vo = 0;
+			}
+		}
+		off += n;
+		total -= n;
+	}
+	pthread_mutex_unlock(&q->lock);
+	free(bounce);
+	return r;
+}
+
+static int qcow2_readv(struct disk *d, uint64_t off, const struct iovec *iov, int n) { return qcow2_rw(d, off, iov, n, false); }
+static int qcow2_writev(struct disk *d, uint64_t off, const struct iovec *iov, int n) { return qcow2_rw(d, off, iov, n, true); }
+
+static int qcow2_flush(struct disk *d)
+{
+	if (d->ro)
+		return 0;
+	struct qcow2 *q = Q(d);
+	pthread_mutex_lock(&q->lock);
+	int r = fdatasync(d->fd) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+static void qcow2_free(struct qcow2 *q)
+{
+	if (!q)
+		return;
+	if (q->backing)
+		disk_close(q->backing);
+	free(q->backing_path);
+	free(q->l1);
+	free(q->rt);
+	free(q->cbuf);
+	free(q->zbuf);
+	free(q->work);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+static void qcow2_close(struct disk *d)
+{
+	if (!d->ro)
+		fdatasync(d->fd);
+	qcow2_free(Q(d));
+	close(d->fd);
+}
+
+static const struct disk_ops qcow2_ops = {
+	.readv = qcow2_readv, .writev = qcow2_writev, .flush = qcow2_flush, .close = qcow2_close,
+};
+
+/* ---- open ---- */
+
+static uint64_t hdr64(const uint8_t *h, int off) { uint64_t v; memcpy(&v, h + off, 8); return be64toh(v); }
+static uint32_t hdr32(const uint8_t *h, int off) { uint32_t v; memcpy(&v, h + off, 4); return be32toh(v); }
+
+static int load_table(int fd, uint64_t off, uint64_t entries, uint64_t **out)
+{
+	uint64_t *t = calloc(entries ? entries : 1, 8);
+	if (!t)
+		return -ENOMEM;
+	int r = pread_all(fd, t, entries * 8, off);
+	for (uint64_t i = 0; i < entries; i++)
+		t[i] = be64toh(t[i]);
+	if (r)
+		free(t);
+	else
+		*out = t;
+	return r;
+}
+
+/* Check the header and load the tables; err names what is wrong. */
+static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth)
+{
+	const char *p = d->path;
+	struct stat st;
+	if (fstat(d->fd, &st) < 0)
+		return err_errno("%s", p);
+	q->file_end = st.st_size;
+	uint8_t h[HDR_V3_LEN] = { 0 };
+	if (q->file_end < HDR_V2_LEN || pread_all(d->fd, h, MIN(q->file_end, (uint64_t)HDR_V3_LEN), 0))
+		return err_set("%s: qcow2 header is truncated", p);
+	q->version = hdr32(h, 4);
+	if (q->version != 2 && q->version != 3)
+		return err_set("%s: qcow2 version %d is not supported (2 and 3 are)", p, q->version);
+	q->cluster_bits = hdr32(h, 20);
+	if (q->cluster_bits < 9 || q->cluster_bits > 21)
+		return err_set("%s: qcow2 cluster_bits %u outside 9..21", p, q->cluster_bits);
+	q->cluster_size = 1ULL << q->cluster_bits;
+	q->l2_bits = q->cluster_bits - 3;
+	if (hdr32(h, 32))
+		return err_set("%s: encrypted qcow2 images are not supported", p);
+	uint64_t incompat = 0;
+	if (q->version == 3) {
+		if (q->file_end < HDR_V3_LEN)
+			return err_set("%s: qcow2 v3 header is truncated", p);
+		uint32_t hlen = hdr32(h, 100);
+		if (hlen < HDR_V3_LEN || hlen > q->cluster_size)
+			return err_set("%s: qcow2 header_length %u is invalid", p, hlen);
+		incompat = hdr64(h, 72);
+		uint32_t order = hdr32(h, 96);
+		if (order != 4)
+			return err_set("%s: qcow2 refcount_order %u is not supported (only 16-bit refcounts)", p, order);
+		if (incompat & INCOMPAT_CORRUPT)
+			return err_set("%s: qcow2 image is marked corrupt (incompatible bit 1); repair it with qemu-img check -r all", p);
+		if (incompat & INCOMPAT_DATA_FILE)
+			return err_set("%s: qcow2 external data file (incompatible bit 2) is not supported", p);
+		if (incompat & INCOMPAT_COMPRESSION)
+			return err_set("%s: qcow2 compression type other than zlib (incompatible bit 3) is not supported", p);
+		if (incompat & INCOMPAT_EXTL2)
+			return err_set("%s: qcow2 extended L2 entries (incompatible bit 4) are not supported", p);
+		for (int b = 5; b < 64; b++)
+			if (incompat & (1ULL << b))
+				return err_set("%s: unknown qcow2 incompatible feature bit %d", p, b);
+		if ((incompat & INCOMPAT_DIRTY) && !d->ro)
+			return err_set("%s: qcow2 image is dirty (incompatible bit 0, lazy refcounts); run qemu-img check -r all first or open it ro", p);
+	}
+	q->virt_size = hdr64(h, 24);
+	q->l1_size = hdr32(h, 36);
+	q->l1_offset = hdr64(h, 40);
+	q->rt_offset = hdr64(h, 48);
+	uint32_t rt_clusters = hdr32(h, 56);
+	uint32_t nb_snapshots = hdr32(h, 60);
+	uint64_t per_l1 = q->cluster_size << q->l2_bits;	/* guest bytes one L2 table maps */
+	if (q->virt_size > (1ULL << 56) || (q->virt_size + per_l1 - 1) / per_l1 > q->l1_size)
+		return err_set("%s: qcow2 L1 table (%u entries) too small for %llu bytes", p, q->l1_size,
+			       (unsigned long long)q->virt_size);
+	if ((uint64_t)q->l1_size * 8 > MAX_L1_BYTES)
+		return err_set("%s: qcow2 L1 table of %u entries is too big", p, q->l1_size);
+	if ((q->l1_offset & (q->cluster_size - 1)) || q->l1_offset >= q->file_end ||
+	    q->file_end - q->l1_offset < (uint64_t)q->l1_size * 8)
+		return err_set("%s: qcow2 L1 table offset 0x%llx is misaligned or outside the file", p,
+			       (unsigned long long)q->l1_offset);
+	q->rt_entries = (uint64_t)rt_clusters * q->cluster_size / 8;
+	if (!rt_clusters || (uint64_t)rt_clusters * q->cluster_size > MAX_REFTABLE_BYTES ||
+	    (q->rt_offset & (q->cluster_size - 1)) || q->rt_offset >= q->file_end ||
+	    q->file_end - q->rt_offset < q->rt_entries * 8)
+		return err_set("%s: qcow2 refcount table is misaligned, empty or outside the file", p);
+	if (nb_snapshots && !d->ro)
+		return err_set("%s: qcow2 image has %u internal snapshots; lkvm opens it only read-only", p, nb_snapshots);
+	if (load_table(d->fd, q->l1_offset, q->l1_size, &q->l1) || load_table(d->fd, q->rt_offset, q->rt_entries, &q->rt))
+		return err_set("%s: cannot read the qcow2 tables", p);
+	q->cbuf = malloc(q->cluster_size);
+	q->zbuf = malloc(2 * q->cluster_size);
+	q->work = malloc(q->cluster_size);
+	if (!q->cbuf || !q->zbuf || !q->work)
+		return err_set("%s: out of memory", p);
+
+	uint64_t bo = hdr64(h, 8);
+	uint32_t blen = hdr32(h, 16);
+	if (bo) {
+		if (!blen || blen > 1023 || bo >= q->file_end || q->file_end - bo < blen)
+			return err_set("%s: qcow2 backing file name is outside the file or too long", p);
+		char name[1024];
+		if (pread_all(d->fd, name, blen, bo))
+			return err_set("%s: cannot read the backing file name", p);
+		name[blen] = 0;
+		if (name[0] == '/') {
+			q->backing_path = xstrdup(name);
+		} else {
+			/* Relative names are relative to the image's directory. */
+			char *copy = xstrdup(p);
+			const char *dir = dirname(copy);
+			q->backing_path = xcalloc(1, strlen(dir) + blen + 2);
+			sprintf(q->backing_path, "%s/%s", dir, name);
+			free(copy);
+		}
+		q->backing = disk_open_backing(q->backing_path, depth + 1);
+		if (!q->backing)
+			return -1;	/* err names the backing file */
+	}
+	if (q->version == 3 && !d->ro && hdr64(h, 88)) {
+		/* Autoclear bits we do not know must be cleared by a writer. */
+		uint64_t zero = 0;
+		if (pwrite_all(q, d->fd, &zero, 8, 88))
+			return err_errno("%s: clearing autoclear features", p);
+	}
+	return 0;
+}
+
+struct disk *qcow2_open(const char *path, bool ro, int depth)
+{
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		err_errno("%s", path);
+		return NULL;
+	}
+	struct disk *d = xcalloc(1, sizeof(*d));
+	struct qcow2 *q = xcalloc(1, sizeof(*q));
+	pthread_mutex_init(&q->lock, NULL);
+	d->ops = &qcow2_ops;
+	d->path = path;
+	d->ro = ro;
+	d->fd = fd;
+	d->priv = q;
+	if (qcow2_setup(d, q, depth)) {
+		qcow2_free(q);
+		close(fd);
+		free(d);
+		return NULL;
+	}
+	d->size = q->virt_size & ~511ULL;
+	if (q->virt_size % 512)
+		pr_warn("%s: size is not a multiple of 512; the last %llu bytes are not visible", path,
+			(unsigned long long)(q->virt_size % 512));
+	return d;
+}
