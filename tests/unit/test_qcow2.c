@@ -1,0 +1,355 @@
+/*
+ * qcow2 against qemu-img: images qemu-img makes read back as the raw bytes
+ * qemu-img itself reports; lkvm's writes leave `qemu-img check` clean and
+ * convert back to exactly the bytes written; bad headers are clean errors.
+ * Without qemu-img these tests say SKIP (and count nothing as passed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include "disk.h"
+#include "util.h"
+#include "test.h"
+
+static char dir[64];
+
+static bool have_qemu_img(void)
+{
+	static int have = -1;
+	if (have < 0)
+		have = system("qemu-img --version >/dev/null 2>&1") == 0;
+	if (!have)
+		printf("SKIP %s: qemu-img not installed (Debian: qemu-utils)\n", t_name);
+	return have;
+}
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static const char *path(const char *name)
+{
+	static char buf[64][256];
+	static int i;
+	i = (i + 1) % 64;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static uint8_t *slurp(const char *p, size_t *len)
+{
+	uint8_t *b = NULL;
+	if (read_file(p, &b, len))
+		return NULL;
+	return b;
+}
+
+/* A raw file with a recognisable pattern, some zero runs to compress well. */
+static void make_raw(const char *p, size_t size, unsigned seed)
+{
+	uint8_t *b = calloc(1, size);
+	for (size_t i = 0; i < size; i++)
+		b[i] = (i / 4096) % 3 == 2 ? 0 : (uint8_t)(i * 7 + seed + i / 511);
+	int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	CHECK(write(fd, b, size) == (ssize_t)size);
+	close(fd);
+	free(b);
+}
+
+/* Everything lkvm reads from IMG equals what qemu-img converts it to. */
+static void check_reads_like_qemu(const char *img)
+{
+	const char *raw = path("expect.raw");
+	CHECK_EQ(sh("qemu-img convert -O raw %s %s", img, raw), 0);
+	size_t len;
+	uint8_t *want = slurp(raw, &len);
+	struct disk *d = disk_open(img, true, false);
+	CHECK(d != NULL);
+	if (!d || !want) {
+		if (!d)
+			fprintf(stderr, "%s\n", err_msg());
+		free(want);
+		return;
+	}
+	CHECK_EQ(d->size, len);
+	uint8_t *got = malloc(len);
+	/* Odd-shaped vectors cross cluster boundaries at sector granularity. */
+	struct iovec v[3] = { { got, 512 }, { got + 512, 3 * 512 }, { got + 2048, len - 2048 } };
+	CHECK_EQ(d->ops->readv(d, 0, v, 3), 0);
+	CHECK(memcmp(got, want, len) == 0);
+	disk_close(d);
+	free(got);
+	free(want);
+}
+
+static int writev1(struct disk *d, uint64_t off, void *buf, size_t len)
+{
+	struct iovec v = { buf, len };
+	return d->ops->writev(d, off, &v, 1);
+}
+
+/* Writes at awkward places; the same writes go to a raw shadow copy. */
+static void write_pattern(const char *img, const char *shadow, uint64_t size)
+{
+	struct disk *d = disk_open(img, false, false);
+	CHECK(d != NULL);
+	if (!d) {
+		fprintf(stderr, "%s\n", err_msg());
+		return;
+	}
+	int fd = open(shadow, O_WRONLY);
+	uint64_t offs[] = { 0, 512, 65536 - 512, 65536 * 3 + 1024, size / 2, size - 4096, size - 512 };
+	size_t lens[] = { 512, 4096, 1024, 200 * 1024, 65536, 4096, 512 };
+	for (size_t i = 0; i < ARRAY_SIZE(offs); i++) {
+		uint8_t *b = malloc(lens[i]);
+		for (size_t j = 0; j < lens[i]; j++)
+			b[j] = (uint8_t)(0xa0 + i + j * 13);
+		CHECK_EQ(writev1(d, offs[i], b, lens[i]), 0);
+		CHECK(pwrite(fd, b, lens[i], offs[i]) == (ssize_t)lens[i]);
+		free(b);
+	}
+	/* Past the end is refused, not written. */
+	uint8_t s[512] = { 0 };
+	CHECK(writev1(d, size, s, 512) < 0);
+	CHECK(writev1(d, size - 512, s, 1024) < 0);
+	CHECK_EQ(d->ops->flush(d), 0);
+	disk_close(d);
+	close(fd);
+}
+
+static void check_clean_and_equal(const char *img, const char *shadow)
+{
+	CHECK_EQ(sh("qemu-img check -q %s", img), 0);
+	const char *out = path("out.raw");
+	CHECK_EQ(sh("qemu-img convert -O raw %s %s", img, out), 0);
+	CHECK_EQ(sh("cmp -s %s %s", out, shadow), 0);
+	check_reads_like_qemu(img);
+}
+
+static void roundtrip(const char *opts, uint64_t size)
+{
+	const char *img = path("t.qcow2"), *shadow = path("shadow.raw");
+	CHECK_EQ(sh("qemu-img create -q -f qcow2 %s %s %llu", opts, img, (unsigned long long)size), 0);
+	check_reads_like_qemu(img);	/* all zeroes */
+	CHECK_EQ(sh("truncate -s %llu %s && rm -f %s && truncate -s %llu %s", 0ULL, shadow, shadow,
+		    (unsigned long long)size, shadow), 0);
+	write_pattern(img, shadow, size);
+	check_clean_and_equal(img, shadow);
+	/* Again over the now-allocated clusters: in-place writes. */
+	write_pattern(img, shadow, size);
+	check_clean_and_equal(img, shadow);
+}
+
+TEST(v3_default)
+{
+	if (have_qemu_img())
+		roundtrip("", MiB(8));
+}
+
+TEST(v2_compat)
+{
+	if (have_qemu_img())
+		roundtrip("-o compat=0.10", MiB(8));
+}
+
+TEST(small_clusters_grow_refcount_table)
+{
+	/* 512-byte clusters: 64 refcount-table entries cover 8 MiB, so 32 MiB of writes must grow it. */
+	if (!have_qemu_img())
+		return;
+	const char *img = path("s.qcow2"), *shadow = path("s.raw");
+	uint64_t size = MiB(32);
+	CHECK_EQ(sh("qemu-img create -q -f qcow2 -o cluster_size=512 %s %llu", img, (unsigned long long)size), 0);
+	make_raw(shadow, size, 5);
+	size_t len;
+	uint8_t *b = slurp(shadow, &len);
+	struct disk *d = disk_open(img, false, false);
+	CHECK(d != NULL);
+	if (d && b) {
+		for (uint64_t off = 0; off < size; off += MiB(1))
+			CHECK_EQ(writev1(d, off, b + off, MiB(1)), 0);
+		disk_close(d);
+	}
+	free(b);
+	check_clean_and_equal(img, shadow);
+}
+
+TEST(compressed_read_and_overwrite)
+{
+	if (!have_qemu_img())
+		return;
+	const char *src = path("c.raw"), *img = path("c.qcow2");
+	make_raw(src, MiB(4), 1);
+	CHECK_EQ(sh("qemu-img convert -q -c -O qcow2 %s %s", src, img), 0);
+	check_reads_like_qemu(img);
+	/* Partial writes into compressed clusters move them; refcounts stay right. */
+	write_pattern(img, src, MiB(4));
+	check_clean_and_equal(img, src);
+}
+
+TEST(backing_file)
+{
+	if (!have_qemu_img())
+		return;
+	const char *base = path("base.raw"), *ov = path("ov.qcow2"), *shadow = path("ovs.raw");
+	make_raw(base, MiB(4), 9);
+	/* Relative name: resolved against the overlay's directory, not ours. */
+	CHECK_EQ(sh("cd %s && qemu-img create -q -f qcow2 -b base.raw -F raw ov.qcow2", dir), 0);
+	check_reads_like_qemu(ov);
+	CHECK_EQ(sh("cp %s %s", base, shadow), 0);
+	write_pattern(ov, shadow, MiB(4));
+	check_clean_and_equal(ov, shadow);
+	/* The base is untouched. */
+	const char *fresh = path("fresh.raw");
+	make_raw(fresh, MiB(4), 9);
+	CHECK_EQ(sh("cmp -s %s %s", base, fresh), 0);
+	/* A qcow2 on a qcow2 on a raw. */
+	CHECK_EQ(sh("cd %s && qemu-img create -q -f qcow2 -b ov.qcow2 -F qcow2 top.qcow2", dir), 0);
+	check_reads_like_qemu(path("top.qcow2"));
+}
+
+TEST(zero_clusters)
+{
+	if (!have_qemu_img())
+		return;
+	const char *src = path("z.raw"), *img = path("z.qcow2");
+	make_raw(src, MiB(2), 3);
+	CHECK_EQ(sh("qemu-img convert -q -O qcow2 %s %s", src, img), 0);
+	CHECK_EQ(sh("qemu-io -f qcow2 -c 'write -z 65536 131072' -c 'write -z -u 262144 65536' %s >/dev/null", img), 0);
+	check_reads_like_qemu(img);
+	CHECK_EQ(sh("qemu-io -f raw -c 'write -z 65536 131072' -c 'write -z 262144 65536' %s >/dev/null", src), 0);
+	write_pattern(img, src, MiB(2));
+	check_clean_and_equal(img, src);
+}
+
+static void patch(const char *p, uint64_t off, const void *bytes, size_t n)
+{
+	int fd = open(p, O_WRONLY);
+	CHECK(pwrite(fd, bytes, n, off) == (ssize_t)n);
+	close(fd);
+}
+
+static void expect_refused(const char *img, const char *words)
+{
+	struct disk *d = disk_open(img, false, false);
+	CHECK(d == NULL);
+	if (d) {
+		disk_close(d);
+		return;
+	}
+	if (!strstr(err_msg(), words))
+		fprintf(stderr, "message '%s' lacks '%s'\n", err_msg(), words);
+	CHECK(strstr(err_msg(), words) != NULL);
+	CHECK(strstr(err_msg(), img) != NULL);
+}
+
+TEST(bad_headers)
+{
+	if (!have_qemu_img())
+		return;
+	const char *img = path("bad.qcow2");
+	const char *mk = "qemu-img create -q -f qcow2 %s 4M";
+	CHECK_EQ(sh(mk, img), 0);
+	CHECK_EQ(sh("truncate -s 50 %s", img), 0);
+	expect_refused(img, "truncated");
+
+	CHECK_EQ(sh(mk, img), 0);
+	uint8_t bits = 30;
+	patch(img, 23, &bits, 1);	/* cluster_bits, big-endian low byte */
+	expect_refused(img, "cluster_bits");
+
+	CHECK_EQ(sh(mk, img), 0);
+	uint8_t b4 = 1 << 2;
+	patch(img, 79, &b4, 1);	/* incompatible bit 2 */
+	expect_refused(img, "bit 2");
+	b4 = 1 << 1;
+	patch(img, 79, &b4, 1);
+	expect_refused(img, "corrupt");
+	b4 = 0;
+	patch(img, 79, &b4, 1);
+	b4 = 0x80;
+	patch(img, 72, &b4, 1);	/* bit 63 */
+	expect_refused(img, "bit 63");
+
+	CHECK_EQ(sh(mk, img), 0);
+	uint8_t far[8] = { 0, 0, 0, 0x10, 0, 0, 0, 0 };	/* L1 at 64 GiB */
+	patch(img, 40, far, 8);
+	expect_refused(img, "L1");
+
+	CHECK_EQ(sh(mk, img), 0);
+	uint8_t v = 4;
+	patch(img, 7, &v, 1);
+	expect_refused(img, "version");
+}
+
+TEST(l2_pointer_past_eof_is_eio)
+{
+	if (!have_qemu_img())
+		return;
+	const char *img = path("eof.qcow2");
+	CHECK_EQ(sh("qemu-img create -q -f qcow2 %s 1G", img), 0);
+	CHECK_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x55 0 4096' %s >/dev/null", img), 0);
+	/* Point L1[0] far past the end of the file. */
+	struct disk *d = disk_open(img, true, false);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	uint8_t l1off_be[8];
+	CHECK(pread(d->fd, l1off_be, 8, 40) == 8);
+	disk_close(d);
+	uint64_t l1off = be64toh(*(uint64_t *)l1off_be);
+	uint64_t bad = htobe64(0x8000000100000000ULL);
+	patch(img, l1off, &bad, 8);
+	d = disk_open(img, false, false);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	uint8_t buf[4096];
+	struct iovec iv = { buf, sizeof(buf) };
+	CHECK_EQ(d->ops->readv(d, 0, &iv, 1), -EIO);
+	CHECK_EQ(d->ops->writev(d, 0, &iv, 1), -EIO);
+	/* Other L1 entries (512 MiB each) still work. */
+	CHECK_EQ(d->ops->readv(d, MiB(600), &iv, 1), 0);
+	CHECK_EQ(d->ops->writev(d, MiB(600), &iv, 1), 0);
+	disk_close(d);
+}
+
+TEST(read_only_and_snapshots)
+{
+	if (!have_qemu_img())
+		return;
+	const char *img = path("snap.qcow2");
+	CHECK_EQ(sh("qemu-img create -q -f qcow2 %s 4M && qemu-img snapshot -c s1 %s", img, img), 0);
+	expect_refused(img, "snapshots");
+	struct disk *d = disk_open(img, true, false);
+	CHECK(d != NULL);
+	if (d) {
+		uint8_t buf[512];
+		struct iovec iv = { buf, sizeof(buf) };
+		CHECK_EQ(d->ops->readv(d, 0, &iv, 1), 0);
+		CHECK(d->ops->writev(d, 0, &iv, 1) < 0);
+		disk_close(d);
+	}
+}
+
+__attribute__((constructor(101))) static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/lkvm-qcow2-XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+}
+
+__attribute__((destructor)) static void cleanup(void)
+{
+	sh("rm -rf %s", dir);
+}
+
+TEST_MAIN()
