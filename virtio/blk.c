@@ -16,11 +16,16 @@
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
 #define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
 #define T_IN 0
 #define T_OUT 1
 #define T_FLUSH 4
 #define T_GET_ID 8
 #define T_DISCARD 11
+#define T_WRITE_ZEROES 13
+#define RANGE_UNMAP 1u		/* write-zeroes flag: the device may deallocate */
+#define MAX_RANGES 32		/* max_discard_seg and max_write_zeroes_seg */
+#define MAX_RANGE_SECTORS (1u << 22)	/* 2 GiB per range: bounded work per request */
 #define S_OK 0
 #define S_IOERR 1
 #define S_UNSUPP 2
@@ -36,6 +41,41 @@ struct blk {
 	unsigned kicks;
 	uint64_t reads, writes, flushes, bytes_read, bytes_written, errors;
 };
+
+/*
+ * DISCARD and WRITE_ZEROES: an array of 16-byte ranges {le64 sector, le32
+ * num_sectors, le32 flags} in the readable part. Each range is checked
+ * before any is acted on, so a bad request changes nothing.
+ */
+static uint8_t do_ranges(struct blk *b, uint32_t type, const struct iovec *data, int nd, uint64_t len)
+{
+	struct disk *dk = b->disk;
+	if (dk->ro)
+		return S_IOERR;
+	if (len == 0 || len % 16 || len / 16 > MAX_RANGES)
+		return S_UNSUPP;
+	uint8_t r[MAX_RANGES][16];
+	unsigned n = len / 16;
+	for (unsigned i = 0; i < n; i++) {
+		iov_to_buf(data, nd, i * 16, r[i], 16);
+		uint64_t sector = get_le64(r[i]);
+		uint32_t count = get_le32(r[i] + 8), flags = get_le32(r[i] + 12);
+		if (flags & ~RANGE_UNMAP || (type == T_DISCARD && flags))
+			return S_UNSUPP;
+		if (count > MAX_RANGE_SECTORS || sector > dk->size / 512 || count > dk->size / 512 - sector)
+			return S_IOERR;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t off = get_le64(r[i]) * 512, bytes = (uint64_t)get_le32(r[i] + 8) * 512;
+		if (!bytes)
+			continue;
+		int e = type == T_DISCARD ? dk->ops->discard(dk, off, bytes)
+					  : dk->ops->write_zeroes(dk, off, bytes, get_le32(r[i] + 12) & RANGE_UNMAP);
+		if (e < 0)
+			return S_IOERR;
+	}
+	return S_OK;
+}
 
 /* One request: header in the readable part, status as the last writable byte. */
 static uint32_t handle(struct blk *b, struct virtq_chain *c)
@@ -106,6 +146,13 @@ static uint32_t handle(struct blk *b, struct virtq_chain *c)
 		written += n;
 		break;
 	}
+	case T_DISCARD:
+	case T_WRITE_ZEROES:
+		if ((type == T_DISCARD && !dk->ops->discard) || (type == T_WRITE_ZEROES && !dk->ops->write_zeroes))
+			st = S_UNSUPP;
+		else
+			st = do_ranges(b, type, data, nd, len);
+		break;
 	default:
 		st = S_UNSUPP;
 		break;
@@ -153,6 +200,17 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 	put_le64(b->config, dk->size / 512);	/* capacity */
 	put_le32(b->config + 12, SEG_MAX);
 	put_le32(b->config + 20, 512);		/* blk_size */
+	bool discard = dk->ops->discard && !dk->ro, zeroes = dk->ops->write_zeroes && !dk->ro;
+	if (discard) {
+		put_le32(b->config + 36, MAX_RANGE_SECTORS);	/* max_discard_sectors */
+		put_le32(b->config + 40, MAX_RANGES);		/* max_discard_seg */
+		put_le32(b->config + 44, 1);			/* discard_sector_alignment */
+	}
+	if (zeroes) {
+		put_le32(b->config + 48, MAX_RANGE_SECTORS);	/* max_write_zeroes_sectors */
+		put_le32(b->config + 52, MAX_RANGES);		/* max_write_zeroes_seg */
+		b->config[56] = 1;				/* write_zeroes_may_unmap */
+	}
 	struct virtio_dev *d = &b->vdev;
 	d->name = "virtio-blk";
 	d->device_id = 2;
@@ -160,7 +218,8 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 	d->config = b->config;
 	d->config_len = sizeof(b->config);
 	d->features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
-		      (dk->ro ? 1ULL << VIRTIO_BLK_F_RO : 0);
+		      (dk->ro ? 1ULL << VIRTIO_BLK_F_RO : 0) | (discard ? 1ULL << VIRTIO_BLK_F_DISCARD : 0) |
+		      (zeroes ? 1ULL << VIRTIO_BLK_F_WRITE_ZEROES : 0);
 	d->ops = &blk_ops;
 	d->priv = b;
 	if (virtio_pci_register(vm, d) < 0)

@@ -1,0 +1,251 @@
+/*
+ * virtio-blk DISCARD and WRITE_ZEROES (the ranges, their checks, the config
+ * fields that advertise them) and a qcow2-backed device, driven through the
+ * transport the way a guest would. Requests with the basic types are in
+ * test_virtio.c.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "test.h"
+#include "fake_vm.h"
+#include "disk.h"
+#include "hw.h"
+#include "pci.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+static struct vm vm;
+static int msis, last_msi_data, intx_level;
+static void msi_hook(struct vm *v, uint64_t addr, uint32_t data) { msis++; last_msi_data = data; }
+static void irq_hook(struct vm *v, unsigned gsi, int level) { intx_level = level; }
+
+#define DESC 0x100000
+#define AVAIL 0x101000
+#define USED 0x102000
+#define BUF 0x110000
+#define QSIZE 8
+
+static uint64_t bar;
+static uint64_t rd(uint64_t off, int len) { uint64_t v = 0; bus_access(&vm.mmio, bar + off, &v, len, false); return v; }
+static void wr(uint64_t off, uint64_t v, int len) { bus_access(&vm.mmio, bar + off, &v, len, true); }
+static uint8_t *g(uint64_t gpa) { return guest_ptr(&vm.mem, gpa, 1); }
+
+static void setup_vm(void)
+{
+	fake_vm_init(&vm, irq_hook);
+	vm.msi_hook = msi_hook;
+	guest_mem_alloc(&vm.mem, MiB(16));
+	pci_host_init(&vm);
+}
+
+/* Reset, negotiate, one queue of QSIZE at DESC/AVAIL/USED, DRIVER_OK. */
+static int driver_init(struct pci_dev *p, uint64_t feats)
+{
+	bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
+	wr(0x14, 0, 1);
+	memset(g(DESC), 0, 0x3000);
+	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER, 1);
+	wr(0x08, 0, 4); wr(0x0c, (uint32_t)feats, 4);
+	wr(0x08, 1, 4); wr(0x0c, feats >> 32, 4);
+	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+	if (!(rd(0x14, 1) & VIRTIO_STATUS_FEATURES_OK))
+		return -1;
+	wr(0x16, 0, 2);
+	wr(0x18, QSIZE, 2);
+	wr(0x20, DESC, 4); wr(0x24, 0, 4);
+	wr(0x28, AVAIL, 4); wr(0x2c, 0, 4);
+	wr(0x30, USED, 4); wr(0x34, 0, 4);
+	wr(0x1c, 1, 2);
+	wr(0x14, 0xf, 1);
+	return rd(0x1c, 2) == 1 ? 0 : -1;
+}
+
+static void desc(int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	uint8_t *d = g(DESC + 16 * i);
+	put_le64(d, addr); put_le32(d + 8, len); put_le16(d + 12, flags); put_le16(d + 14, next);
+}
+
+static uint16_t avail_idx;
+static void post(uint16_t head)
+{
+	put_le16(g(AVAIL + 4 + 2 * (avail_idx % QSIZE)), head);
+	avail_idx++;
+	put_le16(g(AVAIL + 2), avail_idx);
+	wr(VPCI_NOTIFY, 0, 2);
+}
+
+/* Wait (the blk worker is a thread) until the used index reaches want. */
+static int wait_used(uint16_t want)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (get_le16(g(USED + 2)) == want)
+			return 0;
+		usleep(1000);
+	}
+	return -1;
+}
+
+/* header at BUF, data at BUF+0x1000, status at BUF+0x3000 */
+static int blk_request(uint32_t type, uint64_t sector, uint32_t len, bool data_out)
+{
+	put_le32(g(BUF), type); put_le32(g(BUF + 4), 0); put_le64(g(BUF + 8), sector);
+	*g(BUF + 0x3000) = 0xee;
+	desc(0, BUF, 16, 1, 1);
+	if (len) {
+		desc(1, BUF + 0x1000, len, 1 | (data_out ? 0 : 2), 2);
+		desc(2, BUF + 0x3000, 1, 2, 0);
+	} else {
+		desc(1, BUF + 0x3000, 1, 2, 0);
+	}
+	uint16_t before = get_le16(g(USED + 2));
+	post(0);
+	if (wait_used(before + 1) < 0)
+		return -1;
+	return *g(BUF + 0x3000);
+}
+
+
+static struct pci_dev *dev_at(int slot) { return vm.pci->devs[slot]; }
+
+#define F_DISCARD 13
+#define F_WRITE_ZEROES 14
+
+static void range(int i, uint64_t sector, uint32_t n, uint32_t flags)
+{
+	uint8_t *r = g(BUF + 0x1000 + 16 * i);
+	put_le64(r, sector); put_le32(r + 8, n); put_le32(r + 12, flags);
+}
+
+static uint64_t allocated_bytes(int fd)
+{
+	struct stat st;
+	fstat(fd, &st);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+TEST(discard_and_write_zeroes)
+{
+	setup_vm();
+	char path[] = "/tmp/lkvm-test-blkdz-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t *ones = malloc(MiB(1));
+	memset(ones, 0x5a, MiB(1));
+	CHECK_EQ(pwrite(fd, ones, MiB(1), 0), MiB(1));
+	fsync(fd);
+	struct disk *dk = disk_open(path, false, false);
+	CHECK(dk != NULL);
+	if (!dk)
+		return;
+	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	struct pci_dev *p = dev_at(1);
+	avail_idx = 0;
+	uint64_t feats = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_DISCARD | 1ULL << F_WRITE_ZEROES;
+	CHECK_EQ(driver_init(p, feats), 0);
+	/* The device offers both, with limits in its config space. */
+	wr(0x00, 0, 4);
+	CHECK_EQ(rd(0x04, 4) >> F_DISCARD & 3, 3);
+	CHECK(rd(VPCI_DEVICE + 36, 4) > 0);	/* max_discard_sectors */
+	CHECK(rd(VPCI_DEVICE + 40, 4) > 0);	/* max_discard_seg */
+	CHECK(rd(VPCI_DEVICE + 48, 4) > 0);	/* max_write_zeroes_sectors */
+	CHECK_EQ(rd(VPCI_DEVICE + 56, 1), 1);	/* write_zeroes_may_unmap */
+
+	/* Write zeroes over sectors 8..15 and 100..101, two ranges. */
+	range(0, 8, 8, 0);
+	range(1, 100, 2, 0);
+	CHECK_EQ(blk_request(13, 0, 32, true), 0);
+	uint8_t buf[4096];
+	CHECK_EQ(pread(fd, buf, 512, 7 * 512), 512);
+	CHECK(buf[0] == 0x5a && buf[511] == 0x5a);
+	uint8_t zero[4096] = { 0 };
+	CHECK_EQ(pread(fd, buf, 4096, 8 * 512), 4096);
+	CHECK(!memcmp(buf, zero, 4096));
+	CHECK_EQ(pread(fd, buf, 1024, 100 * 512), 1024);
+	CHECK(!memcmp(buf, zero, 1024));
+	CHECK_EQ(pread(fd, buf, 512, 16 * 512), 512);
+	CHECK(buf[0] == 0x5a);
+
+	/* Discard of 256 KiB frees blocks (tmpfs and ext4 punch holes) and reads back zero. */
+	uint64_t before = allocated_bytes(fd);
+	range(0, 512, 512, 0);
+	CHECK_EQ(blk_request(11, 0, 16, true), 0);
+	CHECK(allocated_bytes(fd) < before);
+	CHECK_EQ(pread(fd, buf, 512, 600 * 512), 512);
+	CHECK(!memcmp(buf, zero, 512));
+	/* Write zeroes with UNMAP also gives zeroes. */
+	range(0, 1024, 8, 1);
+	CHECK_EQ(blk_request(13, 0, 16, true), 0);
+	CHECK_EQ(pread(fd, buf, 4096, 1024 * 512), 4096);
+	CHECK(!memcmp(buf, zero, 4096));
+
+	/* Bad requests change nothing: the first range is valid, the second is not. */
+	CHECK_EQ(pwrite(fd, ones, 4096, 0), 4096);
+	range(0, 0, 8, 0);
+	range(1, 2047, 2, 0);	/* past the end */
+	CHECK_EQ(blk_request(13, 0, 32, true), 1);
+	CHECK_EQ(pread(fd, buf, 512, 0), 512);
+	CHECK(buf[0] == 0x5a);
+	range(1, UINT64_MAX / 512 - 1, 8, 0);	/* overflowing */
+	CHECK_EQ(blk_request(11, 0, 32, true), 1);
+	range(0, 0, 8, 1);	/* discard must not carry the unmap flag */
+	CHECK_EQ(blk_request(11, 0, 16, true), 2);
+	range(0, 0, 8, 2);	/* unknown flag */
+	CHECK_EQ(blk_request(13, 0, 16, true), 2);
+	CHECK_EQ(blk_request(13, 0, 20, true), 2);	/* not whole ranges */
+	CHECK_EQ(pread(fd, buf, 512, 0), 512);
+	CHECK(buf[0] == 0x5a);
+	/* A read-only disk refuses both. */
+	range(0, 0, 8, 0);
+	dk->ro = true;
+	CHECK_EQ(blk_request(13, 0, 16, true), 1);
+	CHECK_EQ(blk_request(11, 0, 16, true), 1);
+	CHECK_EQ(pread(fd, buf, 512, 0), 512);
+	CHECK(buf[0] == 0x5a);
+	free(ones);
+	close(fd);
+	unlink(path);
+}
+
+TEST(qcow2_disk_through_virtio)
+{
+	if (system("qemu-img --version >/dev/null 2>&1")) {
+		printf("SKIP qcow2_disk_through_virtio: qemu-img not installed (Debian: qemu-utils)\n");
+		return;
+	}
+	setup_vm();
+	char dir[] = "/tmp/lkvm-test-blkq-XXXXXX", img[64], cmd[256];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(img, sizeof(img), "%s/d.qcow2", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s 2M", img);
+	CHECK_EQ(system(cmd), 0);
+	struct disk *dk = disk_open(img, false, false);
+	CHECK(dk != NULL);
+	if (!dk)
+		return;
+	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	avail_idx = 0;
+	CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_DISCARD), -1);	/* not offered */
+	avail_idx = 0;
+	CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1), 0);
+	CHECK_EQ(rd(VPCI_DEVICE, 4), 4096);
+	for (int i = 0; i < 8192; i++)
+		*g(BUF + 0x1000 + i) = (uint8_t)(i * 3 + 1);
+	CHECK_EQ(blk_request(1, 127, 8192, true), 0);	/* across a 64 KiB cluster boundary */
+	CHECK_EQ(blk_request(4, 0, 0, false), 0);
+	memset(g(BUF + 0x1000), 0, 8192);
+	CHECK_EQ(blk_request(0, 127, 8192, false), 0);
+	int bad = 0;
+	for (int i = 0; i < 8192; i++)
+		bad += *g(BUF + 0x1000 + i) != (uint8_t)(i * 3 + 1);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(blk_request(11, 0, 16, true), 2);	/* no discard on qcow2 */
+	CHECK_EQ(blk_request(1, 4095, 1024, true), 1);	/* past the end */
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s && qemu-io -f qcow2 -c 'read -P 0x00 0 65024' %s >/dev/null", img, img);
+	CHECK_EQ(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
+
+TEST_MAIN()
