@@ -160,6 +160,29 @@ TEST(v2_compat)
 		roundtrip("-o compat=0.10", MiB(8));
 }
 
+/* The image shapes qemu-img can make: cluster sizes, preallocation, lazy refcounts. */
+TEST(option_matrix)
+{
+	if (!have_qemu_img())
+		return;
+	static const char *opts[] = {
+		"-o cluster_size=512", "-o cluster_size=4096", "-o cluster_size=2M",
+		"-o compat=0.10,cluster_size=16384", "-o preallocation=metadata", "-o preallocation=falloc",
+		"-o preallocation=full", "-o lazy_refcounts=on", "-o refcount_bits=16",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		int before = t_fail;
+		roundtrip(opts[i], MiB(8));
+		if (t_fail != before)
+			fprintf(stderr, "  ... with qemu-img create %s\n", opts[i]);
+	}
+	/* Other refcount widths are refused by name, not misread. */
+	const char *img = path("r8.qcow2");
+	CHECK_EQ(sh("qemu-img create -q -f qcow2 -o refcount_bits=8 %s 1M", img), 0);
+	CHECK(disk_open(img, false, false) == NULL);
+	CHECK(strstr(err_msg(), "refcount_order") != NULL);
+}
+
 TEST(small_clusters_grow_refcount_table)
 {
 	/* 512-byte clusters: 64 refcount-table entries cover 8 MiB, so 32 MiB of writes must grow it. */
