@@ -99,6 +99,12 @@ static void on_stdin(void *ctx, uint32_t events)
 int term_init(struct vm *vm)
 {
 	term_vm = vm;
+	/* In the background (lkvm run ... &, timeout(1)) the terminal is not ours:
+	 * touching it would stop us with SIGTTOU/SIGTTIN. Leave it, take no input. */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) != getpgrp()) {
+		pr_debug("not the terminal's foreground process: console input disabled");
+		return 0;
+	}
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		struct termios raw = saved;
 		cfmakeraw(&raw);
