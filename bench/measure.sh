@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.." || exit 1
 O=$B/bench
 LKVM=$B/lkvm
 RUNS=${BENCH_RUNS:-20}
+T="timeout 120"	# no single VMM run may hang the benchmark
+step() { echo "bench: $*" >&2; }
 QEMU=qemu-system-x86_64
 QFAST="-nodefaults -no-user-config -display none -no-reboot -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -15,9 +17,10 @@ echo "### Start-up latency ($RUNS runs each, same PVH guest: one byte on the UAR
 echo
 echo "| VMM | first serial byte (min / median / max ms) | VM exit (min / median / max ms) |"
 echo "|---|---|---|"
-l=$($O/timeit "$RUNS" $LKVM run -q -m 128 -k $O/pvh-exit.elf)
-m=$($O/timeit "$RUNS" $QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf)
-q=$($O/timeit "$RUNS" $QEMU -M q35 -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf)
+step start-up
+l=$($O/timeit "$RUNS" $LKVM run -q -m 128 -k $O/pvh-exit.elf < /dev/null)
+m=$($O/timeit "$RUNS" $QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
+q=$($O/timeit "$RUNS" $QEMU -M q35 -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
 for row in "lkvm|$l" "QEMU -M microvm|$m" "QEMU -M q35|$q"; do
 	echo "$row" | sed 's/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) | exit ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\)/\1 \/ \2 \/ \3 | \4 \/ \5 \/ \6/' | sed 's/^/| /; s/$/ |/'
 done
@@ -26,18 +29,18 @@ echo
 echo "Median time to VM exit, lkvm / QEMU microvm: **$(ratio "$le" "$me")**; lkvm / QEMU q35: **$(ratio "$le" "$qe")** (goal: at most 0.5 against microvm)."
 
 echo
-echo "### Exit cost (100000 exits, minus the same guest with 0 exits)"
+echo "### Exit cost (5000 exits, minus the same guest with 0 exits)"
 echo
 echo "| exit | bare KVM_RUN loop (floor) | lkvm | lkvm / floor |"
 echo "|---|---|---|---|"
 for kind in pio mmio; do
-	secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -n 1; }
-	b1=$($O/bare_kvm $O/exits-$kind-100000.bin | sed -n 's/.*seconds //p')
-	b0=$($O/bare_kvm $O/exits-$kind-0.bin | sed -n 's/.*seconds //p')
-	t1=$(date +%s.%N); $LKVM run -q -m 1 -k $O/exits-$kind-100000.bin; t2=$(date +%s.%N)
-	$LKVM run -q -m 1 -k $O/exits-$kind-0.bin; t3=$(date +%s.%N)
-	bare=$(awk -v a="$b1" -v b="$b0" 'BEGIN { printf "%.2f", (a - b) * 1e6 / 100000 }')
-	lk=$(awk -v a="$t1" -v b="$t2" -v c="$t3" 'BEGIN { printf "%.2f", ((b - a) - (c - b)) * 1e6 / 100000 }')
+	step "exit cost $kind"
+	b1=$($T $O/bare_kvm $O/exits-$kind-5000.bin | sed -n 's/.*seconds //p')
+	b0=$($T $O/bare_kvm $O/exits-$kind-0.bin | sed -n 's/.*seconds //p')
+	t1=$(date +%s.%N); $T $LKVM run -q -m 1 -k $O/exits-$kind-5000.bin < /dev/null; t2=$(date +%s.%N)
+	$T $LKVM run -q -m 1 -k $O/exits-$kind-0.bin < /dev/null; t3=$(date +%s.%N)
+	bare=$(awk -v a="$b1" -v b="$b0" 'BEGIN { printf "%.2f", (a - b) * 1e6 / 5000 }')
+	lk=$(awk -v a="$t1" -v b="$t2" -v c="$t3" 'BEGIN { printf "%.2f", ((b - a) - (c - b)) * 1e6 / 5000 }')
 	echo "| $kind | $bare us | $lk us | $(ratio "$lk" "$bare") |"
 done
 
@@ -47,11 +50,12 @@ echo
 echo "| -m | lkvm RSS | QEMU microvm RSS | lkvm / QEMU |"
 echo "|---|---|---|---|"
 for mem in 128 4096; do
-	$LKVM run -q -m $mem -k $O/pvh-halt.elf > /dev/null & lp=$!
-	$QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m $mem $QFAST -kernel $O/pvh-halt.elf > /dev/null & qp=$!
+	step "memory -m $mem"
+	$LKVM run -q -m $mem -k $O/pvh-halt.elf < /dev/null > /dev/null & lp=$!
+	$QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m $mem $QFAST -kernel $O/pvh-halt.elf < /dev/null > /dev/null & qp=$!
 	sleep 3
-	lr=$(sed -n 's/VmRSS: *\([0-9]*\) kB/\1/p' /proc/$lp/status)
-	qr=$(sed -n 's/VmRSS: *\([0-9]*\) kB/\1/p' /proc/$qp/status)
+	lr=$(awk "/^VmRSS:/ {print \$2}" /proc/$lp/status)
+	qr=$(awk "/^VmRSS:/ {print \$2}" /proc/$qp/status)
 	kill $lp $qp; wait $lp $qp 2>/dev/null
 	echo "| $mem MiB | $((lr / 1024)).$(( (lr % 1024) * 10 / 1024 )) MiB | $((qr / 1024)).$(( (qr % 1024) * 10 / 1024 )) MiB | $(ratio "$lr" "$qr") |"
 done
