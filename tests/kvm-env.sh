@@ -97,10 +97,11 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 	echo
 	echo "echo \$? > $(q "$rcfile")"
 } > "$job"
-trap 'rm -f "$job" "$rcfile"' EXIT INT TERM
+trap 'rm -f "$job" "$rcfile"' EXIT
 
 # qemu's stdio console needs a standard input (CI may run us without one).
 { true 3<&0; } 2>/dev/null || exec </dev/null
+exec 3<&0	# qemu runs in the background, where stdin would be /dev/null
 # --foreground: qemu reads the terminal (interactive use); in a process group of
 # its own it would be stopped by SIGTTIN.
 timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
@@ -109,7 +110,12 @@ timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -acce
 	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top" \
 	-fsdev local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
 	-fsdev local,id=work,path="$top",security_model=passthrough -device virtio-9p-pci,fsdev=work,mount_tag=work \
-
+	<&3 &
+qpid=$!
+# A signal (timeout(1) around us, Ctrl-C) must stop the nested machine too:
+# the shell runs traps only between commands, so qemu runs in the background.
+trap 'kill "$qpid" 2>/dev/null; rm -f "$job" "$rcfile"; exit 143' INT TERM
+wait "$qpid"
 qrc=$?
 rc=$(cat "$rcfile" 2>/dev/null)
 if [ -z "$rc" ]; then
