@@ -105,6 +105,7 @@ struct disk;
 /* One virtio-blk function for an open disk (tests use it directly). */
 int virtio_blk_add(struct vm *vm, struct disk *dk);
 int virtio_rng_init(struct vm *vm);
+int virtio_console_init(struct vm *vm);
 
 /* BAR0 layout of every virtio-pci function lkvm creates. */
 #define VPCI_BAR_SIZE 0x4000

@@ -10,6 +10,7 @@ const struct device_init device_inits[] = {
 	{ "i8042", i8042_init },
 	{ "rtc", rtc_init },
 	{ "debug-ports", debug_ports_init },
+	{ "virtio-console", virtio_console_init },
 	{ "virtio-rng", virtio_rng_init },
 	{ "virtio-blk", virtio_blk_init },
 };

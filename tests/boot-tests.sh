@@ -92,6 +92,12 @@ if [ -n "$KDIR" ] && [ -f "$KDIR/bzImage" ]; then
 	else
 		sk virtio-blk "lkvm has no virtio-blk device yet (lkvm version lists the devices)"
 	fi
+	if has_device virtio-console; then
+		run virtio-console 180 -k "$KDIR/bzImage" -i "$INITRD" -m 256 --console virtio -p quiet
+		check_init virtio-console 1 256
+	else
+		sk virtio-console "lkvm has no virtio-console device yet"
+	fi
 	if has_device virtio-rng; then
 		run virtio-rng 180 -k "$KDIR/bzImage" -i "$INITRD" --rng -p "quiet lkvm_rng"
 		r=$(val virtio-rng RNG); v=$(val virtio-rng HWRNG)

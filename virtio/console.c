@@ -1,0 +1,82 @@
+/*
+ * virtio-console (--console virtio): the guest's hvc0. Transmit buffers go to
+ * the terminal; terminal input waits in a bounded buffer until the guest posts
+ * receive buffers. One port, no multiport.
+ */
+#include <pthread.h>
+#include <string.h>
+#include "term.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define RXQ 0
+#define TXQ 1
+#define PENDING_MAX 65536
+
+struct vcon {
+	struct virtio_dev vdev;
+	pthread_mutex_t lock;
+	uint8_t pending[PENDING_MAX];
+	size_t npending;
+};
+
+/* Move waiting input into whatever receive buffers the guest has posted. */
+static void deliver(struct vcon *c)
+{
+	struct virtq_chain ch;
+	pthread_mutex_lock(&c->lock);
+	while (c->npending && virtq_pop(&c->vdev, RXQ, &ch) == 1) {
+		size_t n = buf_to_iov(ch.iov + ch.nout, ch.nin, 0, c->pending, c->npending);
+		memmove(c->pending, c->pending + n, c->npending - n);
+		c->npending -= n;
+		virtq_push(&c->vdev, RXQ, ch.head, n);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void input(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct vcon *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	size_t n = MIN(len, PENDING_MAX - c->npending);	/* beyond the bound, typing is dropped */
+	memcpy(c->pending + c->npending, buf, n);
+	c->npending += n;
+	pthread_mutex_unlock(&c->lock);
+	deliver(c);
+}
+
+static void con_notify(struct virtio_dev *d, int qi)
+{
+	struct vcon *c = d->priv;
+	if (qi == RXQ) {
+		deliver(c);
+		return;
+	}
+	struct virtq_chain ch;
+	while (virtq_pop(d, TXQ, &ch) == 1) {
+		for (int i = 0; i < ch.nout; i++)
+			term_output(ch.iov[i].iov_base, ch.iov[i].iov_len);
+		virtq_push(d, TXQ, ch.head, 0);
+	}
+}
+
+static const struct virtio_ops con_ops = { .notify = con_notify };
+
+int virtio_console_init(struct vm *vm)
+{
+	if (vm->cfg.console != CONSOLE_VIRTIO)
+		return 0;
+	struct vcon *c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	struct virtio_dev *d = &c->vdev;
+	d->name = "virtio-console";
+	d->device_id = 3;
+	d->nr_queues = 2;
+	d->ops = &con_ops;
+	d->priv = c;
+	if (virtio_pci_register(vm, d) < 0)
+		return -1;
+	term_set_sink(input, c);
+	return 0;
+}
