@@ -21,6 +21,8 @@ enum emu_op {
 	EMU_CMPXCHG8B, EMU_CMPXCHG16B,
 	/* x87 control words in memory (m16): D9 /7, D9 /5, DD /7. */
 	EMU_FNSTCW, EMU_FLDCW, EMU_FNSTSW_M,
+	/* Protected-mode (not 64-bit) iret, see emu_iret_pm(). */
+	EMU_IRET,
 };
 
 struct emu_insn {
@@ -127,5 +129,22 @@ int emu_deliver_lm(struct emu_lm_state *s, const struct emu_mem_ops *m, void *ct
  */
 int emu_cmpxchg_atomic(const struct emu_insn *in, void *host, uint64_t *gpr, uint64_t *rflags);
 bool emu_cmpxchg_value(const struct emu_insn *in, uint8_t *cur, uint64_t *gpr, uint64_t *rflags);
+
+/*
+ * iret in 32/16-bit protected mode (KVM's emulator handles only real mode).
+ * frame holds the bytes at SS:ESP (opsize 4: 20, opsize 2: 10 are enough);
+ * cpl is the current privilege, flags the current EFLAGS. Fills the popped
+ * EIP, CS, EFLAGS (merged as the CPU does for that CPL and IOPL), and for a
+ * return to an outer ring, ESP and SS; frame_len is what leaves the stack.
+ * -1 for what is not emulated: NT set (task return), VM in the popped flags
+ * (virtual-8086), RPL below CPL (#GP on hardware).
+ */
+struct emu_iret {
+	uint32_t eip, eflags, esp;
+	uint16_t cs, ss;
+	bool outer;
+	int frame_len;
+};
+int emu_iret_pm(const struct emu_insn *in, const uint8_t *frame, int cpl, uint64_t flags, struct emu_iret *out);
 
 #endif

@@ -25,7 +25,7 @@ const char *emu_name(enum emu_op op)
 {
 	static const char *const names[] = { "popcnt", "lzcnt", "tzcnt", "clac", "stac", "xgetbv", "rdtscp",
 					     "rdpid", "pause", "bswap", "fwait", "fninit", "fnclex", "fnstsw",
-					     "int3", "int", "cmpxchg8b", "cmpxchg16b", "fnstcw", "fldcw", "fnstsw" };
+					     "int3", "int", "cmpxchg8b", "cmpxchg16b", "fnstcw", "fldcw", "fnstsw", "iret" };
 	return (unsigned)op < ARRAY_LEN(names) ? names[op] : "?";
 }
 
@@ -122,6 +122,11 @@ int emu_decode(const uint8_t *b, int n, bool long_mode, struct emu_insn *in)
 		in->op = EMU_INTN;
 		in->imm = b[i + 1];
 		in->len = i + 2;
+		return 0;
+	}
+	if (b[i] == 0xcf && !long_mode) {	/* 64-bit iretq: KVM's own */
+		in->op = EMU_IRET;
+		in->len = i + 1;
 		return 0;
 	}
 	if (b[i] == 0x9b) {
@@ -520,4 +525,38 @@ bool emu_ok_in_16bit(enum emu_op op)
 	default:
 		return false;
 	}
+}
+
+int emu_iret_pm(const struct emu_insn *in, const uint8_t *frame, int cpl, uint64_t flags, struct emu_iret *out)
+{
+	int w = in->opsize == 2 ? 2 : 4;
+	uint32_t v[5];
+	for (int k = 0; k < 5; k++)
+		v[k] = w == 2 ? (uint32_t)(frame[2 * k] | frame[2 * k + 1] << 8) : get32(frame + 4 * k);
+	if (flags & EMU_RFLAGS_NT)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	out->eip = v[0];
+	out->cs = v[1];
+	int rpl = out->cs & 3;
+	if (rpl < cpl || (w == 4 && (v[2] & EMU_RFLAGS_VM)))
+		return -1;
+	/* Which flags iret may change: IOPL only at CPL 0, IF only if CPL <= IOPL; VIF/VIP/VM stay. */
+	uint32_t mask = 0x00244dd5 | EMU_RFLAGS_RF;	/* CF PF AF ZF SF TF DF OF NT AC ID, RF */
+	int iopl = (flags >> 12) & 3;
+	if (cpl == 0)
+		mask |= 0x3000;
+	if (cpl <= iopl)
+		mask |= EMU_RFLAGS_IF;
+	if (w == 2)
+		mask &= 0xffff;
+	out->eflags = (uint32_t)((flags & ~(uint64_t)mask) | (v[2] & mask)) | 2;
+	out->frame_len = 3 * w;
+	if (rpl > cpl) {
+		out->outer = true;
+		out->esp = v[3];
+		out->ss = v[4];
+		out->frame_len = 5 * w;
+	}
+	return 0;
 }

@@ -118,6 +118,84 @@ static int deliver_soft_int(struct vcpu *v, const struct emu_insn *in, struct kv
 	return 0;
 }
 
+/* Copy len bytes from a linear address, page by page, through KVM_TRANSLATE. */
+static int read_linear(struct vcpu *v, uint64_t lin, void *buf, unsigned len)
+{
+	uint8_t *b = buf;
+	while (len) {
+		unsigned chunk = MIN(len, 0x1000 - (lin & 0xfff));
+		uint64_t gpa;
+		if (translate(v, lin, &gpa) < 0 || mem_read(v->vm, gpa, b, chunk) < 0)
+			return -1;
+		lin += chunk;
+		b += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+/* A segment register loaded from an 8-byte GDT descriptor. */
+static void load_segment(struct kvm_segment *sg, uint16_t sel, uint64_t d)
+{
+	sg->selector = sel;
+	sg->base = ((d >> 16) & 0xffffff) | ((d >> 32) & 0xff000000);
+	uint32_t limit = (d & 0xffff) | ((d >> 32) & 0xf0000);
+	sg->g = (d >> 55) & 1;
+	sg->limit = sg->g ? limit << 12 | 0xfff : limit;
+	sg->type = (d >> 40) & 0xf;
+	sg->s = (d >> 44) & 1;
+	sg->dpl = (d >> 45) & 3;
+	sg->present = (d >> 47) & 1;
+	sg->avl = (d >> 52) & 1;
+	sg->l = (d >> 53) & 1;
+	sg->db = (d >> 54) & 1;
+	sg->unusable = 0;
+}
+
+/* The GDT descriptor for sel, if it is present and of the wanted kind (code, or writable data). */
+static int gdt_descriptor(struct vcpu *v, const struct kvm_sregs *s, uint16_t sel, bool code, uint64_t *d)
+{
+	if ((sel & ~3) == 0 || (sel & 4) || (sel | 7) > s->gdt.limit ||
+	    read_linear(v, s->gdt.base + (sel & ~7), d, 8) < 0)
+		return -1;
+	bool present = (*d >> 47) & 1, is_code = (*d >> 43) & 1, system = !((*d >> 44) & 1);
+	if (!present || system || is_code != code || (!code && !((*d >> 41) & 1)))
+		return -1;
+	return 0;
+}
+
+/* iret in 32/16-bit protected mode: pop the frame, load CS (and SS for an outer ring). */
+static int iret_pm(struct vcpu *v, struct emu_insn *in, struct kvm_regs *r, struct kvm_sregs *s, const char *desc)
+{
+	if (!s->cs.db)
+		in->opsize = in->opsize == 2 ? 4 : 2;	/* 16-bit code: 66h means 32 */
+	uint64_t sp_mask = s->ss.db ? 0xffffffff : 0xffff;
+	uint8_t frame[20];
+	struct emu_iret out;
+	uint64_t cs_d, ss_d = 0;
+	int cpl = s->cs.selector & 3;
+	if (read_linear(v, s->ss.base + (r->rsp & sp_mask), frame, in->opsize * 5) < 0)
+		return err_set("iret (%sat rip 0x%llx): stack not mapped (#SS not emulated)", desc,
+			       (unsigned long long)r->rip);
+	if (emu_iret_pm(in, frame, cpl, r->rflags, &out) < 0 ||
+	    gdt_descriptor(v, s, out.cs, true, &cs_d) < 0 ||
+	    (out.outer && gdt_descriptor(v, s, out.ss, false, &ss_d) < 0))
+		return err_set("iret (%sat rip 0x%llx): a task, virtual-8086 or invalid return (not emulated)", desc,
+			       (unsigned long long)r->rip);
+	load_segment(&s->cs, out.cs, cs_d);
+	if (out.outer) {
+		load_segment(&s->ss, out.ss, ss_d);
+		r->rsp = out.esp;
+	} else {
+		r->rsp = (r->rsp & ~sp_mask) | ((r->rsp + out.frame_len) & sp_mask);
+	}
+	r->rip = out.eip;
+	r->rflags = out.eflags;
+	if (ioctl(v->fd, KVM_SET_REGS, r) < 0 || ioctl(v->fd, KVM_SET_SREGS, s) < 0)
+		return err_errno("emulating iret: writing registers");
+	return 0;
+}
+
 /* Linear address of a memory operand. */
 static uint64_t operand_lin(const struct emu_insn *in, const struct kvm_sregs *s, const uint64_t *vals, uint64_t rip)
 {
@@ -243,7 +321,9 @@ int emulate_kvm_exit(struct vcpu *v)
 	bool long_mode = s.cs.l;
 	struct emu_insn in;
 	bool code16 = !(s.cr0 & 1) || (!long_mode && !s.cs.db);
-	if (emu_decode(bytes, n, long_mode, &in) < 0 || (code16 && !emu_ok_in_16bit(in.op)))
+	bool pm16_iret = (s.cr0 & 1) && !(r.rflags & EMU_RFLAGS_VM);	/* iret decodes the same in 16-bit code */
+	if (emu_decode(bytes, n, long_mode, &in) < 0 ||
+	    (code16 && !emu_ok_in_16bit(in.op) && !(in.op == EMU_IRET && pm16_iret)))
 		return err_set("unhandled instruction %sat rip 0x%llx (KVM could not emulate it, and neither can lkvm)",
 			       desc, (unsigned long long)r.rip);
 	__u64 *gpr[16] = { &r.rax, &r.rcx, &r.rdx, &r.rbx, &r.rsp, &r.rbp, &r.rsi, &r.rdi,
@@ -253,6 +333,11 @@ int emulate_kvm_exit(struct vcpu *v)
 		vals[i] = *gpr[i];
 	if (in.op == EMU_INT3 || in.op == EMU_INTN) {
 		if (deliver_soft_int(v, &in, &r, &s, desc) < 0)
+			return -1;
+		goto events;
+	}
+	if (in.op == EMU_IRET) {
+		if (iret_pm(v, &in, &r, &s, desc) < 0)
 			return -1;
 		goto events;
 	}

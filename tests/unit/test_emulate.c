@@ -350,4 +350,40 @@ TEST(x87_memory)
 	CHECK(emu_ok_in_16bit(EMU_FNINIT)); CHECK(!emu_ok_in_16bit(EMU_FNSTCW)); CHECK(!emu_ok_in_16bit(EMU_INT3));
 }
 
+TEST(iret_protected_mode)
+{
+	struct emu_insn in;
+	struct emu_iret out;
+	static const uint8_t iret[] = { 0xcf }, iret16[] = { 0x66, 0xcf };
+	CHECK_EQ(emu_decode(iret, 1, false, &in), 0); CHECK_EQ(in.op, EMU_IRET); CHECK_EQ(in.opsize, 4);
+	CHECK_EQ(emu_decode(iret, 1, true, &in), -1);	/* iretq is KVM's */
+	CHECK_EQ(emu_decode(iret16, 2, false, &in), 0); CHECK_EQ(in.opsize, 2); CHECK_EQ(in.len, 2);
+	/* Same ring at CPL 0: EIP, CS, EFLAGS popped; IF, IOPL and the arithmetic flags taken. */
+	uint8_t f[20] = { 0x78, 0x56, 0x34, 0x12, 0x08, 0, 0, 0, 0x01 | 0x40, 0x32, 0x20, 0x00 };
+	emu_decode(iret, 1, false, &in);
+	CHECK_EQ(emu_iret_pm(&in, f, 0, 0x2, &out), 0);
+	CHECK_EQ(out.eip, 0x12345678); CHECK_EQ(out.cs, 0x08);
+	CHECK_EQ(out.eflags, 0x203243);	/* CF ZF IF IOPL=3 ID, bit 1 */
+	CHECK(!out.outer); CHECK_EQ(out.frame_len, 12);
+	/* At CPL 3 with IOPL 0: IF and IOPL stay as they were. */
+	f[4] = 0x1b;
+	CHECK_EQ(emu_iret_pm(&in, f, 3, 0x2, &out), 0);
+	CHECK_EQ(out.eflags, 0x200043);
+	/* CPL 0 to ring 3: ESP and SS popped too. */
+	memcpy(f + 12, "\x00\x10\x00\x00\x23\x00\x00\x00", 8);
+	CHECK_EQ(emu_iret_pm(&in, f, 0, 0x2, &out), 0);
+	CHECK(out.outer); CHECK_EQ(out.esp, 0x1000); CHECK_EQ(out.ss, 0x23); CHECK_EQ(out.frame_len, 20);
+	/* Refused: NT (task return), RPL below CPL, VM in the popped flags. */
+	CHECK_EQ(emu_iret_pm(&in, f, 0, 0x4002, &out), -1);
+	f[4] = 0x08;
+	CHECK_EQ(emu_iret_pm(&in, f, 3, 0x2, &out), -1);
+	f[10] = 0x22;	/* VM (bit 17) */
+	CHECK_EQ(emu_iret_pm(&in, f, 0, 0x2, &out), -1);
+	/* 16-bit frame: IP, CS, FLAGS of two bytes; the high half of EFLAGS kept. */
+	emu_decode(iret16, 2, false, &in);
+	uint8_t g[10] = { 0x34, 0x12, 0x10, 0x00, 0x00, 0x02 };
+	CHECK_EQ(emu_iret_pm(&in, g, 0, 0x40002, &out), 0);
+	CHECK_EQ(out.eip, 0x1234); CHECK_EQ(out.cs, 0x10); CHECK_EQ(out.eflags, 0x40202); CHECK_EQ(out.frame_len, 6);
+}
+
 TEST_MAIN()
