@@ -23,6 +23,23 @@ struct disk_opt {
 	bool ro, direct;
 };
 
+#define MAX_SHARES 8
+struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */
+	const char *dir, *tag;
+	bool ro;
+};
+
+#define MAX_NICS 4
+enum net_mode { NET_USER, NET_TAP, NET_NONE };
+struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
+	enum net_mode mode;
+	const char *tapif;
+	uint8_t mac[6];
+	bool mac_set;
+	int nr_fwds;
+	struct { bool udp; uint16_t host_port, guest_port; } fwds[8];
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -42,6 +59,10 @@ struct vm_config {
 	bool no_seccomp;	/* skip the syscall allowlist */
 	bool bios_boot;		/* bzImage through its 16-bit setup code and our BIOS */
 	bool needs_files;	/* a device serves host files (9p): widen the allowlist */
+	int nr_shares;
+	struct share_opt shares[MAX_SHARES];
+	int nr_nics;
+	struct net_opt nics[MAX_NICS];
 };
 
 struct vcpu {
