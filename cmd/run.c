@@ -31,6 +31,7 @@ static void run_usage(FILE *out)
 		"      --cpu host|baseline  CPU model; baseline hides features emulating hosts cannot run\n"
 		"  -d, --disk PATH[,ro][,direct]  virtio-blk disk (raw or qcow2), repeatable\n"
 		"      --rng              virtio-rng device fed from the host's getrandom()\n"
+		"      --balloon          virtio-balloon device, driven by 'lkvm balloon NAME ...'\n"
 		"      --bios-boot        enter a bzImage at its 16-bit setup code, through the bundled BIOS\n"
 		"      --flat[=ADDR]      load KERNEL as a flat real-mode binary at ADDR (default 0x10000)\n"
 		"      --debug-ioport     log port and MMIO accesses no device claims\n"
@@ -41,7 +42,7 @@ static void run_usage(FILE *out)
 		"Ctrl-A x quits; Ctrl-A Ctrl-A sends Ctrl-A.\n");
 }
 
-enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT, OPT_NO_SECCOMP, OPT_BIOS_BOOT };
+enum { OPT_NAME = 256, OPT_CONSOLE, OPT_CPU, OPT_RNG, OPT_BALLOON, OPT_FLAT, OPT_DEBUG_IOPORT, OPT_NO_EMULATE, OPT_NO_DEFAULT, OPT_NO_SECCOMP, OPT_BIOS_BOOT };
 
 static const struct option run_opts[] = {
 	{ "kernel", required_argument, 0, 'k' },
@@ -54,6 +55,7 @@ static const struct option run_opts[] = {
 	{ "console", required_argument, 0, OPT_CONSOLE },
 	{ "cpu", required_argument, 0, OPT_CPU },
 	{ "rng", no_argument, 0, OPT_RNG },
+	{ "balloon", no_argument, 0, OPT_BALLOON },
 	{ "flat", optional_argument, 0, OPT_FLAT },
 	{ "debug-ioport", no_argument, 0, OPT_DEBUG_IOPORT },
 	{ "no-emulate", no_argument, 0, OPT_NO_EMULATE },
@@ -146,6 +148,7 @@ int cmd_run(int argc, char **argv)
 			else return bad("--cpu %s: use host or baseline", optarg);
 			break;
 		case OPT_RNG: cfg.rng = true; break;
+		case OPT_BALLOON: cfg.balloon = true; break;
 		case OPT_FLAT:
 			cfg.flat = true;
 			if (optarg) {

@@ -50,6 +50,8 @@ struct virtio_dev;
 struct virtio_ops {
 	void (*notify)(struct virtio_dev *d, int queue);	/* the driver kicked a queue */
 	void (*reset)(struct virtio_dev *d);			/* optional */
+	/* optional: the driver wrote device config (d->lock held); else it is read-only */
+	void (*config_write)(struct virtio_dev *d, uint32_t off, const void *data, int len);
 };
 
 struct virtio_msix_entry {
@@ -106,6 +108,14 @@ struct disk;
 int virtio_blk_add(struct vm *vm, struct disk *dk);
 int virtio_rng_init(struct vm *vm);
 int virtio_console_init(struct vm *vm);
+int virtio_balloon_init(struct vm *vm);
+/* lkvm balloon: move the target by delta_mib (inflate > 0); 0, or -1 with err set. */
+int balloon_adjust(struct vm *vm, long delta_mib);
+struct balloon_stats {
+	uint32_t target_pages, actual_pages;	/* what we asked for, what the driver says it holds */
+	uint64_t inflated, deflated;		/* pages released to the host / given back */
+};
+int balloon_stats(struct vm *vm, struct balloon_stats *st);
 
 /* BAR0 layout of every virtio-pci function lkvm creates. */
 #define VPCI_BAR_SIZE 0x4000

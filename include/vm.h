@@ -53,6 +53,7 @@ struct vm_config {
 	bool flat;		/* load kernel as a flat binary at flat_addr */
 	uint64_t flat_addr;
 	bool rng;
+	bool balloon;
 	int nr_disks;
 	struct disk_opt disks[MAX_DISKS];
 	bool no_emulate;	/* do not emulate instructions KVM rejects */
@@ -103,6 +104,7 @@ struct vm {
 	bool paused;
 	int parked;
 	struct control *control;
+	struct balloon *balloon;	/* --balloon, else NULL */
 
 	/* Set once; the first reason to stop wins. */
 	int exit_reason;	/* enum vm_exit_reason, atomic */

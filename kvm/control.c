@@ -12,6 +12,7 @@
 #include "control.h"
 #include "evloop.h"
 #include "util.h"
+#include "virtio.h"
 #include "vm.h"
 
 struct control {
@@ -180,6 +181,31 @@ void control_handle(struct vm *vm, const char *line, char *out, size_t len)
 		       (unsigned long long)t[2], (unsigned long long)t[3], (unsigned long long)t[4],
 		       (unsigned long long)t[5], (unsigned long long)t[6], (unsigned long long)t[7],
 		       (unsigned long long)vm->pio.unhandled, (unsigned long long)vm->mmio.unhandled);
+		struct balloon_stats bs;
+		if (balloon_stats(vm, &bs) == 0) {	/* one more member before the closing brace */
+			size_t at = strlen(out);
+			if (at >= 2)
+				out[at - 2] = 0;
+			append(out, len, ",\"balloon_target_pages\":%u,\"balloon_actual_pages\":%u,"
+			       "\"balloon_inflated_pages\":%llu,\"balloon_deflated_pages\":%llu}\n", bs.target_pages,
+			       bs.actual_pages, (unsigned long long)bs.inflated, (unsigned long long)bs.deflated);
+		}
+	} else if (!strcmp(cmd, "balloon")) {
+		char op[16];
+		long long mib = 0;
+		struct balloon_stats bs;
+		if (!json_get_str(line, "op", op, sizeof(op)) || (strcmp(op, "inflate") && strcmp(op, "deflate")) ||
+		    !json_get_num(line, "mib", &mib) || mib <= 0 || mib > (1LL << 30)) {
+			append(out, len, "{\"ok\":false,\"error\":\"balloon needs op inflate|deflate and mib > 0\"}\n");
+		} else if (balloon_adjust(vm, strcmp(op, "inflate") ? -mib : mib) < 0) {
+			append(out, len, "{\"ok\":false,\"error\":");
+			append_json_str(out, len, err_msg());
+			append(out, len, "}\n");
+		} else {
+			balloon_stats(vm, &bs);
+			append(out, len, "{\"ok\":true,\"target_mib\":%u,\"actual_mib\":%u}\n", bs.target_pages >> 8,
+			       bs.actual_pages >> 8);
+		}
 	} else {
 		append(out, len, "{\"ok\":false,\"error\":\"unknown command\"}\n");
 	}

@@ -13,5 +13,6 @@ const struct device_init device_inits[] = {
 	{ "virtio-console", virtio_console_init },
 	{ "virtio-rng", virtio_rng_init },
 	{ "virtio-blk", virtio_blk_init },
+	{ "virtio-balloon", virtio_balloon_init },
 };
 const int nr_device_inits = sizeof(device_inits) / sizeof(device_inits[0]);

@@ -220,6 +220,9 @@ static void bar_write(void *ctx, uint64_t off, const void *data, int len)
 	pthread_mutex_lock(&d->lock);
 	if (off < VPCI_ISR) {
 		common_write(d, off, v);
+	} else if (off >= VPCI_DEVICE && off < VPCI_DEVICE + d->config_len && d->ops->config_write) {
+		if (off + len <= VPCI_DEVICE + d->config_len)
+			d->ops->config_write(d, off - VPCI_DEVICE, data, len);
 	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + 16 * (uint64_t)(d->nr_queues + 1) && len == 4) {
 		uint32_t *e = (uint32_t *)&d->msix[(off - VPCI_MSIX_TABLE) / 16];
 		e[(off & 15) / 4] = v;

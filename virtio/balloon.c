@@ -1,0 +1,109 @@
+/*
+ * virtio-balloon (--balloon): `lkvm balloon NAME inflate|deflate MiB` moves
+ * the target (config num_pages); the guest's driver hands pages over on the
+ * inflate queue and we release them to the host with MADV_DONTNEED, so the
+ * process's RSS falls. Deflated pages need nothing: the guest may touch them
+ * again at once (no MUST_TELL_HOST) and they fault back in, zero-filled.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define BALLOON_PFN_SHIFT 12	/* the protocol's page size, whatever the guest's */
+enum { Q_INFLATE, Q_DEFLATE };
+
+struct balloon {
+	struct virtio_dev dev;
+	uint8_t config[8];	/* le32 num_pages (ours), le32 actual (the driver's) */
+	uint64_t inflated, deflated;
+};
+
+static uint32_t le32_at(const uint8_t *b) { return b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24; }
+
+static void release_page(struct vm *vm, uint32_t pfn)
+{
+	void *p = guest_ptr(&vm->mem, (uint64_t)pfn << BALLOON_PFN_SHIFT, 1u << BALLOON_PFN_SHIFT);
+	if (p)	/* PFNs outside RAM are the guest's mistake: ignored */
+		madvise(p, 1u << BALLOON_PFN_SHIFT, MADV_DONTNEED);
+}
+
+static void balloon_notify(struct virtio_dev *d, int qi)
+{
+	struct balloon *b = d->priv;
+	struct virtq_chain c;
+	while (virtq_pop(d, qi, &c) == 1) {
+		uint8_t pfn[4];
+		uint64_t n = c.out_len / 4;
+		for (uint64_t i = 0; i < n; i++) {
+			iov_to_buf(c.iov, c.nout, i * 4, pfn, 4);
+			if (qi == Q_INFLATE)
+				release_page(d->vm, le32_at(pfn));
+		}
+		pthread_mutex_lock(&d->lock);
+		if (qi == Q_INFLATE)
+			b->inflated += n;
+		else
+			b->deflated += n;
+		pthread_mutex_unlock(&d->lock);
+		virtq_push(d, qi, c.head, 0);
+	}
+}
+
+/* Only `actual` (bytes 4-7) is the driver's to write. */
+static void balloon_config_write(struct virtio_dev *d, uint32_t off, const void *data, int len)
+{
+	struct balloon *b = d->priv;
+	if (off >= 4)
+		memcpy(b->config + off, data, len);
+}
+
+static const struct virtio_ops balloon_ops = { .notify = balloon_notify, .config_write = balloon_config_write };
+
+int virtio_balloon_init(struct vm *vm)
+{
+	if (!vm->cfg.balloon)
+		return 0;
+	struct balloon *b = xcalloc(1, sizeof(*b));
+	struct virtio_dev *d = &b->dev;
+	d->name = "virtio-balloon";
+	d->device_id = 5;
+	d->nr_queues = 2;
+	d->config = b->config;
+	d->config_len = sizeof(b->config);
+	d->ops = &balloon_ops;
+	d->priv = b;
+	vm->balloon = b;
+	return virtio_pci_register(vm, d);
+}
+
+int balloon_adjust(struct vm *vm, long delta_mib)
+{
+	struct balloon *b = vm->balloon;
+	if (!b)
+		return err_set("this VM has no balloon device (start it with --balloon)");
+	struct virtio_dev *d = &b->dev;
+	int64_t max = vm->mem.ram_size >> BALLOON_PFN_SHIFT;
+	pthread_mutex_lock(&d->lock);
+	int64_t target = (int64_t)le32_at(b->config) + delta_mib * (int64_t)(MiB(1) >> BALLOON_PFN_SHIFT);
+	target = target < 0 ? 0 : target > max ? max : target;
+	put_le32(b->config, (uint32_t)target);
+	pthread_mutex_unlock(&d->lock);
+	virtio_config_irq(d);
+	return 0;
+}
+
+int balloon_stats(struct vm *vm, struct balloon_stats *st)
+{
+	struct balloon *b = vm->balloon;
+	if (!b)
+		return -1;
+	pthread_mutex_lock(&b->dev.lock);
+	st->target_pages = le32_at(b->config);
+	st->actual_pages = le32_at(b->config + 4);
+	st->inflated = b->inflated;
+	st->deflated = b->deflated;
+	pthread_mutex_unlock(&b->dev.lock);
+	return 0;
+}
