@@ -1,0 +1,87 @@
+/*
+ * virtio-9p (--9p HOSTDIR,TAG[,ro]): a 9P2000.L file server confined to one
+ * host directory (virtio/p9_server.c), and the virtio device that carries its
+ * messages (virtio/9p.c). The server knows nothing about virtio: it turns one
+ * T-message into one R-message, so tests and the fuzzer drive it directly.
+ */
+#ifndef LKVM_P9_H
+#define LKVM_P9_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct p9_server;
+
+#define P9_MAX_MSIZE (512 * 1024)	/* largest msize Tversion is granted */
+#define P9_MIN_MSIZE 4096		/* smaller is refused, as Linux clients do */
+#define P9_HDR_SIZE 7			/* size[4] type[1] tag[2] */
+#define P9_NOTAG 0xffff
+#define P9_NOFID 0xffffffffu
+#define P9_NONUNAME 0xffffffffu
+#define P9_MAX_WALK 16			/* names per Twalk */
+
+/* Message types: each R-message is its T-message + 1. */
+enum p9_type {
+	P9_RLERROR = 7,
+	P9_TSTATFS = 8, P9_TLOPEN = 12, P9_TLCREATE = 14, P9_TSYMLINK = 16, P9_TMKNOD = 18,
+	P9_TRENAME = 20, P9_TREADLINK = 22, P9_TGETATTR = 24, P9_TSETATTR = 26,
+	P9_TXATTRWALK = 30, P9_TXATTRCREATE = 32, P9_TREADDIR = 40, P9_TFSYNC = 50,
+	P9_TLOCK = 52, P9_TGETLOCK = 54, P9_TLINK = 70, P9_TMKDIR = 72, P9_TRENAMEAT = 74,
+	P9_TUNLINKAT = 76, P9_TVERSION = 100, P9_TAUTH = 102, P9_TATTACH = 104,
+	P9_TFLUSH = 108, P9_TWALK = 110, P9_TREAD = 116, P9_TWRITE = 118, P9_TCLUNK = 120,
+	P9_TREMOVE = 122,
+};
+
+/* Qid types. */
+#define P9_QTDIR 0x80
+#define P9_QTSYMLINK 0x02
+#define P9_QTFILE 0x00
+
+/* Tgetattr request_mask / Rgetattr valid. */
+#define P9_GETATTR_BASIC 0x7ffULL
+
+/* Tsetattr valid bits. */
+#define P9_SETATTR_MODE 0x1
+#define P9_SETATTR_UID 0x2
+#define P9_SETATTR_GID 0x4
+#define P9_SETATTR_SIZE 0x8
+#define P9_SETATTR_ATIME 0x10
+#define P9_SETATTR_MTIME 0x20
+#define P9_SETATTR_CTIME 0x40
+#define P9_SETATTR_ATIME_SET 0x80
+#define P9_SETATTR_MTIME_SET 0x100
+
+/* Tlopen/Tlcreate flags (the Linux client's P9_DOTL_* values). */
+#define P9_DOTL_WRONLY 01
+#define P9_DOTL_RDWR 02
+#define P9_DOTL_CREATE 0100
+#define P9_DOTL_EXCL 0200
+#define P9_DOTL_TRUNC 01000
+#define P9_DOTL_APPEND 02000
+#define P9_DOTL_DSYNC 010000
+#define P9_DOTL_DIRECTORY 0200000
+#define P9_DOTL_SYNC 04000000
+#define P9_DOTL_AT_REMOVEDIR 0x200
+
+#define P9_LOCK_SUCCESS 0
+#define P9_LOCK_TYPE_UNLCK 2
+
+/*
+ * A server for the directory root (read-only if ro): NULL with err set if
+ * root cannot be opened as a directory.
+ */
+struct p9_server *p9_server_new(const char *root, bool ro);
+/*
+ * Handle the T-message in req[0, len) and write the R-message (or Rlerror)
+ * into resp[0, cap); return its length, 0 only if cap cannot hold an Rlerror.
+ * Safe to call from several threads.
+ */
+size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
+void p9_server_free(struct p9_server *s);
+
+/* One virtio-9p device per vm->cfg.shares[]; sets cfg.needs_files when there is one. */
+int virtio_9p_init(struct vm *vm);
+
+#endif
