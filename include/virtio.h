@@ -94,6 +94,10 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d);
 int virtq_pop(struct virtio_dev *d, int qi, struct virtq_chain *c);
 /* Return a chain to the driver with len bytes written, and interrupt it if it wants. */
 void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len);
+/* n chains at once, published with one used-index update. */
+void virtq_push_n(struct virtio_dev *d, int qi, const uint16_t *heads, const uint32_t *lens, int n);
+/* Give back the last n popped chains, unused (the driver will see them again). */
+void virtq_unpop(struct virtio_dev *d, int qi, int n);
 /* Raise the config-change interrupt (also used for needs-reset). */
 void virtio_config_irq(struct virtio_dev *d);
 

@@ -147,7 +147,7 @@ int virtq_pop(struct virtio_dev *d, int qi, struct virtq_chain *c)
 
 void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit);
 
-void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len)
+void virtq_push_n(struct virtio_dev *d, int qi, const uint16_t *heads, const uint32_t *lens, int n)
 {
 	struct virtq *q = &d->q[qi];
 	const struct guest_mem *m = &d->vm->mem;
@@ -158,10 +158,13 @@ void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len)
 		pthread_mutex_unlock(&q->lock);
 		return;
 	}
-	uint8_t *e = used + 4 + 8 * (q->used_idx % q->size);
-	put_le32(e, head);
-	put_le32(e + 4, len);
-	q->used_idx++;
+	for (int i = 0; i < n; i++) {
+		uint8_t *e = used + 4 + 8 * ((uint16_t)(q->used_idx + i) % q->size);
+		put_le32(e, heads[i]);
+		put_le32(e + 4, lens[i]);
+	}
+	/* One index update: the driver sees all n entries at once (mergeable RX needs that). */
+	q->used_idx += n;
 	__atomic_store_n((uint16_t *)(used + 2), q->used_idx, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	bool quiet = __atomic_load_n(&avail[0], __ATOMIC_ACQUIRE) & VIRTQ_AVAIL_F_NO_INTERRUPT;
@@ -169,4 +172,17 @@ void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len)
 	pthread_mutex_unlock(&q->lock);
 	if (!quiet)
 		virtio_irq(d, vector, 1);
+}
+
+void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len)
+{
+	virtq_push_n(d, qi, &head, &len, 1);
+}
+
+void virtq_unpop(struct virtio_dev *d, int qi, int n)
+{
+	struct virtq *q = &d->q[qi];
+	pthread_mutex_lock(&q->lock);
+	q->last_avail -= n;
+	pthread_mutex_unlock(&q->lock);
 }

@@ -107,6 +107,29 @@ static int blk_request(uint32_t type, uint64_t sector, uint32_t len, bool data_o
 	return *g(BUF + 0x3000);
 }
 
+/* A second queue after driver_init(): qi with QSIZE entries at desc/avail/used. */
+static void setup_queue(int qi, uint64_t dt, uint64_t av, uint64_t used)
+{
+	memset(g(dt), 0, 16 * QSIZE);
+	memset(g(av), 0, 4 + 2 * QSIZE);
+	memset(g(used), 0, 4 + 8 * QSIZE);
+	wr(0x16, qi, 2);
+	wr(0x18, QSIZE, 2);
+	wr(0x20, dt, 4); wr(0x24, 0, 4);
+	wr(0x28, av, 4); wr(0x2c, 0, 4);
+	wr(0x30, used, 4); wr(0x34, 0, 4);
+	wr(0x1c, 1, 2);
+}
+
+/* Make descriptor head of queue qi (avail ring at av) available, and kick. */
+static void post_on(int qi, uint64_t av, uint16_t head)
+{
+	uint16_t idx = get_le16(g(av + 2));
+	put_le16(g(av + 4 + 2 * (idx % QSIZE)), head);
+	put_le16(g(av + 2), idx + 1);
+	wr(VPCI_NOTIFY + VPCI_NOTIFY_MULT * qi, qi, 2);
+}
+
 static struct pci_dev *dev_at(int slot) { return vm.pci->devs[slot]; }
 
 #endif
