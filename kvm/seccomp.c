@@ -37,7 +37,7 @@ static const int allowed[] = {
 	SYS_fstat, SYS_newfstatat, SYS_statx, SYS_fdatasync, SYS_fsync, SYS_fallocate, SYS_ftruncate,
 	SYS_io_setup, SYS_io_submit, SYS_io_getevents, SYS_io_destroy, SYS_io_cancel,
 	SYS_getrandom, SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep, SYS_gettimeofday,
-	SYS_gettid, SYS_getpid, SYS_tgkill, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,
+	SYS_gettid, SYS_getpid, SYS_getpgrp, SYS_tgkill, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,
 	SYS_sigaltstack, SYS_exit, SYS_exit_group, SYS_clone, SYS_clone3, SYS_set_robust_list,
 	SYS_rseq, SYS_sched_yield, SYS_sched_getaffinity, SYS_prctl, SYS_unlink, SYS_unlinkat,
 	SYS_restart_syscall, SYS_pipe2, SYS_timerfd_create, SYS_timerfd_settime, SYS_membarrier,

@@ -22,6 +22,7 @@ fi
 
 why="no /dev/kvm"
 [ -e /dev/kvm ] && why="/dev/kvm cannot be opened"
+[ -n "${LKVM_ENV_FORCE_L1:-}" ] && why="LKVM_ENV_FORCE_L1 is set"
 dmesg 2>/dev/null | grep -q "kvm-pvm: this kernel is itself a kvm-pvm guest" && why="$why: this host is a PVM guest whose kvm_pvm does not bind"
 echo "kvm-env: $why; running inside a QEMU TCG guest with nested SVM" >&2
 
