@@ -1,0 +1,232 @@
+/*
+ * libFuzzer target: 9P2000.L messages against a server on a temporary
+ * directory. Each input is a flags byte (bit 0: read-only share, bit 1: a
+ * 64-byte reply buffer) and then messages, cut by their own size fields,
+ * after a fixed Tversion + Tattach (fid 0 is the root). The share holds
+ * symlinks that point out of it; anything that changes next to the share
+ * is an escape and aborts.
+ *
+ * The process first makes every mount read-only in a private mount
+ * namespace (/tmp becomes a fresh tmpfs; libFuzzer's output directories
+ * stay writable), so an escape found as root cannot harm the host.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "p9.h"
+#include "util.h"
+
+static char base[64], share[96], outside[96], secret[128];
+static uint8_t resp[P9_MAX_MSIZE];
+
+/* Output directories libFuzzer writes to (tests/fuzz/run.sh). */
+static const char *const keep[] = { "build-fuzz", "tests/fuzz/crashes" };
+static char keep_real[ARRAY_SIZE(keep)][PATH_MAX];
+
+static unsigned long kept_flags(const char *opts)
+{
+	static const struct { const char *name; unsigned long flag; } map[] = {
+		{ "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
+		{ "noatime", MS_NOATIME }, { "nodiratime", MS_NODIRATIME }, { "relatime", MS_RELATIME },
+	};
+	unsigned long f = 0;
+	char buf[512], *save;
+	snprintf(buf, sizeof(buf), "%s", opts);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+			if (!strcmp(t, map[i].name))
+				f |= map[i].flag;
+	return f;
+}
+
+static void unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++, o++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+			*o = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o = *s;
+		}
+	}
+	*o = 0;
+}
+
+static bool kept(const char *mp)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++)
+		if (keep_real[i][0] && !strcmp(mp, keep_real[i]))
+			return true;
+	return false;
+}
+
+/* Every mount read-only but the kept directories; a fresh tmpfs on /tmp. Root only. */
+static int sandbox(void)
+{
+	if (unshare(CLONE_NEWNS) || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL))
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+		mkdir(keep[i], 0755);
+		if (!realpath(keep[i], keep_real[i]) || mount(keep_real[i], keep_real[i], "none", MS_BIND, NULL))
+			keep_real[i][0] = 0;
+	}
+	FILE *mi = fopen("/proc/self/mountinfo", "r");
+	if (!mi)
+		return -1;
+	char line[8192], mp[4096], opts[512];
+	int bad = 0;
+	while (fgets(line, sizeof(line), mi)) {
+		if (sscanf(line, "%*s %*s %*s %*s %4095s %511s", mp, opts) != 2)
+			continue;
+		unescape(mp);
+		if (!kept(mp) && mount("none", mp, "none", MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts), NULL) &&
+		    errno != ENOENT)
+			bad++;
+	}
+	fclose(mi);
+	if (bad || mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
+		return -1;
+	const char *probe = "/etc/.lkvm-fuzz-9p-probe";
+	if (mkdir(probe, 0700) == 0) {
+		rmdir(probe);
+		return -1;
+	}
+	return errno == EROFS ? 0 : -1;
+}
+
+static void put_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, mode);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+}
+
+static int open_up(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (type == FTW_D || type == FTW_DNR)
+		chmod(path, 0700);	/* the guest may have locked a directory */
+	return 0;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (ftw->level > 0 && remove(path))
+		abort();
+	return 0;
+}
+
+/* The share as every input finds it. */
+static void reset_share(void)
+{
+	nftw(share, open_up, 16, FTW_PHYS);
+	nftw(share, remove_one, 16, FTW_PHYS | FTW_DEPTH);
+	char p[192];
+	snprintf(p, sizeof(p), "%s/data", share);
+	put_file(p, "0123456789", 0644);
+	snprintf(p, sizeof(p), "%s/sub", share);
+	mkdir(p, 0755);
+	static const char *const links[][2] = {
+		{ "up", "../../.." }, { "esc", "../outside" }, { "root", "/" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+		snprintf(p, sizeof(p), "%s/%s", share, links[i][0]);
+		symlink(links[i][1], p);
+	}
+	snprintf(p, sizeof(p), "%s/abs", share);
+	symlink(outside, p);
+	snprintf(p, sizeof(p), "%s/sec", share);
+	symlink(secret, p);
+}
+
+static int entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* An escape changed something next to the share. */
+static void check_outside(void)
+{
+	struct stat st;
+	char buf[16] = { 0 };
+	int fd = open(secret, O_RDONLY);
+	bool same = fd >= 0 && read(fd, buf, sizeof(buf)) == 6 && !memcmp(buf, "secret", 6) &&
+		    !fstat(fd, &st) && st.st_mode == (S_IFREG | 0644) && st.st_size == 6;
+	if (fd >= 0)
+		close(fd);
+	if (!same || entries(outside) != 1 || entries(base) != 2 || stat(outside, &st) ||
+	    st.st_mode != (S_IFDIR | 0755)) {
+		fprintf(stderr, "fuzz_9p: something outside the share changed: an escape\n");
+		abort();
+	}
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	if (geteuid() == 0 && sandbox()) {
+		fprintf(stderr, "fuzz_9p: refusing to fuzz as root without a read-only sandbox\n");
+		exit(1);
+	}
+	strcpy(base, "/tmp/lkvm-fuzz-9p-XXXXXX");
+	if (!mkdtemp(base))
+		abort();
+	snprintf(share, sizeof(share), "%s/share", base);
+	snprintf(outside, sizeof(outside), "%s/outside", base);
+	snprintf(secret, sizeof(secret), "%s/secret", outside);
+	if (mkdir(share, 0755) || mkdir(outside, 0755))
+		abort();
+	put_file(secret, "secret", 0644);
+	return 0;
+}
+
+static size_t send(struct p9_server *s, uint8_t *m, size_t len, size_t cap)
+{
+	put_le32(m, len);
+	return p9_handle(s, m, len, resp, cap);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	reset_share();
+	struct p9_server *s = p9_server_new(share, data[0] & 1);
+	if (!s)
+		abort();
+	uint8_t m[64] = { 0, 0, 0, 0, P9_TVERSION, 0xff, 0xff };
+	put_le32(m + 7, 65536);
+	put_le16(m + 11, 8);
+	memcpy(m + 13, "9P2000.L", 8);
+	send(s, m, 21, sizeof(resp));
+	uint8_t a[64] = { 0, 0, 0, 0, P9_TATTACH, 1, 0 };	/* fid 0, afid NOFID, "", "", uid 0 */
+	put_le32(a + 11, P9_NOFID);
+	send(s, a, 7 + 4 + 4 + 2 + 2 + 4, sizeof(resp));
+	size_t cap = data[0] & 2 ? 64 : sizeof(resp);
+	for (size_t off = 1; off < size;) {
+		size_t rem = size - off;
+		size_t len = rem >= 4 ? MIN(MAX((size_t)get_le32(data + off), (size_t)1), rem) : rem;
+		size_t n = p9_handle(s, data + off, len, resp, cap);
+		if (n > cap || (n && n < P9_HDR_SIZE))
+			abort();	/* a reply outside its buffer or without a header */
+		off += len;
+	}
+	p9_server_free(s);
+	check_outside();
+	return 0;
+}
