@@ -62,6 +62,7 @@ struct p9_server {
 	ino_t root_ino;
 	bool ro;
 	mode_t umask;		/* lkvm's, undone on what the guest creates */
+	bool as_root;		/* new objects get the guest user's ids (read once: seccomp) */
 	uint32_t msize;		/* 0 until a Tversion succeeded */
 	int nfids;
 	struct fid *fids[FID_BUCKETS];
@@ -537,7 +538,7 @@ static int created(const struct p9_server *s, const struct fid *dir, const char 
 	    chmod_by_name(dir->fd, name, &st, mode)) {
 		/* the umask stays applied: stricter, not wrong */
 	}
-	if (geteuid() == 0) {
+	if (s->as_root) {
 		uid_t uid = dir->uid == P9_NONUNAME ? (uid_t)-1 : dir->uid;
 		if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
 			/* best effort, as the file exists either way */
@@ -1521,6 +1522,7 @@ struct p9_server *p9_server_new(const char *root, bool ro)
 	mode_t mask = umask(0);
 	umask(mask);
 	s->umask = mask;
+	s->as_root = geteuid() == 0;
 	return s;
 }
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "test.h"
 #include "p9.h"
+#include "seccomp.h"
 #include "util.h"
 
 #include "virtio_driver.h"
@@ -1302,6 +1303,78 @@ TEST(confinement_without_openat2)
 		CHECK_EQ(readdir_all(7, 4096, names, sizeof(names), &calls), 0);
 		CHECK(strstr(names, "data ") != NULL);
 		check_outside();
+		fflush(NULL);
+		_exit(t_fail - before);
+	}
+	child_passed(pid);
+	drop_tree();
+}
+
+/*
+ * Every message under lkvm's own syscall allowlist (cfg.needs_files): a call
+ * outside it kills the child with "seccomp blocked syscall" on stderr.
+ */
+TEST(under_lkvm_seccomp)
+{
+	make_tree(false);
+	CHECK_EQ(WALK(0, 1, "data"), 0);	/* fids made before: the device is set up before seccomp */
+	gid_t gid = getegid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int before = t_fail;
+		if (seccomp_install(true))
+			_exit(NO_SECCOMP);
+		struct qid q;
+		char buf[64];
+		CHECK_EQ(attach(2, NULL), 0);
+		CHECK_EQ(WALK(2, 3, "sub", "..", "sub"), 0);
+		CHECK_EQ(lcreate(3, "f", P9_DOTL_RDWR, 0664, &q), 0);
+		CHECK_EQ(p9write(3, 0, "abc", 3), 3);
+		CHECK_EQ(p9read(3, 0, sizeof(buf), buf), 3);
+		msg(P9_TFSYNC); m32(3); m32(1);
+		CHECK_EQ(rpc(), 0);
+		CHECK_EQ(getattr(3, &(struct attr){ 0 }), 0);
+		CHECK_EQ(setattr(3, P9_SETATTR_MODE | P9_SETATTR_SIZE | P9_SETATTR_ATIME | P9_SETATTR_MTIME |
+				 P9_SETATTR_MTIME_SET, 0600, 0, 0, 1, 0, 5), 0);
+		CHECK_EQ(setattr(1, P9_SETATTR_SIZE | P9_SETATTR_GID, 0, 0, gid, 2, 0, 0), 0);
+		msg(P9_TSTATFS); m32(2);
+		CHECK_EQ(rpc(), 0);
+		CHECK_EQ(mkdir9(2, "d", 0777, NULL), 0);
+		CHECK_EQ(symlink9(2, "s", "f", NULL), 0);
+		CHECK_EQ(WALK(2, 4, "s"), 0);
+		CHECK_EQ(readlink9(4, buf, sizeof(buf)), 0);
+		CHECK_EQ(link9(2, 1, "hard"), 0);
+		CHECK_EQ(mknod9(2, "fifo", S_IFIFO | 0666), 0);
+		CHECK_EQ(rename9(1, 2, "data2"), 0);
+		CHECK_EQ(renameat9(2, "data2", 2, "data3"), 0);
+		CHECK_EQ(lopen(1, 0), 0);	/* found under its new name */
+		CHECK_EQ(WALK(2, 5, "d", ".."), 0);
+		CHECK_EQ(clonefid(2, 6), 0);
+		CHECK_EQ(lopen(6, 0), 0);
+		char names[1024];
+		int calls;
+		CHECK_EQ(readdir_all(6, 4096, names, sizeof(names), &calls), 0);
+		CHECK(strstr(names, "data3 ") != NULL);
+		msg(P9_TXATTRWALK); m32(2); m32(7); mstr("");
+		int e = rpc();
+		CHECK(e == 0 || e == EOPNOTSUPP);
+		CHECK_EQ(WALK(2, 8, "hard"), 0);
+		msg(P9_TXATTRCREATE); m32(8); mstr("user.k"); m64(1); m32(0);
+		CHECK_EQ(rpc(), 0);
+		CHECK_EQ(p9write(8, 0, "v", 1), 1);
+		e = clunk(8);
+		CHECK(e == 0 || e == EOPNOTSUPP);
+		msg(P9_TLOCK); m32(1); m8(1); m32(0); m64(0); m64(0); m32(1); mstr("c");
+		CHECK_EQ(rpc(), 0);
+		CHECK_EQ(unlinkat9(2, "fifo", 0), 0);
+		CHECK_EQ(unlinkat9(2, "d", P9_DOTL_AT_REMOVEDIR), 0);
+		CHECK_EQ(fid1(P9_TREMOVE, 3), 0);
+		CHECK_EQ(WALK(2, 9, ".."), 0);
+		CHECK_EQ(clunk(9), 0);
+		uint32_t msize;
+		char v[32];
+		CHECK_EQ(version(8192, "9P2000.L", &msize, v), 0);	/* frees every fid */
 		fflush(NULL);
 		_exit(t_fail - before);
 	}
