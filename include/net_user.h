@@ -1,0 +1,101 @@
+/*
+ * User-mode networking (--network mode=user): a small IPv4 stack that plays
+ * the whole network for one guest NIC. Ethernet frames go in and out; guest
+ * TCP, UDP and ICMP echo are carried over ordinary host sockets. Nothing here
+ * knows about virtio.
+ *
+ *   10.0.2.0/24   the guest's network
+ *   10.0.2.2      gateway and host: TCP/UDP to it reach the host's 127.0.0.1
+ *   10.0.2.3      DNS: UDP/TCP port 53 go to the first nameserver in
+ *                 /etc/resolv.conf (or cfg.dns); nothing answers without one
+ *   10.0.2.15     the guest, handed out by DHCP
+ *
+ * Threading: no locks; call every function from one thread. No call blocks:
+ * every host socket is non-blocking. to_guest() runs inside net_user_*() calls
+ * and must not call back into this net_user.
+ *
+ * Driving it from an I/O thread:
+ *
+ *	struct pollfd p = { net_user_fd(nu), POLLIN };	// plus the device's own fds
+ *	poll(&p, 1, net_user_timeout(nu));
+ *	if (p.revents)
+ *		net_user_process(nu);		// host sockets -> frames to the guest
+ *	net_user_timer(nu, net_user_now(nu));	// retransmissions, idle flows
+ *	... net_user_from_guest(nu, frame, len) for each frame the guest sent.
+ *
+ * net_user_new() reads /etc/resolv.conf and opens the forward listeners, so
+ * call it before the seccomp filter goes on; afterwards the stack only uses
+ * socket, connect, accept4, send/sendto, recv/recvfrom, readv, setsockopt,
+ * getsockopt, getsockname, shutdown, close, epoll_ctl/epoll_wait and
+ * clock_gettime (all on lkvm's allowlist).
+ */
+#ifndef LKVM_NET_USER_H
+#define LKVM_NET_USER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NET_USER_MAX_TCP 256	/* tracked TCP connections; past it a SYN gets RST */
+#define NET_USER_MAX_UDP 256	/* UDP and ICMP-echo flows; past it the idlest goes */
+#define NET_USER_MTU 1500	/* largest IP packet sent to the guest */
+
+struct net_user;
+
+struct net_user_fwd {
+	bool udp;
+	uint16_t host_port, guest_port;
+};
+
+struct net_user_cfg {
+	uint8_t guest_mac[6];		/* all zero: learnt from the guest's first frame */
+	int nr_fwds;
+	const struct net_user_fwd *fwds; /* host_port on the host -> 10.0.2.15:guest_port */
+	const char *fwd_addr;		/* address the forwards listen on; NULL: 127.0.0.1 */
+	const char *dns;		/* resolver "IP[:PORT]"; NULL: from /etc/resolv.conf */
+	bool restricted;		/* guest reaches nothing (no NAT); forwards still work */
+	uint32_t seed;			/* initial sequence numbers; 0: random */
+	uint64_t (*clock_ms)(void *opaque); /* monotonic ms; NULL: CLOCK_MONOTONIC */
+};
+
+struct net_user_stats {
+	unsigned tcp_conns, udp_flows;	/* tracked now */
+	uint64_t rx_frames, rx_dropped;	/* frames from the guest; dropped as invalid or unroutable */
+	uint64_t tx_frames;		/* frames to the guest */
+	uint64_t tcp_rst_sent, tcp_retransmits;
+};
+
+/*
+ * A stack for one guest NIC; to_guest(opaque, frame, len) receives every frame
+ * for the guest (Ethernet, no virtio header, at most 14 + NET_USER_MTU bytes;
+ * the buffer is only valid during the call). NULL with err_set() on failure
+ * (a forward port in use, a bad address).
+ */
+struct net_user *net_user_new(const struct net_user_cfg *cfg,
+			      void (*to_guest)(void *opaque, const void *frame, size_t len),
+			      void *opaque);
+void net_user_free(struct net_user *nu);
+
+/*
+ * One Ethernet frame from the guest. Anything malformed is dropped. IPv4
+ * fragments are dropped (no reassembly). The _csum_partial form is for frames
+ * whose TCP/UDP checksum the guest left to the device (virtio-net
+ * VIRTIO_NET_HDR_F_NEEDS_CSUM): it skips that check. TCP segments larger than
+ * the MTU (guest TSO) are accepted as they are.
+ */
+void net_user_from_guest(struct net_user *nu, const void *frame, size_t len);
+void net_user_from_guest_csum_partial(struct net_user *nu, const void *frame, size_t len);
+
+/* An epoll fd, readable when a host socket needs net_user_process(). */
+int net_user_fd(const struct net_user *nu);
+void net_user_process(struct net_user *nu);
+
+/* Milliseconds until net_user_timer() has work (0: now), -1 for none. */
+int net_user_timeout(struct net_user *nu);
+/* Run timers due at now_ms (the clock of net_user_now()). */
+void net_user_timer(struct net_user *nu, uint64_t now_ms);
+uint64_t net_user_now(const struct net_user *nu);
+
+void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st);
+
+#endif

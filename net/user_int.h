@@ -1,0 +1,123 @@
+/* Shared between the parts of the user-mode network stack (net/user*.c). */
+#ifndef LKVM_NET_USER_INT_H
+#define LKVM_NET_USER_INT_H
+
+#include <netinet/in.h>
+#include "net_user.h"
+
+/* Guest-visible addresses, host byte order. */
+#define NU_NET		0x0a000200u
+#define NU_MASK		0xffffff00u
+#define NU_GW		0x0a000202u
+#define NU_DNS		0x0a000203u
+#define NU_GUEST	0x0a00020fu
+#define NU_BCAST	0x0a0002ffu
+
+#define ETH_HLEN	14
+#define IP_HLEN		20	/* what we send: no options */
+#define UDP_HLEN	8
+#define TCP_HLEN	20
+#define IPPROTO_ICMP_	1
+#define NU_UDP_MAX	(NET_USER_MTU - IP_HLEN - UDP_HLEN)	/* 1472 */
+#define NU_TCP_MSS	(NET_USER_MTU - IP_HLEN - TCP_HLEN)	/* 1460 */
+
+extern const uint8_t nu_gw_mac[6];
+
+/* Big-endian field access: frames are untrusted bytes, never cast to structs. */
+static inline uint16_t be16(const uint8_t *p) { return p[0] << 8 | p[1]; }
+static inline uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+static inline void wbe16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
+static inline void wbe32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+
+/* Internet checksum (RFC 1071), net/checksum.c. Sums are of big-endian 16-bit words. */
+uint32_t inet_csum_add(uint32_t sum, const void *data, size_t len);
+uint32_t inet_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len);
+uint16_t inet_csum_fold(uint32_t sum);	/* the value to store: ~folded sum */
+
+/*
+ * Everything epoll reports on starts with a watch; it is freed only after the
+ * current batch of events (a later event may still point at it), so killing
+ * marks it dead and queues it.
+ */
+enum { W_TCP, W_TCP_LISTEN, W_UDP_FLOW, W_UDP_LISTEN };
+struct nu_watch {
+	uint8_t kind;
+	bool dead;
+	struct nu_watch *next_zombie;
+};
+
+struct nu_fwd {
+	struct nu_watch w;
+	int fd;
+	bool udp;
+	uint16_t host_port, guest_port;
+};
+
+struct tcp_conn;
+struct udp_flow;
+
+struct net_user {
+	void (*to_guest)(void *opaque, const void *frame, size_t len);
+	void *opaque;
+	uint64_t (*clock_ms)(void *opaque);
+	uint64_t now;
+	int epfd;
+	uint8_t guest_mac[6];
+	bool restricted;
+	bool have_dns;
+	bool icmp_unavailable;		/* unprivileged ICMP sockets refused once: stop trying */
+	struct sockaddr_in dns;
+	struct in_addr fwd_addr;
+	int nr_fwds;
+	struct nu_fwd *fwds;
+
+	struct tcp_conn *tcp[NET_USER_MAX_TCP];	/* NULL: free slot */
+	struct tcp_conn *tcp_last;	/* lookup cache: bulk transfers hit one connection */
+	unsigned nr_tcp;
+	struct udp_flow *udp[NET_USER_MAX_UDP];
+	unsigned nr_udp;
+	struct nu_watch *zombies;
+
+	uint32_t rng;
+	uint16_t ip_id;
+	uint16_t next_port;		/* ports 10.0.2.2 uses for forwarded flows */
+	struct net_user_stats st;
+	/* Every frame to the guest is built here, then handed to to_guest(). */
+	uint8_t frame[ETH_HLEN + NET_USER_MTU] __attribute__((aligned(8)));
+};
+
+/* net/user.c */
+static inline uint8_t *nu_l4(struct net_user *nu) { return nu->frame + ETH_HLEN + IP_HLEN; }
+/* Wrap the L4 message at nu_l4() (l4len bytes) in IPv4 and Ethernet, fill every checksum, send. */
+void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
+		uint8_t proto, size_t l4len);
+void nu_send_udp(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint16_t sport,
+		 uint32_t dst, uint16_t dport, size_t plen);	/* payload at nu_l4() + 8 */
+uint32_t nu_random(struct net_user *nu);
+int nu_watch_set(struct net_user *nu, int fd, struct nu_watch *w, uint32_t old, uint32_t events);
+void nu_kill(struct net_user *nu, struct nu_watch *w);
+/* Where a guest flow to ip:port goes on the host; false: nowhere. */
+bool nu_map_dst(struct net_user *nu, uint32_t ip, uint16_t port, struct sockaddr_in *sa);
+int nu_nonblock_socket(int type, int proto);
+
+/* net/user_dhcp.c */
+void nu_dhcp_input(struct net_user *nu, const uint8_t *msg, size_t len);
+
+/* net/user_udp.c: UDP and ICMP echo flows */
+bool nu_udp_input(struct net_user *nu, uint32_t dst, uint16_t sport, uint16_t dport,
+		  const uint8_t *data, size_t len);
+bool nu_icmp_echo_out(struct net_user *nu, uint32_t dst, const uint8_t *icmp, size_t len);
+void nu_udp_event(struct net_user *nu, struct nu_watch *w, uint32_t events);
+void nu_udp_listen_event(struct net_user *nu, struct nu_fwd *f);
+/* Run what is due if run; return the earliest deadline left (UINT64_MAX: none). */
+uint64_t nu_udp_timer(struct net_user *nu, bool run);
+void nu_udp_free_all(struct net_user *nu);
+
+/* net/user_tcp.c */
+void nu_tcp_input(struct net_user *nu, uint32_t dst, const uint8_t *seg, size_t len);
+void nu_tcp_event(struct net_user *nu, struct tcp_conn *c, uint32_t events);
+void nu_tcp_accept(struct net_user *nu, struct nu_fwd *f);
+uint64_t nu_tcp_timer(struct net_user *nu, bool run);
+void nu_tcp_free_all(struct net_user *nu);
+
+#endif
