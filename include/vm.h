@@ -33,6 +33,7 @@ struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */
 enum net_mode { NET_USER, NET_TAP, NET_NONE };
 struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
 	enum net_mode mode;
+	bool restricted;	/* user mode: no NAT to the outside, forwards only */
 	const char *tapif;
 	uint8_t mac[6];
 	bool mac_set;
@@ -105,6 +106,7 @@ struct vm {
 	int parked;
 	struct control *control;
 	struct balloon *balloon;	/* --balloon, else NULL */
+	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
 
 	/* Set once; the first reason to stop wins. */
 	int exit_reason;	/* enum vm_exit_reason, atomic */

@@ -1,0 +1,69 @@
+/*
+ * virtio-net (virtio/net.c) and the backends it carries frames for: tap
+ * (net/tap.c) and the built-in user-mode network (net/user*.c). The device
+ * runs one I/O thread per NIC that polls the backend's fds; a backend hands
+ * received frames to vnet_rx() from that thread.
+ */
+#ifndef LKVM_NET_H
+#define LKVM_NET_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct vm;
+struct vnet;
+struct net_opt;
+
+#define VNET_HDR_LEN 12		/* struct virtio_net_hdr with num_buffers (virtio 1.x) */
+#define VNET_MAX_FRAME 65550	/* largest frame with GSO: 64 KiB plus Ethernet */
+
+#define VIRTIO_NET_F_CSUM 0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4 11
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_MRG_RXBUF 15
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
+#define VIRTIO_NET_HDR_F_DATA_VALID 2
+
+struct net_backend_ops {
+	/* A frame from the guest; hdr is its virtio-net header (flags, GSO, checksum offsets). */
+	void (*tx)(void *be, const uint8_t *hdr, const struct iovec *iov, int n, size_t len);
+	/* fds to poll; rx_room says whether the guest has receive buffers now. */
+	int (*poll_fds)(void *be, struct pollfd *fds, int max, bool rx_room);
+	void (*poll_events)(void *be, const struct pollfd *fds, int n);
+	/* ms until the backend wants poll_events() called anyway (timers); -1: never. */
+	int (*timeout_ms)(void *be);
+	/* The driver accepted these features (checksum/TSO offloads to switch on). */
+	void (*features)(void *be, uint64_t driver_features);
+};
+
+struct net_backend {
+	const struct net_backend_ops *ops;
+	void *priv;
+	uint64_t offloads;	/* VIRTIO_NET_F_* offload bits the backend can honour */
+	struct vnet *owner;	/* set by virtio_net_add(): where vnet_rx() frames go */
+};
+
+/*
+ * A frame for the guest: hdr (VNET_HDR_LEN bytes, num_buffers filled here) or
+ * NULL for a plain frame. 0 = delivered; -1 = the guest has no receive buffers
+ * now (keep the frame, try again after the next wake-up); 1 = dropped.
+ */
+int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len);
+
+/* Backends: fill be; 0, or -1 with err set. */
+int tap_open(const struct net_opt *o, struct net_backend *be);
+int user_net_open(const struct net_opt *o, struct net_backend *be);
+
+int virtio_net_init(struct vm *vm);
+/* One NIC with a ready backend (tests pass their own). */
+struct vnet *virtio_net_add(struct vm *vm, const struct net_opt *o, struct net_backend *be);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * --network mode=user: virtio-net frames to and from the built-in user-mode
+ * stack (net/user.c). The stack's frames for the guest go straight into
+ * receive buffers; when the guest has none, a bounded backlog holds them and
+ * the stack's sockets are left unread (TCP backpressure) until it drains.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "net.h"
+#include "net_user.h"
+#include "util.h"
+#include "vm.h"
+
+#define BACKLOG 128	/* frames; past it they are dropped, as a full NIC ring would */
+
+struct user_be {
+	struct net_backend *be;
+	struct net_user *nu;
+	struct net_user_fwd fwds[8];
+	uint8_t buf[VNET_MAX_FRAME];
+	struct { uint16_t len; uint8_t *data; } q[BACKLOG];
+	int head, count;
+	uint64_t dropped;
+};
+
+static void to_guest(void *p, const void *frame, size_t len)
+{
+	struct user_be *u = p;
+	if (!u->count && vnet_rx(u->be->owner, NULL, frame, len) >= 0)
+		return;
+	if (u->count == BACKLOG) {
+		u->dropped++;
+		return;
+	}
+	int i = (u->head + u->count++) % BACKLOG;
+	u->q[i].data = xcalloc(1, len);
+	memcpy(u->q[i].data, frame, len);
+	u->q[i].len = len;
+}
+
+static void flush_backlog(struct user_be *u)
+{
+	while (u->count) {
+		int r = vnet_rx(u->be->owner, NULL, u->q[u->head].data, u->q[u->head].len);
+		if (r < 0)
+			return;
+		free(u->q[u->head].data);
+		u->head = (u->head + 1) % BACKLOG;
+		u->count--;
+	}
+}
+
+static void user_tx(void *p, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
+{
+	struct user_be *u = p;
+	size_t got = 0;
+	for (int i = 0; i < n && got < sizeof(u->buf); i++) {
+		size_t k = MIN(iov[i].iov_len, sizeof(u->buf) - got);
+		memcpy(u->buf + got, iov[i].iov_base, k);
+		got += k;
+	}
+	if (hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		net_user_from_guest_csum_partial(u->nu, u->buf, got);
+	else
+		net_user_from_guest(u->nu, u->buf, got);
+}
+
+static int user_poll_fds(void *p, struct pollfd *fds, int max, bool rx_room)
+{
+	struct user_be *u = p;
+	if (max < 1 || u->count >= BACKLOG / 2)
+		return 0;	/* the guest is behind: let the host sockets hold the data */
+	fds[0] = (struct pollfd){ .fd = net_user_fd(u->nu), .events = POLLIN };
+	return 1;
+}
+
+static void user_poll_events(void *p, const struct pollfd *fds, int n)
+{
+	struct user_be *u = p;
+	flush_backlog(u);
+	if (n > 0 && fds[0].revents)
+		net_user_process(u->nu);
+	net_user_timer(u->nu, net_user_now(u->nu));
+}
+
+static int user_timeout(void *p)
+{
+	return net_user_timeout(((struct user_be *)p)->nu);
+}
+
+static const struct net_backend_ops user_ops = {
+	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
+};
+
+int user_net_open(const struct net_opt *o, struct net_backend *be)
+{
+	struct user_be *u = xcalloc(1, sizeof(*u));
+	u->be = be;
+	struct net_user_cfg cfg = { .nr_fwds = o->nr_fwds, .fwds = u->fwds, .restricted = o->restricted };
+	memcpy(cfg.guest_mac, o->mac, 6);
+	for (int i = 0; i < o->nr_fwds; i++)
+		u->fwds[i] = (struct net_user_fwd){ o->fwds[i].udp, o->fwds[i].host_port, o->fwds[i].guest_port };
+	u->nu = net_user_new(&cfg, to_guest, u);
+	if (!u->nu) {
+		free(u);
+		return -1;
+	}
+	be->ops = &user_ops;
+	be->priv = u;
+	/* The stack takes partial checksums and segments past the MTU: the guest may offload both. */
+	be->offloads = 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4;
+	return 0;
+}
