@@ -138,6 +138,8 @@ static int sync_bar(struct pci_dev *d, int n)
 	if (b->mapped && (!map || want != b->addr)) {
 		bus_unregister(bus, b->addr, b->ctx);
 		b->mapped = false;
+		if (d->bar_moved)
+			d->bar_moved(d, n, b->addr, false);
 	}
 	if (!map || b->mapped)
 		return 0;
@@ -154,6 +156,8 @@ static int sync_bar(struct pci_dev *d, int n)
 	}
 	b->addr = want;
 	b->mapped = true;
+	if (d->bar_moved)
+		d->bar_moved(d, n, want, true);
 	return 0;
 }
 
@@ -333,6 +337,8 @@ int pci_register(struct vm *vm, struct pci_dev *d)
 				if (d->bar[m].mapped) {
 					bus_unregister(d->bar[m].io ? &vm->pio : &vm->mmio, d->bar[m].addr, d->bar[m].ctx);
 					d->bar[m].mapped = false;
+					if (d->bar_moved)
+						d->bar_moved(d, m, d->bar[m].addr, false);
 				}
 			h->devs[slot] = NULL;
 			pthread_mutex_unlock(&cfg_lock);

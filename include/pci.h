@@ -42,6 +42,8 @@ struct pci_dev {
 	unsigned irq_pin_gsi;		/* legacy INTx GSI */
 	/* Optional: called after a config write the generic code applied. */
 	void (*cfg_written)(struct pci_dev *d, unsigned off, int len);
+	/* Optional: BAR n was mapped at addr (mapped) or unmapped from it. Under cfg_lock. */
+	void (*bar_moved)(struct pci_dev *d, int n, uint64_t addr, bool mapped);
 	void *priv;
 	struct vm *vm;
 };

@@ -36,6 +36,7 @@ struct virtq {
 	uint16_t last_avail;	/* next avail entry to consume */
 	uint16_t used_idx;	/* next used entry to fill */
 	pthread_mutex_t lock;
+	struct virtio_dev *dev;	/* back-pointer for the kick eventfd's callback */
 };
 
 /* One descriptor chain: readable (out) buffers first, then writable (in) ones. */
@@ -82,6 +83,7 @@ struct virtio_dev {
 	pthread_mutex_t lock;		/* transport registers and interrupt state */
 	struct pci_dev pci;
 	int msix_cap;			/* config offset of the MSI-X capability */
+	int kick_fd[VIRTIO_MAX_QUEUES];	/* ioeventfd per queue (-1: kicks are MMIO exits) */
 };
 
 /* Register d (fields name, device_id, features, nr_queues, config, ops set) as a PCI function. */

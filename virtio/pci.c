@@ -4,7 +4,11 @@
  * table, described by vendor capabilities so Linux's virtio_pci binds.
  */
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include "hw.h"
+#include "evloop.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -233,6 +237,50 @@ static void bar_write(void *ctx, uint64_t off, const void *data, int len)
 
 static const struct bus_ops bar_ops = { .read = bar_read, .write = bar_write };
 
+/*
+ * Kicks through ioeventfd: KVM completes the guest's 16-bit write to a queue's
+ * notify address itself and signals an eventfd, which the event loop turns
+ * into ops->notify(). No exit to lkvm on the vCPU's path. Other widths, and
+ * hosts without ioeventfd, still reach bar_write() as MMIO.
+ */
+static void kick_ready(void *ctx, uint32_t events)
+{
+	struct virtq *q = ctx;
+	struct virtio_dev *d = q->dev;
+	uint64_t v;
+	int qi = q - d->q;
+	if (read(d->kick_fd[qi], &v, sizeof(v)) == sizeof(v) && (d->status & VIRTIO_STATUS_DRIVER_OK)) {
+		__atomic_add_fetch(&d->vm->ioeventfd_kicks, v, __ATOMIC_RELAXED);
+		d->ops->notify(d, qi);
+	}
+}
+
+static void bar_moved(struct pci_dev *p, int n, uint64_t addr, bool mapped)
+{
+	struct virtio_dev *d = p->priv;
+	for (int i = 0; i < d->nr_queues && n == 0; i++)
+		if (d->kick_fd[i] >= 0 &&
+		    vm_ioeventfd(d->vm, addr + VPCI_NOTIFY + VPCI_NOTIFY_MULT * i, 2, d->kick_fd[i], false, mapped) < 0 &&
+		    mapped)
+			pr_debug("%s: queue %d kicks stay MMIO exits: %s", d->name, i, err_msg());
+}
+
+static void setup_kick_fds(struct virtio_dev *d)
+{
+	for (int i = 0; i < d->nr_queues; i++) {
+		d->kick_fd[i] = -1;
+		d->q[i].dev = d;
+		if (d->vm->vm_fd < 0 || !d->vm->loop)
+			continue;	/* device-level tests: kicks are MMIO writes */
+		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd >= 0 && evloop_add(d->vm->loop, fd, EPOLLIN, kick_ready, &d->q[i]) == 0)
+			d->kick_fd[i] = fd;
+		else if (fd >= 0)
+			close(fd);
+	}
+	d->pci.bar_moved = bar_moved;
+}
+
 /* Unmasking MSI-X (function mask or enable) may release pending vectors. */
 static void cfg_written(struct pci_dev *p, unsigned off, int len)
 {
@@ -274,6 +322,7 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
 	p->priv = d;
 	p->cfg_written = cfg_written;
 	pci_dev_set_bar(p, 0, VPCI_BAR_SIZE, false, &bar_ops, d);
+	setup_kick_fds(d);
 	add_vndr_cap(p, CFG_COMMON, VPCI_COMMON, 0x38, false);
 	add_vndr_cap(p, CFG_NOTIFY, VPCI_NOTIFY, VPCI_NOTIFY_MULT * d->nr_queues, true);
 	add_vndr_cap(p, CFG_ISR, VPCI_ISR, 1, false);
