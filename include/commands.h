@@ -21,6 +21,11 @@ int cmd_resume(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_balloon(int argc, char **argv);
+int cmd_sandbox(int argc, char **argv);
+int cmd_sandbox_init(int argc, char **argv);
+int cmd_setup(int argc, char **argv);
+/* ~/.lkvm/NAME (or NAME itself when it holds a '/'): 0, or -1 without $HOME. */
+int lkvm_rootfs_path(const char *name, char *out, unsigned long len);
 
 /* Exit codes of lkvm itself (a guest's own status passes through otherwise). */
 #define EXIT_USAGE 1	/* bad command line, bad input file, no KVM */

@@ -1,6 +1,8 @@
 /* Every device's init, in the order vm_create() runs them: one line each. */
 #include "devices.h"
 #include "hw.h"
+#include "net.h"
+#include "p9.h"
 #include "virtio.h"
 
 
@@ -14,5 +16,7 @@ const struct device_init device_inits[] = {
 	{ "virtio-rng", virtio_rng_init },
 	{ "virtio-blk", virtio_blk_init },
 	{ "virtio-balloon", virtio_balloon_init },
+	{ "virtio-net", virtio_net_init },
+	{ "virtio-9p", virtio_9p_init },
 };
 const int nr_device_inits = sizeof(device_inits) / sizeof(device_inits[0]);

@@ -17,6 +17,10 @@
 /* Every syscall's name, from the kernel headers at build time. */
 static const char *const syscall_names[] = {
 #include "syscall_names.h"
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452	/* Linux 6.6; glibc 2.36 does not name it */
+#endif
 };
 
 const char *syscall_name(long nr)
@@ -46,7 +50,7 @@ static const int allowed[] = {
 /* Shared folders: path operations, all relative to an fd the device holds. */
 static const int allowed_files[] = {
 	SYS_openat, SYS_openat2, SYS_mkdirat, SYS_renameat, SYS_renameat2, SYS_symlinkat, SYS_linkat,
-	SYS_readlinkat, SYS_fchmodat, SYS_fchownat, SYS_fchmod, SYS_fchown, SYS_utimensat,
+	SYS_readlinkat, SYS_fchmodat, SYS_fchmodat2, SYS_fchownat, SYS_fchmod, SYS_fchown, SYS_utimensat,
 	SYS_fstatfs, SYS_getdents64, SYS_fgetxattr, SYS_fsetxattr, SYS_flistxattr, SYS_fremovexattr,
 	SYS_lgetxattr, SYS_llistxattr, SYS_lsetxattr, SYS_lremovexattr, SYS_mknodat, SYS_fadvise64,
 };

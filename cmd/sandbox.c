@@ -1,0 +1,204 @@
+/*
+ * lkvm sandbox [run options] -- COMMAND [ARGS]: run one command in a fresh
+ * VM whose root is the host's own / (read-only, over virtio-9p) with a
+ * writable scratch folder at /tmp, and return the command's exit status.
+ *
+ * The guest's init is this very binary (it is on the shared root at the same
+ * path): the kernel starts it as `lkvm sandbox-init`, which mounts what the
+ * command needs, runs it on the console and reports its status through the
+ * debug-exit port. The command line travels in a file in the scratch folder,
+ * so no argument is ever re-parsed by the kernel's command-line splitter.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include "commands.h"
+
+#define SCRATCH_TAG "lkvm-scratch"
+#define JOB_FILE ".lkvm-sandbox"	/* in the scratch folder: cwd, then argv, NUL-separated */
+#define DEBUG_EXIT_PORT 0xf4
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* FTW_PHYS: never follow a link the guest left behind out of the folder. */
+static void remove_tree(const char *dir)
+{
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: lkvm sandbox [run options] -- COMMAND [ARGS...]\n"
+			"Run COMMAND in a new VM whose root is this host's / (read-only) with a\n"
+			"writable scratch /tmp; its output passes through and its exit status is lkvm's.\n"
+			"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci and 9p built in.\n");
+	return EXIT_USAGE;
+}
+
+int cmd_sandbox(int argc, char **argv)
+{
+	int dash = 1;
+	while (dash < argc && strcmp(argv[dash], "--"))
+		dash++;
+	if (dash >= argc - 1)
+		return usage();
+	char self[PATH_MAX], cwd[PATH_MAX], scratch[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return fprintf(stderr, "lkvm sandbox: cannot find my own binary (/proc/self/exe)\n"), EXIT_USAGE;
+	self[n] = 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		strcpy(cwd, "/");
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(scratch, sizeof(scratch), "%s/lkvm-sandbox-XXXXXX", tmp);
+	if (!mkdtemp(scratch))
+		return fprintf(stderr, "lkvm sandbox: %s: cannot create the scratch folder: %s\n", scratch,
+			       strerror(errno)), EXIT_USAGE;
+	chmod(scratch, 01777);	/* the guest's /tmp */
+	char job[PATH_MAX + 32];
+	snprintf(job, sizeof(job), "%s/" JOB_FILE, scratch);
+	FILE *f = fopen(job, "w");
+	if (!f) {
+		remove_tree(scratch);
+		return fprintf(stderr, "lkvm sandbox: %s: %s\n", job, strerror(errno)), EXIT_USAGE;
+	}
+	fwrite(cwd, 1, strlen(cwd) + 1, f);
+	for (int i = dash + 1; i < argc; i++)
+		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
+	fclose(f);
+
+	/* lkvm run [user's options] --9p /,/dev/root,ro --9p SCRATCH,lkvm-scratch -p ... */
+	char root_share[] = "/,/dev/root,ro", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, scratch);
+	snprintf(params, sizeof(params),
+		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
+		 "quiet loglevel=1 init=%s -- sandbox-init", self);
+	char **rargv = calloc(argc + 12, sizeof(char *));
+	int k = 0;
+	rargv[k++] = "run";
+	bool has_kernel = false;
+	for (int i = 1; i < dash; i++) {
+		if (!strcmp(argv[i], "-k") || !strncmp(argv[i], "--kernel", 8))
+			has_kernel = true;
+		rargv[k++] = argv[i];
+	}
+	if (!has_kernel) {
+		const char *kernel = getenv("LKVM_KERNEL");
+		if (!kernel) {
+			remove_tree(scratch);
+			fprintf(stderr, "lkvm sandbox: no kernel: give -k KERNEL or set LKVM_KERNEL\n");
+			return EXIT_USAGE;
+		}
+		rargv[k++] = "-k";
+		rargv[k++] = (char *)kernel;
+	}
+	rargv[k++] = "--9p";
+	rargv[k++] = root_share;
+	rargv[k++] = "--9p";
+	rargv[k++] = scratch_share;
+	rargv[k++] = "-p";
+	rargv[k++] = params;
+	rargv[k] = NULL;
+	int status = cmd_run(k, rargv);
+	remove_tree(scratch);
+	free(rargv);
+	return status;
+}
+
+/* ---- inside the guest: PID 1 ---- */
+
+static void report(int status)
+{
+	sync();
+	if (ioperm(DEBUG_EXIT_PORT, 1, 1) == 0)
+		outb(status & 0xff, DEBUG_EXIT_PORT);
+	reboot(RB_POWER_OFF);
+	_exit(status);
+}
+
+int cmd_sandbox_init(int argc, char **argv)
+{
+	if (getpid() != 1) {
+		fprintf(stderr, "lkvm sandbox-init: runs only as a sandbox guest's init\n");
+		return EXIT_USAGE;
+	}
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	if (mount(SCRATCH_TAG, "/tmp", "9p", 0, "trans=virtio,version=9p2000.L,msize=262144") < 0) {
+		fprintf(stderr, "lkvm sandbox-init: mounting the scratch folder on /tmp: %s\n", strerror(errno));
+		report(EXIT_USAGE);
+	}
+	mount("devpts", "/dev/pts", "devpts", 0, NULL);
+	mount("tmpfs", "/dev/shm", "tmpfs", 0, NULL);
+	mount("tmpfs", "/run", "tmpfs", 0, NULL);
+	int fd = open("/dev/console", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	/* Output as the command wrote it: no \n -> \r\n on the way out. */
+	struct termios t;
+	if (tcgetattr(1, &t) == 0) {
+		t.c_oflag &= ~OPOST;
+		tcsetattr(1, TCSANOW, &t);
+	}
+	static char buf[65536];
+	int jf = open("/tmp/" JOB_FILE, O_RDONLY);
+	ssize_t len = jf >= 0 ? read(jf, buf, sizeof(buf) - 1) : -1;
+	if (len <= 0) {
+		fprintf(stderr, "lkvm sandbox-init: no command in /tmp/" JOB_FILE "\n");
+		report(EXIT_USAGE);
+	}
+	close(jf);
+	unlink("/tmp/" JOB_FILE);
+	buf[len] = 0;
+	char *args[1024];
+	int na = 0;
+	const char *cwd = buf;
+	for (char *p = buf + strlen(buf) + 1; p < buf + len && na < 1023; p += strlen(p) + 1)
+		args[na++] = p;
+	args[na] = NULL;
+	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+	setenv("HOME", "/tmp", 1);
+	setenv("TERM", "linux", 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (chdir(cwd) < 0 && chdir("/") < 0)
+			_exit(126);
+		setsid();
+		ioctl(0, TIOCSCTTY, 0);
+		execvp(args[0], args);
+		fprintf(stderr, "lkvm sandbox: %s: %s\n", args[0], strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	int st = 0;
+	/* PID 1 reaps every orphan; the command's own status is the answer. */
+	for (;;) {
+		pid_t w = wait(&st);
+		if (w == pid || (w < 0 && errno == ECHILD))
+			break;
+	}
+	report(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	return 0;
+}
