@@ -95,6 +95,8 @@ int cmd_sandbox(int argc, char **argv)
 	char **rargv = calloc(argc + 12, sizeof(char *));
 	int k = 0;
 	rargv[k++] = "run";
+	rargv[k++] = "-p";	/* first: the user's own -p comes later and wins (e.g. loglevel=7) */
+	rargv[k++] = params;
 	bool has_kernel = false;
 	for (int i = 1; i < dash; i++) {
 		if (!strcmp(argv[i], "-k") || !strncmp(argv[i], "--kernel", 8))
@@ -115,8 +117,6 @@ int cmd_sandbox(int argc, char **argv)
 	rargv[k++] = root_share;
 	rargv[k++] = "--9p";
 	rargv[k++] = scratch_share;
-	rargv[k++] = "-p";
-	rargv[k++] = params;
 	rargv[k] = NULL;
 	int status = cmd_run(k, rargv);
 	remove_tree(scratch);
@@ -126,11 +126,16 @@ int cmd_sandbox(int argc, char **argv)
 
 /* ---- inside the guest: PID 1 ---- */
 
+/* The status leaves through lkvm's debug-exit port: /dev/port (kernels without ioperm), else ioperm. */
 static void report(int status)
 {
+	unsigned char b = status & 0xff;
 	sync();
-	if (ioperm(DEBUG_EXIT_PORT, 1, 1) == 0)
-		outb(status & 0xff, DEBUG_EXIT_PORT);
+	int fd = open("/dev/port", O_WRONLY);
+	if (fd < 0 || pwrite(fd, &b, 1, DEBUG_EXIT_PORT) != 1) {
+		if (ioperm(DEBUG_EXIT_PORT, 1, 1) == 0)
+			outb(b, DEBUG_EXIT_PORT);
+	}
 	reboot(RB_POWER_OFF);
 	_exit(status);
 }

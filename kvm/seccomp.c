@@ -49,7 +49,7 @@ static const int allowed[] = {
 
 /* Shared folders: path operations, all relative to an fd the device holds. */
 static const int allowed_files[] = {
-	SYS_openat, SYS_openat2, SYS_mkdirat, SYS_renameat, SYS_renameat2, SYS_symlinkat, SYS_linkat,
+	SYS_openat, SYS_openat2, SYS_mkdirat, SYS_rmdir, SYS_renameat, SYS_renameat2, SYS_symlinkat, SYS_linkat,
 	SYS_readlinkat, SYS_fchmodat, SYS_fchmodat2, SYS_fchownat, SYS_fchmod, SYS_fchown, SYS_utimensat,
 	SYS_fstatfs, SYS_getdents64, SYS_fgetxattr, SYS_fsetxattr, SYS_flistxattr, SYS_fremovexattr,
 	SYS_lgetxattr, SYS_llistxattr, SYS_lsetxattr, SYS_lremovexattr, SYS_mknodat, SYS_fadvise64,
