@@ -12,6 +12,7 @@ make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
 FLAGS="-g -O1 -std=gnu11 -Iinclude -Ibuild/gen -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 # target: sources it needs beyond its own file
 targets="boot:x86/boot.c x86/e820.c x86/bios.c kvm/util.c kvm/guest_mem.c build/bios/bios_blob.o
+9p:virtio/p9_server.c kvm/util.c
 net_user:net/checksum.c net/user.c net/user_dhcp.c net/user_udp.c net/user_tcp.c kvm/util.c
 control:kvm/control.c kvm/json.c kvm/util.c kvm/guest_mem.c tests/fuzz/vm_stubs.c"
 for extra in tests/fuzz/targets.d/*.txt; do
