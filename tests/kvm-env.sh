@@ -32,8 +32,8 @@ for tool in qemu-system-x86_64 cpio gzip busybox; do
 	command -v $tool >/dev/null || [ -x /bin/$tool ] || { echo "kvm-env: $tool is missing (see .ci/run for the packages)" >&2; exit 2; }
 done
 
-# Debian's generic kernel: it has kvm-amd and 9p as modules. Fetched once.
-if [ ! -f "$cache/vmlinuz" ] || [ ! -d "$cache/modules" ]; then
+# Debian's generic kernel: it has kvm-amd, 9p and tun as modules. Fetched once.
+if [ ! -f "$cache/vmlinuz" ] || ! grep -qx tun "$cache/modules/order" 2>/dev/null; then
 	deb=$(sh "$top/tests/kernel/debian-kernel.sh") || exit 2
 	pkg=$(basename "$deb")
 	rm -rf "$cache/modules" && mkdir -p "$cache/modules"
@@ -49,7 +49,7 @@ if [ ! -f "$cache/vmlinuz" ] || [ ! -d "$cache/modules" ]; then
 		cp "$f" "$cache/modules/"
 		echo "$1" >> "$cache/modules/order"
 	}
-	for m in virtio_pci 9pnet_virtio 9p kvm-amd; do add $m || exit 2; done
+	for m in virtio_pci 9pnet_virtio 9p kvm-amd tun; do add $m || exit 2; done
 fi
 
 # The initramfs: busybox, the modules, and an init that mounts the host and runs the job.
@@ -71,6 +71,7 @@ mount -t 9p -o $opts work "/host$work" || echo "kvm-env: cannot mount $work"
 mount -t tmpfs tmp /host/tmp; mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /host/dev/pts
 mount -t tmpfs run /host/run 2>/dev/null
+ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
 chroot /host /bin/sh "$job"
 sync

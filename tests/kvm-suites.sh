@@ -1,9 +1,19 @@
 #!/bin/sh
 # The suites that need a working /dev/kvm; run by run-all.sh through kvm-env.
+#   kvm-suites.sh BUILD [all|small|linux]
+# small: our test guests and the control plane; linux: real kernels booted to
+# user space (boot and durability tests); all: both.
 BUILD=${1:-build}
+SET=${2:-all}
 cd "$(dirname "$0")/.." || exit 1
+case $SET in
+small) suites="tests/guest-tests.sh tests/control-tests.sh" ;;
+linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
+all) suites="tests/guest-tests.sh tests/control-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
+*) echo "kvm-suites: unknown set '$SET'"; exit 2 ;;
+esac
 ok=1
-for s in tests/guest-tests.sh tests/control-tests.sh tests/boot-tests.sh tests/durability-tests.sh; do
+for s in $suites; do
 	[ -f "$s" ] || { echo "missing suite $s"; ok=0; continue; }
 	sh "$s" "$BUILD" || ok=0
 done

@@ -15,6 +15,44 @@ if grep -q lkvm_rng /proc/cmdline; then
 	[ -c /dev/hwrng ] && echo HWRNG=yes || echo HWRNG=no
 	echo "RNG=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
 fi
+arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+# lkvm_net=PORT lkvm_up=PORT2: the kernel took an address by DHCP (ip=dhcp);
+# fetch 10 MiB from the host's HTTP server on 10.0.2.2:PORT, send 10 MiB to PORT2.
+if grep -q lkvm_net= /proc/cmdline; then
+	port=$(arg lkvm_net)
+	echo "NET-ADDR=$(ip -4 addr show eth0 2>/dev/null | sed -n 's/.*inet \([0-9.]*\).*/\1/p')"
+	ping -c 1 -W 5 10.0.2.2 > /dev/null 2>&1 && echo NET-PING=ok || echo NET-PING=fail
+	echo "NET-GET=$(wget -q -O - http://10.0.2.2:$port/blob | md5sum | cut -c1-32)"
+	dd if=/dev/urandom of=/tmp/up bs=1M count=10 2>/dev/null
+	echo "NET-UP-MD5=$(md5sum < /tmp/up | cut -c1-32)"
+	echo "NET-POST=$(nc 10.0.2.2 "$(arg lkvm_up)" < /tmp/up)"
+fi
+# lkvm_ping=ADDR: ping a peer (the tap test's namespace) until it answers, 30 s at most.
+if grep -q lkvm_ping= /proc/cmdline; then
+	i=0; r=fail
+	while [ $i -lt 30 ]; do ping -c 1 -W 1 "$(arg lkvm_ping)" > /dev/null 2>&1 && { r=ok; break; }; i=$((i + 1)); done
+	echo "PING-PEER=$r"
+fi
+# lkvm_httpd=PORT: serve /tmp/www on PORT (for hostfwd); the host stops the VM.
+if grep -q lkvm_httpd= /proc/cmdline; then
+	mkdir -p /tmp/www && echo "served-by-the-guest" > /tmp/www/hello
+	httpd -p "$(arg lkvm_httpd)" -h /tmp/www && echo HTTPD-READY
+	sleep 120
+fi
+# lkvm_9p=TAG: mount the host folder, read what the host put there, write back.
+if grep -q lkvm_9p= /proc/cmdline; then
+	mkdir -p /mnt/h && mount -t 9p -o trans=virtio,version=9p2000.L "$(arg lkvm_9p)" /mnt/h && echo 9P-MOUNT=ok
+	echo "9P-READ=$(cat /mnt/h/from-host 2>&1)"
+	mkdir /mnt/h/dir && echo "from-the-guest" > /mnt/h/dir/new && mv /mnt/h/dir/new /mnt/h/dir/renamed && sync
+	rm -f /mnt/h/delete-me
+	ln -s target /mnt/h/link
+	echo "9P-LS=$(ls /mnt/h | tr '\n' ,)"
+fi
+# lkvm_balloon: stay up while the host inflates and deflates; the host stops the VM.
+if grep -q lkvm_balloon /proc/cmdline; then
+	echo BALLOON-READY
+	sleep 120
+fi
 # End the VM with status 0 through lkvm's debug-exit port (0xf4 = 244); if
 # that does not work, reboot=k resets through the i8042, which also ends lkvm.
 dd if=/dev/zero of=/dev/port bs=1 seek=244 count=1 2>/dev/null

@@ -1,0 +1,140 @@
+#!/bin/sh
+# Devices in a real guest: user-mode networking (DHCP, ping, 10 MiB each way,
+# hostfwd), a 9p shared folder, the balloon, and `lkvm sandbox`. Our test
+# kernel and the busybox initramfs (tests/kernel/init-basic.sh reads the
+# lkvm_* words of its command line). Needs /dev/kvm where Linux user space
+# runs (see tests/run-all.sh).
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+LKVM=$(pwd)/$BUILD/lkvm
+K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage	# absolute: the sandbox runs elsewhere
+INITRD=.cache/test-images/init-basic.cpio.gz
+T=$(mktemp -d)
+export XDG_RUNTIME_DIR=$T
+srv=
+trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
+tailof() { tail -n 4 "$T/$1.out" | tr '\n' '|'; }
+wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
+if [ ! -f "$K" ] || [ ! -f "$INITRD" ]; then
+	ko "device tests" "no test kernel or initramfs (tests/prepare-kernels.sh)"
+	echo "device tests: $pass passed, $fail failed"; exit 1
+fi
+
+# 1. User-mode network: DHCP address, ping to the gateway, 10 MiB from and to a host server.
+python3 tests/net-server.py > "$T/port" & srv=$!
+wait_for "$T/port" . 60
+port=$(cut -d' ' -f1 "$T/port"); up=$(cut -d' ' -f2 "$T/port")
+timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=user -p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" \
+	< /dev/null > "$T/net.out" 2>&1
+rc=$?
+want=$(python3 tests/net-server.py md5)
+a=$(val net NET-ADDR); p=$(val net NET-PING); g=$(val net NET-GET); u=$(val net NET-UP-MD5); s=$(val net NET-POST)
+if [ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]; then
+	ok "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+else
+	ko "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
+fi
+kill $srv 2>/dev/null; srv=
+
+# 2. hostfwd: a host port reaches the guest's httpd.
+hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$LKVM" run --name fwd -k "$K" -i "$INITRD" -m 256 --network "mode=user,hostfwd=tcp:$hp-:8080" \
+	-p "quiet ip=dhcp lkvm_httpd=8080" < /dev/null > "$T/fwd.out" 2>&1 &
+vm=$!
+got=
+if wait_for "$T/fwd.out" HTTPD-READY 240; then
+	got=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$hp/hello', timeout=20).read().decode().strip())" 2>&1)
+fi
+"$LKVM" stop fwd > /dev/null 2>&1; wait $vm
+[ "$got" = "served-by-the-guest" ] && ok "hostfwd tcp:$hp-:8080 reaches the guest's httpd" || ko hostfwd "got '$got': $(tailof fwd)"
+
+# 3. A 9p shared folder: the guest reads, creates, renames, deletes, links; the host sees it.
+mkdir "$T/share"
+echo "from-the-host" > "$T/share/from-host"
+echo x > "$T/share/delete-me"
+timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --9p "$T/share,hostshare" \
+	-p "quiet lkvm_9p=hostshare" < /dev/null > "$T/9p.out" 2>&1
+rc=$?
+r=$(val 9p 9P-READ)
+if [ $rc = 0 ] && [ "$(val 9p 9P-MOUNT)" = ok ] && [ "$r" = from-the-host ] &&
+   [ "$(cat "$T/share/dir/renamed" 2>/dev/null)" = from-the-guest ] && [ ! -e "$T/share/dir/new" ] &&
+   [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ]; then
+	ok "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
+else
+	ko 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
+fi
+
+# 4. The balloon: inflating 64 MiB reaches the guest's driver and the host gets the pages back.
+"$LKVM" run --name bal -k "$K" -i "$INITRD" -m 256 --network mode=none --balloon -p "quiet lkvm_balloon" \
+	< /dev/null > "$T/bal.out" 2>&1 &
+vm=$!
+st=
+if wait_for "$T/bal.out" BALLOON-READY 240; then
+	"$LKVM" balloon bal inflate 64 > /dev/null
+	i=0; while [ $i -lt 300 ]; do
+		st=$("$LKVM" stat bal); echo "$st" | grep -q '"balloon_actual_pages":16384' && break; sleep 0.2; i=$((i + 1))
+	done
+	inf=$(echo "$st" | sed -n 's/.*"balloon_inflated_pages":\([0-9]*\).*/\1/p')
+	kicks=$(echo "$st" | sed -n 's/.*"ioeventfd_kicks":\([0-9]*\).*/\1/p')
+	"$LKVM" balloon bal deflate 64 > /dev/null
+	i=0; while [ $i -lt 300 ]; do
+		st2=$("$LKVM" stat bal); echo "$st2" | grep -q '"balloon_actual_pages":0,' && break; sleep 0.2; i=$((i + 1))
+	done
+fi
+"$LKVM" stop bal > /dev/null 2>&1; wait $vm
+if echo "$st" | grep -q '"balloon_actual_pages":16384' && [ "${inf:-0}" -ge 16384 ] && echo "$st2" | grep -q '"balloon_actual_pages":0,' &&
+   [ "${kicks:-0}" -gt 0 ]; then
+	ok "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd"
+else
+	ko balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
+fi
+
+# 5. lkvm sandbox: the command's output and exit status pass through; / is read-only, /tmp writable.
+cwd=$(pwd)/tests	# the guest's /tmp is the scratch folder: $T is not visible there
+out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none -- \
+	sh -c 'echo "in the sandbox: $(pwd)"; touch /usr/x 2>/dev/null && echo rw; echo t > /tmp/t && cat /tmp/t; exit 7' \
+	< /dev/null 2> "$T/sb.err")
+rc=$?
+if [ $rc = 7 ] && echo "$out" | grep -qx "in the sandbox: $cwd" && ! echo "$out" | grep -qx rw && echo "$out" | grep -qx t; then
+	ok "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
+else
+	ko sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
+fi
+
+# 6. lkvm setup: a busybox root folder, booted as the guest's root over 9p.
+if HOME=$T "$LKVM" setup t > "$T/setup.out" 2>&1; then
+	HOME=$T timeout 300 "$LKVM" run -k "$K" -m 256 --network mode=none --rootfs t -p "quiet lkvm_poweroff" \
+		< /dev/null > "$T/rootfs.out" 2>&1
+	rc=$?
+	m=$(tr -d '\r' < "$T/rootfs.out" | grep -m1 LKVM-SETUP-ROOT-OK)
+	[ $rc = 0 ] && [ -n "$m" ] && ok "lkvm setup + --rootfs: booted to the folder's /init over 9p ($m)" ||
+		ko "lkvm setup + --rootfs" "rc=$rc: $(tailof rootfs)"
+else
+	ko "lkvm setup" "$(cat "$T/setup.out")"
+fi
+
+# 7. tap in a network namespace made here: the guest pings a peer address on the tap's host side.
+ns=lkvm-test-$$
+if ip netns add "$ns" 2>/dev/null; then
+	ip netns exec "$ns" ip link set lo up
+	ip netns exec "$ns" timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=tap,tapif=lkvmtap0 \
+		-p "quiet ip=10.9.0.2::10.9.0.1:255.255.255.0::eth0:off lkvm_ping=10.9.0.1" < /dev/null > "$T/tap.out" 2>&1 &
+	vm=$!
+	i=0; while [ $i -lt 300 ] && ! ip netns exec "$ns" ip link show lkvmtap0 > /dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
+	ip netns exec "$ns" ip addr add 10.9.0.1/24 dev lkvmtap0
+	ip netns exec "$ns" ip link set lkvmtap0 up
+	wait $vm; rc=$?
+	ip netns del "$ns"
+	p=$(val tap PING-PEER)
+	[ $rc = 0 ] && [ "$p" = ok ] && ok "tap: the guest's ping crossed lkvmtap0 to a peer in namespace $ns and back" ||
+		ko tap "rc=$rc ping='$p': $(tailof tap)"
+else
+	ko tap "cannot create a network namespace (needs root and iproute2)"
+fi
+
+echo "device tests: $pass passed, $fail failed"
+[ $fail = 0 ]

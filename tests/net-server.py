@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""The host end of the user-mode network test: an HTTP server whose GET sends
+10 MiB of a fixed pattern, and a raw TCP port that reads 10 MiB and answers
+their MD5 (busybox wget --post-file crashes). Prints both ports."""
+import hashlib, http.server, socket, sys, threading
+
+BLOB = (bytes(range(251)) * ((10 << 20) // 251 + 1))[:10 << 20]	# 251: no alignment with anything
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BLOB)))
+        self.end_headers()
+        self.wfile.write(BLOB)
+
+    def log_message(self, *a):
+        pass
+
+if sys.argv[1:] == ["md5"]:
+    print(hashlib.md5(BLOB).hexdigest())
+    sys.exit(0)
+def upload(lsock):
+    while True:
+        c, _ = lsock.accept()
+        h, left = hashlib.md5(), 10 << 20
+        while left:
+            d = c.recv(min(left, 1 << 16))
+            if not d:
+                break
+            h.update(d)
+            left -= len(d)
+        c.sendall((h.hexdigest() if not left else "short-by-%d" % left).encode() + b"\n")
+        c.close()
+
+up = socket.socket()
+up.bind(("127.0.0.1", 0))
+up.listen(4)
+threading.Thread(target=upload, args=(up,), daemon=True).start()
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], up.getsockname()[1], flush=True)
+srv.serve_forever()
