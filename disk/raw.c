@@ -126,5 +126,6 @@ struct disk *raw_open(const char *path, bool ro, bool direct)
 	d->size = size & ~511ULL;
 	d->ro = ro;
 	d->fd = fd;
+	d->plain = true;
 	return d;
 }

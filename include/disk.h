@@ -27,6 +27,7 @@ struct disk {
 	uint64_t size;		/* guest-visible bytes */
 	bool ro;
 	int fd;			/* the image file (raw: the data itself) */
+	bool plain;		/* guest offsets are file offsets in fd: async I/O may go straight there */
 	char serial[21];	/* VIRTIO_BLK_ID_BYTES + NUL */
 	void *priv;		/* format state (qcow2) */
 };
