@@ -116,6 +116,47 @@ TEST(discard_and_write_zeroes)
 	unlink(path);
 }
 
+/* The host's errors reach the guest as I/O errors and the device keeps working: ENOSPC, short reads. */
+TEST(host_errors_are_guest_io_errors)
+{
+	char dir[] = "/tmp/lkvm-test-enospc-XXXXXX", img[64], cmd[128];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=64k lkvm-test %s 2>/dev/null", dir);
+	if (system(cmd)) {
+		printf("SKIP host_errors_are_guest_io_errors: cannot mount a small tmpfs (needs root)\n");
+		rmdir(dir);
+		return;
+	}
+	setup_vm();
+	snprintf(img, sizeof(img), "%s/sparse.img", dir);
+	int fd = open(img, O_RDWR | O_CREAT, 0644);
+	CHECK_EQ(ftruncate(fd, MiB(1)), 0);	/* 1 MiB disk on a 64 KiB file system */
+	struct disk *dk = disk_open(img, false, false);
+	CHECK(dk != NULL);
+	if (dk) {
+		CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+		avail_idx = 0;
+		CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1), 0);
+		memset(g(BUF + 0x1000), 0x77, 8192);
+		int st = 0, n = 0;
+		for (; n < 64 && st == 0; n++)
+			st = blk_request(1, 16 * n, 8192, true);	/* 8 KiB writes until the file system is full */
+		CHECK_EQ(st, 1);	/* VIRTIO_BLK_S_IOERR */
+		CHECK(n > 1 && n < 64);
+		CHECK_EQ(blk_request(0, 0, 4096, false), 0);	/* still serving: what was written reads back */
+		CHECK_EQ(*g(BUF + 0x1000), 0x77);
+		CHECK_EQ(blk_request(4, 0, 0, false), 0);	/* FLUSH */
+		/* The image shrinks under the device: a read past its new end is an I/O error, not garbage. */
+		CHECK_EQ(ftruncate(fd, 4096), 0);
+		CHECK_EQ(blk_request(0, 100, 4096, false), 1);
+		CHECK_EQ(blk_request(0, 0, 4096, false), 0);
+	}
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "umount -l %s", dir);	/* lazy: the device still holds the image open */
+	CHECK_EQ(system(cmd), 0);
+	rmdir(dir);
+}
+
 TEST(qcow2_disk_through_virtio)
 {
 	if (system("qemu-img --version >/dev/null 2>&1")) {
