@@ -107,6 +107,9 @@ struct vm {
 	struct control *control;
 	struct balloon *balloon;	/* --balloon, else NULL */
 	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
+	/* Run once after the vCPUs stopped, whatever ended the VM (disks flush there). */
+	int nr_exit_hooks;
+	struct { void (*fn)(void *ctx); void *ctx; } exit_hooks[16];
 
 	/* Set once; the first reason to stop wins. */
 	int exit_reason;	/* enum vm_exit_reason, atomic */
@@ -142,6 +145,9 @@ int vm_msi_route(struct vm *vm, uint64_t addr, uint32_t data);
 int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 int vm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign);
+
+/* Call fn(ctx) when the VM has stopped (poweroff, signal, error); 0, or -1 when full. */
+int vm_on_exit(struct vm *vm, void (*fn)(void *ctx), void *ctx);
 
 /* kvm/vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);

@@ -254,8 +254,19 @@ int vm_run(struct vm *vm)
 		if (vm->vcpus[i].thread)
 			pthread_join(vm->vcpus[i].thread, NULL);
 	evloop_stop(vm->loop);
+	for (int i = 0; i < vm->nr_exit_hooks; i++)
+		vm->exit_hooks[i].fn(vm->exit_hooks[i].ctx);
 	term_restore();
 	return __atomic_load_n(&vm->exit_status, __ATOMIC_ACQUIRE);
+}
+
+int vm_on_exit(struct vm *vm, void (*fn)(void *ctx), void *ctx)
+{
+	if (vm->nr_exit_hooks == (int)ARRAY_SIZE(vm->exit_hooks))
+		return err_set("too many exit hooks");
+	vm->exit_hooks[vm->nr_exit_hooks].fn = fn;
+	vm->exit_hooks[vm->nr_exit_hooks++].ctx = ctx;
+	return 0;
 }
 
 void vm_destroy(struct vm *vm)

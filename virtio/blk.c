@@ -62,6 +62,8 @@ struct blk {
 	int aio_fd;		/* eventfd: completions ready */
 	struct aio_req req[AIO_DEPTH];
 	int free[AIO_DEPTH], nfree;
+	bool stopping;		/* the VM ended: finish what is in flight, flush, stop */
+	int done_fd;		/* the worker's answer to stopping */
 	uint64_t reads, writes, flushes, bytes_read, bytes_written, errors;
 };
 
@@ -275,6 +277,15 @@ static void *worker(void *arg)
 				break;
 			reap(b, 0);
 		}
+		if (__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE)) {
+			reap(b, AIO_DEPTH - b->nfree);
+			if (!b->disk->ro && b->disk->ops->flush(b->disk) < 0)
+				pr_warn("%s: flushing at exit failed", b->disk->path);
+			uint64_t one = 1;
+			if (write(b->done_fd, &one, sizeof(one)) < 0)
+				break;
+			break;
+		}
 		struct virtq_chain c;
 		while (virtq_pop(&b->vdev, 0, &c) == 1) {
 			uint32_t n = handle(b, &c);
@@ -283,6 +294,24 @@ static void *worker(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * The VM ended (poweroff, SIGTERM, SIGINT, an error): the worker finishes the
+ * requests in flight and flushes the image (qcow2 metadata included), so
+ * nothing the guest wrote waits in lkvm or the page cache. Bounded wait: a
+ * stuck host disk must not hang lkvm's exit forever.
+ */
+static void blk_at_exit(void *ctx)
+{
+	struct blk *b = ctx;
+	__atomic_store_n(&b->stopping, true, __ATOMIC_RELEASE);
+	uint64_t v = 1;
+	if (write(b->kick_fd, &v, sizeof(v)) < 0)
+		return;
+	struct pollfd p = { .fd = b->done_fd, .events = POLLIN };
+	if (poll(&p, 1, 10000) <= 0)
+		pr_warn("%s: the disk did not flush within 10 s of the VM's end", b->disk->path);
 }
 
 static void blk_notify(struct virtio_dev *d, int qi)
@@ -300,7 +329,8 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 	struct blk *b = xcalloc(1, sizeof(*b));
 	b->disk = dk;
 	b->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (b->kick_fd < 0)
+	b->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->kick_fd < 0 || b->done_fd < 0)
 		return err_errno("%s: eventfd", dk->path);
 	/* Linux AIO for raw images; without it (limits, old kernels) I/O stays synchronous. */
 	b->aio_fd = dk->plain ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
@@ -339,6 +369,8 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 		return -1;
 	if (pthread_create(&b->worker, NULL, worker, b))
 		return err_set("%s: cannot start its I/O thread", dk->path);
+	if (vm_on_exit(vm, blk_at_exit, b) < 0)
+		return -1;
 	return 0;
 }
 
