@@ -107,6 +107,7 @@ struct vm {
 	struct control *control;
 	struct balloon *balloon;	/* --balloon, else NULL */
 	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
+	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
 	/* Run once after the vCPUs stopped, whatever ended the VM (disks flush there). */
 	int nr_exit_hooks;
 	struct { void (*fn)(void *ctx); void *ctx; } exit_hooks[16];

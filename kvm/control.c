@@ -176,12 +176,13 @@ void control_handle(struct vm *vm, const char *line, char *out, size_t len)
 		}
 		append(out, len, "{\"ok\":true,\"mem_mib\":%llu,\"exits\":%llu,\"exits_io\":%llu,\"exits_mmio\":%llu,"
 		       "\"exits_emulated\":%llu,\"pio_reads\":%llu,\"pio_writes\":%llu,\"mmio_reads\":%llu,"
-		       "\"mmio_writes\":%llu,\"pio_unhandled\":%llu,\"mmio_unhandled\":%llu,\"ioeventfd_kicks\":%llu}\n",
+		       "\"mmio_writes\":%llu,\"pio_unhandled\":%llu,\"mmio_unhandled\":%llu,\"ioeventfd_kicks\":%llu,\"irqfd_msis\":%llu}\n",
 		       (unsigned long long)(vm->mem.ram_size >> 20), (unsigned long long)t[0], (unsigned long long)t[1],
 		       (unsigned long long)t[2], (unsigned long long)t[3], (unsigned long long)t[4],
 		       (unsigned long long)t[5], (unsigned long long)t[6], (unsigned long long)t[7],
 		       (unsigned long long)vm->pio.unhandled, (unsigned long long)vm->mmio.unhandled,
-		       (unsigned long long)__atomic_load_n(&vm->ioeventfd_kicks, __ATOMIC_RELAXED));
+		       (unsigned long long)__atomic_load_n(&vm->ioeventfd_kicks, __ATOMIC_RELAXED),
+		       (unsigned long long)__atomic_load_n(&vm->irqfd_msis, __ATOMIC_RELAXED));
 		struct balloon_stats bs;
 		if (balloon_stats(vm, &bs) == 0) {	/* one more member before the closing brace */
 			size_t at = strlen(out);

@@ -80,6 +80,7 @@ if wait_for "$T/bal.out" BALLOON-READY 240; then
 	done
 	inf=$(echo "$st" | sed -n 's/.*"balloon_inflated_pages":\([0-9]*\).*/\1/p')
 	kicks=$(echo "$st" | sed -n 's/.*"ioeventfd_kicks":\([0-9]*\).*/\1/p')
+	msis=$(echo "$st" | sed -n 's/.*"irqfd_msis":\([0-9]*\).*/\1/p')
 	"$LKVM" balloon bal deflate 64 > /dev/null
 	i=0; while [ $i -lt 300 ]; do
 		st2=$("$LKVM" stat bal); echo "$st2" | grep -q '"balloon_actual_pages":0,' && break; sleep 0.2; i=$((i + 1))
@@ -87,8 +88,8 @@ if wait_for "$T/bal.out" BALLOON-READY 240; then
 fi
 "$LKVM" stop bal > /dev/null 2>&1; wait $vm
 if echo "$st" | grep -q '"balloon_actual_pages":16384' && [ "${inf:-0}" -ge 16384 ] && echo "$st2" | grep -q '"balloon_actual_pages":0,' &&
-   [ "${kicks:-0}" -gt 0 ]; then
-	ok "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd"
+   [ "${kicks:-0}" -gt 0 ] && [ "${msis:-0}" -gt 0 ]; then
+	ok "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd, $msis MSI-X by irqfd"
 else
 	ko balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
 fi

@@ -29,6 +29,36 @@ static uint16_t msix_control(struct virtio_dev *d)
 	return get_le16(d->pci.cfg + d->msix_cap + 2);
 }
 
+/*
+ * The vector's irqfd, routed (KVM_SET_GSI_ROUTING) to its current address and
+ * data; the route is rewritten only when the guest reprograms the entry.
+ * -1 where there is no KVM (device-level tests) or the host refuses. Under d->lock.
+ */
+static int vector_irqfd(struct virtio_dev *d, uint16_t v, uint64_t addr, uint32_t data)
+{
+	struct vm *vm = d->vm;
+	if (vm->vm_fd < 0 || vm->msi_hook)
+		return -1;
+	if (d->irqfd[v].fd <= 0) {
+		int gsi = vm_msi_route(vm, addr, data);
+		int fd = gsi < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd < 0 || vm_irqfd(vm, fd, gsi, true) < 0) {
+			if (fd >= 0)
+				close(fd);
+			d->irqfd[v].fd = -1;	/* do not try again: KVM_SIGNAL_MSI it is */
+			return -1;
+		}
+		d->irqfd[v].fd = fd;
+		d->irqfd[v].gsi = gsi;
+	} else if (d->irqfd[v].addr != addr || d->irqfd[v].data != data) {
+		if (vm_msi_route_update(vm, d->irqfd[v].gsi, addr, data) < 0)
+			return -1;
+	}
+	d->irqfd[v].addr = addr;
+	d->irqfd[v].data = data;
+	return d->irqfd[v].fd;
+}
+
 /* Deliver an interrupt: MSI-X vector if enabled, else INTx with the ISR bit. */
 void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit)
 {
@@ -42,8 +72,13 @@ void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit)
 			} else {
 				uint64_t addr = (uint64_t)e->addr_hi << 32 | e->addr_lo;
 				uint32_t data = e->data;
+				int fd = d->irqfd[vector].fd < 0 ? -1 : vector_irqfd(d, vector, addr, data);
 				pthread_mutex_unlock(&d->lock);
-				vm_msi(d->vm, addr, data);
+				uint64_t one = 1;
+				if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+					__atomic_add_fetch(&d->vm->irqfd_msis, 1, __ATOMIC_RELAXED);
+				else
+					vm_msi(d->vm, addr, data);
 				return;
 			}
 		}
