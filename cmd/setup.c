@@ -102,7 +102,7 @@ int cmd_setup(int argc, char **argv)
 			"boot it with 'lkvm run -k KERNEL --rootfs NAME'.\n");
 		return argc == 2 && strcmp(argv[1], "-h") && strcmp(argv[1], "--help") ? EXIT_USAGE : 0;
 	}
-	char root[PATH_MAX], p[PATH_MAX + 64];
+	char root[PATH_MAX], p[PATH_MAX + 256];
 	if (strchr(argv[1], '/') || lkvm_rootfs_path(argv[1], root, sizeof(root)) < 0) {
 		fprintf(stderr, "lkvm setup: '%s': a NAME without '/' (and $HOME set) is needed\n", argv[1]);
 		return EXIT_USAGE;
