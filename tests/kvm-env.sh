@@ -67,8 +67,10 @@ job=$(sed -n 's/.*lkvm_job=\([^ ]*\).*/\1/p' /proc/cmdline)
 work=$(sed -n 's/.*lkvm_work=\([^ ]*\).*/\1/p' /proc/cmdline)
 opts=trans=virtio,version=9p2000.L,msize=1048576,cache=loose
 mount -t 9p -o $opts,ro hostroot /host || echo "kvm-env: cannot mount the host root"
-mount -t 9p -o $opts work "/host$work" || echo "kvm-env: cannot mount $work"
+# /tmp first: a checkout under /tmp (a CI clone) is mounted over the fresh tmpfs, not hidden by it.
 mount -t tmpfs tmp /host/tmp; mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
+mkdir -p "/host$work" 2>/dev/null
+mount -t 9p -o $opts work "/host$work" || echo "kvm-env: cannot mount $work"
 mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /host/dev/pts
 mount -t tmpfs run /host/run 2>/dev/null
 ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
