@@ -7,7 +7,9 @@
  * path): the kernel starts it as `lkvm sandbox-init`, which mounts what the
  * command needs, runs it on the console and reports its status through the
  * debug-exit port. The command line travels in a file in the scratch folder,
- * so no argument is ever re-parsed by the kernel's command-line splitter.
+ * so no argument is ever re-parsed by the kernel's command-line splitter. A
+ * working directory under /tmp (which the scratch folder covers in the
+ * guest) is shared on its own and mounted back at its path, read-only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include "commands.h"
 
 #define SCRATCH_TAG "lkvm-scratch"
+#define CWD_TAG "lkvm-cwd"	/* the working directory, when the guest's /tmp would hide it */
 #define JOB_FILE ".lkvm-sandbox"	/* in the scratch folder: cwd, then argv, NUL-separated */
 #define DEBUG_EXIT_PORT 0xf4
 
@@ -115,6 +118,12 @@ int cmd_sandbox(int argc, char **argv)
 	}
 	rargv[k++] = "--9p";
 	rargv[k++] = root_share;
+	char cwd_share[PATH_MAX + 32];
+	if (!strncmp(cwd, "/tmp/", 5)) {	/* under the guest's scratch /tmp: shared on its own */
+		snprintf(cwd_share, sizeof(cwd_share), "%s," CWD_TAG ",ro", cwd);
+		rargv[k++] = "--9p";
+		rargv[k++] = cwd_share;
+	}
 	rargv[k++] = "--9p";
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
@@ -184,6 +193,19 @@ int cmd_sandbox_init(int argc, char **argv)
 	for (char *p = buf + strlen(buf) + 1; p < buf + len && na < 1023; p += strlen(p) + 1)
 		args[na++] = p;
 	args[na] = NULL;
+	char dir[PATH_MAX];
+	size_t cwd_len = strnlen(cwd, sizeof(dir));
+	if (!strncmp(cwd, "/tmp/", 5) && cwd_len < sizeof(dir)) {	/* the host's folder there, read-only */
+		memcpy(dir, cwd, cwd_len + 1);
+		for (char *p = dir + 5; (p = strchr(p, '/')); p++) {
+			*p = 0;
+			mkdir(dir, 0755);
+			*p = '/';
+		}
+		mkdir(dir, 0755);
+		if (mount(CWD_TAG, dir, "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=262144") < 0)
+			fprintf(stderr, "lkvm sandbox-init: mounting %s: %s\n", dir, strerror(errno));
+	}
 	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
 	setenv("HOME", "/tmp", 1);
 	setenv("TERM", "linux", 0);
