@@ -1,6 +1,7 @@
 #!/bin/sh
 # make bench: build the benchmark guests and tools, measure inside the KVM
-# environment (tests/kvm-env.sh), and write the figures into bench/README.md.
+# environment (tests/kvm-env.sh), measure the device layer on the host
+# (bench/devices.sh), and write the figures into bench/README.md.
 set -e
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -20,9 +21,14 @@ for kind in pio mmio; do
 		ld -m elf_i386 -Ttext=0 --oformat binary -o $O/exits-$kind-$n.bin $O/exits.o
 	done
 done
+# Device-layer benchmarks: on this host, no KVM needed (bench/devices.c).
+dev=$(mktemp)
+if ! sh bench/devices.sh > "$dev"; then
+	printf '### Device layer\n\nNot measured in this run: bench/devices.sh failed (see the output of make bench).\n' > "$dev"
+fi
 out=$(mktemp)
 LKVM_ENV_MEM=${LKVM_ENV_MEM:-8192} sh tests/kvm-env.sh sh bench/measure.sh "$B" > "$out"	# room for two -m 4096 VMMs
-cat "$out"
+cat "$out" "$dev"
 # Replace everything after the results marker in the README with this run.
 {
 	sed '/^<!-- results -->$/q' bench/README.md
@@ -30,6 +36,8 @@ cat "$out"
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`make bench\` on $(nproc) cores, $(uname -r), $(qemu-system-x86_64 --version | head -n 1)."
 	echo
 	tr -d '\r' < "$out" | grep -v -e '^kvm-env:' -e 'Power down' -e '^bench: ' -e '^qemu-system' -e '^\[ '
+	echo
+	cat "$dev"
 } > bench/README.md.new
 mv bench/README.md.new bench/README.md
-rm -f "$out"
+rm -f "$out" "$dev"
