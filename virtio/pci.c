@@ -102,7 +102,6 @@ static void reset(struct virtio_dev *d)
 	d->dfselect = d->gfselect = 0;
 	d->queue_sel = 0;
 	d->isr = 0;
-	d->broken = false;
 	d->msix_config = VIRTIO_NO_VECTOR;
 	for (int i = 0; i < d->nr_queues; i++) {
 		struct virtq *q = &d->q[i];
@@ -114,6 +113,7 @@ static void reset(struct virtio_dev *d)
 		q->msix_vector = VIRTIO_NO_VECTOR;
 		pthread_mutex_unlock(&q->lock);
 	}
+	d->broken = false;	/* only now: no queue is enabled for a device thread to walk again */
 	pci_dev_irq(&d->pci, 0);
 	if (d->ops->reset)
 		d->ops->reset(d);

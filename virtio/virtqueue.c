@@ -52,14 +52,17 @@ size_t buf_to_iov(const struct iovec *iov, int n, size_t skip, const void *buf, 
 	return done;
 }
 
-/* Mark the device broken (virtio 1.2 2.1.2): the driver sees NEEDS_RESET. */
+/*
+ * Mark the device broken (virtio 1.2 2.1.2): the driver sees NEEDS_RESET.
+ * The config interrupt is raised by virtq_pop() once the queue lock is
+ * dropped: a reset holds the transport lock and then takes queue locks.
+ */
 static int broken(struct virtio_dev *d, const char *why)
 {
 	if (!d->broken)
 		pr_warn("%s: bad virtqueue chain (%s): device needs reset", d->name, why);
 	d->broken = true;
 	__atomic_or_fetch(&d->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_RELEASE);
-	virtio_config_irq(d);
 	return -1;
 }
 
@@ -142,6 +145,8 @@ int virtq_pop(struct virtio_dev *d, int qi, struct virtq_chain *c)
 	pthread_mutex_lock(&q->lock);
 	int r = pop_locked(d, q, c);
 	pthread_mutex_unlock(&q->lock);
+	if (r < 0)	/* just broken (a broken device pops nothing): tell the driver */
+		virtio_config_irq(d);
 	return r;
 }
 

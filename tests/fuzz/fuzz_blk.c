@@ -8,10 +8,9 @@
  * The input is a flags byte, then requests:
  *   flags  bit 0 qcow2 disk (else raw), bit 1 the disk is read-only,
  *          bit 2 one request at a time (else all at once), bit 3 kick after
- *          every request (else once), bit 4 only with LKVM_FUZZ_BLK_RACE=1 in
- *          the environment: the driver resets the device while it works on a
- *          bad ring (off by default: that deadlocks lkvm today, see
- *          tests/fuzz/README.md), bit 5 interrupts through MSI-X (else INTx)
+ *          every request (else once), bit 4 the driver resets the device while it
+ *          works on a bad ring (the reset/bad-chain deadlock it found is fixed;
+ *          LKVM_FUZZ_BLK_NO_RACE=1 turns it off), bit 5 interrupts through MSI-X (else INTx)
  *   request: type byte (< 0xf0: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES
  *          by type % 6; else any type 0-15), sector byte (< 0xe0: that
  *          sector, else 8 bytes of it follow), a shape byte, a segment count,
@@ -80,7 +79,7 @@ static int raw_fd, qcow_fd;
 static struct disk *disks[2];
 static struct pci_dev *devs[2];
 static uint8_t qcow_image[QCOW_FILE];
-static bool race;	/* LKVM_FUZZ_BLK_RACE: resets while the device is busy */
+static bool race;	/* resets while the device is busy (LKVM_FUZZ_BLK_NO_RACE: not) */
 
 static void fail(const char *fmt, ...) PRINTF(1, 2);
 static void fail(const char *fmt, ...)
@@ -843,7 +842,7 @@ static void add_timeout(int *argc, char ***argv)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	add_timeout(argc, argv);
-	race = getenv("LKVM_FUZZ_BLK_RACE") != NULL;
+	race = getenv("LKVM_FUZZ_BLK_NO_RACE") == NULL;
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = vm.sys_fd = -1;
 	vm.irq_hook = irq_hook;
