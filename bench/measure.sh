@@ -9,6 +9,9 @@ RUNS=${BENCH_RUNS:-20}
 T="timeout 120"	# no single VMM run may hang the benchmark
 step() { echo "bench: $*" >&2; }
 QEMU=qemu-system-x86_64
+# Under kvm_pvm QEMU dies setting MSR 0x10a (IA32_ARCH_CAPABILITIES) unless -cpu host drops it.
+QCPU=host
+[ -d /sys/module/kvm_pvm ] && QCPU=host,-arch-capabilities
 QFAST="-nodefaults -no-user-config -display none -no-reboot -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 med() { sed -n "s/.*$1 ms min [0-9.]* median \([0-9.]*\).*/\1/p"; }
@@ -19,8 +22,8 @@ echo "| VMM | first serial byte (min / median / max ms) | VM exit (min / median 
 echo "|---|---|---|"
 step start-up
 l=$($O/timeit "$RUNS" $LKVM run -q -m 128 -k $O/pvh-exit.elf < /dev/null)
-m=$($O/timeit "$RUNS" $QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
-q=$($O/timeit "$RUNS" $QEMU -M q35 -accel kvm -cpu host -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
+m=$($O/timeit "$RUNS" $QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu $QCPU -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
+q=$($O/timeit "$RUNS" $QEMU -M q35 -accel kvm -cpu $QCPU -m 128 $QFAST -kernel $O/pvh-exit.elf < /dev/null)
 for row in "lkvm|$l" "QEMU -M microvm|$m" "QEMU -M q35|$q"; do
 	echo "$row" | sed 's/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) | exit ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\)/\1 \/ \2 \/ \3 | \4 \/ \5 \/ \6/' | sed 's/^/| /; s/$/ |/'
 done
@@ -52,7 +55,7 @@ echo "|---|---|---|---|"
 for mem in 128 4096; do
 	step "memory -m $mem"
 	$LKVM run -q -m $mem -k $O/pvh-halt.elf < /dev/null > /dev/null & lp=$!
-	$QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu host -m $mem $QFAST -kernel $O/pvh-halt.elf < /dev/null > /dev/null & qp=$!
+	$QEMU -M microvm,x-option-roms=off,rtc=off -accel kvm -cpu $QCPU -m $mem $QFAST -kernel $O/pvh-halt.elf < /dev/null > /dev/null & qp=$!
 	sleep 3
 	lr=$(awk "/^VmRSS:/ {print \$2}" /proc/$lp/status)
 	qr=$(awk "/^VmRSS:/ {print \$2}" /proc/$qp/status)
