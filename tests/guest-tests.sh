@@ -126,5 +126,22 @@ wait
 n=0; i=0; while [ $i -lt 20 ]; do grep -q "hello through int 10h" "$T/many$i.out" && n=$((n + 1)); i=$((i + 1)); done
 [ $n = 20 ] && ok "20 VMs at once all complete" || ko "20 VMs at once" "$n of 20 completed"
 
+# SIGTERM ends a running VM with status 143, and its disk is flushed on the way out.
+if command -v strace > /dev/null 2>&1; then
+	dd if=/dev/zero of="$T/term.img" bs=1M count=1 2>/dev/null
+	strace -f -qq -e trace=fdatasync -o "$T/term.trace" "$LKVM" run -k "$G/counter.bin" -d "$T/term.img" \
+		--network mode=none < /dev/null > "$T/term.out" 2>&1 &
+	i=0; while [ $i -lt 100 ] && ! grep -q done "$T/term.out"; do sleep 0.1; i=$((i + 1)); done
+	pkill -TERM -f "run -k $G/counter.bin -d $T/term.img"
+	wait $!; rc=$?
+	if [ $rc = 143 ] && grep -q 'fdatasync(.*= 0' "$T/term.trace"; then
+		ok "SIGTERM: status 143, the disk flushed (fdatasync) on the way out"
+	else
+		ko "SIGTERM flush" "status $rc, trace: $(tr '\n' '|' < "$T/term.trace" | head -c 300)"
+	fi
+else
+	sk "SIGTERM flush" "strace not installed"
+fi
+
 echo "guest tests: $pass passed, $fail failed, $skip skipped"
 [ $fail = 0 ]
