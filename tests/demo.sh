@@ -23,6 +23,6 @@ echo "demo: booting $k/bzImage (2 vCPUs, 512 MiB); Ctrl-A x quits"
 if [ -d /sys/module/kvm_pvm ]; then
 	# Linux user space does not run under kvm_pvm (README): boot in the nested machine.
 	echo "demo: this host's KVM is kvm_pvm; the shell runs in a nested QEMU TCG machine with SVM"
-	export LKVM_ENV_FORCE_L1=1
+	export LKVM_ENV_FORCE_L1=1 LKVM_ENV_TTY=1
 fi
 exec sh tests/kvm-env.sh build/lkvm run -k "$k/bzImage" -i .cache/test-images/demo.cpio.gz -c 2 -m 512 -p quiet

@@ -12,6 +12,7 @@
 #   LKVM_ENV_TIMEOUT  seconds before giving up (default 1500)
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
+#   LKVM_ENV_TTY=1    CMD is interactive: give it the console as controlling terminal
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -gt 0 ] || { echo "usage: kvm-env.sh CMD [ARGS...]" >&2; exit 2; }
@@ -75,7 +76,13 @@ mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /ho
 mount -t tmpfs run /host/run 2>/dev/null
 ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
-chroot /host /bin/sh "$job"
+if grep -q lkvm_tty=1 /proc/cmdline; then
+	# Interactive (make demo): the console becomes the job's controlling terminal, so lkvm
+	# in it is in the foreground, puts it in raw mode and reads the keyboard.
+	setsid cttyhack chroot /host /bin/sh "$job"
+else
+	chroot /host /bin/sh "$job"
+fi
 sync
 echo 0 > /proc/sys/kernel/printk	# not even the "Power down" line
 poweroff -f
@@ -111,7 +118,7 @@ exec 3<&0	# qemu runs in the background, where stdin would be /dev/null
 timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
 	-nodefaults -no-user-config -display none -no-reboot -chardev stdio,id=con,signal=off -serial chardev:con \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
-	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top" \
+	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top lkvm_tty=${LKVM_ENV_TTY:-0}" \
 	-fsdev local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
 	-fsdev local,id=work,path="$top",security_model=passthrough -device virtio-9p-pci,fsdev=work,mount_tag=work \
 	<&3 &
