@@ -9,20 +9,28 @@
  *   virtio-blk (raw file, qcow2 image)  vs  pread/pwrite on the raw file
  *   virtio-9p and the 9p server alone   vs  read/write/open+write+close
  *   the user-mode network stack         vs  a 127.0.0.1 TCP connection
+ *   virtio-net with the tap backend     vs  a 127.0.0.1 TCP connection, both in
+ *     to the host kernel's TCP              a private network namespace
  *
  * Prints a markdown section on stdout (progress on stderr). Every file lives
  * in one fresh mkdtemp directory under $TMPDIR (default /tmp), and only
  * regular files directly inside it (and its "share" folder) are ever removed.
  *
- * Usage: devices [-r REPETITIONS]	(default 5, after one warm-up run)
+ * Usage: devices [-r REPETITIONS] [-w blk,9p,net,tap]
+ *	-r: repetitions (default 5, after one warm-up run); -w: only these
+ *	workloads (default all). The tap rows need CAP_NET_ADMIN (else a row
+ *	says they were skipped).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -30,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -38,6 +47,7 @@
 #include <unistd.h>
 #include "disk.h"
 #include "hw.h"
+#include "net.h"
 #include "net_user.h"
 #include "p9.h"
 #include "pci.h"
@@ -61,7 +71,8 @@ extern char **environ;
 #define P9_PASSES	16		/* over the 64 MiB file, per measurement */
 #define P9_FILES	2000
 #define P9_SMALL	4096
-#define NET_BYTES	MiB(64)
+#define NET_BYTES	MiB(64)		/* per run, user-mode network */
+#define TAP_BYTES	MiB(256)	/* per run, tap: runs of 64 MiB were too short to time at its rates */
 #define NET_TSO_SEG	65000		/* payload of one TSO segment */
 #define MAX_REPS	25
 
@@ -201,8 +212,9 @@ struct row {
 };
 static struct row rows[32];
 static int nrows, reps = 5;
+static const char *workloads;	/* -w: comma-separated, NULL for all */
 static double load_before = -1, load_after = -1;	/* 1-minute load average around the run */
-static char notes[16][1500];
+static char notes[16][3000];
 static int nnotes;
 
 typedef double (*measure_fn)(void *arg);	/* one timed run: its rate in unit per second */
@@ -238,6 +250,16 @@ static void run_row(const char *name, const char *unit, measure_fn dev, void *da
 	fprintf(stderr, " device %.0f, host %.0f %s\n", median(r->dev, r->n), median(r->host, r->n), unit);
 }
 
+/* A row saying why a group of rows was not measured. */
+static void skip_row(const char *fmt, ...)
+{
+	struct row *r = &rows[nrows++];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->name, sizeof(r->name), fmt, ap);
+	va_end(ap);
+}
+
 static void note(const char *fmt, ...)
 {
 	va_list ap;
@@ -248,7 +270,7 @@ static void note(const char *fmt, ...)
 
 /* ---- a VM without KVM, and a guest's virtio-pci driver ---- */
 
-#define GUEST_RAM	MiB(64)
+#define GUEST_RAM	MiB(128)
 #define RING(i)		(0x100000 + (uint64_t)(i) * 0x10000)	/* desc, avail +0x1000, used +0x2000 */
 #define BLK_META(i)	(0x300000 + (uint64_t)(i) * 0x10000)	/* indirect tables, headers, status */
 #define BLK_DATA(s)	(MiB(16) + (uint64_t)(s) * SEQ_LEN)	/* 16 x 1 MiB, shared by the disks */
@@ -303,9 +325,9 @@ static struct pci_dev *newest_dev(void)
 	return NULL;
 }
 
-struct drv {
+struct drv {		/* one virtqueue of a device */
 	uint64_t bar;
-	uint16_t qsize;
+	uint16_t qi, qsize;
 	uint64_t desc;
 	uint8_t *avail, *used;
 	uint16_t avail_idx, last_used;
@@ -332,16 +354,23 @@ static void put_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_
 	put_le16(e + 14, next);
 }
 
-/* What a guest driver does at probe: reset, features, MSI-X vector 0 for queue 0, one queue, DRIVER_OK. */
-static void drv_init(struct drv *d, struct pci_dev *p, uint64_t feats, uint64_t ring, uint16_t qsize)
+/*
+ * What a guest driver does at probe: reset, features, MSI-X vector 0 for every
+ * queue, nq queues (queue i in d[i], its rings at ring + i * 0x10000), DRIVER_OK.
+ */
+static void drv_init_n(struct drv *d, int nq, struct pci_dev *p, uint64_t feats, uint64_t ring, const uint16_t *qsize)
 {
-	memset(d, 0, sizeof(*d));
-	d->bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
-	d->qsize = qsize;
-	d->desc = ring;
-	memset(gp(ring, 0x3000), 0, 0x3000);
-	d->avail = gp(ring + 0x1000, 6 + 2 * qsize);
-	d->used = gp(ring + 0x2000, 6 + 8 * qsize);
+	uint64_t bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
+	for (int i = 0; i < nq; i++) {
+		memset(&d[i], 0, sizeof(d[i]));
+		d[i].bar = bar;
+		d[i].qi = i;
+		d[i].qsize = qsize[i];
+		d[i].desc = ring + i * 0x10000ULL;
+		memset(gp(d[i].desc, 0x3000), 0, 0x3000);
+		d[i].avail = gp(d[i].desc + 0x1000, 6 + 2 * qsize[i]);
+		d[i].used = gp(d[i].desc + 0x2000, 6 + 8 * qsize[i]);
+	}
 	uint8_t ok = VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER;
 	wr(d, 0x14, 0, 1);
 	wr(d, 0x14, ok, 1);
@@ -365,20 +394,29 @@ static void drv_init(struct drv *d, struct pci_dev *p, uint64_t feats, uint64_t 
 	wr(d, VPCI_MSIX_TABLE + 8, 0x4041, 4);
 	wr(d, VPCI_MSIX_TABLE + 12, 0, 4);		/* unmasked */
 	wr(d, 0x10, VIRTIO_NO_VECTOR, 2);		/* no config interrupts */
-	wr(d, 0x16, 0, 2);
-	wr(d, 0x18, qsize, 2);
-	wr(d, 0x1a, 0, 2);
-	wr(d, 0x20, ring, 4);
-	wr(d, 0x24, 0, 4);
-	wr(d, 0x28, ring + 0x1000, 4);
-	wr(d, 0x2c, 0, 4);
-	wr(d, 0x30, ring + 0x2000, 4);
-	wr(d, 0x34, 0, 4);
-	wr(d, 0x1c, 1, 2);
+	for (int i = 0; i < nq; i++) {
+		wr(d, 0x16, i, 2);
+		wr(d, 0x18, qsize[i], 2);
+		wr(d, 0x1a, 0, 2);
+		wr(d, 0x20, d[i].desc, 4);
+		wr(d, 0x24, 0, 4);
+		wr(d, 0x28, d[i].desc + 0x1000, 4);
+		wr(d, 0x2c, 0, 4);
+		wr(d, 0x30, d[i].desc + 0x2000, 4);
+		wr(d, 0x34, 0, 4);
+		wr(d, 0x1c, 1, 2);
+		if (rd(d, 0x1c, 2) != 1 || rd(d, 0x1a, 2) != 0)
+			die("%s: queue %d set-up failed", p->name, i);
+	}
 	ok |= VIRTIO_STATUS_DRIVER_OK;
 	wr(d, 0x14, ok, 1);
-	if (rd(d, 0x1c, 2) != 1 || rd(d, 0x1a, 2) != 0 || rd(d, 0x14, 1) != ok)
-		die("%s: queue set-up failed", p->name);
+	if (rd(d, 0x14, 1) != ok)
+		die("%s: device not ready", p->name);
+}
+
+static void drv_init(struct drv *d, struct pci_dev *p, uint64_t feats, uint64_t ring, uint16_t qsize)
+{
+	drv_init_n(d, 1, p, feats, ring, &qsize);
 }
 
 static void drv_add(struct drv *d, uint16_t head)
@@ -390,7 +428,7 @@ static void drv_add(struct drv *d, uint16_t head)
 
 static void drv_kick(struct drv *d)
 {
-	wr(d, VPCI_NOTIFY, 0, 2);
+	wr(d, VPCI_NOTIFY + VPCI_NOTIFY_MULT * d->qi, d->qi, 2);
 }
 
 static bool drv_pending(struct drv *d)
@@ -901,10 +939,13 @@ static void bench_9p(void)
 	     "(walk, open, 512 messages, clunk each time), or %d new files.", P9_PASSES, P9_FILES);
 }
 
-/* ---- the user-mode network with a minimal guest TCP ---- */
+/* ---- the network: a minimal guest TCP over the user-mode stack or over virtio-net and tap ---- */
 
-#define GUEST_IP	0x0a00020fu
+#define GUEST_IP	0x0a00020fu	/* user-mode: 10.0.2.15, its gateway 10.0.2.2 */
 #define GW_IP		0x0a000202u
+#define TAP_HOST_IP	0x0a000301u	/* tap: 10.0.3.1 on the tap, in a private namespace */
+#define TAP_GUEST_IP	0x0a000302u	/* the bench's guest side, 10.0.3.2 */
+#define GUEST_MSS	1460
 #define T_FIN 0x01
 #define T_SYN 0x02
 #define T_RST 0x04
@@ -966,32 +1007,48 @@ static void to_guest(void *opaque, const void *frame, size_t len)
 
 enum { G_CLOSED, G_SYN_SENT, G_EST };
 
+/*
+ * The guest's TCP: one connection, in order, go-back-N. The link it runs over
+ * says where the next frame is built (frame_buf: room for headers and 64 KiB,
+ * NULL if there is none now) and sends it (xmit; partial: the TCP checksum
+ * holds only the pseudo-header sum and the link offloads the rest); step
+ * moves frames both ways and sleeps when there is nothing to do.
+ */
 struct gtcp {
-	struct net_user *nu;
+	const uint8_t *mac, *peer_mac;
+	uint32_t ip, peer_ip;
+	void *link;
+	uint8_t *(*frame_buf)(struct gtcp *g);
+	void (*xmit)(struct gtcp *g, uint8_t *frame, size_t len, bool partial);
+	void (*step)(struct gtcp *g, bool busy);
 	int state;
 	bool tso, need_ack, rst;
+	bool wscale;			/* offer window scaling (RFC 7323) with rcv_shift */
+	uint8_t snd_shift, rcv_shift;
 	uint16_t lport, rport;
-	uint32_t iss, snd_una, snd_nxt, rcv_nxt, peer_wnd;
+	uint32_t iss, snd_una, snd_nxt, rcv_nxt, peer_wnd, rcv_wnd;
 	uint64_t tx_total, rx_bytes, bad, last_progress;
 };
 
-static uint8_t txf[14 + 20 + 24 + 65536];
-
-static void g_send(struct gtcp *g, uint32_t seq, uint8_t flags, const uint8_t *data, size_t n)
+/* Build and send one segment; false if the link has no room for it now. */
+static bool g_send(struct gtcp *g, uint32_t seq, uint8_t flags, const uint8_t *data, size_t n)
 {
-	size_t hl = flags & T_SYN ? 24 : 20;
-	memcpy(txf, gwmac, 6);
-	memcpy(txf + 6, gmac, 6);
-	txf[12] = 8;
-	txf[13] = 0;
-	uint8_t *ip = txf + 14, *t = ip + 20;
+	uint8_t *f = g->frame_buf(g);
+	if (!f)
+		return false;
+	size_t hl = flags & T_SYN ? (g->wscale ? 28 : 24) : 20;
+	memcpy(f, g->peer_mac, 6);
+	memcpy(f + 6, g->mac, 6);
+	f[12] = 8;
+	f[13] = 0;
+	uint8_t *ip = f + 14, *t = ip + 20;
 	memset(ip, 0, 20 + hl);
 	ip[0] = 0x45;
 	w16(ip + 2, 20 + hl + n);
 	ip[8] = 64;
 	ip[9] = 6;
-	w32(ip + 12, GUEST_IP);
-	w32(ip + 16, GW_IP);
+	w32(ip + 12, g->ip);
+	w32(ip + 16, g->peer_ip);
 	uint16_t c = ~csum_fold(csum_add(0, ip, 20));
 	memcpy(ip + 10, &c, 2);
 	w16(t, g->lport);
@@ -1000,11 +1057,17 @@ static void g_send(struct gtcp *g, uint32_t seq, uint8_t flags, const uint8_t *d
 	w32(t + 8, flags & T_ACK ? g->rcv_nxt : 0);
 	t[12] = hl / 4 << 4;
 	t[13] = flags;
-	w16(t + 14, 65535);
+	w16(t + 14, MIN(flags & T_SYN ? g->rcv_wnd : g->rcv_wnd >> g->rcv_shift, 65535u));	/* a SYN's is unscaled */
 	if (flags & T_SYN) {
 		t[20] = 2;
 		t[21] = 4;
-		w16(t + 22, 1460);
+		w16(t + 22, GUEST_MSS);
+		if (g->wscale) {
+			t[24] = 1;	/* NOP */
+			t[25] = 3;
+			t[26] = 3;
+			t[27] = g->rcv_shift;
+		}
 	}
 	if (n)
 		memcpy(t + hl, data, n);
@@ -1017,21 +1080,21 @@ static void g_send(struct gtcp *g, uint32_t seq, uint8_t flags, const uint8_t *d
 	if (g->tso) {	/* CHECKSUM_PARTIAL: the pseudo-header sum only, the device is told not to check */
 		c = csum_fold(s);
 		memcpy(t + 16, &c, 2);
-		net_user_from_guest_csum_partial(g->nu, txf, 34 + hl + n);
 	} else {
 		c = ~csum_fold(csum_add(s, t, hl + n));
 		memcpy(t + 16, &c, 2);
-		net_user_from_guest(g->nu, txf, 34 + hl + n);
 	}
+	g->xmit(g, f, 34 + hl + n, g->tso);
 	if (flags & T_ACK)
 		g->need_ack = false;
+	return true;
 }
 
 /* Send what the peer's window allows; true if anything went out. */
 static bool g_output(struct gtcp *g)
 {
 	bool sent = false;
-	uint32_t seg = g->tso ? NET_TSO_SEG : 1460;
+	uint32_t seg = g->tso ? NET_TSO_SEG : GUEST_MSS;
 	while (g->state == G_EST) {
 		uint64_t off = (uint32_t)(g->snd_nxt - g->iss - 1);
 		uint32_t inflight = g->snd_nxt - g->snd_una;
@@ -1041,28 +1104,62 @@ static bool g_output(struct gtcp *g)
 		if (room < n && inflight)	/* no silly small segments while data is in flight */
 			break;
 		n = MIN(n, room);
-		g_send(g, g->snd_nxt, T_ACK | T_PSH, pat + off % PAT_PERIOD, n);
+		if (!g_send(g, g->snd_nxt, T_ACK | T_PSH, pat + off % PAT_PERIOD, n))
+			break;
 		g->snd_nxt += n;
 		sent = true;
 	}
 	return sent;
 }
 
-static void g_input(struct gtcp *g, const uint8_t *f, size_t len)
+/* Does the n bytes at offset off of the iovec equal the test stream from position pos? */
+static bool stream_matches(const struct iovec *v, int nv, size_t off, size_t n, uint64_t pos)
 {
-	if (len < 54 || f[12] != 8 || f[13] != 0)
+	for (int i = 0; i < nv && n; i++) {
+		const uint8_t *b = v[i].iov_base;
+		size_t l = v[i].iov_len;
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		b += off;
+		l -= off;
+		off = 0;
+		while (l && n) {
+			size_t k = MIN(MIN(l, n), (size_t)KiB(64));	/* pat holds 64 KiB past its period */
+			if (memcmp(b, pat + pos % PAT_PERIOD, k))
+				return false;
+			b += k;
+			l -= k;
+			n -= k;
+			pos += k;
+		}
+	}
+	return !n;
+}
+
+/* A frame for the guest, in nv pieces (mergeable receive buffers); all headers must be in the first. */
+static void g_input(struct gtcp *g, const struct iovec *v, int nv)
+{
+	const uint8_t *f = v[0].iov_base;
+	size_t len0 = v[0].iov_len, len = 0;
+	for (int i = 0; i < nv; i++)
+		len += v[i].iov_len;
+	if (len0 < 54 || f[12] != 8 || f[13] != 0)
 		return;
 	const uint8_t *ip = f + 14;
 	size_t ihl = (ip[0] & 15) * 4, tot = r16(ip + 2);
-	if (ip[9] != 6 || tot + 14 > len || tot < ihl + 20)
+	if (ip[9] != 6 || ihl < 20 || tot + 14 > len || tot < ihl + 20 || 14 + ihl + 20 > len0)
 		return;
 	const uint8_t *t = ip + ihl;
 	if (r16(t) != g->rport || r16(t + 2) != g->lport)
 		return;
 	uint32_t seq = r32(t + 4), ack = r32(t + 8);
 	uint8_t flags = t[13];
-	size_t hl = (t[12] >> 4) * 4, dlen = tot - ihl - hl;
-	const uint8_t *data = t + hl;
+	size_t hl = (t[12] >> 4) * 4;
+	if (hl < 20 || tot < ihl + hl || 14 + ihl + hl > len0)
+		return;
+	size_t dlen = tot - ihl - hl, doff = 14 + ihl + hl;
 	if (flags & T_RST) {
 		g->rst = true;
 		g->state = G_CLOSED;
@@ -1070,6 +1167,26 @@ static void g_input(struct gtcp *g, const uint8_t *f, size_t len)
 	}
 	if (g->state == G_SYN_SENT) {
 		if ((flags & (T_SYN | T_ACK)) == (T_SYN | T_ACK) && ack == g->iss + 1) {
+			int ws = -1;
+			for (size_t o = 20; o < hl;) {
+				if (t[o] == 0)
+					break;
+				if (t[o] == 1) {
+					o++;
+					continue;
+				}
+				if (o + 1 >= hl || t[o + 1] < 2)
+					break;
+				if (t[o] == 3 && t[o + 1] == 3 && o + 2 < hl)
+					ws = t[o + 2];
+				o += t[o + 1];
+			}
+			if (g->wscale && ws >= 0) {
+				g->snd_shift = MIN(ws, 14);
+			} else {	/* scaling only if both offered it */
+				g->snd_shift = g->rcv_shift = 0;
+				g->rcv_wnd = MIN(g->rcv_wnd, 65535u);
+			}
 			g->rcv_nxt = seq + 1;
 			g->snd_una = ack;
 			g->peer_wnd = r16(t + 14);
@@ -1080,16 +1197,18 @@ static void g_input(struct gtcp *g, const uint8_t *f, size_t len)
 	}
 	if (g->state != G_EST)
 		return;
+	if ((flags & T_SYN) && seq + 1 == g->rcv_nxt)
+		g->need_ack = true;	/* our handshake ACK was lost: the peer repeats its SYN-ACK */
 	if (flags & T_ACK) {
 		if (SEQ_GT(ack, g->snd_una) && !SEQ_GT(ack, g->snd_nxt)) {
 			g->snd_una = ack;
 			g->last_progress = now_ns();
 		}
-		g->peer_wnd = r16(t + 14);
+		g->peer_wnd = (uint32_t)r16(t + 14) << g->snd_shift;
 	}
 	if (dlen) {
 		if (seq == g->rcv_nxt) {	/* in order: check it against the stream */
-			if (memcmp(data, pat + g->rx_bytes % PAT_PERIOD, dlen))
+			if (!stream_matches(v, nv, doff, dlen, g->rx_bytes))
 				g->bad++;
 			g->rx_bytes += dlen;
 			g->rcv_nxt += dlen;
@@ -1103,34 +1222,203 @@ static void g_input(struct gtcp *g, const uint8_t *f, size_t len)
 	}
 }
 
-/* One round: host sockets and timers, then the guest reads its frames and acknowledges. */
-static void g_step(struct gtcp *g, bool busy)
+/* After the received frames: acknowledge them, and go back N if nothing was acknowledged for a while. */
+static void g_after_input(struct gtcp *g)
 {
-	int t = net_user_timeout(g->nu);
-	if (busy || rx_head != rx_tail)
-		t = 0;
-	else if (t < 0 || t > 10)
-		t = 10;
-	struct pollfd p = { net_user_fd(g->nu), POLLIN, 0 };
-	if (poll(&p, 1, t) > 0)
-		net_user_process(g->nu);
-	net_user_timer(g->nu, net_user_now(g->nu));
-	for (; rx_head != rx_tail; rx_head++)
-		g_input(g, rxbuf[rx_head % RXQ], rxlen[rx_head % RXQ]);
 	if (g->need_ack)
 		g_send(g, g->snd_nxt, T_ACK, NULL, 0);
-	/* Go back N if the stack acknowledged nothing for a while (nothing is dropped here, but be safe). */
-	if (g->snd_nxt != g->snd_una && now_ns() - g->last_progress > 300000000ull) {
+	/* Nothing is dropped on either link unless something is wrong, but be safe. */
+	if (g->state == G_EST && g->snd_nxt != g->snd_una && now_ns() - g->last_progress > 300000000ull) {
 		g->snd_nxt = g->snd_una;
 		g->last_progress = now_ns();
 	}
 }
 
-/* The host end: a thread with one accepted TCP connection that sends or receives NET_BYTES. */
+/* The user-mode stack as the link: frames built in one buffer, handed to net_user_from_guest*(). */
+static uint8_t txf[14 + 20 + 28 + 65536];
+
+static uint8_t *user_frame_buf(struct gtcp *g) { return txf; }
+
+static void user_xmit(struct gtcp *g, uint8_t *f, size_t len, bool partial)
+{
+	if (partial)
+		net_user_from_guest_csum_partial(g->link, f, len);
+	else
+		net_user_from_guest(g->link, f, len);
+}
+
+/* One round: host sockets and timers, then the guest reads its frames and acknowledges. */
+static void user_step(struct gtcp *g, bool busy)
+{
+	struct net_user *nu = g->link;
+	int t = net_user_timeout(nu);
+	if (busy || rx_head != rx_tail)
+		t = 0;
+	else if (t < 0 || t > 10)
+		t = 10;
+	struct pollfd p = { net_user_fd(nu), POLLIN, 0 };
+	if (poll(&p, 1, t) > 0)
+		net_user_process(nu);
+	net_user_timer(nu, net_user_now(nu));
+	for (; rx_head != rx_tail; rx_head++) {
+		struct iovec v = { rxbuf[rx_head % RXQ], rxlen[rx_head % RXQ] };
+		g_input(g, &v, 1);
+	}
+	g_after_input(g);
+}
+
+/*
+ * virtio-net with lkvm's tap backend as the link. The bench thread is the
+ * guest's driver: queue 0 receives (NET_QSIZE buffers of RX_BUF_LEN posted,
+ * mergeable), queue 1 transmits (one descriptor per frame: virtio-net header
+ * and frame in one slot, slot = descriptor = ring position, since the device
+ * completes in order). Transmit completions raise no interrupt: slots are
+ * reclaimed when new frames need them (and when the ring is full the driver
+ * asks for the interrupt, as Linux does). Receive interrupts are on only
+ * while the driver sleeps, as with NAPI.
+ */
+#define TAP_NAME	"lkvm-bench0"
+#define NET_QSIZE	256
+#define RX_BUF_LEN	4096
+#define RX_MAX_BUFS	64		/* mergeable buffers one frame may take (the device's limit) */
+#define TX_SLOT		0x11000		/* virtio-net header + 64 KiB frame, rounded up */
+#define NET_TX_BUF(s)	(MiB(64) + (uint64_t)(s) * TX_SLOT)	/* 256 slots: 64 MiB to 81 MiB */
+#define NET_RX_BUF(s)	(MiB(84) + (uint64_t)(s) * RX_BUF_LEN)
+#define TX_KICK_BATCH	32		/* kick at least every 32 frames so the device starts early */
+#define TAP_RCV_WND	MiB(1)		/* what the guest advertises (scaled) */
+#define TAP_RCV_SHIFT	5
+#define AVAIL_NO_INTERRUPT 1
+#define GSO_TCPV4	1
+
+static struct tapnet {
+	struct drv q[2];	/* [0] receive, [1] transmit */
+	uint16_t tx_kicked;	/* avail index at the last transmit kick */
+	bool tx_full;		/* frame_buf found no slot: wait for a transmit completion too */
+	uint8_t host_mac[6];	/* the tap interface's: where the guest's frames go */
+} tn;
+
+static void avail_flags(struct drv *d, uint16_t f) { __atomic_store_n((uint16_t *)d->avail, f, __ATOMIC_RELAXED); }
+
+static void tap_reclaim(void)
+{
+	struct drv *tx = &tn.q[1];
+	uint16_t id;
+	uint32_t len;
+	for (uint16_t want = tx->last_used; drv_used(tx, &id, &len); want++)
+		if (id != want % tx->qsize)
+			die("tap: virtio-net completed transmit slot %u out of order (expected %u)", id, want % tx->qsize);
+}
+
+static uint8_t *tap_frame_buf(struct gtcp *g)
+{
+	struct drv *tx = &tn.q[1];
+	tap_reclaim();
+	tn.tx_full = (uint16_t)(tx->avail_idx - tx->last_used) >= tx->qsize;
+	if (tn.tx_full)
+		return NULL;
+	return gp(NET_TX_BUF(tx->avail_idx % tx->qsize) + VNET_HDR_LEN, TX_SLOT - VNET_HDR_LEN);
+}
+
+static void tap_flush(void)
+{
+	struct drv *tx = &tn.q[1];
+	if (tx->avail_idx != tn.tx_kicked) {
+		tn.tx_kicked = tx->avail_idx;
+		drv_kick(tx);
+	}
+}
+
+static void tap_xmit(struct gtcp *g, uint8_t *f, size_t len, bool partial)
+{
+	struct drv *tx = &tn.q[1];
+	uint16_t s = tx->avail_idx % tx->qsize;
+	uint8_t *h = f - VNET_HDR_LEN;	/* struct virtio_net_hdr, little-endian */
+	memset(h, 0, VNET_HDR_LEN);
+	if (partial) {
+		size_t hdrs = 34 + (f[46] >> 4) * 4;	/* Ethernet, IPv4 without options, TCP */
+		h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		put_le16(h + 6, 34);	/* csum_start: the TCP header */
+		put_le16(h + 8, 16);	/* csum_offset: its checksum field */
+		if (len - hdrs > GUEST_MSS) {	/* TSO: the host kernel takes it as one GSO packet */
+			h[1] = GSO_TCPV4;
+			put_le16(h + 2, hdrs);
+			put_le16(h + 4, GUEST_MSS);
+		}
+	}
+	put_desc(tx->desc, s, NET_TX_BUF(s), VNET_HDR_LEN + len, 0, 0);
+	drv_add(tx, s);
+	if ((uint16_t)(tx->avail_idx - tn.tx_kicked) >= TX_KICK_BATCH)
+		tap_flush();
+}
+
+/* Take every received frame (num_buffers pieces each) to the guest TCP, then give the buffers back. */
+static void tap_rx(struct gtcp *g)
+{
+	struct drv *rx = &tn.q[0];
+	bool refilled = false;
+	uint16_t id[RX_MAX_BUFS];
+	uint32_t len;
+	while (drv_used(rx, &id[0], &len)) {
+		if (id[0] >= rx->qsize || len < VNET_HDR_LEN || len > RX_BUF_LEN)
+			die("tap: virtio-net returned receive buffer %u with %u bytes", id[0], len);
+		uint8_t *b = gp(NET_RX_BUF(id[0]), RX_BUF_LEN);
+		int nb = get_le16(b + 10);	/* num_buffers */
+		if (nb < 1 || nb > RX_MAX_BUFS)
+			die("tap: a received frame in %d buffers", nb);
+		struct iovec v[RX_MAX_BUFS];
+		v[0] = (struct iovec){ b + VNET_HDR_LEN, len - VNET_HDR_LEN };
+		for (int k = 1; k < nb; k++) {
+			if (!drv_used(rx, &id[k], &len) || id[k] >= rx->qsize || len > RX_BUF_LEN)
+				die("tap: a frame's %d receive buffers were not all returned at once", nb);
+			v[k] = (struct iovec){ gp(NET_RX_BUF(id[k]), RX_BUF_LEN), len };
+		}
+		g_input(g, v, nb);
+		for (int k = 0; k < nb; k++)
+			drv_add(rx, id[k]);
+		refilled = true;
+	}
+	if (refilled)
+		drv_kick(rx);	/* the device may be waiting for buffers */
+}
+
+/* Sleep until a receive (or, with the ring full, a transmit) interrupt, at most ms. */
+static void tap_wait(int ms)
+{
+	struct drv *rx = &tn.q[0], *tx = &tn.q[1];
+	pthread_mutex_lock(&irq_mu);
+	avail_flags(rx, 0);
+	if (tn.tx_full)
+		avail_flags(tx, 0);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* pairs with the device's: used index, then flags */
+	if (!drv_pending(rx) && !(tn.tx_full && drv_pending(tx))) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += ms * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&irq_cv, &irq_mu, &ts);
+	}
+	avail_flags(rx, AVAIL_NO_INTERRUPT);
+	avail_flags(tx, AVAIL_NO_INTERRUPT);
+	pthread_mutex_unlock(&irq_mu);
+}
+
+static void tap_step(struct gtcp *g, bool busy)
+{
+	tap_flush();
+	if (!busy && !drv_pending(&tn.q[0]))
+		tap_wait(10);
+	tap_rx(g);
+	g_after_input(g);
+	tap_flush();
+}
+
+/* The host end: a thread with one accepted TCP connection that sends or receives bytes. */
 struct peer {
 	int lfd, gofd;
 	uint16_t port;
 	bool sends;
+	uint64_t bytes;
 	uint64_t got, bad, t_end;
 	int done;
 	pthread_t th;
@@ -1147,8 +1435,8 @@ static void *peer_main(void *arg)
 		uint64_t go;
 		if (read(p->gofd, &go, sizeof(go)) != sizeof(go))
 			die("peer: go");
-		for (uint64_t sent = 0; sent < NET_BYTES;) {
-			ssize_t w = send(fd, pat + sent % PAT_PERIOD, MIN(KiB(64), NET_BYTES - sent), MSG_NOSIGNAL);
+		for (uint64_t sent = 0; sent < p->bytes;) {
+			ssize_t w = send(fd, pat + sent % PAT_PERIOD, MIN(KiB(64), p->bytes - sent), MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)
@@ -1158,7 +1446,7 @@ static void *peer_main(void *arg)
 		shutdown(fd, SHUT_WR);
 		while (recv(fd, buf, sizeof(buf), 0) > 0) {}	/* until the other end closes */
 	} else {
-		while (p->got < NET_BYTES) {
+		while (p->got < p->bytes) {
 			ssize_t n = recv(fd, buf, sizeof(buf), 0);
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -1175,13 +1463,15 @@ static void *peer_main(void *arg)
 	return NULL;
 }
 
-static void peer_start(struct peer *p, bool sends)
+/* Listen on ip (host order), an ephemeral port, in the calling thread's network namespace. */
+static void peer_start(struct peer *p, bool sends, uint32_t ip, uint64_t bytes)
 {
 	memset(p, 0, sizeof(*p));
 	p->sends = sends;
+	p->bytes = bytes;
 	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p->gofd = eventfd(0, EFD_CLOEXEC);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
 	socklen_t l = sizeof(a);
 	if (p->lfd < 0 || p->gofd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof(a)) ||
 	    getsockname(p->lfd, (struct sockaddr *)&a, &l) || listen(p->lfd, 4))
@@ -1206,35 +1496,61 @@ static void peer_join(struct peer *p)
 }
 
 enum { NET_UP_MSS, NET_UP_TSO, NET_DOWN };
-struct net_job { int kind; };
+struct net_job {
+	int kind;
+	bool tap;	/* virtio-net + tap, else the user-mode stack */
+	uint64_t bytes;	/* per run */
+};
 static uint16_t next_lport = 40000;
 
 static double net_dev_run(void *arg)
 {
 	struct net_job *j = arg;
 	bool up = j->kind != NET_DOWN;
+	const char *what = j->tap ? "tap" : "user-mode net";
 	struct peer p;
-	peer_start(&p, !up);
-	struct net_user_cfg cfg = { .dns = "127.0.0.1:9" };
-	memcpy(cfg.guest_mac, gmac, 6);
-	struct gtcp g = { 0 };
-	g.nu = net_user_new(&cfg, to_guest, NULL);
-	if (!g.nu)
-		die("net_user_new: %s", err_msg());
-	rx_head = rx_tail = 0;
+	peer_start(&p, !up, j->tap ? TAP_HOST_IP : INADDR_LOOPBACK, j->bytes);
+	struct gtcp g = { .mac = gmac };
+	if (j->tap) {
+		g.peer_mac = tn.host_mac;
+		g.ip = TAP_GUEST_IP;
+		g.peer_ip = TAP_HOST_IP;
+		g.frame_buf = tap_frame_buf;
+		g.xmit = tap_xmit;
+		g.step = tap_step;
+		g.wscale = true;
+		g.rcv_shift = TAP_RCV_SHIFT;
+		g.rcv_wnd = TAP_RCV_WND;
+	} else {	/* the stack connects 10.0.2.2:port to 127.0.0.1:port */
+		struct net_user_cfg cfg = { .dns = "127.0.0.1:9" };
+		memcpy(cfg.guest_mac, gmac, 6);
+		g.link = net_user_new(&cfg, to_guest, NULL);
+		if (!g.link)
+			die("net_user_new: %s", err_msg());
+		rx_head = rx_tail = 0;
+		g.peer_mac = gwmac;
+		g.ip = GUEST_IP;
+		g.peer_ip = GW_IP;
+		g.frame_buf = user_frame_buf;
+		g.xmit = user_xmit;
+		g.step = user_step;
+		g.rcv_wnd = 65535;	/* the stack has no window scaling */
+	}
 	g.tso = j->kind == NET_UP_TSO;
 	g.lport = next_lport++;
 	g.rport = p.port;
 	g.iss = g.snd_una = g.snd_nxt = 0x10000000u + g.lport * 7919u;
-	g.tx_total = up ? NET_BYTES : 0;
+	g.tx_total = up ? j->bytes : 0;
 	g.state = G_SYN_SENT;
-	g_send(&g, g.iss, T_SYN, NULL, 0);
-	g.snd_nxt = g.iss + 1;
+	g.last_progress = now_ns();
 	uint64_t limit = now_ns() + 5000000000ull;
+	while (!g_send(&g, g.iss, T_SYN, NULL, 0) && now_ns() < limit)
+		g.step(&g, false);
+	g.snd_nxt = g.iss + 1;
 	while (g.state == G_SYN_SENT && now_ns() < limit)
-		g_step(&g, false);
+		g.step(&g, false);
 	if (g.state != G_EST)
-		die("user-mode net: no connection to 127.0.0.1:%u through the stack", p.port);
+		die("%s: no connection to the host's socket (port %u) through the device", what, p.port);
 
 	uint64_t t0 = now_ns(), t1;
 	g.last_progress = t0;
@@ -1243,22 +1559,29 @@ static double net_dev_run(void *arg)
 	limit = t0 + 120000000000ull;
 	for (;;) {
 		bool busy = up && g_output(&g);
-		g_step(&g, busy);
-		if (up ? __atomic_load_n(&p.done, __ATOMIC_ACQUIRE) : g.rx_bytes >= NET_BYTES)
+		g.step(&g, busy);
+		if (up ? __atomic_load_n(&p.done, __ATOMIC_ACQUIRE) : g.rx_bytes >= j->bytes)
 			break;
 		if (g.rst || now_ns() > limit)
-			die("user-mode net: transfer %s (%llu bytes in)", g.rst ? "reset" : "stalled",
+			die("%s: transfer %s (%llu bytes in)", what, g.rst ? "reset" : "stalled",
 			    (unsigned long long)(up ? p.got : g.rx_bytes));
 	}
 	t1 = up ? p.t_end : now_ns();
-	net_user_free(g.nu);	/* closes the host socket: the sending peer sees the end */
+	if (j->tap) {	/* abort the connection: the sending peer sees the end */
+		limit = now_ns() + 5000000000ull;
+		while (!g_send(&g, g.snd_nxt, T_RST | T_ACK, NULL, 0) && now_ns() < limit)
+			tap_wait(1);
+		tap_flush();
+	} else {
+		net_user_free(g.link);	/* closes the host socket: the sending peer sees the end */
+	}
 	peer_join(&p);
-	if (up ? p.got != NET_BYTES || p.bad : g.rx_bytes != NET_BYTES || g.bad)
-		die("user-mode net: data arrived wrong (%llu bytes, %llu bad chunks)",
+	if (up ? p.got != j->bytes || p.bad : g.rx_bytes != j->bytes || g.bad)
+		die("%s: data arrived wrong (%llu bytes, %llu bad chunks)", what,
 		    (unsigned long long)(up ? p.got : g.rx_bytes), (unsigned long long)(up ? p.bad : g.bad));
 	if (rx_overflow)
 		die("user-mode net: %llu frames for the guest did not fit its ring", (unsigned long long)rx_overflow);
-	return NET_BYTES / (double)MiB(1) / ((t1 - t0) / 1e9);
+	return j->bytes / (double)MiB(1) / ((t1 - t0) / 1e9);
 }
 
 /* The same bytes over a 127.0.0.1 TCP connection between this thread and the peer thread. */
@@ -1267,7 +1590,7 @@ static double net_host_run(void *arg)
 	struct net_job *j = arg;
 	bool up = j->kind != NET_DOWN;
 	struct peer p;
-	peer_start(&p, !up);
+	peer_start(&p, !up, INADDR_LOOPBACK, j->bytes);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p.port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -1275,8 +1598,8 @@ static double net_host_run(void *arg)
 		die("connect: %s", strerror(errno));
 	uint64_t t0 = now_ns(), t1, got = 0, bad = 0;
 	if (up) {
-		for (uint64_t sent = 0; sent < NET_BYTES;) {
-			ssize_t w = send(fd, pat + sent % PAT_PERIOD, MIN(KiB(64), NET_BYTES - sent), MSG_NOSIGNAL);
+		for (uint64_t sent = 0; sent < j->bytes;) {
+			ssize_t w = send(fd, pat + sent % PAT_PERIOD, MIN(KiB(64), j->bytes - sent), MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)
@@ -1290,7 +1613,7 @@ static double net_host_run(void *arg)
 		bad = p.bad;
 	} else {
 		peer_go(&p);
-		while (got < NET_BYTES) {
+		while (got < j->bytes) {
 			ssize_t n = recv(fd, hbuf, KiB(64), 0);
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -1304,14 +1627,15 @@ static double net_host_run(void *arg)
 		close(fd);
 		peer_join(&p);
 	}
-	if (got != NET_BYTES || bad)
+	if (got != j->bytes || bad)
 		die("loopback: data arrived wrong");
-	return NET_BYTES / (double)MiB(1) / ((t1 - t0) / 1e9);
+	return j->bytes / (double)MiB(1) / ((t1 - t0) / 1e9);
 }
 
 static void bench_net(void)
 {
-	static struct net_job up = { NET_UP_MSS }, tso = { NET_UP_TSO }, down = { NET_DOWN };
+	static struct net_job up = { NET_UP_MSS, false, NET_BYTES }, tso = { NET_UP_TSO, false, NET_BYTES },
+			      down = { NET_DOWN, false, NET_BYTES };
 	run_row("user-mode net: TCP guest->host, 1460-byte segments, checksums verified", "MiB/s",
 		net_dev_run, &up, net_host_run, &up);
 	run_row("user-mode net: TCP guest->host, 64 KiB TSO segments, checksum offloaded", "MiB/s",
@@ -1323,6 +1647,190 @@ static void bench_net(void)
 	     "it receives), the host end a thread on a 127.0.0.1 socket the stack connects to. Host: the same "
 	     "64 MiB between this thread and that thread over a 127.0.0.1 connection, in the same direction. The "
 	     "device path includes that same loopback hop, so 1.0 is its ceiling: a single pair above it is noise.");
+}
+
+/* ---- tap: virtio-net and net/tap.c to the host kernel, in a private network namespace ---- */
+
+static int ifreq_ioctl(int s, unsigned long req, const char *ifname, struct ifreq *r, char *why, size_t n)
+{
+	snprintf(r->ifr_name, IFNAMSIZ, "%s", ifname);
+	if (ioctl(s, req, r) == 0)
+		return 0;
+	snprintf(why, n, "%s: ioctl 0x%lx: %s", ifname, req, strerror(errno));
+	return -1;
+}
+
+static int if_up(int s, const char *ifname, char *why, size_t n)
+{
+	struct ifreq r = { 0 };
+	if (ifreq_ioctl(s, SIOCGIFFLAGS, ifname, &r, why, n))
+		return -1;
+	r.ifr_flags |= IFF_UP;
+	return ifreq_ioctl(s, SIOCSIFFLAGS, ifname, &r, why, n);
+}
+
+static void sin_set(struct sockaddr *sa, uint32_t ip)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
+	memcpy(sa, &a, sizeof(a));
+}
+
+/*
+ * On the calling thread (threads it creates later inherit this): a network
+ * namespace of its own, lo up, the tap from lkvm's backend with 10.0.3.1/24
+ * and a permanent ARP entry for the guest, and the virtio-net device driven
+ * by this thread. The namespace, and the tap in it, go away with the process.
+ * false (why says it) if any of it is not possible here.
+ */
+static bool tap_setup(char *why, size_t n)
+{
+	if (unshare(CLONE_NEWNET)) {
+		snprintf(why, n, "needs CAP_NET_ADMIN: unshare(CLONE_NEWNET): %s", strerror(errno));
+		return false;
+	}
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);	/* a socket of the new namespace */
+	if (s < 0) {
+		snprintf(why, n, "socket: %s", strerror(errno));
+		return false;
+	}
+	static struct net_opt o = { .mode = NET_TAP, .tapif = TAP_NAME, .mac_set = true };
+	static struct net_backend be;
+	memcpy(o.mac, gmac, 6);
+	struct ifreq r = { 0 };
+	struct arpreq arp = { .arp_flags = ATF_PERM | ATF_COM };
+	bool ok = false;
+	if (if_up(s, "lo", why, n))
+		goto out;
+	if (tap_open(&o, &be)) {
+		snprintf(why, n, "%s", err_msg());
+		goto out;
+	}
+	sin_set(&r.ifr_addr, TAP_HOST_IP);
+	if (ifreq_ioctl(s, SIOCSIFADDR, TAP_NAME, &r, why, n))
+		goto out;
+	sin_set(&r.ifr_netmask, 0xffffff00u);
+	if (ifreq_ioctl(s, SIOCSIFNETMASK, TAP_NAME, &r, why, n) || if_up(s, TAP_NAME, why, n) ||
+	    ifreq_ioctl(s, SIOCGIFHWADDR, TAP_NAME, &r, why, n))
+		goto out;
+	memcpy(tn.host_mac, r.ifr_hwaddr.sa_data, 6);
+	sin_set(&arp.arp_pa, TAP_GUEST_IP);
+	arp.arp_ha.sa_family = ARPHRD_ETHER;
+	memcpy(arp.arp_ha.sa_data, gmac, 6);
+	snprintf(arp.arp_dev, sizeof(arp.arp_dev), "%s", TAP_NAME);
+	if (ioctl(s, SIOCSARP, &arp)) {
+		snprintf(why, n, "%s: SIOCSARP: %s", TAP_NAME, strerror(errno));
+		goto out;
+	}
+	if (!virtio_net_add(&vm, &o, &be)) {
+		snprintf(why, n, "virtio_net_add: %s", err_msg());
+		goto out;
+	}
+	/* As Linux's virtio_net: mergeable buffers, checksum and TCPv4 segmentation offload both ways. */
+	static const uint16_t qs[2] = { NET_QSIZE, NET_QSIZE };
+	drv_init_n(tn.q, 2, newest_dev(), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
+		   1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+		   1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO4, RING(3), qs);
+	struct drv *rx = &tn.q[0];
+	for (int i = 0; i < NET_QSIZE; i++) {
+		put_desc(rx->desc, i, NET_RX_BUF(i), RX_BUF_LEN, F_WRITE, 0);
+		drv_add(rx, i);
+	}
+	avail_flags(rx, AVAIL_NO_INTERRUPT);
+	avail_flags(&tn.q[1], AVAIL_NO_INTERRUPT);
+	drv_kick(rx);	/* the device thread takes the features (TUNSETOFFLOAD) and starts receiving */
+	ok = true;
+out:
+	close(s);
+	return ok;
+}
+
+/* This thread's namespace's counters: frames the tap dropped on their way to the guest (its queue full), TCP retransmissions. */
+static void tap_counters(uint64_t *dropped, uint64_t *retrans)
+{
+	char line[1024], head[1024] = "";
+	*dropped = *retrans = 0;
+	FILE *f = fopen("/proc/thread-self/net/dev", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long long v[12];
+		char *c = strchr(line, ':');
+		if (c && !strncmp(line + strspn(line, " "), TAP_NAME ":", strlen(TAP_NAME) + 1) &&
+		    sscanf(c + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+			   &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) == 12)
+			*dropped = v[11];	/* transmit drop */
+	}
+	if (f)
+		fclose(f);
+	f = fopen("/proc/thread-self/net/snmp", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Tcp:", 4))
+			continue;
+		if (!*head) {
+			snprintf(head, sizeof(head), "%s", line);
+			continue;
+		}
+		char *hs, *vs, *h = strtok_r(head, " \n", &hs), *v = strtok_r(line, " \n", &vs);
+		for (; h && v; h = strtok_r(NULL, " \n", &hs), v = strtok_r(NULL, " \n", &vs))
+			if (!strcmp(h, "RetransSegs"))
+				*retrans = strtoull(v, NULL, 10);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
+static void *tap_thread(void *arg)
+{
+	char why[600];
+	if (!tap_setup(why, sizeof(why))) {
+		fprintf(stderr, "devices: tap rows skipped: %s\n", why);
+		skip_row("tap: skipped (%s)", why);
+		return NULL;
+	}
+	static struct net_job up = { NET_UP_MSS, true, TAP_BYTES }, tso = { NET_UP_TSO, true, TAP_BYTES },
+			      down = { NET_DOWN, true, TAP_BYTES };
+	uint64_t drop0, rt0, drop1, rt1, drop2, rt2;
+	tap_counters(&drop0, &rt0);
+	run_row("tap (virtio-net): TCP guest->host, 1460-byte segments, checksums by the guest", "MiB/s",
+		net_dev_run, &up, net_host_run, &up);
+	run_row("tap (virtio-net): TCP guest->host, 64 KiB TSO segments, checksum offloaded", "MiB/s",
+		net_dev_run, &tso, net_host_run, &tso);
+	tap_counters(&drop1, &rt1);
+	run_row("tap (virtio-net): TCP host->guest, GSO frames into 4 KiB mergeable buffers", "MiB/s",
+		net_dev_run, &down, net_host_run, &down);
+	tap_counters(&drop2, &rt2);
+	note("tap: %llu MiB per run through lkvm's virtio-net device (virtio_net_add()) and its tap backend "
+	     "(tap_open() with tapif=" TAP_NAME ") to and from the host kernel's TCP, all in a network namespace of "
+	     "the bench's own (unshare(CLONE_NEWNET) on the bench thread; lo up, 10.0.3.1/24 on the tap and a "
+	     "permanent ARP entry for the guest's 10.0.3.2, all by ioctl; the host's network is not touched and the "
+	     "namespace ends with the process). The bench thread is the guest: its driver negotiates mergeable "
+	     "receive buffers, checksum and TCPv4 segmentation offload both ways, as Linux's virtio_net does; puts "
+	     "each segment with its virtio-net header on the transmit queue (a kick every %d frames and at the end "
+	     "of a batch; no transmit interrupts: slots are reclaimed on the next send, and an interrupt is asked "
+	     "for only when the ring is full); keeps %d receive buffers of %d bytes posted (a 64 KiB GSO frame takes "
+	     "17); and sleeps for the MSI-X interrupt only when it has nothing to do. Its TCP is the minimal one "
+	     "above, here with window scaling and a 1 MiB receive window; it opens the connection in both "
+	     "directions. lkvm's virtio-net thread writes and reads the tap; the host end is a thread on a socket "
+	     "bound to 10.0.3.1. Host: the same bytes between two threads over 127.0.0.1 in the same namespace. "
+	     "Payload compared with the sent stream on the receiving side in both directions. The upload rows can "
+	     "exceed 1.0: the device path's sender is the bench's minimal TCP, not the kernel's, and its work is "
+	     "spread over three threads (driver, lkvm's device thread, the host socket's) where loopback has two, "
+	     "on two cores. Frames the tap dropped on their way to the guest because its queue was full (lkvm's "
+	     "device thread reads the tap only after emptying the transmit queue, which a fast sender keeps "
+	     "filling), in this run: %llu during the upload rows (the kernel's ACKs; ACKs are cumulative, so the "
+	     "sender only learns later) and %llu during the download row; TCP retransmissions in the namespace, "
+	     "both paths: %llu and %llu.",
+	     (unsigned long long)(TAP_BYTES >> 20), TX_KICK_BATCH, NET_QSIZE, RX_BUF_LEN, (unsigned long long)(drop1 - drop0),
+	     (unsigned long long)(drop2 - drop1), (unsigned long long)(rt1 - rt0), (unsigned long long)(rt2 - rt1));
+	return NULL;
+}
+
+/* In a thread of its own, so that only that thread (and the ones it starts) changes namespace. */
+static void bench_tap(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, tap_thread, NULL))
+		die("pthread_create");
+	pthread_join(t, NULL);
 }
 
 /* ---- the report ---- */
@@ -1340,11 +1848,13 @@ static void print_report(void)
 	char when[64];
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", gmtime(&t));
 	printf("### Device layer (no KVM: device code driven in-process, against the same work on the host)\n\n");
-	char args[32] = "";
+	char args[300] = "";
 	if (reps != 5)
 		snprintf(args, sizeof(args), " -r %d", reps);
+	if (workloads)
+		snprintf(args + strlen(args), sizeof(args) - strlen(args), " -w %s", workloads);
 	printf("Measured %s by `sh bench/devices.sh%s` on %ld cores, %s (1-minute load average %.2f before "
-	       "the run, all of it other work, and %.2f after, counting this run's own one or two threads): %d repetitions after one warm-up, host and "
+	       "the run, all of it other work, and %.2f after, counting this run's own two or three threads): %d repetitions after one warm-up, host and "
 	       "device alternating. Rates are medians (higher is better); device / host is their ratio (1.00: as "
 	       "fast as the host), and the last column the lowest and highest ratio of one repetition's pair.\n\n",
 	       when, args, sysconf(_SC_NPROCESSORS_ONLN), u.release, load_before, load_after, reps);
@@ -1352,6 +1862,10 @@ static void print_report(void)
 	printf("|---|---|---|---|---|\n");
 	for (int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
+		if (!r->n) {
+			printf("| %s | - | - | - | - |\n", r->name);
+			continue;
+		}
 		double ratio[MAX_REPS], lo = 1e30, hi = 0;
 		for (int k = 0; k < r->n; k++) {
 			ratio[k] = r->dev[k] / r->host[k];
@@ -1369,14 +1883,40 @@ static void print_report(void)
 		printf("- %s\n", notes[i]);
 }
 
+static bool in_list(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, w, n) && (p[n] == ',' || !p[n]))
+			return true;
+	return false;
+}
+
+static bool wanted(const char *w) { return !workloads || in_list(workloads, w); }
+
+static bool valid_workloads(const char *list)
+{
+	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		size_t n = strchrnul(p, ',') - p;
+		bool ok = false;
+		for (const char *const *k = (const char *const[]){ "blk", "9p", "net", "tap", NULL }; *k; k++)
+			ok |= strlen(*k) == n && !strncmp(p, *k, n);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	int opt;
-	while ((opt = getopt(argc, argv, "r:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:w:")) != -1) {
 		if (opt == 'r' && atoi(optarg) >= 1 && atoi(optarg) <= MAX_REPS) {
 			reps = atoi(optarg);
+		} else if (opt == 'w' && valid_workloads(optarg)) {
+			workloads = optarg;
 		} else {
-			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)]\n", argv[0], MAX_REPS);
+			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)] [-w blk,9p,net,tap]\n", argv[0], MAX_REPS);
 			return 1;
 		}
 	}
@@ -1392,9 +1932,14 @@ int main(int argc, char **argv)
 	memset(hbuf, 0, SEQ_LEN);
 	vm_setup();
 	getloadavg(&load_before, 1);
-	bench_blk();
-	bench_9p();
-	bench_net();
+	if (wanted("blk"))
+		bench_blk();
+	if (wanted("9p"))
+		bench_9p();
+	if (wanted("net"))
+		bench_net();
+	if (wanted("tap"))
+		bench_tap();
 	getloadavg(&load_after, 1);
 	print_report();
 	cleanup();
