@@ -25,20 +25,29 @@ if [ ! -f "$K" ] || [ ! -f "$INITRD" ]; then
 fi
 
 # 1. User-mode network: DHCP address, ping to the gateway, 10 MiB from and to a host server.
-python3 tests/net-server.py > "$T/port" & srv=$!
-wait_for "$T/port" . 60
-port=$(cut -d' ' -f1 "$T/port"); up=$(cut -d' ' -f2 "$T/port")
-timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=user -p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" \
-	< /dev/null > "$T/net.out" 2>&1
-rc=$?
-want=$(python3 tests/net-server.py md5)
-a=$(val net NET-ADDR); p=$(val net NET-PING); g=$(val net NET-GET); u=$(val net NET-UP-MD5); s=$(val net NET-POST)
-if [ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]; then
+# In the nested machine (QEMU TCG emulating SVM) heavy guest I/O sometimes breaks the nesting
+# itself: the L2 guest triple-faults or stops, and QEMU's own guests stop there too
+# (docs/kvm-hosts.md). There, and only for those two signatures, one more attempt.
+net_test() {
+	python3 tests/net-server.py > "$T/port" & srv=$!
+	wait_for "$T/port" . 60
+	port=$(cut -d' ' -f1 "$T/port"); up=$(cut -d' ' -f2 "$T/port")
+	timeout 150 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=user -p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" \
+		< /dev/null > "$T/net.out" 2>&1
+	rc=$?
+	kill $srv 2>/dev/null; wait $srv 2>/dev/null; srv=
+	want=$(python3 tests/net-server.py md5)
+	a=$(val net NET-ADDR); p=$(val net NET-PING); g=$(val net NET-GET); u=$(val net NET-UP-MD5); s=$(val net NET-POST)
+	[ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]
+}
+if net_test; then
 	ok "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
+	echo "note: the nested machine lost the guest (rc=$rc: $(tailof net)); one more attempt" && net_test; then
+	ok "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
 else
 	ko "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
 fi
-kill $srv 2>/dev/null; srv=
 
 # 2. hostfwd: a host port reaches the guest's httpd.
 hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

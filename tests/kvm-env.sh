@@ -101,7 +101,8 @@ rcfile=$cache/rc-$$
 rm -f "$rcfile"
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
-	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg"
+	# LKVM_ENV_NESTED: tests may tell the nested machine's own faults from ours.
+	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg LKVM_ENV_NESTED=1"
 	env | grep -E '^(LKVM_|CI=|SANITIZE=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
 	echo "mkdir -p /tmp/xdg && { cd $(q "$cwd") 2>/dev/null || cd $(q "$top"); } || exit 125"
 	for a in "$@"; do printf ' %s' "$(q "$a")"; done
