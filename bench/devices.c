@@ -1815,8 +1815,8 @@ static void *tap_thread(void *arg)
 	     "exceed 1.0: the device path's sender is the bench's minimal TCP, not the kernel's, and its work is "
 	     "spread over three threads (driver, lkvm's device thread, the host socket's) where loopback has two, "
 	     "on two cores. Frames the tap dropped on their way to the guest because its queue was full (lkvm's "
-	     "device thread reads the tap only after emptying the transmit queue, which a fast sender keeps "
-	     "filling), in this run: %llu during the upload rows (the kernel's ACKs; ACKs are cumulative, so the "
+	     "device thread takes at most 128 transmit chains a turn before it reads the tap; before that bound "
+	     "a fast sender kept it away for 3600-73000 drops a run), in this run: %llu during the upload rows (the kernel's ACKs; ACKs are cumulative, so the "
 	     "sender only learns later) and %llu during the download row; TCP retransmissions in the namespace, "
 	     "both paths: %llu and %llu.",
 	     (unsigned long long)(TAP_BYTES >> 20), TX_KICK_BATCH, NET_QSIZE, RX_BUF_LEN, (unsigned long long)(drop1 - drop0),

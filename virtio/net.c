@@ -18,6 +18,7 @@
 enum { Q_RX, Q_TX };
 #define MAX_POLL 64
 #define RX_MAX_CHAINS 64	/* mergeable buffers one frame may take */
+#define TX_BATCH 128	/* transmit chains per turn of the I/O loop */
 
 struct vnet {
 	struct virtio_dev dev;
@@ -92,11 +93,20 @@ int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len)
 	return 0;
 }
 
-/* Every chain on the transmit queue goes to the backend, header split off. */
-static void drain_tx(struct vnet *n)
+/*
+ * Chains on the transmit queue go to the backend, header split off; at most
+ * TX_BATCH a turn, so a guest that keeps the queue full cannot starve the
+ * receive side (a tap's queue would overflow and drop the host's ACKs).
+ * True if chains were left for the next turn.
+ */
+static bool drain_tx(struct vnet *n)
 {
 	struct virtq_chain c;
-	while (virtq_pop(&n->dev, Q_TX, &c) == 1) {
+	for (int done = 0;; done++) {
+		if (done == TX_BATCH)
+			return true;
+		if (virtq_pop(&n->dev, Q_TX, &c) != 1)
+			return false;
 		uint8_t hdr[VNET_HDR_LEN] = { 0 };
 		size_t got = iov_to_buf(c.iov, c.nout, 0, hdr, VNET_HDR_LEN);
 		if (got == VNET_HDR_LEN && c.out_len > VNET_HDR_LEN && c.out_len - VNET_HDR_LEN <= VNET_MAX_FRAME) {
@@ -123,10 +133,11 @@ static void *io_thread(void *arg)
 	struct vnet *n = arg;
 	struct net_backend *be = n->be;
 	pthread_setname_np(pthread_self(), "lkvm-net");
+	bool tx_left = false;
 	for (;;) {
 		struct pollfd fds[MAX_POLL] = { { .fd = n->kick_fd, .events = POLLIN } };
 		int nfds = 1 + be->ops->poll_fds(be->priv, fds + 1, MAX_POLL - 1, !n->rx_starved);
-		int timeout = be->ops->timeout_ms ? be->ops->timeout_ms(be->priv) : -1;
+		int timeout = tx_left ? 0 : be->ops->timeout_ms ? be->ops->timeout_ms(be->priv) : -1;
 		if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents & POLLIN) {
@@ -140,8 +151,7 @@ static void *io_thread(void *arg)
 			if (be->ops->features)
 				be->ops->features(be->priv, n->features_seen);
 		}
-		if (n->dev.status & VIRTIO_STATUS_DRIVER_OK)
-			drain_tx(n);
+		tx_left = (n->dev.status & VIRTIO_STATUS_DRIVER_OK) && drain_tx(n);
 		be->ops->poll_events(be->priv, fds + 1, nfds - 1);
 	}
 	return NULL;
