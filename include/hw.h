@@ -1,5 +1,5 @@
 /*
- * Legacy PC devices (hw/): 8250 UARTs, i8042, MC146818 RTC, debug ports and
+ * Legacy PC devices (hw/): 8250 UARTs, i8042, MC146818 RTC, 8254 PIT, debug ports and
  * the PCI host bridge. Each has one init function listed in kvm/devices.c.
  */
 #ifndef LKVM_HW_H
@@ -15,6 +15,7 @@ int pci_host_init(struct vm *vm);
 int serial_init(struct vm *vm);
 int i8042_init(struct vm *vm);
 int rtc_init(struct vm *vm);
+int pit_init(struct vm *vm);
 int debug_ports_init(struct vm *vm);
 
 /* hw/serial.c: ttyS0-3 at 0x3f8/0x2f8/0x3e8/0x2e8 on IRQ 4/3/4/3. */

@@ -11,6 +11,7 @@ const struct device_init device_inits[] = {
 	{ "serial", serial_init },
 	{ "i8042", i8042_init },
 	{ "rtc", rtc_init },
+	{ "pit", pit_init },
 	{ "debug-ports", debug_ports_init },
 	{ "virtio-console", virtio_console_init },
 	{ "virtio-rng", virtio_rng_init },

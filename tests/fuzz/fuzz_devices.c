@@ -1,10 +1,11 @@
 /*
  * libFuzzer target: the legacy device models in hw/ (8250 UARTs, i8042 and
- * port 0x92, MC146818 RTC/CMOS, the PCI host bridge's config space, the debug
- * ports) on a fake VM's buses, driven by port and MMIO accesses through
- * bus_access() as a vCPU's exits would be. Two plain PCI functions sit behind
- * the bridge (an I/O BAR, memory BARs, a capability) so config writes can
- * move BARs onto each other, onto the UARTs, over RAM.
+ * port 0x92, MC146818 RTC/CMOS, the 8254 PIT and port 0x61, the PCI host
+ * bridge's config space, the debug ports) on a fake VM's buses, driven by
+ * port and MMIO accesses through bus_access() as a vCPU's exits would be.
+ * Two plain PCI functions sit behind the bridge (an I/O BAR, memory BARs, a
+ * capability) so config writes can move BARs onto each other, onto the UARTs,
+ * over RAM.
  *
  * The input is a flags byte (guest RAM size for the CMOS and the PCI hole),
  * then records: an op byte and its operands.
@@ -142,7 +143,7 @@ static void setup(uint8_t flags)
 	vm.mem.nr = 1;
 	if (size > low)
 		vm.mem.r[vm.mem.nr++] = (struct mem_region){ PCI_HOLE_END, size - low, NULL };
-	if (pci_host_init(&vm) || serial_init(&vm) || i8042_init(&vm) || rtc_init(&vm) || debug_ports_init(&vm)) {
+	if (pci_host_init(&vm) || serial_init(&vm) || i8042_init(&vm) || rtc_init(&vm) || pit_init(&vm) || debug_ports_init(&vm)) {
 		fprintf(stderr, "fuzz_devices: set-up failed: %s\n", err_msg());
 		abort();
 	}
@@ -199,7 +200,7 @@ static void invariants(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint16_t ports[12] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8, 0x60, 0x70, 0xcf8, 0x80, 0xf0, 0x600, 0x90,
+	static const uint16_t ports[12] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8, 0x60, 0x70, 0xcf8, 0x40, 0xf0, 0x600, 0x90,
 					    PCI_IO_BASE };
 	if (size < 1)
 		return 0;
