@@ -84,6 +84,7 @@ struct virtio_dev {
 	struct pci_dev pci;
 	int msix_cap;			/* config offset of the MSI-X capability */
 	int kick_fd[VIRTIO_MAX_QUEUES];	/* ioeventfd per queue (-1: kicks are MMIO exits) */
+	uint64_t kicks_at;		/* BAR0 address the ioeventfds are registered at; 0: none */
 	/* irqfd per MSI-X vector: its GSI routes the vector's current address/data. */
 	struct { int fd, gsi; uint64_t addr; uint32_t data; } irqfd[VIRTIO_MAX_QUEUES + 1];
 };

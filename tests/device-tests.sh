@@ -43,7 +43,7 @@ net_test() {
 if net_test; then
 	ok "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
 elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
-	echo "note: the nested machine lost the guest (rc=$rc: $(tailof net)); one more attempt" && net_test; then
+	echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r")); one more attempt" && net_test; then
 	ok "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
 else
 	ko "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"

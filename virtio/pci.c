@@ -23,6 +23,7 @@
 #define MSIX_FMASK 0x4000
 
 void virtio_irq(struct virtio_dev *d, uint16_t vector, uint8_t isr_bit);
+static void sync_kicks(struct virtio_dev *d);
 
 static uint16_t msix_control(struct virtio_dev *d)
 {
@@ -186,6 +187,7 @@ static void common_write(struct virtio_dev *d, uint64_t off, uint32_t v)
 	case 0x14:
 		if (v == 0) {
 			reset(d);
+			sync_kicks(d);
 			break;
 		}
 		/* FEATURES_OK only for a subset of what we offer that includes VERSION_1. */
@@ -193,6 +195,7 @@ static void common_write(struct virtio_dev *d, uint64_t off, uint32_t v)
 		    ((d->driver_features & ~d->features) || !(d->driver_features & (1ULL << VIRTIO_F_VERSION_1))))
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
 		d->status = (d->status & VIRTIO_STATUS_NEEDS_RESET) | (v & ~VIRTIO_STATUS_NEEDS_RESET);
+		sync_kicks(d);
 		break;
 	case 0x16: d->queue_sel = v; break;
 	case 0x18:
@@ -290,14 +293,37 @@ static void kick_ready(void *ctx, uint32_t events)
 	}
 }
 
+/*
+ * The ioeventfds are registered only while the driver runs the device
+ * (DRIVER_OK) at a mapped BAR0, as QEMU does: a guest that never uses the
+ * device costs KVM no bus entries, and tearing those down takes KVM a grace
+ * period at exit (about 12 ms here). Under d->lock.
+ */
+static void sync_kicks(struct virtio_dev *d)
+{
+	struct pci_bar *b = &d->pci.bar[0];
+	uint64_t want = (d->status & VIRTIO_STATUS_DRIVER_OK) && b->mapped ? b->addr : 0;
+	if (want == d->kicks_at)
+		return;
+	for (int i = 0; i < d->nr_queues; i++) {
+		if (d->kick_fd[i] < 0)
+			continue;
+		if (d->kicks_at)
+			vm_ioeventfd(d->vm, d->kicks_at + VPCI_NOTIFY + VPCI_NOTIFY_MULT * i, 2, d->kick_fd[i], false, false);
+		if (want && vm_ioeventfd(d->vm, want + VPCI_NOTIFY + VPCI_NOTIFY_MULT * i, 2, d->kick_fd[i], false, true) < 0)
+			pr_debug("%s: queue %d kicks stay MMIO exits: %s", d->name, i, err_msg());
+	}
+	d->kicks_at = want;
+}
+
 static void bar_moved(struct pci_dev *p, int n, uint64_t addr, bool mapped)
 {
 	struct virtio_dev *d = p->priv;
-	for (int i = 0; i < d->nr_queues && n == 0; i++)
-		if (d->kick_fd[i] >= 0 &&
-		    vm_ioeventfd(d->vm, addr + VPCI_NOTIFY + VPCI_NOTIFY_MULT * i, 2, d->kick_fd[i], false, mapped) < 0 &&
-		    mapped)
-			pr_debug("%s: queue %d kicks stay MMIO exits: %s", d->name, i, err_msg());
+	if (n != 0)
+		return;
+	pthread_mutex_lock(&d->lock);
+	sync_kicks(d);
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void setup_kick_fds(struct virtio_dev *d)
