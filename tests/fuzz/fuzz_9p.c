@@ -24,85 +24,13 @@
 #include <unistd.h>
 #include "p9.h"
 #include "util.h"
+#include "../ro_sandbox.h"
 
 static char base[64], share[96], outside[96], secret[128];
 static uint8_t resp[P9_MAX_MSIZE];
 
-/* Output directories libFuzzer writes to (tests/fuzz/run.sh). */
+/* Output directories libFuzzer writes to (tests/fuzz/run.sh): writable in the sandbox. */
 static const char *const keep[] = { "build-fuzz", "tests/fuzz/crashes" };
-static char keep_real[ARRAY_SIZE(keep)][PATH_MAX];
-
-static unsigned long kept_flags(const char *opts)
-{
-	static const struct { const char *name; unsigned long flag; } map[] = {
-		{ "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
-		{ "noatime", MS_NOATIME }, { "nodiratime", MS_NODIRATIME }, { "relatime", MS_RELATIME },
-	};
-	unsigned long f = 0;
-	char buf[512], *save;
-	snprintf(buf, sizeof(buf), "%s", opts);
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-		for (size_t i = 0; i < ARRAY_SIZE(map); i++)
-			if (!strcmp(t, map[i].name))
-				f |= map[i].flag;
-	return f;
-}
-
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++, o++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
-			*o = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*o = *s;
-		}
-	}
-	*o = 0;
-}
-
-static bool kept(const char *mp)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(keep); i++)
-		if (keep_real[i][0] && !strcmp(mp, keep_real[i]))
-			return true;
-	return false;
-}
-
-/* Every mount read-only but the kept directories; a fresh tmpfs on /tmp. Root only. */
-static int sandbox(void)
-{
-	if (unshare(CLONE_NEWNS) || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL))
-		return -1;
-	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
-		mkdir(keep[i], 0755);
-		if (!realpath(keep[i], keep_real[i]) || mount(keep_real[i], keep_real[i], "none", MS_BIND, NULL))
-			keep_real[i][0] = 0;
-	}
-	FILE *mi = fopen("/proc/self/mountinfo", "r");
-	if (!mi)
-		return -1;
-	char line[8192], mp[4096], opts[512];
-	int bad = 0;
-	while (fgets(line, sizeof(line), mi)) {
-		if (sscanf(line, "%*s %*s %*s %*s %4095s %511s", mp, opts) != 2)
-			continue;
-		unescape(mp);
-		if (!kept(mp) && mount("none", mp, "none", MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts), NULL) &&
-		    errno != ENOENT)
-			bad++;
-	}
-	fclose(mi);
-	if (bad || mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-		return -1;
-	const char *probe = "/etc/.lkvm-fuzz-9p-probe";
-	if (mkdir(probe, 0700) == 0) {
-		rmdir(probe);
-		return -1;
-	}
-	return errno == EROFS ? 0 : -1;
-}
 
 static void put_file(const char *path, const char *text, mode_t mode)
 {
@@ -179,7 +107,7 @@ static void check_outside(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	if (geteuid() == 0 && sandbox()) {
+	if (geteuid() == 0 && ro_sandbox(keep, ARRAY_SIZE(keep), "/etc/.lkvm-fuzz-9p-probe")) {
 		fprintf(stderr, "fuzz_9p: refusing to fuzz as root without a read-only sandbox\n");
 		exit(1);
 	}

@@ -19,7 +19,7 @@ control:kvm/control.c kvm/json.c kvm/util.c kvm/guest_mem.c tests/fuzz/vm_stubs.
 virtq:virtio/virtqueue.c kvm/guest_mem.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn
 blk:virtio/blk.c virtio/virtqueue.c virtio/pci.c hw/pci_host.c disk/disk.c disk/raw.c disk/qcow2.c kvm/bus.c kvm/irq.c kvm/guest_mem.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -laio -lz
 qcow2:disk/disk.c disk/raw.c disk/qcow2.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -lz
-devices:hw/serial.c hw/i8042.c hw/rtc.c hw/pci_host.c hw/debug_ports.c kvm/bus.c kvm/irq.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=xcalloc,--wrap=pr_warn"
+devices:hw/serial.c hw/i8042.c hw/rtc.c hw/pit.c hw/pci_host.c hw/debug_ports.c kvm/bus.c kvm/irq.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=xcalloc,--wrap=pr_warn"
 for extra in tests/fuzz/targets.d/*.txt; do
 	[ -f "$extra" ] && targets="$targets
 $(cat "$extra")"

@@ -27,105 +27,13 @@
 #include "util.h"
 
 #include "virtio_driver.h"
+#include "../ro_sandbox.h"
 
-/* ---- a sandbox for the whole test ---- */
-
-/* Mount flags a read-only remount must keep (they are locked in a user namespace). */
-static unsigned long kept_flags(const char *opts)
-{
-	static const struct { const char *name; unsigned long flag; } map[] = {
-		{ "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
-		{ "noatime", MS_NOATIME }, { "nodiratime", MS_NODIRATIME }, { "relatime", MS_RELATIME },
-	};
-	unsigned long f = 0;
-	char buf[512], *save;
-	snprintf(buf, sizeof(buf), "%s", opts);
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-		for (size_t i = 0; i < ARRAY_SIZE(map); i++)
-			if (!strcmp(t, map[i].name))
-				f |= map[i].flag;
-	return f;
-}
-
-/* mountinfo writes a space as \040 and so on: decode in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++, o++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
-			*o = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*o = *s;
-		}
-	}
-	*o = 0;
-}
-
-static int write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY);
-	int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-	if (fd >= 0)
-		close(fd);
-	return ok ? 0 : -1;
-}
-
-/*
- * The tests send requests meant to escape the share, and run as root in CI.
- * A server that regressed would carry them out on the host: while this file
- * was written, a test run against a build with the name checks taken out
- * moved the host's /etc into a share, and the clean-up deleted it. So the
- * process first enters a private mount namespace where every mount is
- * read-only and /tmp is a fresh tmpfs that vanishes with it.
- */
-static int sandbox(void)
-{
-	uid_t uid = geteuid();
-	gid_t gid = getegid();
-	if (unshare(CLONE_NEWNS)) {
-		char map[64];
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
-			return -1;
-		snprintf(map, sizeof(map), "%u %u 1", (unsigned)uid, (unsigned)uid);
-		if (write_text("/proc/self/setgroups", "deny") || write_text("/proc/self/uid_map", map))
-			return -1;
-		snprintf(map, sizeof(map), "%u %u 1", (unsigned)gid, (unsigned)gid);
-		if (write_text("/proc/self/gid_map", map))
-			return -1;
-	}
-	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL))
-		return -1;
-	FILE *mi = fopen("/proc/self/mountinfo", "r");
-	if (!mi)
-		return -1;
-	char line[8192], mp[4096], opts[512];
-	int bad = 0;
-	while (fgets(line, sizeof(line), mi)) {
-		if (sscanf(line, "%*s %*s %*s %*s %4095s %511s", mp, opts) != 2)
-			continue;
-		unescape(mp);
-		if (mount("none", mp, "none", MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts), NULL) &&
-		    errno != ENOENT) {
-			fprintf(stderr, "sandbox: cannot make %s read-only: %s\n", mp, strerror(errno));
-			bad++;
-		}
-	}
-	fclose(mi);
-	if (bad || mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-		return -1;
-	/* Proof: the host's /etc cannot be written. */
-	const char *probe = "/etc/.lkvm-test-9p-probe";
-	if (mkdir(probe, 0700) == 0) {
-		rmdir(probe);
-		return -1;
-	}
-	return errno == EROFS ? 0 : -1;
-}
+/* ---- a sandbox for the whole test (tests/ro_sandbox.h says why) ---- */
 
 __attribute__((constructor)) static void confine(void)
 {
-	if (sandbox() == 0)
+	if (ro_sandbox(NULL, 0, "/etc/.lkvm-test-9p-probe") == 0)
 		return;
 	if (geteuid() == 0) {
 		fprintf(stderr, "test_9p: refusing to run as root without a read-only sandbox (unshare/mount failed)\n");
