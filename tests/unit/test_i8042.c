@@ -25,34 +25,16 @@ static void setup(struct vm *vm)
 	CHECK_EQ(i8042_init(vm), 0);
 }
 
-static void teardown(struct vm *vm)
-{
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
-}
-
-static uint8_t inb(struct vm *vm, uint16_t port)
-{
-	uint8_t v = 0;
-	CHECK(bus_access(&vm->pio, port, &v, 1, false));
-	return v;
-}
-
-static void outb(struct vm *vm, uint16_t port, uint8_t v)
-{
-	CHECK(bus_access(&vm->pio, port, &v, 1, true));
-}
-
 /* i8042_command(): write the command, the parameter if any, poll OBF for the reply. */
 static int command(struct vm *vm, uint8_t cmd, int param)
 {
-	CHECK_EQ(inb(vm, 0x64) & 0x02, 0);	/* IBF never blocks */
-	outb(vm, 0x64, cmd);
+	CHECK_EQ(pio_in8(vm, 0x64) & 0x02, 0);	/* IBF never blocks */
+	pio_out8(vm, 0x64, cmd);
 	if (param >= 0)
-		outb(vm, 0x60, param);
-	if (!(inb(vm, 0x64) & 0x01))
+		pio_out8(vm, 0x60, param);
+	if (!(pio_in8(vm, 0x64) & 0x01))
 		return -1;
-	return inb(vm, 0x60);
+	return pio_in8(vm, 0x60);
 }
 
 TEST(probe_sequence)
@@ -60,8 +42,8 @@ TEST(probe_sequence)
 	struct vm vm;
 	setup(&vm);
 	/* Nothing to flush at first. */
-	CHECK_EQ(inb(&vm, 0x64) & 0x01, 0);
-	CHECK(inb(&vm, 0x64) & 0x10);	/* keylock off: no warning */
+	CHECK_EQ(pio_in8(&vm, 0x64) & 0x01, 0);
+	CHECK(pio_in8(&vm, 0x64) & 0x10);	/* keylock off: no warning */
 	int ctr = command(&vm, 0x20, -1);
 	CHECK(ctr >= 0);
 	CHECK_EQ(command(&vm, 0x20, -1), ctr);	/* stable CTR read */
@@ -72,15 +54,15 @@ TEST(probe_sequence)
 	CHECK_EQ(irq_level[1], 0);
 	memset(irq_raises, 0, sizeof(irq_raises));
 	CHECK_EQ(command(&vm, 0xaa, -1), 0x55);
-	CHECK(inb(&vm, 0x64) & 0x04);	/* SYS */
-	CHECK(inb(&vm, 0x64) & 0x08);	/* last write was a command */
+	CHECK(pio_in8(&vm, 0x64) & 0x04);	/* SYS */
+	CHECK(pio_in8(&vm, 0x64) & 0x08);	/* last write was a command */
 	CHECK_EQ(command(&vm, 0xab, -1), 0x00);
 	/* Aux: the loop command echoes with the aux bit, and the mux probe sees no mux. */
-	outb(&vm, 0x64, 0xd3);
-	outb(&vm, 0x60, 0x5a);
-	CHECK_EQ(inb(&vm, 0x64) & 0x21, 0x21);
-	CHECK_EQ(inb(&vm, 0x60), 0x5a);
-	CHECK_EQ(inb(&vm, 0x64) & 0x21, 0x00);
+	pio_out8(&vm, 0x64, 0xd3);
+	pio_out8(&vm, 0x60, 0x5a);
+	CHECK_EQ(pio_in8(&vm, 0x64) & 0x21, 0x21);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0x5a);
+	CHECK_EQ(pio_in8(&vm, 0x64) & 0x21, 0x00);
 	CHECK_EQ(command(&vm, 0xd3, 0xa4), 0xa4);
 	CHECK_EQ(command(&vm, 0xa9, -1), 0x00);
 	/* Port enable/disable bits are visible in CTR. */
@@ -98,7 +80,7 @@ TEST(probe_sequence)
 	/* Output port reads, and no interrupts while they are disabled. */
 	CHECK_EQ(command(&vm, 0xd0, -1) & 0x03, 0x03);
 	CHECK_EQ(irq_raises[1] + irq_raises[12], 0);
-	teardown(&vm);
+	fake_vm_free(&vm);
 }
 
 TEST(keyboard_and_irqs)
@@ -107,73 +89,73 @@ TEST(keyboard_and_irqs)
 	setup(&vm);
 	/* Keyboard interrupt on, translation on. */
 	command(&vm, 0x60, 0x45);
-	outb(&vm, 0x60, 0xff);	/* keyboard reset */
+	pio_out8(&vm, 0x60, 0xff);	/* keyboard reset */
 	CHECK_EQ(irq_level[1], 1);
-	CHECK_EQ(inb(&vm, 0x60), 0xfa);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xfa);
 	CHECK_EQ(irq_level[1], 1);	/* the BAT code follows */
 	CHECK_EQ(irq_raises[1], 2);	/* as a new edge */
-	CHECK_EQ(inb(&vm, 0x60), 0xaa);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xaa);
 	CHECK_EQ(irq_level[1], 0);
-	outb(&vm, 0x60, 0xf2);	/* identify */
-	CHECK_EQ(inb(&vm, 0x60), 0xfa);
-	CHECK_EQ(inb(&vm, 0x60), 0xab);
-	CHECK_EQ(inb(&vm, 0x60), 0x41);
-	outb(&vm, 0x60, 0xed);	/* LEDs with their parameter */
-	CHECK_EQ(inb(&vm, 0x60), 0xfa);
-	outb(&vm, 0x60, 0x07);
-	CHECK_EQ(inb(&vm, 0x60), 0xfa);
-	outb(&vm, 0x60, 0xee);
-	CHECK_EQ(inb(&vm, 0x60), 0xee);
+	pio_out8(&vm, 0x60, 0xf2);	/* identify */
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xfa);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xab);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0x41);
+	pio_out8(&vm, 0x60, 0xed);	/* LEDs with their parameter */
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xfa);
+	pio_out8(&vm, 0x60, 0x07);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xfa);
+	pio_out8(&vm, 0x60, 0xee);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xee);
 	CHECK_EQ(irq_level[12], 0);
 	/* Aux data raises IRQ 12 only when its interrupt is enabled. */
-	outb(&vm, 0x64, 0xd3);
-	outb(&vm, 0x60, 0x11);
+	pio_out8(&vm, 0x64, 0xd3);
+	pio_out8(&vm, 0x60, 0x11);
 	CHECK_EQ(irq_level[12], 0);
 	CHECK_EQ(irq_level[1], 0);	/* aux data never raises the keyboard's line */
-	CHECK_EQ(inb(&vm, 0x60), 0x11);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0x11);
 	command(&vm, 0x60, 0x47);
-	outb(&vm, 0x64, 0xd3);
-	outb(&vm, 0x60, 0xa5);
+	pio_out8(&vm, 0x64, 0xd3);
+	pio_out8(&vm, 0x60, 0xa5);
 	CHECK_EQ(irq_level[12], 1);
-	CHECK_EQ(inb(&vm, 0x60), 0xa5);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xa5);
 	CHECK_EQ(irq_level[12], 0);
 	/* No mouse: a byte for it comes back as a timeout right away. */
-	outb(&vm, 0x64, 0xd4);
-	outb(&vm, 0x60, 0xf2);
-	CHECK_EQ(inb(&vm, 0x64) & 0x61, 0x61);
-	CHECK_EQ(inb(&vm, 0x60), 0xfe);
+	pio_out8(&vm, 0x64, 0xd4);
+	pio_out8(&vm, 0x60, 0xf2);
+	CHECK_EQ(pio_in8(&vm, 0x64) & 0x61, 0x61);
+	CHECK_EQ(pio_in8(&vm, 0x60), 0xfe);
 	/* Reading an empty buffer is harmless. */
-	inb(&vm, 0x60);
-	CHECK_EQ(inb(&vm, 0x64) & 0x01, 0);
-	teardown(&vm);
+	pio_in8(&vm, 0x60);
+	CHECK_EQ(pio_in8(&vm, 0x64) & 0x01, 0);
+	fake_vm_free(&vm);
 }
 
 TEST(reset_command)
 {
 	struct vm vm;
 	setup(&vm);
-	outb(&vm, 0x64, 0xfe);
+	pio_out8(&vm, 0x64, 0xfe);
 	CHECK_EQ(vm.exit_reason, VM_RESET);
 	CHECK_EQ(vm.exit_status, 0);
-	teardown(&vm);
+	fake_vm_free(&vm);
 
 	setup(&vm);
-	outb(&vm, 0x64, 0xff);	/* pulses nothing */
+	pio_out8(&vm, 0x64, 0xff);	/* pulses nothing */
 	CHECK_EQ(vm.exit_reason, VM_RUNNING);
 	command(&vm, 0xd1, 0x03);	/* output port with reset high */
 	CHECK_EQ(vm.exit_reason, VM_RUNNING);
 	command(&vm, 0xd1, 0x02);	/* reset line low */
 	CHECK_EQ(vm.exit_reason, VM_RESET);
-	teardown(&vm);
+	fake_vm_free(&vm);
 
 	setup(&vm);
-	CHECK_EQ(inb(&vm, 0x92) & 0x01, 0);
-	outb(&vm, 0x92, 0x02);
+	CHECK_EQ(pio_in8(&vm, 0x92) & 0x01, 0);
+	pio_out8(&vm, 0x92, 0x02);
 	CHECK_EQ(vm.exit_reason, VM_RUNNING);
-	outb(&vm, 0x92, 0x03);	/* fast reset */
+	pio_out8(&vm, 0x92, 0x03);	/* fast reset */
 	CHECK_EQ(vm.exit_reason, VM_RESET);
 	CHECK_EQ(vm.exit_status, 0);
-	teardown(&vm);
+	fake_vm_free(&vm);
 }
 
 TEST(queue_overflow)
@@ -182,14 +164,14 @@ TEST(queue_overflow)
 	setup(&vm);
 	/* A flood of replies nobody reads is bounded, and drains. */
 	for (int i = 0; i < 100; i++)
-		outb(&vm, 0x60, 0xff);
+		pio_out8(&vm, 0x60, 0xff);
 	int n = 0;
-	while ((inb(&vm, 0x64) & 1) && n < 1000) {
-		inb(&vm, 0x60);
+	while ((pio_in8(&vm, 0x64) & 1) && n < 1000) {
+		pio_in8(&vm, 0x60);
 		n++;
 	}
 	CHECK(n > 0 && n <= 16);	/* what i8042_flush() accepts */
-	teardown(&vm);
+	fake_vm_free(&vm);
 }
 
 /* The other ports that end the VM live in hw/debug_ports.c; tested here with the resets. */
@@ -199,17 +181,17 @@ TEST(debug_ports)
 	setup(&vm);
 	CHECK_EQ(debug_ports_init(&vm), 0);
 	CHECK_EQ(debug_post_code(&vm), -1);
-	outb(&vm, 0x80, 0x42);
+	pio_out8(&vm, 0x80, 0x42);
 	CHECK_EQ(debug_post_code(&vm), 0x42);
-	CHECK_EQ(inb(&vm, 0x80), 0x42);
+	CHECK_EQ(pio_in8(&vm, 0x80), 0x42);
 	CHECK_EQ(vm.exit_reason, VM_RUNNING);
 	uint8_t v[4] = { 0x07, 0x01, 0, 0 };
 	CHECK(bus_access(&vm.pio, DEBUG_EXIT_PORT, v, 4, true));
 	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
 	CHECK_EQ(vm.exit_status, 7);	/* the low byte */
-	outb(&vm, 0x64, 0xfe);	/* the first reason wins */
+	pio_out8(&vm, 0x64, 0xfe);	/* the first reason wins */
 	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
-	teardown(&vm);
+	fake_vm_free(&vm);
 
 	setup(&vm);
 	CHECK_EQ(debug_ports_init(&vm), 0);
@@ -221,7 +203,7 @@ TEST(debug_ports)
 	CHECK(bus_access(&vm.pio, 0x604, w, 2, true));
 	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
 	CHECK_EQ(vm.exit_status, 0);
-	teardown(&vm);
+	fake_vm_free(&vm);
 }
 
 TEST_MAIN()
