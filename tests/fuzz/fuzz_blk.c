@@ -48,6 +48,7 @@
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
+#include "fuzz_timeout.h"
 
 #define RAM 0x80000
 #define DESC 0x0000
@@ -827,21 +828,9 @@ static void check_raw_contents(void)
 			fail("sector %d of the raw image is not what the guest wrote there", s);
 }
 
-/* Ask libFuzzer for a per-input timeout unless one was given: the device must not hang. */
-static void add_timeout(int *argc, char ***argv)
-{
-	for (int i = 1; i < *argc; i++)
-		if (!strncmp((*argv)[i], "-timeout=", 9))
-			return;
-	char **v = calloc(*argc + 2, sizeof(*v));
-	memcpy(v, *argv, *argc * sizeof(*v));
-	v[(*argc)++] = "-timeout=30";
-	*argv = v;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	add_timeout(argc, argv);
+	fuzz_add_timeout(argc, argv);
 	race = getenv("LKVM_FUZZ_BLK_NO_RACE") == NULL;
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = vm.sys_fd = -1;

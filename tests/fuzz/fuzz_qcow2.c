@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include "disk.h"
 #include "util.h"
+#include "fuzz_timeout.h"
 
 #define MAX_OPS 8
 #define MAX_OP_BYTES (1024 * 512)
@@ -127,20 +128,9 @@ static void make_backing(int raw_fd, int qcow_fd)
 	qcow_b_data = slurp(qcow_b, &qcow_b_len);
 }
 
-static void add_timeout(int *argc, char ***argv)
-{
-	for (int i = 1; i < *argc; i++)
-		if (!strncmp((*argv)[i], "-timeout=", 9))
-			return;
-	char **v = calloc(*argc + 2, sizeof(*v));
-	memcpy(v, *argv, *argc * sizeof(*v));
-	v[(*argc)++] = "-timeout=30";
-	*argv = v;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	add_timeout(argc, argv);
+	fuzz_add_timeout(argc, argv);
 	/* On tmpfs where there is one: qcow2 syncs its metadata. */
 	int raw_fd = temp_file(raw_b, sizeof(raw_b), names[0], sizeof(names[0]));
 	int qcow_fd = temp_file(qcow_b, sizeof(qcow_b), names[1], sizeof(names[1]));
