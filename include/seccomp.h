@@ -11,6 +11,11 @@
  * (9p) device needs.
  */
 int seccomp_install(bool with_files);
+/*
+ * Narrow the calling thread (a vCPU's) further, after seccomp_install(): no
+ * sockets, no new threads or processes. Same SIGSYS report.
+ */
+int seccomp_narrow_vcpu(void);
 /* Name of syscall nr ("?" if unknown); exposed for tests. */
 const char *syscall_name(long nr);
 

@@ -1,4 +1,7 @@
-/* seccomp-bpf: after set-up lkvm only makes the syscalls listed here. */
+/*
+ * seccomp-bpf: after set-up lkvm only makes the syscalls listed here, and
+ * each vCPU thread (the one a guest drives directly) even fewer.
+ */
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -45,6 +48,7 @@ static const int allowed[] = {
 	SYS_sigaltstack, SYS_exit, SYS_exit_group, SYS_clone, SYS_clone3, SYS_set_robust_list,
 	SYS_rseq, SYS_sched_yield, SYS_sched_getaffinity, SYS_prctl, SYS_unlink, SYS_unlinkat,
 	SYS_restart_syscall, SYS_pipe2, SYS_timerfd_create, SYS_timerfd_settime, SYS_membarrier,
+	SYS_seccomp,	/* only ever narrows: the vCPU threads add their own filter */
 };
 
 /* Shared folders: path operations, all relative to an fd the device holds. */
@@ -76,6 +80,44 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	_exit(2);
 }
 
+/*
+ * What a vCPU thread never needs even though other lkvm threads do: sockets
+ * (the network stack and the control socket have threads of their own) and
+ * new threads or processes. Devices it drives only write eventfds and files.
+ */
+static const int denied_vcpu[] = {
+	SYS_socket, SYS_socketpair, SYS_connect, SYS_bind, SYS_listen, SYS_accept, SYS_accept4,
+	SYS_clone, SYS_clone3, SYS_fork, SYS_vfork, SYS_execve, SYS_execveat,
+};
+
+static void trap_sigsys(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSYS, &sa, NULL);
+}
+
+int seccomp_narrow_vcpu(void)
+{
+	struct sock_filter f[4 + 2 * ARRAY_SIZE(denied_vcpu) + 1];
+	size_t i = 0;
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	for (size_t k = 0; k < ARRAY_SIZE(denied_vcpu); k++) {
+		f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, denied_vcpu[k], 0, 1);
+		f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+	}
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = { .len = i, .filter = f };
+	trap_sigsys();
+	/* Without TSYNC: this thread only. NO_NEW_PRIVS is per thread too. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+		return err_errno("installing the vCPU thread's seccomp filter");
+	return 0;
+}
+
 int seccomp_install(bool with_files)
 {
 	size_t n = ARRAY_SIZE(allowed) + (with_files ? ARRAY_SIZE(allowed_files) : 0);
@@ -94,9 +136,7 @@ int seccomp_install(bool with_files)
 	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
 	struct sock_fprog prog = { .len = i, .filter = f };
 
-	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSYS, &sa, NULL);
+	trap_sigsys();
 	int ret = 0;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		ret = err_errno("prctl(NO_NEW_PRIVS)");

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "boot.h"
+#include "seccomp.h"
 #include "util.h"
 #include "vm.h"
 
@@ -122,6 +123,11 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (!vm->cfg.no_seccomp && seccomp_narrow_vcpu() < 0) {
+		fprintf(stderr, "lkvm: vCPU %d: %s\r\n", v->id, err_msg());
+		vm_request_exit(vm, VM_ERROR, 2);
+		return NULL;
+	}
 
 	while (!vm_stopping(vm)) {
 		vcpu_park_if_paused(v);
