@@ -29,7 +29,6 @@ static struct vm *signal_vm;
 static const struct { int cap; const char *name; } required_caps[] = {
 	{ KVM_CAP_IRQCHIP, "IRQCHIP" },
 	{ KVM_CAP_USER_MEMORY, "USER_MEMORY" },
-	{ KVM_CAP_PIT2, "PIT2" },
 	{ KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR" },
 	{ KVM_CAP_EXT_CPUID, "EXT_CPUID" },
 	{ KVM_CAP_IRQ_ROUTING, "IRQ_ROUTING" },
