@@ -17,52 +17,59 @@ TEST(names)
 	CHECK(!strcmp(syscall_name(100000), "?"));
 }
 
-TEST(blocked_syscall_is_named)
+/* Run body in a child with its stderr captured; returns the exit status (-1 if it did not exit). */
+static int in_child(void (*body)(int), int arg, char *err, size_t len)
 {
 	int p[2];
 	CHECK_EQ(pipe(p), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(p[1], STDERR_FILENO);
-		if (seccomp_install(false) < 0)
-			_exit(99);
-		if (write(STDOUT_FILENO, "", 0) < 0)	/* allowed */
-			_exit(98);
-		syscall(SYS_personality, 0xffffffff);	/* not allowed */
+		close(p[0]);
+		body(arg);
 		_exit(0);
 	}
 	close(p[1]);
-	char buf[256] = { 0 };
-	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+	size_t got = 0;
+	ssize_t n;
+	while (got + 1 < len && (n = read(p[0], err + got, len - 1 - got)) > 0)
+		got += n;
+	err[got] = 0;
+	close(p[0]);
 	int st;
 	waitpid(pid, &st, 0);
-	CHECK(n > 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-	CHECK(strstr(buf, "seccomp blocked syscall personality (nr 135)") != NULL);
-	close(p[0]);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void personality_after_install(int unused)
+{
+	if (seccomp_install(false) < 0)
+		_exit(99);
+	if (write(STDOUT_FILENO, "", 0) < 0)	/* allowed */
+		_exit(98);
+	syscall(SYS_personality, 0xffffffff);	/* not allowed */
+}
+
+TEST(blocked_syscall_is_named)
+{
+	char err[256];
+	CHECK_EQ(in_child(personality_after_install, 0, err, sizeof(err)), 2);
+	CHECK(strstr(err, "seccomp blocked syscall personality (nr 135)") != NULL);
+}
+
+static void openat_after_install(int with_files)
+{
+	if (seccomp_install(with_files) < 0)
+		_exit(99);
+	_exit(syscall(SYS_openat, AT_FDCWD, "/", 0) >= 0 ? 0 : 3);
 }
 
 TEST(file_calls_only_when_asked)
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(STDERR_FILENO);
-		if (seccomp_install(false) < 0)
-			_exit(99);
-		syscall(SYS_openat, AT_FDCWD, "/", 0);
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-	pid = fork();
-	if (pid == 0) {
-		if (seccomp_install(true) < 0)
-			_exit(99);
-		_exit(syscall(SYS_openat, AT_FDCWD, "/", 0) >= 0 ? 0 : 3);
-	}
-	waitpid(pid, &st, 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char err[256];
+	CHECK_EQ(in_child(openat_after_install, false, err, sizeof(err)), 2);
+	CHECK(strstr(err, "openat") != NULL);
+	CHECK_EQ(in_child(openat_after_install, true, err, sizeof(err)), 0);
 }
 
 static void *narrowed_then_socket(void *arg)
@@ -76,45 +83,25 @@ static void *narrowed_then_socket(void *arg)
 	return NULL;
 }
 
+/* A "vCPU thread" narrows itself, tries socket() if asked; then the main thread tries. */
+static void vcpu_then_main(int vcpu_tries)
+{
+	if (seccomp_install(false) < 0)
+		_exit(99);
+	pthread_t t;
+	pthread_create(&t, NULL, narrowed_then_socket, &vcpu_tries);
+	pthread_join(t, NULL);
+	_exit(socket(AF_UNIX, SOCK_STREAM, 0) >= 0 ? 0 : 3);
+}
+
 /* A vCPU thread may not make sockets or threads; the other threads still may. */
 TEST(vcpu_thread_is_narrower)
 {
-	int p[2];
-	CHECK_EQ(pipe(p), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(p[1], STDERR_FILENO);
-		if (seccomp_install(false) < 0)
-			_exit(99);
-		pthread_t t;
-		int try_socket = 1;
-		pthread_create(&t, NULL, narrowed_then_socket, &try_socket);
-		pthread_join(t, NULL);
-		_exit(0);
-	}
-	close(p[1]);
-	char buf[256] = { 0 };
-	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
-	int st;
-	waitpid(pid, &st, 0);
-	CHECK(n > 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-	CHECK(strstr(buf, "seccomp blocked syscall socket (nr 41)") != NULL);
-	close(p[0]);
+	char err[256];
+	CHECK_EQ(in_child(vcpu_then_main, 1, err, sizeof(err)), 2);
+	CHECK(strstr(err, "seccomp blocked syscall socket (nr 41)") != NULL);
 	/* The narrowing stays on its thread: the main thread's socket() works afterwards. */
-	pid = fork();
-	if (pid == 0) {
-		if (seccomp_install(false) < 0)
-			_exit(99);
-		pthread_t t;
-		int try_socket = 0;
-		pthread_create(&t, NULL, narrowed_then_socket, &try_socket);
-		pthread_join(t, NULL);
-		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		_exit(fd >= 0 ? 0 : 3);
-	}
-	waitpid(pid, &st, 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_EQ(in_child(vcpu_then_main, 0, err, sizeof(err)), 0);
 }
 
 TEST_MAIN()
