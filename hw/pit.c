@@ -53,7 +53,11 @@ struct pit {
 	int tfd;
 	int64_t armed;		/* absolute ns the timer is armed for; 0: disarmed */
 	int64_t irq_at;		/* channel 0's edge that has been delivered last */
+	struct pit *next;
 };
+
+static struct pit *all_pits;	/* keeps every instance reachable, as the other hw/ models do */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int64_t now_ns(void)
 {
@@ -353,6 +357,10 @@ int pit_init(struct vm *vm)
 		if (evloop_add(vm->loop, p->tfd, EPOLLIN, on_timer, p) < 0)
 			return -1;
 	}
+	pthread_mutex_lock(&all_lock);
+	p->next = all_pits;
+	all_pits = p;
+	pthread_mutex_unlock(&all_lock);
 	if (bus_register(&vm->pio, 0x40, 4, &pit_ops, p, "pit") < 0)
 		return -1;
 	return bus_register(&vm->pio, 0x61, 1, &port61_ops, p, "port61");
