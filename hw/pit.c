@@ -25,6 +25,7 @@
 
 #define PIT_HZ 1193182ULL
 #define NS 1000000000ULL
+#define MIN_PERIOD_NS 200000ULL	/* 5 kHz at most, KVM's default floor too */
 
 enum { RW_LATCH, RW_LSB, RW_MSB, RW_WORD };
 
@@ -121,8 +122,15 @@ static int64_t next_edge(struct pit *p, int64_t now)
 		return 0;
 	uint64_t t = ticks_since(c, now);
 	if (periodic(c)) {
-		/* Edges every reload clocks from the start. */
-		return ns_of_ticks(c, (t / c->reload + 1) * c->reload);
+		/*
+		 * Edges every reload clocks from the start, but no closer than
+		 * MIN_PERIOD_NS (as KVM's in-kernel PIT): a guest programming a
+		 * count of 2 must not turn our event loop into a 600 kHz spin.
+		 */
+		uint64_t every = c->reload;
+		if ((uint64_t)every * NS < MIN_PERIOD_NS * PIT_HZ)
+			every = (MIN_PERIOD_NS * PIT_HZ + NS - 1) / NS;
+		return ns_of_ticks(c, (t / every + 1) * every);
 	}
 	if (c->mode == 0 || c->mode == 4) {	/* one edge, at the terminal count */
 		int64_t at = ns_of_ticks(c, c->reload);
