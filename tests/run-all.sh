@@ -56,11 +56,11 @@ if [ -d /sys/module/kvm_pvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
 	else
 		echo "== real-kernel suites, in the nested machine (user space does not run under kvm_pvm)"
 		# That machine has been seen to stall for good (soft lockups in its kernel, see the
-		# machine notes): a trip that does not finish in 15 minutes is run once more, and only
+		# machine notes): a trip that does not finish in 10 minutes (3-5 is normal) is run once more, and only
 		# the last attempt's results count.
 		trip=$(mktemp)
 		for attempt in 1 2; do
-			LKVM_ENV_FORCE_L1=1 LKVM_ENV_TIMEOUT=${LKVM_ENV_TIMEOUT:-900} \
+			LKVM_ENV_FORCE_L1=1 LKVM_ENV_TIMEOUT=${LKVM_ENV_TIMEOUT:-600} \
 				sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" linux 2>&1 | tee "$trip"
 			tr -d '\r' < "$trip" | grep -q '^KVM-SUITES-OK$' && break
 			grep -q 'without reporting' "$trip" || break	# a real failure (not a stall): no retry
