@@ -171,8 +171,12 @@ static void on_timer(void *ctx, uint32_t events)
 {
 	struct pit *p = ctx;
 	uint64_t n;
-	if (read(p->tfd, &n, sizeof(n)) < 0) {}
 	pthread_mutex_lock(&p->lock);
+	/* Nothing to read: the guest re-armed or stopped the timer since it fired. */
+	if (read(p->tfd, &n, sizeof(n)) != sizeof(n)) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
 	p->armed = 0;
 	struct chan *c = &p->ch[0];
 	/* Late wake-ups deliver one interrupt, not a burst: Linux counts time by its clocksource. */
