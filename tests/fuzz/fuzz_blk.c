@@ -48,7 +48,8 @@
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
-#include "fuzz_timeout.h"
+#define FUZZ_NAME "fuzz_blk"
+#include "fuzz_harness.h"
 
 #define RAM 0x80000
 #define DESC 0x0000
@@ -81,18 +82,6 @@ static struct disk *disks[2];
 static struct pci_dev *devs[2];
 static uint8_t qcow_image[QCOW_FILE];
 static bool race;	/* resets while the device is busy (LKVM_FUZZ_BLK_NO_RACE: not) */
-
-static void fail(const char *fmt, ...) PRINTF(1, 2);
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "fuzz_blk: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	abort();
-}
 
 /* Interrupts: only their lines and messages are checked. */
 static void irq_hook(struct vm *v, unsigned gsi, int level)

@@ -31,7 +31,8 @@
 #include <unistd.h>
 #include "disk.h"
 #include "util.h"
-#include "fuzz_timeout.h"
+#define FUZZ_NAME "fuzz_qcow2"
+#include "fuzz_harness.h"
 
 #define MAX_OPS 8
 #define MAX_OP_BYTES (1024 * 512)
@@ -42,18 +43,6 @@ static char names[3][16];	/* the numbers of the files above, as backing file nam
 static int img_fd;
 static uint8_t *raw_b_data, *qcow_b_data;
 static size_t raw_b_len, qcow_b_len;
-
-static void fail(const char *fmt, ...) PRINTF(1, 2);
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "fuzz_qcow2: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	abort();
-}
 
 static void put_be(uint8_t *p, uint64_t v, int n)
 {
