@@ -26,6 +26,12 @@ why="no /dev/kvm"
 [ -n "${LKVM_ENV_FORCE_L1:-}" ] && why="LKVM_ENV_FORCE_L1 is set"
 dmesg 2>/dev/null | grep -q "kvm-pvm: this kernel is itself a kvm-pvm guest" && why="$why: this host is a PVM guest whose kvm_pvm does not bind"
 echo "kvm-env: $why; running inside a QEMU TCG guest with nested SVM" >&2
+# One nested machine at a time on a host (it takes both cores): wait for the running one.
+exec 9>"${TMPDIR:-/tmp}/lkvm-nested.lock"
+if ! flock -n 9; then
+	echo "kvm-env: another nested machine is running; waiting for it" >&2
+	flock 9
+fi
 
 cache=$top/.cache/l1
 mkdir -p "$cache"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build lkvm's test kernel from Debian's linux-source-6.1 with tests/kernel/lkvm.config
 # merged onto tinyconfig. Cached in .cache/kernel/<hash of the config>/ (bzImage,
-# vmlinux); prints that directory. About 3 minutes on 2 cores the first time.
+# vmlinux); prints that directory. 8-12 minutes on 2 cores the first time.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 frag=$top/tests/kernel/lkvm.config
@@ -9,6 +9,11 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 [ -f "$tarball" ] || { echo "kernel: $tarball missing: apt-get install linux-source-6.1" >&2; exit 2; }
 key=$( (cat "$frag"; ls -l "$tarball") | sha256sum | cut -c1-12)
 out=$top/.cache/kernel/$key
+if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then echo "$out"; exit 0; fi
+# One kernel build at a time (it takes both cores), and a second caller reuses the first's result.
+mkdir -p "$top/.cache"
+exec 9>"$top/.cache/kernel.lock"
+flock 9
 if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then echo "$out"; exit 0; fi
 src=$top/.cache/linux-source-6.1
 if [ ! -f "$src/Makefile" ]; then
