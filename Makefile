@@ -14,7 +14,7 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard kvm/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -38,7 +38,7 @@ $(BUILD)/gen/syscall_names.h: /usr/include/x86_64-linux-gnu/asm/unistd_64.h
 	@mkdir -p $(dir $@)
 	sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/[\2] = "\1",/p' $< > $@
 
-$(BUILD)/kvm/seccomp.o: $(BUILD)/gen/syscall_names.h
+$(BUILD)/lib/seccomp.o: $(BUILD)/gen/syscall_names.h
 CFLAGS += -I$(BUILD)/gen
 
 # The bundled BIOS: 16-bit code assembled from source, linked flat, embedded.

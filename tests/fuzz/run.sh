@@ -12,14 +12,14 @@ make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
 FLAGS="-g -O1 -std=gnu11 -Iinclude -Ibuild/gen -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 # target: sources it needs beyond its own file (and link flags: libraries, -Wl,--wrap of a
 # function its stubs replace)
-targets="boot:x86/boot.c x86/e820.c x86/bios.c kvm/util.c kvm/guest_mem.c build/bios/bios_blob.o
-9p:virtio/p9_server.c kvm/util.c
-net_user:net/checksum.c net/user.c net/user_dhcp.c net/user_udp.c net/user_tcp.c kvm/util.c
-control:kvm/control.c kvm/json.c kvm/util.c kvm/guest_mem.c tests/fuzz/vm_stubs.c
-virtq:virtio/virtqueue.c kvm/guest_mem.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn
-blk:virtio/blk.c virtio/virtqueue.c virtio/pci.c hw/pci_host.c disk/disk.c disk/raw.c disk/qcow2.c kvm/bus.c kvm/irq.c kvm/guest_mem.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -laio -lz
-qcow2:disk/disk.c disk/raw.c disk/qcow2.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -lz
-devices:hw/serial.c hw/i8042.c hw/rtc.c hw/pit.c hw/pci_host.c hw/debug_ports.c kvm/bus.c kvm/irq.c kvm/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=xcalloc,--wrap=pr_warn"
+targets="boot:x86/boot.c x86/e820.c x86/bios.c lib/util.c kvm/guest_mem.c build/bios/bios_blob.o
+9p:virtio/p9_server.c lib/util.c
+net_user:net/checksum.c net/user.c net/user_dhcp.c net/user_udp.c net/user_tcp.c lib/util.c
+control:kvm/control.c lib/json.c lib/util.c kvm/guest_mem.c tests/fuzz/vm_stubs.c
+virtq:virtio/virtqueue.c kvm/guest_mem.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn
+blk:virtio/blk.c virtio/virtqueue.c virtio/pci.c hw/pci_host.c disk/disk.c disk/raw.c disk/qcow2.c kvm/bus.c kvm/irq.c kvm/guest_mem.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -laio -lz
+qcow2:disk/disk.c disk/raw.c disk/qcow2.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -lz
+devices:hw/serial.c hw/i8042.c hw/rtc.c hw/pit.c hw/pci_host.c hw/debug_ports.c kvm/bus.c kvm/irq.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=xcalloc,--wrap=pr_warn"
 for extra in tests/fuzz/targets.d/*.txt; do
 	[ -f "$extra" ] && targets="$targets
 $(cat "$extra")"
