@@ -53,12 +53,12 @@ $(BUILD)/bios/bios_blob.o: $(BUILD)/bios/bios.bin
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # Small test guests, built from source (see tests/guests/Makefile.inc).
 -include tests/guests/Makefile.inc

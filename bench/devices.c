@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "disk.h"
+#include "fake_vm.h"
 #include "hw.h"
 #include "net.h"
 #include "net_user.h"
@@ -306,12 +307,8 @@ static uint8_t *gp(uint64_t gpa, uint64_t len)
 
 static void vm_setup(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.sys_fd = -1;
-	bus_init(&vm.pio, "pio");
-	bus_init(&vm.mmio, "mmio");
-	vm.irq_hook = irq_hook;
-	vm.msi_hook = msi_hook;
+	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
+	fake_vm_init(&vm, &irqs);
 	if (guest_mem_alloc(&vm.mem, GUEST_RAM) || pci_host_init(&vm))
 		die("fake VM: %s", err_msg());
 }

@@ -92,9 +92,8 @@ struct vm {
 	struct evloop *loop;
 	struct pci_host *pci;
 
-	/* Interrupts: devices call vm_irq_line()/vm_msi(); tests may hook them. */
-	void (*irq_hook)(struct vm *vm, unsigned gsi, int level);
-	void (*msi_hook)(struct vm *vm, uint64_t addr, uint32_t data);
+	/* Interrupts: devices call vm_irq_line()/vm_msi(), which go through irq. */
+	const struct irq_ops *irq;
 	pthread_mutex_t irq_lock;
 	struct kvm_irq_routing *routing;	/* current GSI routing table */
 	unsigned next_gsi;
@@ -137,15 +136,32 @@ void vcpu_park_if_paused(struct vcpu *v);
 /* True on hosts whose KVM emulates guest ring 0 (PVM): use --cpu baseline there. */
 bool kvm_host_emulates_ring0(void);
 
+/*
+ * How interrupts reach the guest: KVM's irqchip (kvm_irq_ops, kvm/irq.c) or a
+ * device-level test's recorder. The eventfd paths are optional: NULL where
+ * there is no KVM, and devices then fall back to line/msi and MMIO kicks.
+ */
+struct irq_ops {
+	void (*line)(struct vm *vm, unsigned gsi, int level);
+	void (*msi)(struct vm *vm, uint64_t addr, uint32_t data);
+	int (*msi_route)(struct vm *vm, uint64_t addr, uint32_t data);
+	int (*msi_route_update)(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
+	int (*irqfd)(struct vm *vm, int fd, unsigned gsi, bool assign);
+	int (*ioeventfd)(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign);
+};
+extern const struct irq_ops kvm_irq_ops;
+
 /* kvm/irq.c: level-triggered lines on the in-kernel IOAPIC/PIC, and MSIs. */
 void vm_irq_line(struct vm *vm, unsigned gsi, int level);
 void vm_irq_pulse(struct vm *vm, unsigned gsi);
 void vm_msi(struct vm *vm, uint64_t addr, uint32_t data);
-/* Allocate a GSI routed to an MSI (for irqfd); returns the GSI or -1. */
+/* Allocate a GSI routed to an MSI (for irqfd); returns the GSI, or -1 with err set. */
 int vm_msi_route(struct vm *vm, uint64_t addr, uint32_t data);
 int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 int vm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign);
+/* Whether kicks and interrupts can go through eventfds (KVM's ioeventfd/irqfd) here. */
+bool vm_has_eventfds(const struct vm *vm);
 
 /* Call fn(ctx) when the VM has stopped (poweroff, signal, error); 0, or -1 when full. */
 int vm_on_exit(struct vm *vm, void (*fn)(void *ctx), void *ctx);

@@ -1,4 +1,8 @@
-/* Interrupt lines into the in-kernel PIC/IOAPIC, MSIs, and GSI routing for irqfd. */
+/*
+ * Interrupts: level lines into the in-kernel PIC/IOAPIC, MSIs, and GSI
+ * routing for irqfd, through vm->irq (KVM's here; a device-level test's
+ * recorder elsewhere).
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,15 +12,7 @@
 
 void vm_irq_line(struct vm *vm, unsigned gsi, int level)
 {
-	if (vm->irq_hook) {
-		vm->irq_hook(vm, gsi, level);
-		return;
-	}
-	if (vm->vm_fd < 0)
-		return;
-	struct kvm_irq_level irq = { .irq = gsi, .level = level };
-	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
-		pr_warn_once("KVM_IRQ_LINE %u failed: %s", gsi, strerror(errno));
+	vm->irq->line(vm, gsi, level);
 }
 
 void vm_irq_pulse(struct vm *vm, unsigned gsi)
@@ -27,12 +23,46 @@ void vm_irq_pulse(struct vm *vm, unsigned gsi)
 
 void vm_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
-	if (vm->msi_hook) {
-		vm->msi_hook(vm, addr, data);
-		return;
-	}
-	if (vm->vm_fd < 0)
-		return;
+	vm->irq->msi(vm, addr, data);
+}
+
+int vm_msi_route(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	return vm->irq->msi_route ? vm->irq->msi_route(vm, addr, data) : err_set("no MSI routing here");
+}
+
+int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+{
+	return vm->irq->msi_route_update ? vm->irq->msi_route_update(vm, gsi, addr, data)
+					 : err_set("no MSI routing here");
+}
+
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign)
+{
+	return vm->irq->irqfd ? vm->irq->irqfd(vm, fd, gsi, assign) : err_set("no irqfd here");
+}
+
+int vm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign)
+{
+	return vm->irq->ioeventfd ? vm->irq->ioeventfd(vm, addr, len, fd, pio, assign) : err_set("no ioeventfd here");
+}
+
+bool vm_has_eventfds(const struct vm *vm)
+{
+	return vm->irq->irqfd && vm->irq->ioeventfd;
+}
+
+/* ---- KVM ---- */
+
+static void kvm_line(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		pr_warn_once("KVM_IRQ_LINE %u failed: %s", gsi, strerror(errno));
+}
+
+static void kvm_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
 	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = addr >> 32, .data = data };
 	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
 		pr_warn_once("KVM_SIGNAL_MSI failed: %s", strerror(errno));
@@ -65,14 +95,12 @@ static int routing_init(struct vm *vm)
 
 static int routing_commit(struct vm *vm)
 {
-	if (vm->vm_fd < 0)
-		return 0;
 	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routing) < 0)
 		return err_errno("KVM_SET_GSI_ROUTING");
 	return 0;
 }
 
-int vm_msi_route(struct vm *vm, uint64_t addr, uint32_t data)
+static int kvm_msi_route(struct vm *vm, uint64_t addr, uint32_t data)
 {
 	pthread_mutex_lock(&vm->irq_lock);
 	int gsi = -1;
@@ -93,7 +121,7 @@ int vm_msi_route(struct vm *vm, uint64_t addr, uint32_t data)
 	return gsi;
 }
 
-int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+static int kvm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
 {
 	int ret = err_set("no MSI route %d", gsi);
 	pthread_mutex_lock(&vm->irq_lock);
@@ -111,23 +139,24 @@ int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
 	return ret;
 }
 
-int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign)
+static int kvm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign)
 {
-	if (vm->vm_fd < 0)
-		return err_set("no KVM");
 	struct kvm_irqfd i = { .fd = fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
 	if (ioctl(vm->vm_fd, KVM_IRQFD, &i) < 0)
 		return err_errno("KVM_IRQFD");
 	return 0;
 }
 
-int vm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign)
+static int kvm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool assign)
 {
-	if (vm->vm_fd < 0)
-		return err_set("no KVM");
 	struct kvm_ioeventfd e = { .addr = addr, .len = len, .fd = fd,
 		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN) };
 	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &e) < 0)
 		return err_errno("KVM_IOEVENTFD");
 	return 0;
 }
+
+const struct irq_ops kvm_irq_ops = {
+	.line = kvm_line, .msi = kvm_msi, .msi_route = kvm_msi_route, .msi_route_update = kvm_msi_route_update,
+	.irqfd = kvm_irqfd, .ioeventfd = kvm_ioeventfd,
+};

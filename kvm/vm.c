@@ -73,6 +73,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->cfg = *cfg;
 	vm->sys_fd = vm->vm_fd = -1;
 	vm->nr_vcpus = cfg->nr_cpus;
+	vm->irq = &kvm_irq_ops;
 	pthread_mutex_init(&vm->irq_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);

@@ -38,7 +38,7 @@ static uint16_t msix_control(struct virtio_dev *d)
 static int vector_irqfd(struct virtio_dev *d, uint16_t v, uint64_t addr, uint32_t data)
 {
 	struct vm *vm = d->vm;
-	if (vm->vm_fd < 0 || vm->msi_hook)
+	if (!vm_has_eventfds(vm))
 		return -1;
 	if (d->irqfd[v].fd <= 0) {
 		int gsi = vm_msi_route(vm, addr, data);
@@ -331,8 +331,8 @@ static void setup_kick_fds(struct virtio_dev *d)
 	for (int i = 0; i < d->nr_queues; i++) {
 		d->kick_fd[i] = -1;
 		d->q[i].dev = d;
-		if (d->vm->vm_fd < 0 || !d->vm->loop)
-			continue;	/* device-level tests: kicks are MMIO writes */
+		if (!vm_has_eventfds(d->vm))
+			continue;	/* no KVM (device-level tests): kicks are MMIO writes */
 		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (fd >= 0 && evloop_add(d->vm->loop, fd, EPOLLIN, kick_ready, &d->q[i]) == 0)
 			d->kick_fd[i] = fd;

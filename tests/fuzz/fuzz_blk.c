@@ -821,10 +821,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_add_timeout(argc, argv);
 	race = getenv("LKVM_FUZZ_BLK_NO_RACE") == NULL;
+	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = vm.sys_fd = -1;
-	vm.irq_hook = irq_hook;
-	vm.msi_hook = msi_hook;
+	vm.irq = &irqs;
 	bus_init(&vm.pio, "pio");
 	bus_init(&vm.mmio, "mmio");
 	ram = malloc(RAM);	/* malloc: ASan red zones around guest RAM */

@@ -129,13 +129,13 @@ static void setup(uint8_t flags)
 {
 	static const uint64_t ram[8] = { MiB(1), MiB(16), MiB(64) + 4096, MiB(255), GiB(3), GiB(3) + MiB(1),
 					 GiB(16), GiB(1024) };
+	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = vm.sys_fd = -1;
+	vm.irq = &irqs;
 	vm.cfg.console = CONSOLE_VIRTIO;	/* the terminal's sink stays out of it */
 	bus_init(&vm.pio, "pio");
 	bus_init(&vm.mmio, "mmio");
-	vm.irq_hook = irq_hook;
-	vm.msi_hook = msi_hook;
 	/* RAM as the CMOS and the PCI code see it; nothing here touches its bytes. */
 	uint64_t size = ram[flags & 7], low = MIN(size, PCI_HOLE_START);
 	vm.mem.ram_size = size;

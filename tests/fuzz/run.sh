@@ -9,7 +9,7 @@ mkdir -p "$OUT" tests/fuzz/crashes
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not installed (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
-FLAGS="-g -O1 -std=gnu11 -Iinclude -Ibuild/gen -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 # target: sources it needs beyond its own file (and link flags: libraries, -Wl,--wrap of a
 # function its stubs replace)
 targets="boot:x86/boot.c x86/e820.c x86/bios.c lib/util.c kvm/guest_mem.c build/bios/bios_blob.o

@@ -32,7 +32,7 @@ TEST(handle)
 {
 	struct vm vm;
 	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = -1;
+	vm.vm_fd = -1;	/* no KVM: control_handle reads counters and state only */
 	vm.mem.ram_size = MiB(128);
 	char out[4096];
 	control_handle(&vm, "{\"cmd\":\"info\"}", out, sizeof(out));

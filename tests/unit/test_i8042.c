@@ -19,7 +19,8 @@ static void irq_rec(struct vm *vm, unsigned gsi, int level)
 
 static void setup(struct vm *vm)
 {
-	fake_vm_init(vm, irq_rec);
+	static const struct irq_ops rec_irqs = { .line = irq_rec };
+	fake_vm_init(vm, &rec_irqs);
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_raises, 0, sizeof(irq_raises));
 	CHECK_EQ(i8042_init(vm), 0);

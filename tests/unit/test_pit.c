@@ -21,21 +21,19 @@ static void irq_rec(struct vm *vm, unsigned gsi, int level)
 	}
 }
 
+static const struct irq_ops rec_irqs = { .line = irq_rec };
+
+/* with_loop: the test polls the VM's event loop, so the PIT's timer fires. */
 static void setup(struct vm *vm, bool with_loop)
 {
-	fake_vm_init(vm, irq_rec);
+	fake_vm_init(vm, &rec_irqs);
 	irq0_edges = irq0 = 0;
-	if (with_loop) {
-		vm->loop = evloop_new();
-		CHECK(vm->loop != NULL);
-	}
+	CHECK(vm->loop != NULL);
 	CHECK_EQ(pit_init(vm), 0);
 }
 
 static void teardown(struct vm *vm)
 {
-	if (vm->loop)
-		evloop_free(vm->loop);
 	fake_vm_free(vm);
 }
 

@@ -1,26 +1,26 @@
 /* MC146818 RTC/CMOS through ports 0x70/0x71: host time in every format, setting it, memory sizes. */
 #include <time.h>
 #include "test.h"
+#include "fake_vm.h"
 #include "bus.h"
 #include "evloop.h"
 #include "hw.h"
 #include "util.h"
 #include "vm.h"
 
+static void ignore_irq(struct vm *vm, unsigned gsi, int level) {}
+
 static void setup(struct vm *vm, uint64_t ram)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
+	static const struct irq_ops no_irqs = { .line = ignore_irq };
+	fake_vm_init(vm, &no_irqs);
 	vm->mem.ram_size = ram;
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
 	CHECK_EQ(rtc_init(vm), 0);
 }
 
 static void teardown(struct vm *vm)
 {
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
+	fake_vm_free(vm);
 }
 
 static uint8_t cmos_in(struct vm *vm, uint8_t reg)
@@ -208,21 +208,16 @@ static void irq_rec(struct vm *vm, unsigned gsi, int level)
 
 static void setup_irq(struct vm *vm)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
+	static const struct irq_ops rec_irqs = { .line = irq_rec };
+	fake_vm_init(vm, &rec_irqs);
 	vm->mem.ram_size = MiB(256);
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->irq_hook = irq_rec;
 	irq8 = irq8_raises = 0;
-	vm->loop = evloop_new();
 	CHECK(vm->loop != NULL);
 	CHECK_EQ(rtc_init(vm), 0);
 }
 
 static void teardown_irq(struct vm *vm)
 {
-	evloop_free(vm->loop);
 	teardown(vm);
 }
 

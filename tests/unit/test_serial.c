@@ -31,12 +31,9 @@ static void capture(void *ctx, const void *buf, size_t len)
 
 static void setup(struct vm *vm)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
+	static const struct irq_ops rec_irqs = { .line = irq_rec };
+	fake_vm_init(vm, &rec_irqs);
 	vm->cfg.console = CONSOLE_VIRTIO;	/* keep the terminal's sink out of it */
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->irq_hook = irq_rec;
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_changes, 0, sizeof(irq_changes));
 	outlen = 0;

@@ -94,7 +94,8 @@ TEST(balloon)
 TEST(no_balloon)
 {
 	struct vm v2;
-	fake_vm_init(&v2, irq_hook);
+	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
+	fake_vm_init(&v2, &recorded);
 	struct balloon_stats st;
 	CHECK_EQ(virtio_balloon_init(&v2), 0);
 	CHECK_EQ(balloon_adjust(&v2, 1), -1);

@@ -202,7 +202,8 @@ TEST(network_option_defaults)
 {
 	/* mode=none adds no device (this fake VM has no PCI host to add one to). */
 	struct vm v2;
-	fake_vm_init(&v2, irq_hook);
+	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
+	fake_vm_init(&v2, &recorded);
 	v2.cfg.nr_nics = 1;
 	v2.cfg.nics[0].mode = NET_NONE;
 	CHECK_EQ(virtio_net_init(&v2), 0);

@@ -39,8 +39,8 @@ static uint8_t *g(uint64_t gpa) { return guest_ptr(&vm.mem, gpa, 1); }
 
 static void setup_vm(void)
 {
-	fake_vm_init(&vm, irq_hook);
-	vm.msi_hook = msi_hook;
+	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
+	fake_vm_init(&vm, &recorded);
 	guest_mem_alloc(&vm.mem, MiB(16));
 	pci_host_init(&vm);
 }
