@@ -14,14 +14,15 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
+KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
 LKVM := $(BUILD)/lkvm
 
-all: $(LKVM) lkvm guests
+all: $(LKVM) lkvm guests $(KVM_TEST_BINS)
 
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
@@ -55,6 +56,12 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
+# Tests that need KVM and lkvm's runner in their own process (run by the KVM suites).
+$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/setup.o $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -69,6 +76,29 @@ unit: $(UNIT_BINS)
 check: all $(UNIT_BINS)
 	@sh tests/run-all.sh $(BUILD)
 
+# The README's `lkvm run` option table, made from the option tables (make check compares them).
+readme-options: $(LKVM)
+	@awk -v table="$$($(LKVM) help --markdown run)" \
+		'/^<!-- options: run -->$$/ { print; print table; skip = 1; next } /^<!-- end of options -->$$/ { skip = 0 } !skip' \
+		README.md > README.md.tmp && mv README.md.tmp README.md
+
+$(BUILD)/lkvm.1: $(LKVM)
+	$(LKVM) help --man > $@
+
+$(BUILD)/lkvm.bash: $(LKVM)
+	$(LKVM) help --bash-completion > $@
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+
+install: $(LKVM) $(BUILD)/lkvm.1 $(BUILD)/lkvm.bash
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
+	install -m 0755 $(LKVM) $(DESTDIR)$(BINDIR)/lkvm
+	install -m 0644 $(BUILD)/lkvm.1 $(DESTDIR)$(MANDIR)/man1/lkvm.1
+	install -m 0644 $(BUILD)/lkvm.bash $(DESTDIR)$(COMPLETIONDIR)/lkvm
+
 demo: all
 	@sh tests/demo.sh
 
@@ -81,6 +111,6 @@ bench: all
 clean:
 	rm -rf build build-san build-fuzz lkvm
 
-.PHONY: all lkvm unit check demo bench clean guests fuzz
+.PHONY: all lkvm unit check demo bench clean guests fuzz install readme-options
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

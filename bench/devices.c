@@ -45,6 +45,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "devices.h"
 #include "disk.h"
 #include "fake_vm.h"
 #include "hw.h"
@@ -309,15 +310,15 @@ static void vm_setup(void)
 {
 	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
 	fake_vm_init(&vm, &irqs);
-	if (guest_mem_alloc(&vm.mem, GUEST_RAM) || pci_host_init(&vm))
+	if (guest_mem_alloc(&vm.mem, GUEST_RAM, 0, 0) || device_type_create(&vm, &pci_host_device))
 		die("fake VM: %s", err_msg());
 }
 
 static struct pci_dev *newest_dev(void)
 {
 	for (int s = PCI_MAX_DEVS - 1; s > 0; s--)
-		if (vm.pci->devs[s])
-			return vm.pci->devs[s];
+		if (pci_host(&vm)->devs[s])
+			return pci_host(&vm)->devs[s];
 	die("no PCI device registered");
 	return NULL;
 }
@@ -619,13 +620,13 @@ static void bench_blk(void)
 
 	static struct blkdev braw, bq;
 	struct disk *dk = disk_open(raw, false, false);
-	if (!dk || virtio_blk_add(&vm, dk))
+	if (!dk || virtio_blk_add(&vm, dk) || devices_start(&vm))
 		die("virtio-blk %s: %s", raw, err_msg());
 	blk_setup(&braw, 0, "raw");
 	blk_verify(&braw, fd);
 	if (!q) {
 		struct disk *dq = disk_open(qcow2, false, false);
-		if (!dq || virtio_blk_add(&vm, dq))
+		if (!dq || virtio_blk_add(&vm, dq) || devices_start(&vm))
 			die("virtio-blk %s: %s", qcow2, err_msg());
 		blk_setup(&bq, 1, "qcow2");
 		blk_verify(&bq, fd);	/* still identical: nothing was written yet */
@@ -898,9 +899,10 @@ static void bench_9p(void)
 
 	/* The device: messages in guest RAM, one request at a time (the device answers within the kick). */
 	static struct drv d9;
-	vm.cfg.shares[0] = (struct share_opt){ sharedir, "bench", false };
-	vm.cfg.nr_shares = 1;
-	if (virtio_9p_init(&vm))
+	struct p9_opts *shares = vm_config_part(&vm.cfg, &virtio_9p_device, sizeof(*shares));
+	shares->share[0] = (struct share_opt){ sharedir, "bench", false };
+	shares->n = 1;
+	if (device_type_create(&vm, &virtio_9p_device))
 		die("virtio-9p: %s", err_msg());
 	drv_init(&d9, newest_dev(), 1ULL << VIRTIO_F_VERSION_1, RING(2), 32);
 	dev.d = &d9;
@@ -1718,7 +1720,7 @@ static bool tap_setup(char *why, size_t n)
 		snprintf(why, n, "%s: SIOCSARP: %s", TAP_NAME, strerror(errno));
 		goto out;
 	}
-	if (!virtio_net_add(&vm, &o, &be)) {
+	if (!virtio_net_add(&vm, &o, &be) || devices_start(&vm)) {
 		snprintf(why, n, "virtio_net_add: %s", err_msg());
 		goto out;
 	}

@@ -31,28 +31,6 @@ static int request(const char *cmd, const char *name, const char *extra, char *r
 	return 0;
 }
 
-/* Names of every VM with a socket; stale sockets are cleaned as a side effect. */
-static int for_each_vm(int (*fn)(const char *name, void *arg), void *arg)
-{
-	char dir[200];
-	if (control_dir(dir, sizeof(dir)) < 0)
-		return -1;
-	DIR *d = opendir(dir);
-	if (!d)
-		return err_errno("%s", dir);
-	int ret = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		size_t n = strlen(e->d_name);
-		if (n < 6 || strcmp(e->d_name + n - 5, ".sock"))
-			continue;
-		char name[64];
-		snprintf(name, sizeof(name), "%.*s", (int)(n - 5), e->d_name);
-		ret |= fn(name, arg);
-	}
-	closedir(d);
-	return ret;
-}
 
 static int list_one(const char *name, void *arg)
 {
@@ -81,7 +59,7 @@ int cmd_list(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	printf("%-24s %8s %-8s %5s %8s\n", "NAME", "PID", "STATE", "VCPUS", "MEM_MIB");
-	if (for_each_vm(list_one, NULL) < 0)
+	if (control_for_each(list_one, NULL) < 0)
 		return fail("list");
 	return 0;
 }
@@ -101,7 +79,7 @@ static int simple(int argc, char **argv, const char *cmd, bool allow_all, const 
 		return h ? 0 : EXIT_USAGE;
 	}
 	if (allow_all && !strcmp(argv[1], "--all")) {
-		int r = for_each_vm(stop_one, NULL);
+		int r = control_for_each(stop_one, NULL);
 		return r < 0 ? fail(cmd) : r ? EXIT_USAGE : 0;
 	}
 	char reply[REPLY_MAX];

@@ -4,8 +4,10 @@
  * that ends the VM with a status (test guests, sandboxes), and the PIIX4 PM
  * control port 0x604 that some test code writes SLP_EN to for a poweroff.
  */
-#include <pthread.h>
+#include <stdlib.h>
 #include "bus.h"
+#include "device.h"
+#include "devices.h"
 #include "hw.h"
 #include "util.h"
 #include "vm.h"
@@ -17,12 +19,7 @@
 struct debug_ports {
 	struct vm *vm;
 	int post_code;		/* -1 until the first write; atomic */
-	struct debug_ports *next;
 };
-
-/* Every instance stays reachable here so debug_post_code() can find it per VM. */
-static struct debug_ports *all_ports;
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void post_write(void *ctx, uint64_t off, const void *data, int len)
 {
@@ -60,15 +57,21 @@ static const struct bus_ops post_ops = { .read = post_read, .write = post_write 
 static const struct bus_ops exit_ops = { .write = exit_write };
 static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
 
-int debug_ports_init(struct vm *vm)
+static void debug_ports_destroy(struct device *dev)
+{
+	struct debug_ports *d = dev->priv;
+	bus_unregister_all(&d->vm->pio, d);
+	free(d);
+}
+
+static const struct device_ops debug_ports_ops = { .destroy = debug_ports_destroy };
+
+static int debug_ports_create(struct vm *vm, void *own)
 {
 	struct debug_ports *d = xcalloc(1, sizeof(*d));
 	d->vm = vm;
 	d->post_code = -1;
-	pthread_mutex_lock(&all_lock);
-	d->next = all_ports;
-	all_ports = d;
-	pthread_mutex_unlock(&all_lock);
+	device_add(vm, "debug-ports", &debug_ports_ops, d);
 	if (bus_register(&vm->pio, POST_PORT, 1, &post_ops, d, "post") < 0 ||
 	    bus_register(&vm->pio, DEBUG_EXIT_PORT, 4, &exit_ops, d, "debug-exit") < 0 ||
 	    bus_register(&vm->pio, PM1_CNT_PORT, 2, &pm_ops, d, "pm1-cnt") < 0)
@@ -76,16 +79,10 @@ int debug_ports_init(struct vm *vm)
 	return 0;
 }
 
+const struct device_type debug_ports_device = { .name = "debug-ports", .create = debug_ports_create };
+
 int debug_post_code(struct vm *vm)
 {
-	int v = -1;
-	pthread_mutex_lock(&all_lock);
-	for (struct debug_ports *d = all_ports; d; d = d->next) {
-		if (d->vm == vm) {
-			v = __atomic_load_n(&d->post_code, __ATOMIC_RELAXED);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&all_lock);
-	return v;
+	struct debug_ports *d = device_priv(vm, "debug-ports", 0);
+	return d ? __atomic_load_n(&d->post_code, __ATOMIC_RELAXED) : -1;
 }

@@ -6,10 +6,13 @@
  * The pulse-reset command and port 0x92's fast reset end the VM: we do not reboot.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include "bus.h"
 #include "hw.h"
 #include "util.h"
+#include "device.h"
+#include "devices.h"
 #include "vm.h"
 
 #define IRQ_AUX 12
@@ -56,11 +59,7 @@ struct i8042 {
 
 	uint8_t kbd_param_for;	/* keyboard command waiting for its parameter */
 	int irq_kbd, irq_aux;	/* line levels last sent */
-	struct i8042 *next;
 };
-
-static struct i8042 *all_ctl;	/* keeps every instance reachable */
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void push(struct i8042 *k, uint8_t v, uint8_t flags)
 {
@@ -289,7 +288,17 @@ static const struct bus_ops data_ops = { .read = data_read, .write = data_write_
 static const struct bus_ops cmd_ops = { .read = cmd_read, .write = cmd_write };
 static const struct bus_ops port92_ops = { .read = port92_read, .write = port92_write };
 
-int i8042_init(struct vm *vm)
+static void i8042_destroy(struct device *d)
+{
+	struct i8042 *k = d->priv;
+	bus_unregister_all(&k->vm->pio, k);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+static const struct device_ops i8042_ops = { .destroy = i8042_destroy };
+
+static int i8042_create(struct vm *vm, void *own)
 {
 	struct i8042 *k = xcalloc(1, sizeof(*k));
 	k->vm = vm;
@@ -299,13 +308,12 @@ int i8042_init(struct vm *vm)
 	k->status = STR_SYS;
 	k->outport = OUT_RESET | OUT_A20;
 	k->port92 = OUT_A20;
-	pthread_mutex_lock(&all_lock);
-	k->next = all_ctl;
-	all_ctl = k;
-	pthread_mutex_unlock(&all_lock);
+	device_add(vm, "i8042", &i8042_ops, k);
 	if (bus_register(&vm->pio, 0x60, 1, &data_ops, k, "i8042-data") < 0 ||
 	    bus_register(&vm->pio, 0x64, 1, &cmd_ops, k, "i8042-cmd") < 0 ||
 	    bus_register(&vm->pio, 0x92, 1, &port92_ops, k, "port92") < 0)
 		return -1;
 	return 0;
 }
+
+const struct device_type i8042_device = { .name = "i8042", .create = i8042_create };

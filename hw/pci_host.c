@@ -5,8 +5,11 @@
  * the buses while decoding is enabled, and follow the guest when it moves them.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include "bus.h"
+#include "device.h"
+#include "devices.h"
 #include "hw.h"
 #include "pci.h"
 #include "util.h"
@@ -44,8 +47,22 @@
 /* Legacy INTA# lines, round-robin by slot; ISA leaves these free. */
 static const unsigned intx_gsis[] = { 5, 9, 10, 11 };
 
-/* Config cycles are rare: one lock keeps config space, BAR moves and INTx state consistent. */
-static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Config cycles are rare: one lock per host bridge keeps config space, BAR
+ * moves and INTx state consistent. A function not registered yet has no
+ * other thread to race with.
+ */
+static void cfg_lock(struct pci_dev *d)
+{
+	if (d->host)
+		pthread_mutex_lock(&d->host->cfg_lock);
+}
+
+static void cfg_unlock(struct pci_dev *d)
+{
+	if (d->host)
+		pthread_mutex_unlock(&d->host->cfg_lock);
+}
 
 void pci_dev_init(struct pci_dev *d, uint16_t vendor, uint16_t device, uint32_t class_code,
 		  uint16_t subsys_vendor, uint16_t subsys_id)
@@ -165,11 +182,11 @@ static int sync_bar(struct pci_dev *d, int n)
 static void intx_update(struct pci_dev *d)
 {
 	struct vm *vm = d->vm;
-	if (!vm || !vm->pci || !d->irq_pin_gsi)
+	if (!vm || !d->host || !d->irq_pin_gsi)
 		return;
 	int level = 0;
 	for (int s = 0; s < PCI_MAX_DEVS; s++) {
-		struct pci_dev *o = vm->pci->devs[s];
+		struct pci_dev *o = d->host->devs[s];
 		if (o && o->irq_pin_gsi == d->irq_pin_gsi && (get_le16(o->cfg + PCI_STATUS) & STATUS_INT) &&
 		    !(get_le16(o->cfg + PCI_COMMAND) & CMD_INTX_DISABLE))
 			level = 1;
@@ -179,23 +196,23 @@ static void intx_update(struct pci_dev *d)
 
 void pci_dev_irq(struct pci_dev *d, int level)
 {
-	pthread_mutex_lock(&cfg_lock);
+	cfg_lock(d);
 	uint16_t st = get_le16(d->cfg + PCI_STATUS);
 	bool was = st & STATUS_INT;
 	if (was != !!level) {
 		put_le16(d->cfg + PCI_STATUS, level ? st | STATUS_INT : st & ~STATUS_INT);
 		intx_update(d);
 	}
-	pthread_mutex_unlock(&cfg_lock);
+	cfg_unlock(d);
 }
 
 uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, int len)
 {
 	if ((len != 1 && len != 2 && len != 4) || off >= PCI_CFG_SIZE || off + len > PCI_CFG_SIZE)
 		return 0xffffffff;
-	pthread_mutex_lock(&cfg_lock);
+	cfg_lock(d);
 	uint32_t v = (uint32_t)bytes_to_u64(d->cfg + off, len);
-	pthread_mutex_unlock(&cfg_lock);
+	cfg_unlock(d);
 	return v;
 }
 
@@ -203,7 +220,7 @@ void pci_cfg_write(struct pci_dev *d, unsigned off, uint32_t val, int len)
 {
 	if ((len != 1 && len != 2 && len != 4) || off >= PCI_CFG_SIZE || off + len > PCI_CFG_SIZE)
 		return;
-	pthread_mutex_lock(&cfg_lock);
+	cfg_lock(d);
 	uint16_t old_cmd = get_le16(d->cfg + PCI_COMMAND);
 	for (int i = 0; i < len; i++) {
 		unsigned o = off + i;
@@ -217,7 +234,7 @@ void pci_cfg_write(struct pci_dev *d, unsigned off, uint32_t val, int len)
 			sync_bar(d, n);
 	if ((old_cmd ^ get_le16(d->cfg + PCI_COMMAND)) & CMD_INTX_DISABLE)
 		intx_update(d);
-	pthread_mutex_unlock(&cfg_lock);
+	cfg_unlock(d);
 	if (d->cfg_written)
 		d->cfg_written(d, off, len);
 }
@@ -285,15 +302,15 @@ int pci_host_irq_map(struct vm *vm, int slot)
 
 int pci_register(struct vm *vm, struct pci_dev *d)
 {
-	struct pci_host *h = vm->pci;
+	struct pci_host *h = pci_host(vm);
 	if (!h)
 		return err_set("no PCI host bridge for %s", d->name);
-	pthread_mutex_lock(&cfg_lock);
+	pthread_mutex_lock(&h->cfg_lock);
 	int slot = 1;
 	while (slot < PCI_MAX_DEVS && h->devs[slot])
 		slot++;
 	if (slot == PCI_MAX_DEVS) {
-		pthread_mutex_unlock(&cfg_lock);
+		pthread_mutex_unlock(&h->cfg_lock);
 		return err_set("no free PCI slot for %s", d->name);
 	}
 	/* Place every BAR first, so a full window leaves nothing half-registered. */
@@ -306,7 +323,7 @@ int pci_register(struct vm *vm, struct pci_dev *d)
 		uint64_t *next = b->io ? &next_io : &next_mmio;
 		uint64_t a = ALIGN_UP(*next, b->size);
 		if (a + b->size > (b->io ? PCI_IO_END + 1ULL : PCI_MMIO_END)) {
-			pthread_mutex_unlock(&cfg_lock);
+			pthread_mutex_unlock(&h->cfg_lock);
 			return err_set("PCI %s window full placing %s BAR%d", b->io ? "I/O" : "memory", d->name, n);
 		}
 		*next = a + b->size;
@@ -341,23 +358,53 @@ int pci_register(struct vm *vm, struct pci_dev *d)
 						d->bar_moved(d, m, d->bar[m].addr, false);
 				}
 			h->devs[slot] = NULL;
-			pthread_mutex_unlock(&cfg_lock);
+			pthread_mutex_unlock(&h->cfg_lock);
 			return err_set("cannot map %s BAR%d: %s", d->name, n, msg);
 		}
 	}
-	pthread_mutex_unlock(&cfg_lock);
+	d->host = h;
+	pthread_mutex_unlock(&h->cfg_lock);
 	pr_debug("PCI 00:%02x.0 %s, INTA# on GSI %u", slot, d->name, d->irq_pin_gsi);
 	return 0;
 }
 
-struct pci_host *pci_host(struct vm *vm)
+void pci_unregister(struct pci_dev *d)
 {
-	return vm->pci;
+	struct pci_host *h = d->host;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->cfg_lock);
+	for (int n = 0; n < 6; n++) {
+		struct pci_bar *b = &d->bar[n];
+		if (b->mapped) {
+			bus_unregister(b->io ? &d->vm->pio : &d->vm->mmio, b->addr, b->ctx);
+			b->mapped = false;
+		}
+	}
+	h->devs[d->slot] = NULL;
+	d->host = NULL;
+	pthread_mutex_unlock(&h->cfg_lock);
 }
 
-int pci_host_init(struct vm *vm)
+struct pci_host *pci_host(struct vm *vm)
+{
+	return device_priv(vm, "pci-host", 0);
+}
+
+static void pci_host_destroy(struct device *dev)
+{
+	struct pci_host *h = dev->priv;
+	bus_unregister_all(&h->bridge.vm->pio, h);
+	pthread_mutex_destroy(&h->cfg_lock);
+	free(h);
+}
+
+static const struct device_ops pci_host_ops = { .destroy = pci_host_destroy };
+
+static int pci_host_create(struct vm *vm, void *own)
 {
 	struct pci_host *h = xcalloc(1, sizeof(*h));
+	pthread_mutex_init(&h->cfg_lock, NULL);
 	h->next_mmio = PCI_MMIO_BASE;
 	h->next_io = PCI_IO_BASE;
 	pci_dev_init(&h->bridge, 0x8086, 0x29c0, 0x060000, 0, 0);
@@ -368,8 +415,11 @@ int pci_host_init(struct vm *vm)
 	put_le16(h->bridge.cfg + PCI_COMMAND, CMD_IO | CMD_MEM | CMD_MASTER);
 	h->bridge.wmask[PCI_INT_LINE] = 0;
 	h->devs[0] = &h->bridge;
-	vm->pci = h;
+	h->bridge.host = h;
+	device_add(vm, "pci-host", &pci_host_ops, h);
 	if (bus_register(&vm->pio, 0xcf8, 4, &cf8_ops, h, "pci-addr") < 0)
 		return -1;
 	return bus_register(&vm->pio, 0xcfc, 4, &cfc_ops, h, "pci-data");
 }
+
+const struct device_type pci_host_device = { .name = "pci-host", .create = pci_host_create };

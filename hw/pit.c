@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "bus.h"
+#include "device.h"
+#include "devices.h"
 #include "evloop.h"
 #include "hw.h"
 #include "util.h"
@@ -54,11 +56,7 @@ struct pit {
 	int tfd;
 	int64_t armed;		/* absolute ns the timer is armed for; 0: disarmed */
 	int64_t irq_at;		/* channel 0's edge that has been delivered last */
-	struct pit *next;
 };
-
-static struct pit *all_pits;	/* keeps every instance reachable, as the other hw/ models do */
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int64_t now_ns(void)
 {
@@ -352,7 +350,22 @@ static void port61_write(void *ctx, uint64_t off, const void *data, int len)
 static const struct bus_ops pit_ops = { .read = pit_read, .write = pit_write };
 static const struct bus_ops port61_ops = { .read = port61_read, .write = port61_write };
 
-int pit_init(struct vm *vm)
+/* After the event loop stopped: no timer callback can be running. */
+static void pit_destroy(struct device *d)
+{
+	struct pit *p = d->priv;
+	if (p->tfd >= 0) {
+		evloop_del(p->vm->loop, p->tfd);
+		close(p->tfd);
+	}
+	bus_unregister_all(&p->vm->pio, p);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+static const struct device_ops pit_ops_dev = { .destroy = pit_destroy };
+
+static int pit_create(struct vm *vm, void *own)
 {
 	struct pit *p = xcalloc(1, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
@@ -362,18 +375,18 @@ int pit_init(struct vm *vm)
 		p->ch[i].gate = i != 2;	/* channels 0 and 1 are always gated on; 2 by port 0x61 */
 		p->ch[i].mode = 0;
 	}
-	if (vm->loop) {
-		p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (p->tfd < 0)
-			return err_errno("pit: timerfd_create");
-		if (evloop_add(vm->loop, p->tfd, EPOLLIN, on_timer, p) < 0)
-			return -1;
+	device_add(vm, "pit", &pit_ops_dev, p);
+	p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (p->tfd < 0)
+		return err_errno("pit: timerfd_create");
+	if (evloop_add(vm->loop, p->tfd, EPOLLIN, on_timer, p) < 0) {
+		close(p->tfd);
+		p->tfd = -1;
+		return -1;
 	}
-	pthread_mutex_lock(&all_lock);
-	p->next = all_pits;
-	all_pits = p;
-	pthread_mutex_unlock(&all_lock);
 	if (bus_register(&vm->pio, 0x40, 4, &pit_ops, p, "pit") < 0)
 		return -1;
 	return bus_register(&vm->pio, 0x61, 1, &port61_ops, p, "port61");
 }
+
+const struct device_type pit_device = { .name = "pit", .create = pit_create };

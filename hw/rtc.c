@@ -10,12 +10,16 @@
  * pending, so an idle guest costs nothing.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include "bus.h"
+#include "device.h"
+#include "devices.h"
+#include "e820.h"
 #include "evloop.h"
 #include "hw.h"
 #include "util.h"
@@ -69,11 +73,7 @@ struct rtc {
 	int64_t seen_tick;	/* last periodic tick counted */
 	int tfd;		/* interrupt timer, -1 without an event loop */
 	int64_t armed;		/* when it fires (ns, CLOCK_REALTIME), 0 if disarmed */
-	struct rtc *next;
 };
-
-static struct rtc *all_rtcs;	/* keeps every instance reachable */
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint8_t to_bcd(int v) { return (uint8_t)(((v / 10) % 10) << 4 | (v % 10)); }
 static int from_bcd(uint8_t v) { return (v >> 4) * 10 + (v & 0xf); }
@@ -404,7 +404,22 @@ void rtc_fill_memory(uint8_t cmos[128], uint64_t ram)
 	cmos[0x2f] = sum;
 }
 
-int rtc_init(struct vm *vm)
+/* After the event loop stopped: no timer callback can be running. */
+static void rtc_destroy(struct device *d)
+{
+	struct rtc *r = d->priv;
+	if (r->tfd >= 0) {
+		evloop_del(r->vm->loop, r->tfd);
+		close(r->tfd);
+	}
+	bus_unregister_all(&r->vm->pio, r);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+static const struct device_ops rtc_dev_ops = { .destroy = rtc_destroy };
+
+static int rtc_create(struct vm *vm, void *own)
 {
 	struct rtc *r = xcalloc(1, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
@@ -414,16 +429,16 @@ int rtc_init(struct vm *vm)
 	r->vm = vm;
 	r->tfd = -1;
 	restart_counting(r);
-	if (vm->loop) {
-		r->tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (r->tfd < 0)
-			return err_errno("rtc: timerfd_create");
-		if (evloop_add(vm->loop, r->tfd, EPOLLIN, on_timer, r) < 0)
-			return -1;
+	device_add(vm, "rtc", &rtc_dev_ops, r);
+	r->tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (r->tfd < 0)
+		return err_errno("rtc: timerfd_create");
+	if (evloop_add(vm->loop, r->tfd, EPOLLIN, on_timer, r) < 0) {
+		close(r->tfd);
+		r->tfd = -1;
+		return -1;
 	}
-	pthread_mutex_lock(&all_lock);
-	r->next = all_rtcs;
-	all_rtcs = r;
-	pthread_mutex_unlock(&all_lock);
 	return bus_register(&vm->pio, 0x70, 2, &rtc_ops, r, "rtc");
 }
+
+const struct device_type rtc_device = { .name = "rtc", .create = rtc_create };

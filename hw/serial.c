@@ -8,7 +8,10 @@
  * both touch a port: each port has its own mutex.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include "device.h"
+#include "devices.h"
 #include "hw.h"
 #include "term.h"
 #include "util.h"
@@ -95,16 +98,11 @@ struct serial_set {
 	struct uart port[SERIAL_NR_PORTS];
 	pthread_mutex_t irq_lock;	/* orders line changes of ports sharing an IRQ */
 	int line[16];			/* level last sent per GSI */
-	struct serial_set *next;
 };
 
 static const uint16_t port_base[SERIAL_NR_PORTS] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8 };
 static const unsigned port_irq[SERIAL_NR_PORTS] = { IRQ_COM1, IRQ_COM2, IRQ_COM1, IRQ_COM2 };
 static const unsigned trigger_levels[4] = { 1, 4, 8, 14 };
-
-/* Every set stays reachable from here; lookups find the newest for a VM. */
-static struct serial_set *all_sets;
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void stdout_sink(void *ctx, const void *buf, size_t len)
 {
@@ -363,11 +361,7 @@ void *serial_port(struct vm *vm, int idx)
 		err_set("no serial port %d", idx);
 		return NULL;
 	}
-	struct serial_set *s;
-	pthread_mutex_lock(&all_lock);
-	for (s = all_sets; s && s->vm != vm; s = s->next)
-		;
-	pthread_mutex_unlock(&all_lock);
+	struct serial_set *s = device_priv(vm, "serial", 0);
 	if (!s) {
 		err_set("no serial ports in this VM");
 		return NULL;
@@ -384,7 +378,27 @@ void serial_set_output(void *port, serial_out_fn out, void *ctx)
 	pthread_mutex_unlock(&u->lock);
 }
 
-int serial_init(struct vm *vm)
+static void serial_destroy(struct device *d)
+{
+	struct serial_set *s = d->priv;
+	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
+		bus_unregister_all(&s->vm->pio, &s->port[i]);
+		pthread_mutex_destroy(&s->port[i].lock);
+	}
+	pthread_mutex_destroy(&s->irq_lock);
+	free(s);
+}
+
+/* The terminal's input goes to ttyS0 when the serial port is the console. */
+static void serial_console_input(struct device *d, const uint8_t *buf, size_t len)
+{
+	struct serial_set *s = d->priv;
+	uart_input(&s->port[0], buf, len);
+}
+
+static const struct device_ops serial_ops = { .destroy = serial_destroy, .console_input = serial_console_input };
+
+static int serial_create(struct vm *vm, void *own)
 {
 	struct serial_set *s = xcalloc(1, sizeof(*s));
 	s->vm = vm;
@@ -402,18 +416,14 @@ int serial_init(struct vm *vm)
 		u->msr_deltas = 0;
 	}
 	s->port[0].out = stdout_sink;
-
-	pthread_mutex_lock(&all_lock);
-	s->next = all_sets;
-	all_sets = s;
-	pthread_mutex_unlock(&all_lock);
+	device_add(vm, "serial", &serial_ops, s);
 
 	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
 		static const char *names[SERIAL_NR_PORTS] = { "ttyS0", "ttyS1", "ttyS2", "ttyS3" };
 		if (bus_register(&vm->pio, port_base[i], 8, &uart_ops, &s->port[i], names[i]) < 0)
 			return -1;
 	}
-	if (vm->cfg.console == CONSOLE_SERIAL)
-		term_set_sink(serial_input, &s->port[0]);
 	return 0;
 }
+
+const struct device_type serial_device = { .name = "serial", .create = serial_create };

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct vm;
+struct device_type;
 
 /* Below the BIOS, where Linux also scans for the RSDP. */
 #define ACPI_TABLES_GPA 0xE0000ULL
@@ -14,7 +15,9 @@ struct vm;
 
 /* Build the tables into base (guest address gpa); returns bytes used, 0 if cap is too small. */
 size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap);
-/* Write the tables and register the sleep-control port. */
-int acpi_setup(struct vm *vm);
+/* Write the tables into guest RAM. */
+int acpi_write_tables(struct vm *vm);
+/* The PM1 event and control registers (power-off through S5). */
+extern const struct device_type acpi_pm_device;
 
 #endif

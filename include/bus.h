@@ -37,6 +37,8 @@ void bus_destroy(struct bus *b);
 int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops, void *ctx, const char *name);
 /* Remove the range starting at base owned by ctx; returns 0 if found. */
 int bus_unregister(struct bus *b, uint64_t base, void *ctx);
+/* Remove every range owned by ctx (a device being destroyed). */
+void bus_unregister_all(struct bus *b, void *ctx);
 /*
  * Dispatch one access. Returns true if a device handled it. Unclaimed reads
  * return all ones, unclaimed writes are dropped, both are counted.

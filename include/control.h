@@ -1,33 +1,47 @@
 /*
- * Per-VM control socket: a unix stream socket, mode 0600, speaking JSON lines
- * (protocol in docs/control-protocol.md). One request line, one reply line.
+ * The control socket: one unix stream socket per VM, mode 0600, in a
+ * directory only its user may write; JSON lines (docs/control-protocol.md),
+ * one request line and one reply line per connection. The server runs on a
+ * thread of its own and knows no device: devices declare their commands and
+ * `lkvm stat` members in their ops, other owners (the gdb stub, snapshots)
+ * register theirs here.
  */
 #ifndef LKVM_CONTROL_H
 #define LKVM_CONTROL_H
 
 #include <stddef.h>
 #include <stdbool.h>
+#include "json.h"
 
 struct vm;
+struct control;
 
 #define CONTROL_PROTO_VERSION 1
 #define CONTROL_MAX_LINE 4096
 
-/* Directory for sockets: $XDG_RUNTIME_DIR/lkvm, else ~/.lkvm (created 0700). */
+/*
+ * $XDG_RUNTIME_DIR/lkvm, else ~/.lkvm: created 0700, or, when it exists,
+ * refused unless it is a real directory of ours that nobody else may write.
+ */
 int control_dir(char *buf, size_t len);
-/* Create the socket for vm->cfg.name (cleaning a stale one) and serve it. */
-int control_start(struct vm *vm);
-void control_stop(struct vm *vm);
 
-/* Handle one request line; writes a NUL-terminated reply line into out. */
-void control_handle(struct vm *vm, const char *line, char *out, size_t outlen);
+/* A server for vm named name (NULL: lkvm-PID), not yet listening. */
+struct control *control_new(struct vm *vm, const char *name);
+/* Bind the socket (refused if a VM of that name runs) and serve it on a thread of its own. */
+int control_listen(struct control *c);
+/* Stop serving, remove the socket, free. */
+void control_free(struct control *c);
+
+/* A command of an owner that is not a device: reply gets its members; 0, or -1 with err set. */
+typedef int (*control_fn)(void *ctx, const char *req, struct json_writer *reply);
+int control_register(struct control *c, const char *cmd, control_fn fn, void *ctx);
+
+/* Handle one request line; writes a NUL-terminated reply line (cut short to fit) into out. */
+void control_handle(struct control *c, const char *line, char *out, size_t outlen);
 
 /* Client side: send one request to VM name, read the reply. */
 int control_request(const char *name, const char *request, char *reply, size_t len);
-
-/* Tiny JSON helpers for flat objects of strings and numbers. */
-bool json_get_str(const char *json, const char *key, char *out, size_t len);
-bool json_get_num(const char *json, const char *key, long long *out);
-bool json_valid_object(const char *json);
+/* Call fn for every VM with a socket in the directory; stale sockets are removed. */
+int control_for_each(int (*fn)(const char *name, void *arg), void *arg);
 
 #endif

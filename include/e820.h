@@ -19,6 +19,10 @@ struct guest_mem;
 /* Fill map from the RAM layout; returns the number of entries. */
 int e820_build(const struct guest_mem *m, struct e820_entry *map, int max);
 
+/* The 32-bit PCI MMIO hole: RAM that would be there continues at 4 GiB. */
+#define PCI_HOLE_START 0xC0000000ULL
+#define PCI_HOLE_END   0x100000000ULL
+
 /* Fixed low-memory layout shared by the loader, the BIOS and the MP table. */
 #define EBDA_START     0x9FC00ULL	/* last KiB of base memory: MP table lives here */
 #define BIOS_START     0xF0000ULL

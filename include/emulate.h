@@ -147,4 +147,8 @@ struct emu_iret {
 };
 int emu_iret_pm(const struct emu_insn *in, const uint8_t *frame, int cpl, uint64_t flags, struct emu_iret *out);
 
+/* x86/emulate_kvm.c: an emulation failure KVM reported, handled in user space; 0 = resume. */
+struct vcpu;
+int emulate_kvm_exit(struct vcpu *v);
+
 #endif

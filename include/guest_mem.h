@@ -29,13 +29,13 @@ struct guest_mem {
 /* NULL unless [gpa, gpa+len) lies wholly inside one RAM region (len 0 is refused). */
 void *guest_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
-/* Lay out RAM of ram_size bytes below and above the PCI hole at 3 GiB. */
-int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size);
+/*
+ * RAM of ram_size bytes from guest address 0, the part that would overlap
+ * [hole_start, hole_end) placed at hole_end instead (the board's MMIO hole;
+ * 0, 0 for none).
+ */
+int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end);
 void guest_mem_free(struct guest_mem *m);
-
-/* Start of the 32-bit PCI MMIO hole: RAM above it continues at 4 GiB. */
-#define PCI_HOLE_START 0xC0000000ULL
-#define PCI_HOLE_END   0x100000000ULL
 
 int guest_copy_to(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len);
 int guest_copy_from(const struct guest_mem *m, void *dst, uint64_t gpa, uint64_t len);

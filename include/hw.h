@@ -1,6 +1,7 @@
 /*
  * Legacy PC devices (hw/): 8250 UARTs, i8042, MC146818 RTC, 8254 PIT, debug ports and
- * the PCI host bridge. Each has one init function listed in kvm/devices.c.
+ * the PCI host bridge. Each is a device type (include/devices.h); what other
+ * code needs of them is here.
  */
 #ifndef LKVM_HW_H
 #define LKVM_HW_H
@@ -11,12 +12,12 @@
 struct vm;
 struct pci_dev;
 
-int pci_host_init(struct vm *vm);
-int serial_init(struct vm *vm);
-int i8042_init(struct vm *vm);
-int rtc_init(struct vm *vm);
-int pit_init(struct vm *vm);
-int debug_ports_init(struct vm *vm);
+/* The PC's fixed legacy IRQ numbers. */
+#define IRQ_PIT 0
+#define IRQ_KBD 1
+#define IRQ_COM2 3
+#define IRQ_COM1 4
+#define IRQ_RTC 8
 
 /* hw/serial.c: ttyS0-3 at 0x3f8/0x2f8/0x3e8/0x2e8 on IRQ 4/3/4/3. */
 #define SERIAL_NR_PORTS 4

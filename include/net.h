@@ -12,25 +12,27 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <linux/virtio_net.h>
 
 struct vm;
 struct vnet;
-struct net_opt;
+
+/* One --network NIC. */
+enum net_mode { NET_USER, NET_TAP, NET_NONE };
+struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
+	enum net_mode mode;
+	bool restricted;	/* user mode: no NAT to the outside, forwards only */
+	const char *tapif;
+	uint8_t mac[6];
+	bool mac_set;
+	int nr_fwds;
+	struct { bool udp; uint16_t host_port, guest_port; } fwds[8];
+};
 
 #define VNET_HDR_LEN 12		/* struct virtio_net_hdr with num_buffers (virtio 1.x) */
 #define VNET_MAX_FRAME 65550	/* largest frame with GSO: 64 KiB plus Ethernet */
 
-#define VIRTIO_NET_F_CSUM 0
-#define VIRTIO_NET_F_GUEST_CSUM 1
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_GUEST_TSO4 7
-#define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_HOST_TSO4 11
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_MRG_RXBUF 15
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
-#define VIRTIO_NET_HDR_F_DATA_VALID 2
+/* VIRTIO_NET_F_* and VIRTIO_NET_HDR_F_*: <linux/virtio_net.h> */
 
 struct net_backend_ops {
 	/* A frame from the guest; hdr is its virtio-net header (flags, GSO, checksum offsets). */
@@ -42,6 +44,8 @@ struct net_backend_ops {
 	int (*timeout_ms)(void *be);
 	/* The driver accepted these features (checksum/TSO offloads to switch on). */
 	void (*features)(void *be, uint64_t driver_features);
+	/* Release everything (the device is being destroyed; no other call runs). */
+	void (*close)(void *be);
 };
 
 struct net_backend {
@@ -62,8 +66,7 @@ int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len);
 int tap_open(const struct net_opt *o, struct net_backend *be);
 int user_net_open(const struct net_opt *o, struct net_backend *be);
 
-int virtio_net_init(struct vm *vm);
-/* One NIC with a ready backend (tests pass their own). */
+/* One NIC with a ready backend (tests pass their own; it is closed, not freed, with the NIC). */
 struct vnet *virtio_net_add(struct vm *vm, const struct net_opt *o, struct net_backend *be);
 
 #endif

@@ -81,7 +81,15 @@ struct p9_server *p9_server_new(const char *root, bool ro);
 size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
 void p9_server_free(struct p9_server *s);
 
-/* One virtio-9p device per vm->cfg.shares[]; sets cfg.needs_files when there is one. */
-int virtio_9p_init(struct vm *vm);
+/* The --9p options: one virtio-9p device each (virtio/9p.c). */
+#define P9_MAX_SHARES 8
+struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */
+	const char *dir, *tag;
+	bool ro;
+};
+struct p9_opts {
+	int n;
+	struct share_opt share[P9_MAX_SHARES];
+};
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include "bus.h"
 
 struct vm;
@@ -46,6 +47,7 @@ struct pci_dev {
 	void (*bar_moved)(struct pci_dev *d, int n, uint64_t addr, bool mapped);
 	void *priv;
 	struct vm *vm;
+	struct pci_host *host;		/* set by pci_register */
 };
 
 /* Fill the standard type-0 header (IDs, class) and the write mask. */
@@ -57,6 +59,8 @@ void pci_dev_set_bar(struct pci_dev *d, int n, uint64_t size, bool io, const str
 int pci_dev_add_cap(struct pci_dev *d, const void *cap, int len);
 /* Place the BARs, give the device a slot and an INTx line, map it. */
 int pci_register(struct vm *vm, struct pci_dev *d);
+/* Take it off the bus again (its device is being destroyed). */
+void pci_unregister(struct pci_dev *d);
 
 /* Config space accessors, also used by the device-level tests. */
 uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, int len);
@@ -68,6 +72,7 @@ struct pci_host {
 	uint32_t cf8;
 	uint64_t next_mmio, next_io;
 	struct pci_dev bridge;
+	pthread_mutex_t cfg_lock;	/* config space, BAR moves and INTx state of every function */
 };
 
 #endif

@@ -5,16 +5,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vm;
+struct evloop;
+struct device;
 
-/* Put stdin in raw mode if it is a tty and watch it on the event loop. */
-int term_init(struct vm *vm);
+/*
+ * Put stdin in raw mode if it is a tty and watch it on loop: input goes to
+ * con's console_input, Ctrl-A x calls on_quit(ctx). One terminal per process.
+ */
+int term_start(struct evloop *loop, struct device *con, void (*on_quit)(void *ctx), void *ctx);
+/* Stop reading and restore the terminal. */
+void term_stop(void);
 /* Restore the terminal; safe to call many times and from a signal handler. */
 void term_restore(void);
 /* Guest console output to stdout (all of it, retrying short writes). */
 void term_output(const void *buf, size_t len);
-/* The one device that takes console input (8250 ttyS0 or virtio-console). */
-typedef void (*term_sink)(void *ctx, const uint8_t *buf, size_t len);
-void term_set_sink(term_sink sink, void *ctx);
 
 #endif

@@ -91,6 +91,8 @@ struct virtio_dev {
 
 /* Register d (fields name, device_id, features, nr_queues, config, ops set) as a PCI function. */
 int virtio_pci_register(struct vm *vm, struct virtio_dev *d);
+/* Take it off the bus and release its eventfds (the device is being destroyed). */
+void virtio_pci_unregister(struct virtio_dev *d);
 
 /*
  * Take the next available chain of queue qi: 1 with c filled, 0 if none, -1
@@ -110,14 +112,9 @@ void virtio_config_irq(struct virtio_dev *d);
 size_t iov_to_buf(const struct iovec *iov, int n, size_t skip, void *buf, size_t len);
 size_t buf_to_iov(const struct iovec *iov, int n, size_t skip, const void *buf, size_t len);
 
-/* Device inits (kvm/devices.c). */
-int virtio_blk_init(struct vm *vm);
 struct disk;
-/* One virtio-blk function for an open disk (tests use it directly). */
+/* One virtio-blk function for an open disk, which it owns from here on (tests use it directly). */
 int virtio_blk_add(struct vm *vm, struct disk *dk);
-int virtio_rng_init(struct vm *vm);
-int virtio_console_init(struct vm *vm);
-int virtio_balloon_init(struct vm *vm);
 /* lkvm balloon: move the target by delta_mib (inflate > 0); 0, or -1 with err set. */
 int balloon_adjust(struct vm *vm, long delta_mib);
 struct balloon_stats {

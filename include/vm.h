@@ -1,4 +1,10 @@
-/* One virtual machine: KVM fds, RAM, buses, vCPUs and its configuration. */
+/*
+ * One virtual machine as KVM sees it: the fds, guest RAM, the port and MMIO
+ * buses, vCPU threads, interrupt routing, and the registry of its devices.
+ * It names no board and no device: the board (x86/machine.c) lays out memory,
+ * creates the devices and sets the vCPU hooks; the runner (cmd/run.c) decides
+ * the order of everything.
+ */
 #ifndef LKVM_VM_H
 #define LKVM_VM_H
 
@@ -12,60 +18,30 @@
 
 struct vm;
 struct evloop;
-struct pci_host;
+struct device;
 
-enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
-enum cpu_model { CPU_AUTO, CPU_HOST, CPU_BASELINE };
-
-#define MAX_DISKS 8
-struct disk_opt {
-	const char *path;
-	bool ro, direct;
-};
-
-#define MAX_SHARES 8
-struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */
-	const char *dir, *tag;
-	bool ro;
-};
-
-#define MAX_NICS 4
-enum net_mode { NET_USER, NET_TAP, NET_NONE };
-struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
-	enum net_mode mode;
-	bool restricted;	/* user mode: no NAT to the outside, forwards only */
-	const char *tapif;
-	uint8_t mac[6];
-	bool mac_set;
-	int nr_fwds;
-	struct { bool udp; uint16_t host_port, guest_port; } fwds[8];
+/* What every layer may read about the VM; options of the board and devices live in parts. */
+struct cfg_part {
+	const void *owner;	/* the device type or board whose options these are */
+	void *data;
+	struct cfg_part *next;
 };
 
 struct vm_config {
-	const char *kernel;
-	const char *initrd;
-	const char *cmdline;
-	const char *name;
+	const char *name;	/* control socket name; NULL: lkvm-PID */
 	uint64_t ram_size;
 	int nr_cpus;
-	enum console_kind console;
-	enum cpu_model cpu;
-	bool debug_ioport;
-	bool flat;		/* load kernel as a flat binary at flat_addr */
-	uint64_t flat_addr;
-	bool rng;
-	bool balloon;
-	int nr_disks;
-	struct disk_opt disks[MAX_DISKS];
-	bool no_emulate;	/* do not emulate instructions KVM rejects */
+	const char *kernel, *initrd, *cmdline;	/* what to boot; the board decides how */
+	bool debug_ioport;	/* log accesses no device claims */
 	bool no_seccomp;	/* skip the syscall allowlist */
-	bool bios_boot;		/* bzImage through its 16-bit setup code and our BIOS */
-	bool needs_files;	/* a device serves host files (9p): widen the allowlist */
-	int nr_shares;
-	struct share_opt shares[MAX_SHARES];
-	int nr_nics;
-	struct net_opt nics[MAX_NICS];
+	struct cfg_part *parts;
 };
+
+/* The options of owner (a device type, the board), zeroed size bytes the first time. */
+void *vm_config_part(struct vm_config *cfg, const void *owner, size_t size);
+/* The part if its owner's options were ever touched, else NULL. */
+void *vm_config_find(const struct vm_config *cfg, const void *owner);
+void vm_config_free(struct vm_config *cfg);
 
 struct vcpu {
 	struct vm *vm;
@@ -74,67 +50,11 @@ struct vcpu {
 	struct kvm_run *run;
 	size_t run_size;
 	pthread_t thread;
+	bool running;		/* the thread was started */
 	uint64_t exits;
 	uint64_t exits_io, exits_mmio, exits_emulated;
 	uint64_t pio_reads, pio_writes, mmio_reads, mmio_writes;
 };
-
-/* Where guest-side stats and exit status are gathered; written from any thread. */
-enum vm_exit_reason { VM_RUNNING, VM_POWEROFF, VM_RESET, VM_QUIT, VM_ERROR };
-
-struct vm {
-	struct vm_config cfg;
-	int sys_fd, vm_fd;	/* -1 when no KVM (device-level tests) */
-	struct guest_mem mem;
-	struct bus pio, mmio;
-	int nr_vcpus;
-	struct vcpu *vcpus;
-	struct evloop *loop;
-	struct pci_host *pci;
-
-	/* Interrupts: devices call vm_irq_line()/vm_msi(), which go through irq. */
-	const struct irq_ops *irq;
-	pthread_mutex_t irq_lock;
-	struct kvm_irq_routing *routing;	/* current GSI routing table */
-	unsigned next_gsi;
-
-	/* Pause: vCPU threads park outside KVM_RUN while paused is set. */
-	pthread_mutex_t pause_lock;
-	pthread_cond_t pause_cond;
-	bool paused;
-	int parked;
-	struct control *control;
-	struct balloon *balloon;	/* --balloon, else NULL */
-	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
-	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
-	/* Run once after the vCPUs stopped, whatever ended the VM (disks flush there). */
-	int nr_exit_hooks;
-	struct { void (*fn)(void *ctx); void *ctx; } exit_hooks[16];
-
-	/* Set once; the first reason to stop wins. */
-	int exit_reason;	/* enum vm_exit_reason, atomic */
-	int exit_status;	/* process exit status to use */
-
-	/* Boot facts the loader decides and the vCPU set-up uses. */
-	uint64_t entry_rip, entry_rsp, boot_params_gpa;
-	int entry_mode;		/* enum entry_mode in x86/boot.h */
-	bool rmode_entry_cs_ip;	/* real mode: entry is CS:IP */
-	uint16_t rm_cs, rm_ip, rm_ss, rm_sp;
-};
-
-/* kvm/vm.c */
-int vm_create(struct vm *vm, const struct vm_config *cfg);
-int vm_run(struct vm *vm);	/* start vCPUs, wait for the end; returns exit status */
-void vm_destroy(struct vm *vm);
-void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status);
-bool vm_stopping(struct vm *vm);
-/* Park every vCPU outside KVM_RUN (returns when all are parked) / let them go. */
-void vm_pause(struct vm *vm);
-void vm_resume(struct vm *vm);
-void vcpu_park_if_paused(struct vcpu *v);
-
-/* True on hosts whose KVM emulates guest ring 0 (PVM): use --cpu baseline there. */
-bool kvm_host_emulates_ring0(void);
 
 /*
  * How interrupts reach the guest: KVM's irqchip (kvm_irq_ops, kvm/irq.c) or a
@@ -151,6 +71,68 @@ struct irq_ops {
 };
 extern const struct irq_ops kvm_irq_ops;
 
+/* The board's hooks into the vCPU layer. */
+struct vm_arch {
+	int (*vcpu_init)(struct vcpu *v);		/* CPUID, MSRs; the boot vCPU's entry state */
+	/* KVM could not emulate: 0 to resume, -1 (err set) to stop, 1 to report KVM's own error. */
+	int (*emulation_failure)(struct vcpu *v);
+};
+
+enum vm_exit_reason { VM_RUNNING, VM_POWEROFF, VM_RESET, VM_QUIT, VM_ERROR };
+
+struct vm {
+	struct vm_config cfg;
+	int sys_fd, vm_fd;	/* -1 without KVM (device-level tests) */
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	int nr_vcpus;
+	struct vcpu *vcpus;
+	struct evloop *loop;	/* kicks and device timers; started by the runner */
+	struct device *devices;	/* the registry, in creation order (kvm/device.c) */
+
+	const struct vm_arch *arch;	/* set by the board */
+	void *board;			/* the board's own state */
+
+	const struct irq_ops *irq;
+	pthread_mutex_t irq_lock;
+	struct kvm_irq_routing *routing;	/* current GSI routing table */
+	unsigned next_gsi;
+
+	/* Pause: vCPU threads park outside KVM_RUN while paused is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool paused;
+	int parked;
+
+	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
+	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
+	bool needs_files;		/* a device serves host files (9p): seccomp allows path calls */
+
+	/* Set once; the first reason to stop wins. exit_efd wakes whoever waits for it. */
+	int exit_reason;	/* enum vm_exit_reason, atomic */
+	int exit_status;	/* process exit status to use */
+	int exit_efd;
+};
+
+/* kvm/vm.c: the VM's life, in the order the runner calls it. */
+int vm_create(struct vm *vm, const struct vm_config *cfg);	/* /dev/kvm, the VM fd, buses, loop */
+/* Guest RAM of cfg.ram_size, with the range [hole_start, hole_end) left for MMIO (0, 0: none). */
+int vm_add_ram(struct vm *vm, uint64_t hole_start, uint64_t hole_end);
+int vm_create_vcpus(struct vm *vm);	/* after the board set vm->arch */
+int vm_start_vcpus(struct vm *vm);
+void vm_stop_vcpus(struct vm *vm);	/* kick every vCPU out of KVM_RUN and join it */
+void vm_destroy(struct vm *vm);		/* devices, vCPUs, RAM, fds */
+void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status);
+bool vm_stopping(struct vm *vm);
+int vm_exit_status(struct vm *vm);
+/* Park every vCPU outside KVM_RUN (returns when all are parked) / let them go. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+void vcpu_park_if_paused(struct vcpu *v);
+
+/* True on hosts whose KVM emulates guest ring 0 (PVM). */
+bool kvm_host_emulates_ring0(void);
+
 /* kvm/irq.c: level-triggered lines on the in-kernel IOAPIC/PIC, and MSIs. */
 void vm_irq_line(struct vm *vm, unsigned gsi, int level);
 void vm_irq_pulse(struct vm *vm, unsigned gsi);
@@ -163,22 +145,9 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, int len, int fd, bool pio, bool a
 /* Whether kicks and interrupts can go through eventfds (KVM's ioeventfd/irqfd) here. */
 bool vm_has_eventfds(const struct vm *vm);
 
-/* Call fn(ctx) when the VM has stopped (poweroff, signal, error); 0, or -1 when full. */
-int vm_on_exit(struct vm *vm, void (*fn)(void *ctx), void *ctx);
-
 /* kvm/vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);
 void *vcpu_thread(void *arg);
 void vcpu_dump(struct vcpu *v, FILE *out);
-
-/* x86/emulate_kvm.c: handle an emulation failure in userspace; 0 = resume. */
-int emulate_kvm_exit(struct vcpu *v);
-
-/* Fixed legacy IRQ numbers. */
-#define IRQ_PIT 0
-#define IRQ_KBD 1
-#define IRQ_COM2 3
-#define IRQ_COM1 4
-#define IRQ_RTC 8
 
 #endif

@@ -70,6 +70,17 @@ int bus_unregister(struct bus *b, uint64_t base, void *ctx)
 	return ret;
 }
 
+void bus_unregister_all(struct bus *b, void *ctx)
+{
+	pthread_rwlock_wrlock(&b->lock);
+	int k = 0;
+	for (int i = 0; i < b->nr; i++)
+		if (b->ranges[i].ctx != ctx)
+			b->ranges[k++] = b->ranges[i];
+	b->nr = k;
+	pthread_rwlock_unlock(&b->lock);
+}
+
 bool bus_access(struct bus *b, uint64_t addr, void *data, int len, bool is_write)
 {
 	pthread_rwlock_rdlock(&b->lock);

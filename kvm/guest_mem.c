@@ -36,7 +36,7 @@ int guest_copy_from(const struct guest_mem *m, void *dst, uint64_t gpa, uint64_t
 	return 0;
 }
 
-int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size)
+int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end)
 {
 	memset(m, 0, sizeof(*m));
 	if (ram_size < MiB(1))
@@ -55,11 +55,11 @@ int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size)
 	}
 	madvise(m->base, m->map_size, MADV_MERGEABLE);
 	m->ram_size = ram_size;
-	uint64_t low = MIN(ram_size, PCI_HOLE_START);
+	uint64_t low = hole_end > hole_start ? MIN(ram_size, hole_start) : ram_size;
 	m->r[0] = (struct mem_region){ 0, low, m->base };
 	m->nr = 1;
 	if (ram_size > low) {
-		m->r[1] = (struct mem_region){ PCI_HOLE_END, ram_size - low, m->base + low };
+		m->r[1] = (struct mem_region){ hole_end, ram_size - low, m->base + low };
 		m->nr = 2;
 	}
 	return 0;

@@ -6,7 +6,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include "boot.h"
 #include "seccomp.h"
 #include "util.h"
 #include "vm.h"
@@ -25,11 +24,7 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 	v->run = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
 	if (v->run == MAP_FAILED)
 		return err_errno("mmap vcpu %d", id);
-	if (x86_setup_cpuid(v) < 0)
-		return -1;
-	if (id == 0 && x86_setup_boot_cpu(v) < 0)
-		return -1;
-	return 0;
+	return vm->arch && vm->arch->vcpu_init ? vm->arch->vcpu_init(v) : 0;
 }
 
 static void dump_seg(FILE *out, const char *n, const struct kvm_segment *s)
@@ -89,9 +84,13 @@ static void handle_io(struct vcpu *v)
 static int handle_internal_error(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
-	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && !v->vm->cfg.no_emulate) {
-		if (emulate_kvm_exit(v) == 0)
-			return 0;
+	const struct vm_arch *arch = v->vm->arch;
+	int r = 1;
+	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && arch && arch->emulation_failure)
+		r = arch->emulation_failure(v);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
 		fprintf(stderr, "lkvm: vCPU %d: %s\r\n", v->id, err_msg());
 	} else {
 		fprintf(stderr, "lkvm: vCPU %d: KVM internal error, suberror %u", v->id, run->internal.suberror);

@@ -1,4 +1,4 @@
-/* VM lifetime: /dev/kvm checks, memory slots, irqchip, devices, vCPU threads. */
+/* A VM's life as KVM sees it: /dev/kvm checks, RAM slots, vCPU threads, pause and exit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -6,25 +6,12 @@
 #include <sys/mman.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-#include "acpi.h"
-#include "boot.h"
-#include "control.h"
-#include "devices.h"
-#include "seccomp.h"
+#include "device.h"
 #include "evloop.h"
-#include "term.h"
 #include "util.h"
 #include "vm.h"
-
-#define TSS_ADDR 0xfffbd000ULL
-#define IDENTITY_MAP_ADDR 0xfffbc000ULL
-
-/* The main thread sleeps on this eventfd; any thread or signal handler wakes it. */
-static int exit_efd = -1;
-static struct vm *signal_vm;
 
 static const struct { int cap; const char *name; } required_caps[] = {
 	{ KVM_CAP_IRQCHIP, "IRQCHIP" },
@@ -45,6 +32,8 @@ static int open_kvm(void)
 		if (errno == EACCES || errno == EPERM)
 			return err_set("/dev/kvm: permission denied: add yourself to the 'kvm' group "
 				       "(sudo usermod -aG kvm $USER, then log in again) or run as root");
+		if (errno == ENODEV || errno == ENXIO)
+			return err_set("/dev/kvm: no KVM behind it (the module is not bound on this host)");
 		return err_errno("/dev/kvm");
 	}
 	int v = ioctl(fd, KVM_GET_API_VERSION, 0);
@@ -67,11 +56,42 @@ bool kvm_host_emulates_ring0(void)
 	return access("/sys/module/kvm_pvm", F_OK) == 0 && access("/dev/kvm", F_OK) == 0;
 }
 
+void *vm_config_part(struct vm_config *cfg, const void *owner, size_t size)
+{
+	void *found = vm_config_find(cfg, owner);
+	if (found)
+		return found;
+	struct cfg_part *p = xcalloc(1, sizeof(*p));
+	p->owner = owner;
+	p->data = xcalloc(1, size ? size : 1);
+	p->next = cfg->parts;
+	cfg->parts = p;
+	return p->data;
+}
+
+void *vm_config_find(const struct vm_config *cfg, const void *owner)
+{
+	for (struct cfg_part *p = cfg->parts; p; p = p->next)
+		if (p->owner == owner)
+			return p->data;
+	return NULL;
+}
+
+void vm_config_free(struct vm_config *cfg)
+{
+	while (cfg->parts) {
+		struct cfg_part *p = cfg->parts;
+		cfg->parts = p->next;
+		free(p->data);
+		free(p);
+	}
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
-	vm->sys_fd = vm->vm_fd = -1;
+	vm->sys_fd = vm->vm_fd = vm->exit_efd = -1;
 	vm->nr_vcpus = cfg->nr_cpus;
 	vm->irq = &kvm_irq_ops;
 	pthread_mutex_init(&vm->irq_lock, NULL);
@@ -80,6 +100,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->pio.log_unhandled = vm->mmio.log_unhandled = cfg->debug_ioport;
+	if ((vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return err_errno("eventfd");
+	if (!(vm->loop = evloop_new()))
+		return -1;
 
 	if ((vm->sys_fd = open_kvm()) < 0)
 		return -1;
@@ -91,15 +115,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->vm_fd = ioctl(vm->sys_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return err_errno("KVM_CREATE_VM");
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0)
-		return err_errno("KVM_SET_TSS_ADDR");
-	uint64_t idmap = IDENTITY_MAP_ADDR;
-	ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);	/* optional: Intel real mode only */
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return err_errno("KVM_CREATE_IRQCHIP");
-	/* No KVM_CREATE_PIT2: hw/pit.c is ours (KVM's costs a grace period at exit). */
+	return 0;
+}
 
-	if (guest_mem_alloc(&vm->mem, cfg->ram_size) < 0)
+int vm_add_ram(struct vm *vm, uint64_t hole_start, uint64_t hole_end)
+{
+	if (guest_mem_alloc(&vm->mem, vm->cfg.ram_size, hole_start, hole_end) < 0)
 		return -1;
 	for (int i = 0; i < vm->mem.nr; i++) {
 		struct kvm_userspace_memory_region r = {
@@ -109,23 +130,18 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
 			return err_errno("KVM_SET_USER_MEMORY_REGION (%llu MiB)", (unsigned long long)(r.memory_size >> 20));
 	}
+	return 0;
+}
 
-	vm->loop = evloop_new();
-	if (!vm->loop)
-		return -1;
-	for (int i = 0; i < nr_device_inits; i++)
-		if (device_inits[i].init(vm) < 0)
-			return -1;
-	if (x86_load_kernel(vm) < 0 || mptable_write(vm) < 0 || acpi_setup(vm) < 0)
-		return -1;
-
+int vm_create_vcpus(struct vm *vm)
+{
 	vm->vcpus = xcalloc(vm->nr_vcpus, sizeof(*vm->vcpus));
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vm->vcpus[i].fd = -1;
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
 			return -1;
-	return control_start(vm);
+	return 0;
 }
 
 bool vm_stopping(struct vm *vm)
@@ -133,10 +149,9 @@ bool vm_stopping(struct vm *vm)
 	return __atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) != VM_RUNNING;
 }
 
-static void wake_main(void)
+int vm_exit_status(struct vm *vm)
 {
-	uint64_t one = 1;
-	if (exit_efd >= 0 && write(exit_efd, &one, sizeof(one)) < 0) {}
+	return __atomic_load_n(&vm->exit_status, __ATOMIC_ACQUIRE);
 }
 
 void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status)
@@ -146,14 +161,15 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status)
 	if (__atomic_compare_exchange_n(&vm->exit_reason, &expected, (int)why, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE))
 		__atomic_store_n(&vm->exit_status, status, __ATOMIC_RELEASE);
-	wake_main();
+	uint64_t one = 1;
+	if (vm->exit_efd >= 0 && write(vm->exit_efd, &one, sizeof(one)) < 0) {}
 }
 
 static void kick_vcpus(struct vm *vm)
 {
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		if (!v->thread)
+		if (!v->running)
 			continue;
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
 		pthread_kill(v->thread, SIGUSR1);
@@ -194,84 +210,49 @@ void vcpu_park_if_paused(struct vcpu *v)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
-static void on_signal(int sig)
+static void on_kick(int sig)
 {
-	if (sig == SIGUSR1)
-		return;	/* only to kick a vCPU out of KVM_RUN */
-	if (signal_vm)
-		vm_request_exit(signal_vm, VM_QUIT, 128 + sig);
+	(void)sig;	/* only to interrupt KVM_RUN; immediate_exit says why */
 }
 
-static void install_signals(struct vm *vm)
+int vm_start_vcpus(struct vm *vm)
 {
-	signal_vm = vm;
-	struct sigaction sa = { .sa_handler = on_signal };
+	/* vCPU threads unblock SIGUSR1 for themselves: the runner blocks it everywhere else. */
+	struct sigaction sa = { .sa_handler = on_kick };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	/* Only vCPU threads take SIGUSR1; they unblock it themselves. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-int vm_run(struct vm *vm)
-{
-	exit_efd = eventfd(0, EFD_CLOEXEC);
-	if (exit_efd < 0)
-		return err_errno("eventfd");
-	install_signals(vm);
-	/* glibc reads /etc/localtime on the first gmtime_r (the RTC's); do it while files may be opened. */
-	tzset();
-	/* Set-up is over: from here on only the allowlisted syscalls. */
-	if (!vm->cfg.no_seccomp && seccomp_install(vm->cfg.needs_files) < 0)
-		return -1;
-	if (term_init(vm) < 0 || evloop_start(vm->loop) < 0)
-		return -1;
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		if (pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i])) {
 			vm_request_exit(vm, VM_ERROR, 1);
-			err_set("cannot start vCPU thread %d", i);
-			break;
+			return err_set("cannot start vCPU thread %d", i);
 		}
+		vm->vcpus[i].running = true;
 	}
-	while (!vm_stopping(vm)) {
-		uint64_t v;
-		if (read(exit_efd, &v, sizeof(v)) < 0 && errno != EINTR)
-			break;
-	}
+	return 0;
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	if (!vm_stopping(vm))
+		vm_request_exit(vm, VM_QUIT, 0);
 	/* Wake parked vCPUs, kick running ones out of KVM_RUN, wait for all. */
 	pthread_mutex_lock(&vm->pause_lock);
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
 	kick_vcpus(vm);
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		if (vm->vcpus[i].thread)
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].running)
 			pthread_join(vm->vcpus[i].thread, NULL);
-	evloop_stop(vm->loop);
-	for (int i = 0; i < vm->nr_exit_hooks; i++)
-		vm->exit_hooks[i].fn(vm->exit_hooks[i].ctx);
-	term_restore();
-	return __atomic_load_n(&vm->exit_status, __ATOMIC_ACQUIRE);
-}
-
-int vm_on_exit(struct vm *vm, void (*fn)(void *ctx), void *ctx)
-{
-	if (vm->nr_exit_hooks == (int)ARRAY_SIZE(vm->exit_hooks))
-		return err_set("too many exit hooks");
-	vm->exit_hooks[vm->nr_exit_hooks].fn = fn;
-	vm->exit_hooks[vm->nr_exit_hooks++].ctx = ctx;
-	return 0;
+		vm->vcpus[i].running = false;
+	}
 }
 
 void vm_destroy(struct vm *vm)
 {
-	term_restore();
-	control_stop(vm);
+	vm_stop_vcpus(vm);
+	if (vm->loop)
+		evloop_stop(vm->loop);
+	devices_destroy(vm);
 	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, vm->vcpus[i].run_size);
@@ -280,15 +261,18 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->vcpus);
 	vm->vcpus = NULL;
-	if (vm->loop)
-		evloop_free(vm->loop);
+	evloop_free(vm->loop);
 	vm->loop = NULL;
 	guest_mem_free(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->sys_fd >= 0)
 		close(vm->sys_fd);
-	vm->vm_fd = vm->sys_fd = -1;
+	if (vm->exit_efd >= 0)
+		close(vm->exit_efd);
+	vm->vm_fd = vm->sys_fd = vm->exit_efd = -1;
 	free(vm->routing);
 	vm->routing = NULL;
 }

@@ -14,7 +14,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "seccomp.h"
-#include "term.h"
 #include "util.h"
 
 /* Every syscall's name, from the kernel headers at build time. */
@@ -60,6 +59,13 @@ static const int allowed_files[] = {
 	SYS_lgetxattr, SYS_llistxattr, SYS_lsetxattr, SYS_lremovexattr, SYS_mknodat, SYS_fadvise64,
 };
 
+static void (*trap_cleanup)(void);
+
+void seccomp_on_trap(void (*fn)(void))
+{
+	trap_cleanup = fn;
+}
+
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
 	/* Async-signal-safe only: build the line by hand. */
@@ -76,7 +82,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 		line[len++] = num[--n];
 	line[len] = 0;
 	strcat(line, "); run with --no-seccomp to allow it\r\n");
-	term_restore();
+	if (trap_cleanup)
+		trap_cleanup();
 	if (write(STDERR_FILENO, line, strlen(line)) < 0) {}
 	_exit(2);
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -77,8 +78,16 @@ static void tap_features(void *p, uint64_t f)
 		pr_debug("tap %s: TUNSETOFFLOAD: %s", t->name, strerror(errno));
 }
 
+static void tap_close(void *p)
+{
+	struct tap *t = p;
+	close(t->fd);
+	free(t);
+}
+
 static const struct net_backend_ops tap_ops = {
 	.tx = tap_tx, .poll_fds = tap_poll_fds, .poll_events = tap_poll_events, .features = tap_features,
+	.close = tap_close,
 };
 
 int tap_open(const struct net_opt *o, struct net_backend *be)
@@ -86,13 +95,16 @@ int tap_open(const struct net_opt *o, struct net_backend *be)
 	struct tap *t = xcalloc(1, sizeof(*t));
 	t->be = be;
 	t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (t->fd < 0)
+	if (t->fd < 0) {
+		free(t);
 		return err_errno("/dev/net/tun: cannot open it for --network mode=tap");
+	}
 	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", o->tapif ? o->tapif : "lkvm-tap%d");
 	if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
 		int e = errno;
 		close(t->fd);
+		free(t);
 		errno = e;
 		if (e == EPERM)
 			return err_set("tap %s: not permitted (creating or attaching a tap needs CAP_NET_ADMIN, or a tap "
@@ -101,8 +113,12 @@ int tap_open(const struct net_opt *o, struct net_backend *be)
 	}
 	snprintf(t->name, sizeof(t->name), "%s", ifr.ifr_name);
 	int hdr = VNET_HDR_LEN;
-	if (ioctl(t->fd, TUNSETVNETHDRSZ, &hdr) < 0)
-		return err_errno("tap %s: TUNSETVNETHDRSZ", t->name);
+	if (ioctl(t->fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+		err_errno("tap %s: TUNSETVNETHDRSZ", t->name);
+		close(t->fd);
+		free(t);
+		return -1;
+	}
 	/* Bring it up when we may; a tap made for us by root may already be up. */
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s >= 0) {

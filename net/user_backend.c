@@ -88,8 +88,21 @@ static int user_timeout(void *p)
 	return net_user_timeout(((struct user_be *)p)->nu);
 }
 
+static void user_close(void *p)
+{
+	struct user_be *u = p;
+	while (u->count) {
+		free(u->q[u->head].data);
+		u->head = (u->head + 1) % BACKLOG;
+		u->count--;
+	}
+	net_user_free(u->nu);
+	free(u);
+}
+
 static const struct net_backend_ops user_ops = {
 	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
+	.close = user_close,
 };
 
 int user_net_open(const struct net_opt *o, struct net_backend *be)

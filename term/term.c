@@ -9,19 +9,20 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include "device.h"
 #include "evloop.h"
 #include "term.h"
 #include "util.h"
-#include "vm.h"
 
 #define ESCAPE_KEY 0x01	/* Ctrl-A */
 
 static struct termios saved;
 static volatile sig_atomic_t raw_active;
-static term_sink sink;
-static void *sink_ctx;
+static struct device *console;	/* where input goes */
+static struct evloop *term_loop;
+static void (*quit_fn)(void *ctx);
+static void *quit_ctx;
 static bool escape_pending;
-static struct vm *term_vm;
 
 void term_restore(void)
 {
@@ -31,11 +32,6 @@ void term_restore(void)
 	}
 }
 
-void term_set_sink(term_sink s, void *ctx)
-{
-	sink_ctx = ctx;
-	__atomic_store_n(&sink, s, __ATOMIC_RELEASE);
-}
 
 void term_output(const void *buf, size_t len)
 {
@@ -60,7 +56,8 @@ static size_t filter_escapes(uint8_t *buf, size_t n)
 		if (escape_pending) {
 			escape_pending = false;
 			if (c == 'x' || c == 'X') {
-				vm_request_exit(term_vm, VM_QUIT, 0);
+				if (quit_fn)
+					quit_fn(quit_ctx);
 				return out;
 			}
 			if (c == ESCAPE_KEY) {
@@ -87,18 +84,29 @@ static void on_stdin(void *ctx, uint32_t events)
 	ssize_t n = read(STDIN_FILENO, buf, 512);
 	if (n <= 0) {
 		if (n == 0 || (errno != EINTR && errno != EAGAIN))
-			evloop_del(term_vm->loop, STDIN_FILENO);	/* EOF: guest keeps running */
+			evloop_del(term_loop, STDIN_FILENO);	/* EOF: guest keeps running */
 		return;
 	}
 	size_t len = filter_escapes(buf, n);
-	term_sink s = __atomic_load_n(&sink, __ATOMIC_ACQUIRE);
-	if (len && s)
-		s(sink_ctx, buf, len);
+	if (len && console && console->ops->console_input)
+		console->ops->console_input(console, buf, len);
 }
 
-int term_init(struct vm *vm)
+void term_stop(void)
 {
-	term_vm = vm;
+	if (term_loop)
+		evloop_del(term_loop, STDIN_FILENO);
+	term_loop = NULL;
+	console = NULL;
+	term_restore();
+}
+
+int term_start(struct evloop *loop, struct device *con, void (*on_quit)(void *ctx), void *ctx)
+{
+	term_loop = loop;
+	console = con;
+	quit_fn = on_quit;
+	quit_ctx = ctx;
 	/* In the background (lkvm run ... &, timeout(1)) the terminal is not ours:
 	 * touching it would stop us with SIGTTOU/SIGTTIN. Leave it, take no input. */
 	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) != getpgrp()) {
@@ -115,7 +123,7 @@ int term_init(struct vm *vm)
 		}
 	}
 	/* stdin that is a file or /dev/null: epoll refuses regular files, skip them. */
-	if (evloop_add(vm->loop, STDIN_FILENO, 0x001 /* EPOLLIN */, on_stdin, NULL) < 0)
+	if (evloop_add(loop, STDIN_FILENO, 0x001 /* EPOLLIN */, on_stdin, NULL) < 0)
 		pr_debug("stdin is not pollable; guest console input disabled");
 	return 0;
 }

@@ -4,16 +4,20 @@
  * writable ones. The guest mounts it with `mount -t 9p -o trans=virtio TAG DIR`.
  * The protocol lives in p9_server.c; this file only moves bytes.
  */
+#include <linux/virtio_ids.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include "device.h"
+#include "devices.h"
+#include "options.h"
 #include "p9.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
 
-#define VIRTIO_ID_9P 9
 #define VIRTIO_9P_MOUNT_TAG 0	/* feature: the tag is in config space */
 #define TAG_MAX 255
 
@@ -43,6 +47,20 @@ static void v9p_notify(struct virtio_dev *d, int qi)
 
 static const struct virtio_ops v9p_ops = { .notify = v9p_notify };
 
+static void v9p_destroy(struct device *dev)
+{
+	struct v9p *v = dev->priv;
+	if (v->vdev.vm)
+		virtio_pci_unregister(&v->vdev);
+	p9_server_free(v->srv);
+	pthread_mutex_destroy(&v->lock);
+	free(v->req);
+	free(v->resp);
+	free(v);
+}
+
+static const struct device_ops v9p_dev_ops = { .destroy = v9p_destroy };
+
 static int v9p_add(struct vm *vm, const struct share_opt *o)
 {
 	size_t tag_len = o->tag ? strlen(o->tag) : 0;
@@ -67,17 +85,53 @@ static int v9p_add(struct vm *vm, const struct share_opt *o)
 	d->config_len = 2 + tag_len;
 	d->ops = &v9p_ops;
 	d->priv = v;
+	device_add(vm, "virtio-9p", &v9p_dev_ops, v);
 	return virtio_pci_register(vm, d);
 }
 
-int virtio_9p_init(struct vm *vm)
+/* ---- options: --9p HOSTDIR,TAG[,ro], repeatable ---- */
+
+static int parse_share(void *own, const char *arg)
 {
-	for (int i = 0; i < vm->cfg.nr_shares; i++)
-		if (v9p_add(vm, &vm->cfg.shares[i]) < 0)
+	struct p9_opts *all = own;
+	if (all->n == P9_MAX_SHARES)
+		return err_set("too many shares (at most %d)", P9_MAX_SHARES);
+	struct share_opt *sh = &all->share[all->n];
+	char *copy = opt_strdup(arg), *save, *dir = strtok_r(copy, ",", &save), *tag = strtok_r(NULL, ",", &save), *tok;
+	if (!dir || !tag || !*tag)
+		return err_set("needs HOSTDIR,TAG[,ro]: '%s'", arg);
+	if (strlen(tag) > TAG_MAX)
+		return err_set("the tag is longer than %d bytes: '%s'", TAG_MAX, tag);
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return err_set("%s: not a directory", dir);
+	memset(sh, 0, sizeof(*sh));
+	sh->dir = dir;
+	sh->tag = tag;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (strcmp(tok, "ro"))
+			return err_set("unknown option '%s' (ro)", tok);
+		sh->ro = true;
+	}
+	all->n++;
+	return 0;
+}
+
+static const struct opt v9p_opts[] = {
+	{ "9p", 0, "HOSTDIR,TAG[,ro]", "share a host folder (virtio-9p, 9P2000.L), repeatable", parse_share,
+	  OPT_COMPLETE_FILE },
+	{ 0 }
+};
+
+static int v9p_create(struct vm *vm, void *own)
+{
+	struct p9_opts *all = own;
+	for (int i = 0; i < all->n; i++)
+		if (v9p_add(vm, &all->share[i]) < 0)
 			return -1;
-	if (!vm->cfg.nr_shares)
+	if (!all->n)
 		return 0;
-	vm->cfg.needs_files = true;	/* seccomp: the path syscalls the server makes */
+	vm->needs_files = true;	/* seccomp: the path syscalls the server makes */
 	/* Every guest fid holds host descriptors: allow as many as the hard limit. */
 	struct rlimit rl;
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
@@ -86,3 +140,7 @@ int virtio_9p_init(struct vm *vm)
 	}
 	return 0;
 }
+
+const struct device_type virtio_9p_device = {
+	.name = "virtio-9p", .opts = v9p_opts, .cfg_size = sizeof(struct p9_opts), .create = v9p_create,
+};

@@ -5,8 +5,14 @@
  * process's RSS falls. Deflated pages need nothing: the guest may touch them
  * again at once (no MUST_TELL_HOST) and they fault back in, zero-filled.
  */
+#include <linux/virtio_ids.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include "device.h"
+#include "devices.h"
+#include "json.h"
+#include "options.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -61,26 +67,14 @@ static void balloon_config_write(struct virtio_dev *d, uint32_t off, const void 
 
 static const struct virtio_ops balloon_ops = { .notify = balloon_notify, .config_write = balloon_config_write };
 
-int virtio_balloon_init(struct vm *vm)
+static struct balloon *find(struct vm *vm)
 {
-	if (!vm->cfg.balloon)
-		return 0;
-	struct balloon *b = xcalloc(1, sizeof(*b));
-	struct virtio_dev *d = &b->dev;
-	d->name = "virtio-balloon";
-	d->device_id = 5;
-	d->nr_queues = 2;
-	d->config = b->config;
-	d->config_len = sizeof(b->config);
-	d->ops = &balloon_ops;
-	d->priv = b;
-	vm->balloon = b;
-	return virtio_pci_register(vm, d);
+	return device_priv(vm, "virtio-balloon", 0);
 }
 
 int balloon_adjust(struct vm *vm, long delta_mib)
 {
-	struct balloon *b = vm->balloon;
+	struct balloon *b = find(vm);
 	if (!b)
 		return err_set("this VM has no balloon device (start it with --balloon)");
 	struct virtio_dev *d = &b->dev;
@@ -96,7 +90,7 @@ int balloon_adjust(struct vm *vm, long delta_mib)
 
 int balloon_stats(struct vm *vm, struct balloon_stats *st)
 {
-	struct balloon *b = vm->balloon;
+	struct balloon *b = find(vm);
 	if (!b)
 		return -1;
 	pthread_mutex_lock(&b->dev.lock);
@@ -107,3 +101,81 @@ int balloon_stats(struct vm *vm, struct balloon_stats *st)
 	pthread_mutex_unlock(&b->dev.lock);
 	return 0;
 }
+
+/* lkvm stat's members. */
+static void balloon_stat_members(struct device *dev, struct json_writer *j)
+{
+	struct balloon_stats st;
+	if (balloon_stats(dev->vm, &st) < 0)
+		return;
+	json_u64(j, "balloon_target_pages", st.target_pages);
+	json_u64(j, "balloon_actual_pages", st.actual_pages);
+	json_u64(j, "balloon_inflated_pages", st.inflated);
+	json_u64(j, "balloon_deflated_pages", st.deflated);
+}
+
+/* {"cmd":"balloon","op":"inflate"|"deflate","mib":N} */
+static int balloon_cmd(struct device *dev, const char *req, struct json_writer *reply)
+{
+	char op[16];
+	long long mib = 0;
+	if (!json_get_str(req, "op", op, sizeof(op)) || (strcmp(op, "inflate") && strcmp(op, "deflate")) ||
+	    !json_get_num(req, "mib", &mib) || mib <= 0 || mib > (1LL << 30))
+		return err_set("balloon needs op inflate|deflate and mib > 0");
+	if (balloon_adjust(dev->vm, strcmp(op, "inflate") ? -mib : mib) < 0)
+		return -1;
+	struct balloon_stats st;
+	balloon_stats(dev->vm, &st);
+	json_u64(reply, "target_mib", st.target_pages >> 8);
+	json_u64(reply, "actual_mib", st.actual_pages >> 8);
+	return 0;
+}
+
+static const struct device_cmd balloon_cmds[] = { { "balloon", balloon_cmd }, { 0 } };
+
+static void balloon_destroy(struct device *dev)
+{
+	struct balloon *b = dev->priv;
+	virtio_pci_unregister(&b->dev);
+	free(b);
+}
+
+static const struct device_ops balloon_dev_ops = {
+	.destroy = balloon_destroy, .stats = balloon_stat_members, .cmds = balloon_cmds,
+};
+
+struct balloon_opts {
+	bool on;
+};
+
+static int parse_balloon(void *own, const char *arg)
+{
+	((struct balloon_opts *)own)->on = true;
+	return 0;
+}
+
+static const struct opt balloon_opts[] = {
+	{ "balloon", 0, NULL, "virtio-balloon, driven by `lkvm balloon NAME inflate|deflate MiB`", parse_balloon },
+	{ 0 }
+};
+
+static int balloon_create(struct vm *vm, void *own)
+{
+	if (!((struct balloon_opts *)own)->on)
+		return 0;
+	struct balloon *b = xcalloc(1, sizeof(*b));
+	struct virtio_dev *d = &b->dev;
+	d->name = "virtio-balloon";
+	d->device_id = VIRTIO_ID_BALLOON;
+	d->nr_queues = 2;
+	d->config = b->config;
+	d->config_len = sizeof(b->config);
+	d->ops = &balloon_ops;
+	d->priv = b;
+	device_add(vm, "virtio-balloon", &balloon_dev_ops, b);
+	return virtio_pci_register(vm, d);
+}
+
+const struct device_type virtio_balloon_device = {
+	.name = "virtio-balloon", .opts = balloon_opts, .cfg_size = sizeof(struct balloon_opts), .create = balloon_create,
+};

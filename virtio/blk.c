@@ -15,30 +15,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include "device.h"
+#include "devices.h"
 #include "disk.h"
+#include "json.h"
+#include "options.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
 
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-#define T_IN 0
-#define T_OUT 1
-#define T_FLUSH 4
-#define T_GET_ID 8
-#define T_DISCARD 11
-#define T_WRITE_ZEROES 13
-#define RANGE_UNMAP 1u		/* write-zeroes flag: the device may deallocate */
+#define T_IN VIRTIO_BLK_T_IN
+#define T_OUT VIRTIO_BLK_T_OUT
+#define T_FLUSH VIRTIO_BLK_T_FLUSH
+#define T_GET_ID VIRTIO_BLK_T_GET_ID
+#define T_DISCARD VIRTIO_BLK_T_DISCARD
+#define T_WRITE_ZEROES VIRTIO_BLK_T_WRITE_ZEROES
+#define RANGE_UNMAP VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP	/* the device may deallocate */
 #define MAX_RANGES 32		/* max_discard_seg and max_write_zeroes_seg */
 #define MAX_RANGE_SECTORS (1u << 22)	/* 2 GiB per range: bounded work per request */
-#define S_OK 0
-#define S_IOERR 1
-#define S_UNSUPP 2
+#define S_OK VIRTIO_BLK_S_OK
+#define S_IOERR VIRTIO_BLK_S_IOERR
+#define S_UNSUPP VIRTIO_BLK_S_UNSUPP
 #define SEG_MAX (VIRTQ_MAX_SEGS - 2)	/* data buffers; plus header and status */
 #define AIO_DEPTH 64		/* requests in flight per disk */
 #define ASYNC UINT32_MAX	/* handle(): submitted, completes later */
@@ -63,6 +65,8 @@ struct blk {
 	struct aio_req req[AIO_DEPTH];
 	int free[AIO_DEPTH], nfree;
 	bool stopping;		/* the VM ended: finish what is in flight, flush, stop */
+	bool running;		/* the worker was started and not yet joined */
+	bool stuck;		/* the worker did not answer stopping in time */
 	int done_fd;		/* the worker's answer to stopping */
 	uint64_t reads, writes, flushes, bytes_read, bytes_written, errors;
 };
@@ -297,22 +301,79 @@ static void *worker(void *arg)
 }
 
 /*
- * The VM ended (poweroff, SIGTERM, SIGINT, an error): the worker finishes the
- * requests in flight and flushes the image (qcow2 metadata included), so
- * nothing the guest wrote waits in lkvm or the page cache. Bounded wait: a
- * stuck host disk must not hang lkvm's exit forever.
+ * stop: the VM ended (poweroff, SIGTERM, SIGINT, an error) or is being saved:
+ * the worker finishes the requests in flight and flushes the image (qcow2
+ * metadata included), so nothing the guest wrote waits in lkvm or the page
+ * cache, then exits. Bounded wait: a stuck host disk must not hang lkvm's
+ * exit forever (the thread is then left behind, and destroy leaks rather than
+ * frees what it may still touch).
  */
-static void blk_at_exit(void *ctx)
+static void blk_stop(struct device *dev)
 {
-	struct blk *b = ctx;
+	struct blk *b = dev->priv;
+	if (!b->running)
+		return;
 	__atomic_store_n(&b->stopping, true, __ATOMIC_RELEASE);
 	uint64_t v = 1;
 	if (write(b->kick_fd, &v, sizeof(v)) < 0)
 		return;
 	struct pollfd p = { .fd = b->done_fd, .events = POLLIN };
-	if (poll(&p, 1, 10000) <= 0)
+	if (poll(&p, 1, 10000) <= 0) {
 		pr_warn("%s: the disk did not flush within 10 s of the VM's end", b->disk->path);
+		b->stuck = true;
+		return;
+	}
+	pthread_join(b->worker, NULL);
+	b->running = false;
+	__atomic_store_n(&b->stopping, false, __ATOMIC_RELEASE);
+	if (read(b->done_fd, &v, sizeof(v)) < 0) {}
 }
+
+static int blk_start(struct device *dev)
+{
+	struct blk *b = dev->priv;
+	if (pthread_create(&b->worker, NULL, worker, b))
+		return err_set("%s: cannot start its I/O thread", b->disk->path);
+	b->running = true;
+	return 0;
+}
+
+static void blk_destroy(struct device *dev)
+{
+	struct blk *b = dev->priv;
+	if (b->stuck)
+		return;		/* its worker may still be in a host call on these */
+	if (b->vdev.vm)
+		virtio_pci_unregister(&b->vdev);
+	if (b->aio)
+		io_destroy(b->aio);
+	if (b->aio_fd >= 0)
+		close(b->aio_fd);
+	if (b->kick_fd >= 0)
+		close(b->kick_fd);
+	if (b->done_fd >= 0)
+		close(b->done_fd);
+	disk_close(b->disk);
+	free(b);
+}
+
+static void blk_stat_members(struct device *dev, struct json_writer *j)
+{
+	struct blk *b = dev->priv;
+	char key[64];
+	const struct { const char *name; uint64_t v; } f[] = {
+		{ "reads", b->reads }, { "writes", b->writes }, { "flushes", b->flushes },
+		{ "bytes_read", b->bytes_read }, { "bytes_written", b->bytes_written }, { "errors", b->errors },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		snprintf(key, sizeof(key), "blk%d_%s", dev->index, f[i].name);
+		json_u64(j, key, __atomic_load_n(&f[i].v, __ATOMIC_RELAXED));
+	}
+}
+
+static const struct device_ops blk_dev_ops = {
+	.start = blk_start, .stop = blk_stop, .destroy = blk_destroy, .stats = blk_stat_members,
+};
 
 static void blk_notify(struct virtio_dev *d, int qi)
 {
@@ -328,8 +389,10 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 {
 	struct blk *b = xcalloc(1, sizeof(*b));
 	b->disk = dk;
+	b->aio_fd = -1;
 	b->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	b->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	device_add(vm, "virtio-blk", &blk_dev_ops, b);
 	if (b->kick_fd < 0 || b->done_fd < 0)
 		return err_errno("%s: eventfd", dk->path);
 	/* Linux AIO for raw images; without it (limits, old kernels) I/O stays synchronous. */
@@ -356,7 +419,7 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 	}
 	struct virtio_dev *d = &b->vdev;
 	d->name = "virtio-blk";
-	d->device_id = 2;
+	d->device_id = VIRTIO_ID_BLOCK;
 	d->nr_queues = 1;
 	d->config = b->config;
 	d->config_len = sizeof(b->config);
@@ -365,20 +428,57 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 		      (zeroes ? 1ULL << VIRTIO_BLK_F_WRITE_ZEROES : 0);
 	d->ops = &blk_ops;
 	d->priv = b;
-	if (virtio_pci_register(vm, d) < 0)
-		return -1;
-	if (pthread_create(&b->worker, NULL, worker, b))
-		return err_set("%s: cannot start its I/O thread", dk->path);
-	if (vm_on_exit(vm, blk_at_exit, b) < 0)
-		return -1;
+	return virtio_pci_register(vm, d);
+}
+
+/* ---- options: -d PATH[,ro][,direct], repeatable ---- */
+
+#define MAX_DISKS 8
+struct blk_opts {
+	int n;
+	struct { const char *path; bool ro, direct; } disk[MAX_DISKS];
+};
+
+static int parse_disk(void *own, const char *arg)
+{
+	struct blk_opts *o = own;
+	if (o->n == MAX_DISKS)
+		return err_set("too many disks (at most %d)", MAX_DISKS);
+	char *copy = opt_strdup(arg), *save, *tok = strtok_r(copy, ",", &save);
+	if (!tok || !*tok)
+		return err_set("needs a path");
+	const char *path = tok;
+	bool ro = false, direct = false;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "ro"))
+			ro = true;
+		else if (!strcmp(tok, "direct"))
+			direct = true;
+		else
+			return err_set("unknown disk option '%s' (ro, direct)", tok);
+	}
+	/* Input files are checked before /dev/kvm is even opened. */
+	struct stat st;
+	if (stat(path, &st) < 0 || access(path, ro ? R_OK : R_OK | W_OK) < 0)
+		return err_set("%s: cannot open the disk image (missing or no permission)", path);
+	o->disk[o->n].path = path;
+	o->disk[o->n].ro = ro;
+	o->disk[o->n].direct = direct;
+	o->n++;
 	return 0;
 }
 
-int virtio_blk_init(struct vm *vm)
+static const struct opt blk_opts[] = {
+	{ "disk", 'd', "PATH[,ro][,direct]", "virtio-blk disk (raw file, block device or qcow2, by its magic), repeatable",
+	  parse_disk, OPT_COMPLETE_FILE },
+	{ 0 }
+};
+
+static int blk_create(struct vm *vm, void *own)
 {
-	for (int i = 0; i < vm->cfg.nr_disks; i++) {
-		struct disk_opt *o = &vm->cfg.disks[i];
-		struct disk *dk = disk_open(o->path, o->ro, o->direct);
+	struct blk_opts *o = own;
+	for (int i = 0; i < o->n; i++) {
+		struct disk *dk = disk_open(o->disk[i].path, o->disk[i].ro, o->disk[i].direct);
 		if (!dk)
 			return -1;
 		snprintf(dk->serial, sizeof(dk->serial), "lkvm-disk-%d", i);
@@ -387,3 +487,7 @@ int virtio_blk_init(struct vm *vm)
 	}
 	return 0;
 }
+
+const struct device_type virtio_blk_device = {
+	.name = "virtio-blk", .opts = blk_opts, .cfg_size = sizeof(struct blk_opts), .create = blk_create,
+};

@@ -3,8 +3,13 @@
  * the terminal; terminal input waits in a bounded buffer until the guest posts
  * receive buffers. One port, no multiport.
  */
+#include <linux/virtio_ids.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include "device.h"
+#include "devices.h"
+#include "options.h"
 #include "term.h"
 #include "util.h"
 #include "virtio.h"
@@ -35,9 +40,9 @@ static void deliver(struct vcon *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void input(void *ctx, const uint8_t *buf, size_t len)
+static void input(struct device *dev, const uint8_t *buf, size_t len)
 {
-	struct vcon *c = ctx;
+	struct vcon *c = dev->priv;
 	pthread_mutex_lock(&c->lock);
 	size_t n = MIN(len, PENDING_MAX - c->npending);	/* beyond the bound, typing is dropped */
 	memcpy(c->pending + c->npending, buf, n);
@@ -63,20 +68,55 @@ static void con_notify(struct virtio_dev *d, int qi)
 
 static const struct virtio_ops con_ops = { .notify = con_notify };
 
-int virtio_console_init(struct vm *vm)
+static void con_destroy(struct device *dev)
 {
-	if (vm->cfg.console != CONSOLE_VIRTIO)
+	struct vcon *c = dev->priv;
+	if (c->vdev.vm)
+		virtio_pci_unregister(&c->vdev);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static const struct device_ops con_dev_ops = { .destroy = con_destroy, .console_input = input };
+
+struct con_opts {
+	bool virtio;
+};
+
+static int parse_console(void *own, const char *arg)
+{
+	struct con_opts *o = own;
+	if (!strcmp(arg, "serial"))
+		o->virtio = false;
+	else if (!strcmp(arg, "virtio"))
+		o->virtio = true;
+	else
+		return err_set("use serial or virtio");
+	return 0;
+}
+
+static const struct opt con_opts[] = {
+	{ "console", 0, "serial|virtio", "guest console on ttyS0 (default) or virtio-console (hvc0)", parse_console },
+	{ 0 }
+};
+
+static int con_create(struct vm *vm, void *own)
+{
+	struct con_opts *o = own;
+	if (!o->virtio)
 		return 0;
 	struct vcon *c = xcalloc(1, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
 	struct virtio_dev *d = &c->vdev;
 	d->name = "virtio-console";
-	d->device_id = 3;
+	d->device_id = VIRTIO_ID_CONSOLE;
 	d->nr_queues = 2;
 	d->ops = &con_ops;
 	d->priv = c;
-	if (virtio_pci_register(vm, d) < 0)
-		return -1;
-	term_set_sink(input, c);
-	return 0;
+	device_add(vm, "virtio-console", &con_dev_ops, c);
+	return virtio_pci_register(vm, d);
 }
+
+const struct device_type virtio_console_device = {
+	.name = "virtio-console", .opts = con_opts, .cfg_size = sizeof(struct con_opts), .create = con_create,
+};

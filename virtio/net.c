@@ -6,11 +6,17 @@
  * polls the backend's fds, so a backend never needs locking of its own.
  */
 #include <errno.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include "device.h"
+#include "devices.h"
+#include "json.h"
 #include "net.h"
+#include "options.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -29,6 +35,9 @@ struct vnet {
 	uint64_t features_seen;
 	pthread_t thread;
 	uint8_t txbuf[VNET_HDR_LEN];
+	bool stopping;		/* stop(): the thread leaves at its next turn */
+	bool running;
+	bool owns_be;		/* made by net_create: freed with the device */
 	uint64_t rx_frames, tx_frames, rx_dropped;
 };
 
@@ -140,6 +149,8 @@ static void *io_thread(void *arg)
 		int timeout = tx_left ? 0 : be->ops->timeout_ms ? be->ops->timeout_ms(be->priv) : -1;
 		if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
 			break;
+		if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE))
+			break;
 		if (fds[0].revents & POLLIN) {
 			uint64_t v;
 			if (read(n->kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -173,23 +184,77 @@ static void net_reset(struct virtio_dev *d)
 
 static const struct virtio_ops net_ops = { .notify = net_notify, .reset = net_reset };
 
-struct vnet *virtio_net_add(struct vm *vm, const struct net_opt *o, struct net_backend *be)
+static int net_start(struct device *dev)
+{
+	struct vnet *n = dev->priv;
+	if (pthread_create(&n->thread, NULL, io_thread, n))
+		return err_set("virtio-net: cannot start its I/O thread");
+	n->running = true;
+	return 0;
+}
+
+static void net_stop(struct device *dev)
+{
+	struct vnet *n = dev->priv;
+	if (!n->running)
+		return;
+	__atomic_store_n(&n->stopping, true, __ATOMIC_RELEASE);
+	uint64_t one = 1;
+	if (write(n->kick_fd, &one, sizeof(one)) < 0) {}
+	pthread_join(n->thread, NULL);
+	n->running = false;
+	n->stopping = false;
+}
+
+static void net_destroy(struct device *dev)
+{
+	struct vnet *n = dev->priv;
+	if (n->dev.vm)
+		virtio_pci_unregister(&n->dev);
+	if (n->be && n->be->ops && n->be->ops->close)
+		n->be->ops->close(n->be->priv);
+	if (n->owns_be)
+		free(n->be);
+	if (n->kick_fd >= 0)
+		close(n->kick_fd);
+	free(n);
+}
+
+static void net_stat_members(struct device *dev, struct json_writer *j)
+{
+	struct vnet *n = dev->priv;
+	char key[64];
+	snprintf(key, sizeof(key), "net%d_rx_frames", dev->index);
+	json_u64(j, key, __atomic_load_n(&n->rx_frames, __ATOMIC_RELAXED));
+	snprintf(key, sizeof(key), "net%d_tx_frames", dev->index);
+	json_u64(j, key, __atomic_load_n(&n->tx_frames, __ATOMIC_RELAXED));
+	snprintf(key, sizeof(key), "net%d_rx_dropped", dev->index);
+	json_u64(j, key, __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED));
+}
+
+static const struct device_ops net_dev_ops = {
+	.start = net_start, .stop = net_stop, .destroy = net_destroy, .stats = net_stat_members,
+};
+
+/* owns_be: be was allocated for this NIC and goes with it. */
+static struct vnet *vnet_add(struct vm *vm, const struct net_opt *o, struct net_backend *be, bool owns_be)
 {
 	struct vnet *n = xcalloc(1, sizeof(*n));
 	n->be = be;
+	n->owns_be = owns_be;
 	be->owner = n;
+	device_add(vm, "virtio-net", &net_dev_ops, n);
 	n->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->kick_fd < 0) {
 		err_errno("virtio-net: eventfd");
-		free(n);
 		return NULL;
 	}
 	memcpy(n->config, o->mac, 6);
-	put_le16(n->config + 6, 1);	/* VIRTIO_NET_S_LINK_UP */
-	put_le16(n->config + 8, 1);
+	put_le16(n->config + 6, VIRTIO_NET_S_LINK_UP);
+	put_le16(n->config + 8, 1);	/* max_virtqueue_pairs */
 	struct virtio_dev *d = &n->dev;
 	d->name = "virtio-net";
-	d->device_id = 1;
+	d->device_id = VIRTIO_ID_NET;
 	d->nr_queues = 2;
 	d->config = n->config;
 	d->config_len = sizeof(n->config);
@@ -199,28 +264,153 @@ struct vnet *virtio_net_add(struct vm *vm, const struct net_opt *o, struct net_b
 	d->priv = n;
 	if (virtio_pci_register(vm, d) < 0)
 		return NULL;
-	if (pthread_create(&n->thread, NULL, io_thread, n)) {
-		err_set("virtio-net: cannot start its I/O thread");
-		return NULL;
-	}
 	return n;
 }
 
-int virtio_net_init(struct vm *vm)
+struct vnet *virtio_net_add(struct vm *vm, const struct net_opt *o, struct net_backend *be)
 {
-	for (int i = 0; i < vm->cfg.nr_nics; i++) {
-		struct net_opt *o = &vm->cfg.nics[i];
-		if (o->mode == NET_NONE)
+	return vnet_add(vm, o, be, false);
+}
+
+/* ---- options: --network mode=user|tap|none[,tapif=NAME][,guest_mac=MAC][,hostfwd=...][,restrict=on] ---- */
+
+#define MAX_NICS 4
+struct net_opts {
+	int n;
+	struct net_opt nic[MAX_NICS];
+};
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end == s || v < 1 || v > 65535)
+		return -1;
+	*port = v;
+	return end - s;
+}
+
+/* hostfwd=tcp:HOSTPORT-:GUESTPORT (or udp:) */
+static int parse_hostfwd(struct net_opt *n, const char *v)
+{
+	if (n->nr_fwds == 8)
+		return err_set("too many hostfwd= (at most 8): %s", v);
+	bool udp = !strncmp(v, "udp:", 4);
+	if (!udp && strncmp(v, "tcp:", 4))
+		return err_set("hostfwd must be tcp:HOSTPORT-:GUESTPORT or udp:...: '%s'", v);
+	uint16_t hp = 0, gp = 0;
+	int k = parse_port(v + 4, &hp);
+	if (k < 0 || strncmp(v + 4 + k, "-:", 2) || parse_port(v + 6 + k, &gp) != (int)strlen(v + 6 + k))
+		return err_set("hostfwd must be tcp:HOSTPORT-:GUESTPORT (ports 1-65535): '%s'", v);
+	n->fwds[n->nr_fwds].udp = udp;
+	n->fwds[n->nr_fwds].host_port = hp;
+	n->fwds[n->nr_fwds].guest_port = gp;
+	n->nr_fwds++;
+	return 0;
+}
+
+static int parse_mac(struct net_opt *n, const char *v)
+{
+	unsigned m[6];
+	char end;
+	if (sscanf(v, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &end) != 6 ||
+	    m[0] > 255 || m[1] > 255 || m[2] > 255 || m[3] > 255 || m[4] > 255 || m[5] > 255 || (m[0] & 1))
+		return err_set("guest_mac must be a unicast MAC like 52:54:00:12:34:56: '%s'", v);
+	for (int i = 0; i < 6; i++)
+		n->mac[i] = m[i];
+	n->mac_set = true;
+	return 0;
+}
+
+static int parse_network(void *own, const char *arg)
+{
+	struct net_opts *all = own;
+	if (all->n == MAX_NICS)
+		return err_set("too many NICs (at most %d)", MAX_NICS);
+	struct net_opt *n = &all->nic[all->n];
+	memset(n, 0, sizeof(*n));
+	char *copy = opt_strdup(arg), *save, *tok;
+	bool mode = false;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(tok, '=');
+		if (!v)
+			return err_set("options are KEY=VALUE: '%s'", tok);
+		*v++ = 0;
+		int r = 0;
+		if (!strcmp(tok, "mode")) {
+			mode = true;
+			if (!strcmp(v, "user")) n->mode = NET_USER;
+			else if (!strcmp(v, "tap")) n->mode = NET_TAP;
+			else if (!strcmp(v, "none")) n->mode = NET_NONE;
+			else r = err_set("mode must be user, tap or none: '%s'", v);
+		} else if (!strcmp(tok, "tapif")) {
+			if (!*v || strlen(v) >= 16)
+				r = err_set("tapif must be an interface name of 1-15 characters: '%s'", v);
+			n->tapif = v;
+		} else if (!strcmp(tok, "guest_mac")) {
+			r = parse_mac(n, v);
+		} else if (!strcmp(tok, "hostfwd")) {
+			r = parse_hostfwd(n, v);
+		} else if (!strcmp(tok, "restrict")) {
+			if (strcmp(v, "on") && strcmp(v, "off"))
+				r = err_set("restrict must be on or off: '%s'", v);
+			n->restricted = !strcmp(v, "on");
+		} else {
+			r = err_set("unknown option '%s' (mode, tapif, guest_mac, hostfwd, restrict)", tok);
+		}
+		if (r < 0)
+			return -1;
+	}
+	if (!mode)
+		return err_set("needs mode=user, mode=tap or mode=none");
+	if ((n->tapif && n->mode != NET_TAP) || ((n->nr_fwds || n->restricted) && n->mode != NET_USER))
+		return err_set("tapif= goes with mode=tap; hostfwd= and restrict= with mode=user");
+	all->n++;
+	return 0;
+}
+
+static const struct opt net_opts[] = {
+	{ "network", 0, "mode=user|tap|none[,tapif=NAME][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT][,restrict=on]",
+	  "virtio-net NIC, repeatable (default: one in user mode)", parse_network },
+	{ 0 }
+};
+
+/* Like kvmtool: networking without set-up. */
+static int net_check(struct vm_config *cfg, void *own)
+{
+	struct net_opts *all = own;
+	if (all->n == 0) {
+		all->nic[0].mode = NET_USER;
+		all->n = 1;
+	}
+	return 0;
+}
+
+static int net_create(struct vm *vm, void *own)
+{
+	struct net_opts *all = own;
+	for (int i = 0; i < all->n; i++) {
+		struct net_opt o = all->nic[i];
+		if (o.mode == NET_NONE)
 			continue;
-		if (!o->mac_set) {	/* 52:54:00:12:34:56, :57, ... (locally administered) */
+		if (!o.mac_set) {	/* 52:54:00:12:34:56, :57, ... (locally administered) */
 			static const uint8_t base[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
-			memcpy(o->mac, base, 6);
-			o->mac[5] += i;
+			memcpy(o.mac, base, 6);
+			o.mac[5] += i;
 		}
 		struct net_backend *be = xcalloc(1, sizeof(*be));
-		int r = o->mode == NET_TAP ? tap_open(o, be) : user_net_open(o, be);
-		if (r < 0 || !virtio_net_add(vm, o, be))
+		int r = o.mode == NET_TAP ? tap_open(&o, be) : user_net_open(&o, be);
+		if (r < 0) {
+			free(be);
+			return -1;
+		}
+		if (!vnet_add(vm, &o, be, true))
 			return -1;
 	}
 	return 0;
 }
+
+const struct device_type virtio_net_device = {
+	.name = "virtio-net", .opts = net_opts, .cfg_size = sizeof(struct net_opts), .check = net_check,
+	.create = net_create,
+};

@@ -342,6 +342,37 @@ static void setup_kick_fds(struct virtio_dev *d)
 	d->pci.bar_moved = bar_moved;
 }
 
+/*
+ * Undo virtio_pci_register for a device being destroyed (its threads are
+ * stopped and the event loop no longer runs): kicks and irqfds released, the
+ * function taken off the PCI bus.
+ */
+void virtio_pci_unregister(struct virtio_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->status = 0;
+	sync_kicks(d);	/* no DRIVER_OK: every ioeventfd deassigned */
+	pthread_mutex_unlock(&d->lock);
+	for (int i = 0; i < d->nr_queues; i++) {
+		if (d->kick_fd[i] >= 0) {
+			evloop_del(d->vm->loop, d->kick_fd[i]);
+			close(d->kick_fd[i]);
+			d->kick_fd[i] = -1;
+		}
+	}
+	for (int v = 0; v <= d->nr_queues; v++) {
+		if (d->irqfd[v].fd > 0) {
+			vm_irqfd(d->vm, d->irqfd[v].fd, d->irqfd[v].gsi, false);
+			close(d->irqfd[v].fd);
+		}
+		d->irqfd[v].fd = 0;
+	}
+	pci_unregister(&d->pci);
+	for (int i = 0; i < d->nr_queues; i++)
+		pthread_mutex_destroy(&d->q[i].lock);
+	pthread_mutex_destroy(&d->lock);
+}
+
 /* Unmasking MSI-X (function mask or enable) may release pending vectors. */
 static void cfg_written(struct pci_dev *p, unsigned off, int len)
 {

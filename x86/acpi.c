@@ -5,8 +5,10 @@
  * then assumes no 8259/PIT/legacy IRQs, and the 8250s stop interrupting.
  * Layouts from the ACPI 6.4 specification, sections 5.2.5-5.2.12.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "acpi.h"
+#include "device.h"
 #include "bus.h"
 #include "e820.h"
 #include "util.h"
@@ -48,23 +50,28 @@ static void gas_io(uint8_t *g, uint16_t port)
  * ACPI mode is always on (SCI_EN, no SMI command port); writing SLP_EN with
  * SLP_TYP 5 (S5, as \_S5 says) powers the VM off. No event ever fires.
  */
-static uint16_t pm1_enable;	/* kept as written, so the kernel sees its events enabled */
+struct acpi_pm {
+	struct vm *vm;
+	uint16_t pm1_enable;	/* kept as written, so the kernel sees its events enabled; atomic */
+};
 
 static void pm_read(void *ctx, uint64_t off, void *data, int len)
 {
-	uint64_t v = off == 2 ? pm1_enable : off == 4 ? PM1_SCI_EN : 0;
+	struct acpi_pm *pm = ctx;
+	uint64_t v = off == 2 ? __atomic_load_n(&pm->pm1_enable, __ATOMIC_RELAXED) : off == 4 ? PM1_SCI_EN : 0;
 	u64_to_bytes(data, len, v);
 }
 
 static void pm_write(void *ctx, uint64_t off, const void *data, int len)
 {
+	struct acpi_pm *pm = ctx;
 	if (off == 2 && len >= 2)
-		pm1_enable = get_le16(data);
+		__atomic_store_n(&pm->pm1_enable, get_le16(data), __ATOMIC_RELAXED);
 	if (off != 4 || len < 2)
 		return;
 	uint16_t v = get_le16(data);
 	if ((v & PM1_SLP_EN) && ((v >> 10) & 7) == SLP_TYP_S5)
-		vm_request_exit(ctx, VM_POWEROFF, 0);
+		vm_request_exit(pm->vm, VM_POWEROFF, 0);
 }
 static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
 
@@ -199,10 +206,30 @@ size_t acpi_build(uint8_t *base, uint64_t gpa, int ncpu, size_t cap)
 	return end;
 }
 
-int acpi_setup(struct vm *vm)
+int acpi_write_tables(struct vm *vm)
 {
 	uint8_t *base = guest_ptr(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE);
 	if (!base || !acpi_build(base, ACPI_TABLES_GPA, vm->nr_vcpus, ACPI_TABLES_SIZE))
 		return err_set("no room for ACPI tables for %d vCPUs", vm->nr_vcpus);
-	return bus_register(&vm->pio, ACPI_PM_PORT, 6, &pm_ops, vm, "acpi-pm");
+	return 0;
 }
+
+static void acpi_pm_destroy(struct device *d)
+{
+	struct acpi_pm *pm = d->priv;
+	bus_unregister_all(&pm->vm->pio, pm);
+	free(pm);
+}
+
+static const struct device_ops acpi_pm_ops = { .destroy = acpi_pm_destroy };
+
+/* The PM1 registers the tables point at: the guest's S5 power-off. */
+static int acpi_pm_create(struct vm *vm, void *own)
+{
+	struct acpi_pm *pm = xcalloc(1, sizeof(*pm));
+	pm->vm = vm;
+	device_add(vm, "acpi-pm", &acpi_pm_ops, pm);
+	return bus_register(&vm->pio, ACPI_PM_PORT, 6, &pm_ops, pm, "acpi-pm");
+}
+
+const struct device_type acpi_pm_device = { .name = "acpi-pm", .create = acpi_pm_create };

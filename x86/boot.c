@@ -8,6 +8,7 @@
 #include <string.h>
 #include "acpi.h"
 #include "boot.h"
+#include "machine.h"
 #include "bios.h"
 #include "e820.h"
 #include "util.h"
@@ -220,7 +221,8 @@ static int load_initrd(struct vm *vm, uint64_t addr_max, uint64_t kernel_end, ui
 
 static int place_cmdline(struct vm *vm, uint64_t gpa, uint64_t max)
 {
-	const char *c = vm->cfg.cmdline ? vm->cfg.cmdline : "";
+	const char *c = ((struct pc *)vm->board)->cmdline;
+	c = c ? c : "";
 	size_t n = strlen(c);
 	if (max && n >= max)
 		return err_set("command line is %zu bytes, the kernel accepts at most %llu", n, (unsigned long long)max - 1);
@@ -240,11 +242,12 @@ static void fill_e820(struct vm *vm, uint8_t *bp)
 
 static int load_bzimage(struct vm *vm, const uint8_t *buf, size_t len)
 {
+	struct pc *pc = vm->board;
 	const char *path = vm->cfg.kernel;
 	struct bzimage_info bi;
 	if (bzimage_parse(path, buf, len, &bi) < 0)
 		return -1;
-	bool long_entry = (bi.xloadflags & XLF_KERNEL_64) && bi.version >= 0x20c && !vm->cfg.bios_boot;
+	bool long_entry = (bi.xloadflags & XLF_KERNEL_64) && bi.version >= 0x20c && !pc->opts.bios_boot;
 	uint64_t load = bi.relocatable ? (bi.pref_address ? bi.pref_address : KERNEL_DEFAULT_LOAD) : bi.code32_start;
 	if (!long_entry)
 		load = bi.code32_start ? bi.code32_start : 0x100000;
@@ -288,18 +291,18 @@ static int load_bzimage(struct vm *vm, const uint8_t *buf, size_t len)
 	else
 		put_le64(bp + BP_ACPI_RSDP_ADDR, ACPI_TABLES_GPA);
 
-	vm->boot_params_gpa = bp_gpa;
+	pc->boot_params_gpa = bp_gpa;
 	if (long_entry) {
-		vm->entry_mode = ENTRY_LONG64;
-		vm->entry_rip = load + 0x200;
-		vm->entry_rsp = 0;	/* the kernel sets up its own stack */
+		pc->entry_mode = ENTRY_LONG64;
+		pc->entry_rip = load + 0x200;
+		pc->entry_rsp = 0;	/* the kernel sets up its own stack */
 	} else {
 		/* 16-bit boot protocol: the setup code asks the BIOS for e820. */
-		vm->entry_mode = ENTRY_REAL16;
-		vm->rm_cs = RM_SETUP_SEG + 0x20;
-		vm->rm_ip = 0;
-		vm->rm_ss = RM_SETUP_SEG;
-		vm->rm_sp = RM_HEAP_END;
+		pc->entry_mode = ENTRY_REAL16;
+		pc->rm_cs = RM_SETUP_SEG + 0x20;
+		pc->rm_ip = 0;
+		pc->rm_ss = RM_SETUP_SEG;
+		pc->rm_sp = RM_HEAP_END;
 	}
 	pr_debug("bzImage %x.%02x loaded at 0x%llx, %s entry", bi.version >> 8, bi.version & 0xff,
 		 (unsigned long long)load, long_entry ? "64-bit" : "16-bit");
@@ -321,7 +324,7 @@ static int write_boot_params(struct vm *vm, uint64_t initrd_gpa, uint64_t initrd
 	put_le32(bp + BP_RAMDISK_IMAGE, initrd_gpa);
 	put_le32(bp + BP_RAMDISK_SIZE, initrd_size);
 	fill_e820(vm, bp);
-	vm->boot_params_gpa = BOOT_PARAMS_GPA;
+	((struct pc *)vm->board)->boot_params_gpa = BOOT_PARAMS_GPA;
 	return 0;
 }
 
@@ -354,6 +357,7 @@ static int write_pvh_info(struct vm *vm, uint64_t initrd_gpa, uint64_t initrd_si
 
 static int load_elf(struct vm *vm, const uint8_t *buf, size_t len)
 {
+	struct pc *pc = vm->board;
 	const char *path = vm->cfg.kernel;
 	struct elf_info ei;
 	if (elf_parse(path, buf, len, &ei) < 0 || elf_load(vm, path, buf, len) < 0)
@@ -365,21 +369,22 @@ static int load_elf(struct vm *vm, const uint8_t *buf, size_t len)
 		return -1;
 	if (ei.pvh_entry) {
 		write_pvh_info(vm, initrd_gpa, initrd_size);
-		vm->entry_mode = ENTRY_PVH32;
-		vm->entry_rip = ei.pvh_entry;
+		pc->entry_mode = ENTRY_PVH32;
+		pc->entry_rip = ei.pvh_entry;
 	} else {
 		write_boot_params(vm, initrd_gpa, initrd_size);
-		vm->entry_mode = ENTRY_LONG64;
-		vm->entry_rip = ei.entry;
+		pc->entry_mode = ENTRY_LONG64;
+		pc->entry_rip = ei.entry;
 	}
 	pr_debug("ELF loaded 0x%llx-0x%llx, %s entry at 0x%llx", (unsigned long long)ei.lo,
-		 (unsigned long long)ei.hi, ei.pvh_entry ? "PVH" : "64-bit", (unsigned long long)vm->entry_rip);
+		 (unsigned long long)ei.hi, ei.pvh_entry ? "PVH" : "64-bit", (unsigned long long)pc->entry_rip);
 	return 0;
 }
 
 static int load_flat(struct vm *vm, const uint8_t *buf, size_t len)
 {
-	uint64_t addr = vm->cfg.flat_addr ? vm->cfg.flat_addr : FLAT_DEFAULT_ADDR;
+	struct pc *pc = vm->board;
+	uint64_t addr = pc->opts.flat_addr ? pc->opts.flat_addr : FLAT_DEFAULT_ADDR;
 	if (addr & 0xf || addr >= 0x100000)
 		return err_set("--flat address 0x%llx must be 16-byte aligned and below 1 MiB",
 			       (unsigned long long)addr);
@@ -388,11 +393,11 @@ static int load_flat(struct vm *vm, const uint8_t *buf, size_t len)
 			       len, (unsigned long long)addr, EBDA_START);
 	if (guest_copy_to(&vm->mem, addr, buf, len) < 0)
 		return -1;
-	vm->entry_mode = ENTRY_REAL16;
-	vm->rm_cs = addr >> 4;
-	vm->rm_ip = 0;
-	vm->rm_ss = vm->rm_cs;
-	vm->rm_sp = 0xfff0;
+	pc->entry_mode = ENTRY_REAL16;
+	pc->rm_cs = addr >> 4;
+	pc->rm_ip = 0;
+	pc->rm_ss = pc->rm_cs;
+	pc->rm_sp = 0xfff0;
 	return 0;
 }
 
@@ -417,12 +422,13 @@ int x86_check_kernel(const char *path, bool flat)
 
 int x86_load_kernel(struct vm *vm)
 {
+	struct pc *pc = vm->board;
 	uint8_t *buf;
 	size_t len;
 	if (read_file(vm->cfg.kernel, &buf, &len) < 0)
 		return -1;
 	int ret;
-	enum image_kind kind = vm->cfg.flat ? IMAGE_FLAT : image_detect(buf, len);
+	enum image_kind kind = pc->opts.flat ? IMAGE_FLAT : image_detect(buf, len);
 	/* The real-mode services are there for every format; cheap and harmless. */
 	struct e820_entry map[E820_MAX];
 	int n = e820_build(&vm->mem, map, E820_MAX);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include "boot.h"
+#include "machine.h"
 #include "e820.h"
 #include "util.h"
 #include "vm.h"
@@ -53,22 +54,23 @@ static void write_page_tables(struct vm *vm)
 int x86_setup_boot_cpu(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
+	struct pc *pc = vm->board;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = { .rflags = 2 };
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return err_errno("KVM_GET_SREGS");
 
-	switch (vm->entry_mode) {
+	switch (pc->entry_mode) {
 	case ENTRY_REAL16: {
 		struct kvm_segment s = { .limit = 0xffff, .type = 3, .present = 1, .s = 1 };
-		s.selector = vm->rm_cs; s.base = (uint64_t)vm->rm_cs << 4; s.type = 0xb;
+		s.selector = pc->rm_cs; s.base = (uint64_t)pc->rm_cs << 4; s.type = 0xb;
 		sregs.cs = s;
 		s.type = 3;
-		s.selector = vm->rm_ss; s.base = (uint64_t)vm->rm_ss << 4;
+		s.selector = pc->rm_ss; s.base = (uint64_t)pc->rm_ss << 4;
 		sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = s;
 		sregs.cr0 = CR0_ET;
-		regs.rip = vm->rm_ip;
-		regs.rsp = vm->rm_sp;
+		regs.rip = pc->rm_ip;
+		regs.rsp = pc->rm_sp;
 		break;
 	}
 	case ENTRY_PVH32:
@@ -80,7 +82,7 @@ int x86_setup_boot_cpu(struct vcpu *v)
 		sregs.cr0 = CR0_PE | CR0_ET;
 		sregs.cr4 = 0;
 		sregs.efer = 0;
-		regs.rip = vm->entry_rip;
+		regs.rip = pc->entry_rip;
 		regs.rbx = PVH_INFO_GPA;
 		break;
 	case ENTRY_LONG64:
@@ -94,13 +96,13 @@ int x86_setup_boot_cpu(struct vcpu *v)
 		sregs.cr3 = BOOT_PGTABLE_GPA;
 		sregs.cr4 = CR4_PAE;
 		sregs.efer = EFER_LME | EFER_LMA;
-		regs.rip = vm->entry_rip;
-		regs.rsi = vm->boot_params_gpa;
+		regs.rip = pc->entry_rip;
+		regs.rsi = pc->boot_params_gpa;
 		break;
 	}
 	/* A usable TSS keeps VM entry checks happy in protected modes. */
 	sregs.tr = (struct kvm_segment){ .base = 0, .limit = 0xfff, .selector = 0x28, .type = 0xb, .present = 1 };
-	if (vm->entry_mode == ENTRY_REAL16)
+	if (pc->entry_mode == ENTRY_REAL16)
 		sregs.tr.selector = 0;
 	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
 		return err_errno("KVM_SET_SREGS");
@@ -176,7 +178,7 @@ int x86_setup_cpuid(struct vcpu *v)
 			e->ecx = (e->ecx & ~0xffu) | (n - 1);
 			break;
 		}
-		if (vm->cfg.cpu == CPU_BASELINE)
+		if (((struct pc *)vm->board)->opts.cpu == CPU_BASELINE)
 			mask_baseline(e);
 	}
 	int ret = ioctl(v->fd, KVM_SET_CPUID2, c);

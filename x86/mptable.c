@@ -5,6 +5,7 @@
 #include <string.h>
 #include "boot.h"
 #include "e820.h"
+#include "hw.h"
 #include "pci.h"
 #include "util.h"
 #include "vm.h"
@@ -74,15 +75,16 @@ int mptable_write(struct vm *vm)
 
 	/* ISA IRQs map 1:1 to IOAPIC pins (KVM routes GSI n to pin n), except the
 	 * pins PCI INTx lines use: those must stay level-triggered. */
+	struct pci_host *h = pci_host(vm);
 	for (unsigned irq = 0; irq < 16; irq++) {
 		bool pci = false;
-		for (int s = 0; vm->pci && s < PCI_MAX_DEVS; s++)
-			pci |= vm->pci->devs[s] && vm->pci->devs[s]->irq_pin_gsi && vm->pci->devs[s]->irq_pin_gsi == irq;
+		for (int s = 0; h && s < PCI_MAX_DEVS; s++)
+			pci |= h->devs[s] && h->devs[s]->irq_pin_gsi && h->devs[s]->irq_pin_gsi == irq;
 		if (irq != 2 && !pci)
 			mp_irq(&w, 3, MP_IRQ_INT, 0, BUS_ISA, irq, ioapic_id, irq);
 	}
-	for (int s = 0; vm->pci && s < PCI_MAX_DEVS; s++) {
-		struct pci_dev *d = vm->pci->devs[s];
+	for (int s = 0; h && s < PCI_MAX_DEVS; s++) {
+		struct pci_dev *d = h->devs[s];
 		if (d && d->irq_pin_gsi)
 			mp_irq(&w, 3, MP_IRQ_INT, MP_FLAGS_LEVEL_HIGH, BUS_PCI, (d->slot << 2) | 0, ioapic_id,
 			       d->irq_pin_gsi);

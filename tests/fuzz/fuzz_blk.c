@@ -42,7 +42,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "devices.h"
 #include "disk.h"
+#include "fake_vm.h"
 #include "hw.h"
 #include "pci.h"
 #include "util.h"
@@ -822,16 +824,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_add_timeout(argc, argv);
 	race = getenv("LKVM_FUZZ_BLK_NO_RACE") == NULL;
 	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.sys_fd = -1;
-	vm.irq = &irqs;
-	bus_init(&vm.pio, "pio");
-	bus_init(&vm.mmio, "mmio");
+	fake_vm_init(&vm, &irqs);
 	ram = malloc(RAM);	/* malloc: ASan red zones around guest RAM */
 	vm.mem.r[0] = (struct mem_region){ 0, RAM, ram };
 	vm.mem.nr = 1;
 	vm.mem.ram_size = RAM;
-	if (pci_host_init(&vm))
+	if (device_type_create(&vm, &pci_host_device))
 		fail("%s", err_msg());
 	/* Temporary images, on tmpfs where there is one: FLUSH is cheap there. */
 	if (access("/dev/shm", W_OK)) {
@@ -856,9 +854,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		if (!disks[k])
 			fail("disk_open: %s", err_msg());
 		snprintf(disks[k]->serial, sizeof(disks[k]->serial), "lkvm-fuzz-disk");
-		if (virtio_blk_add(&vm, disks[k]))
+		if (virtio_blk_add(&vm, disks[k]) || devices_start(&vm))
 			fail("virtio_blk_add: %s", err_msg());
-		devs[k] = vm.pci->devs[k + 1];
+		devs[k] = pci_host(&vm)->devs[k + 1];
 	}
 	if (!disks[0]->plain || disks[1]->plain)
 		fail("the raw disk should take AIO, the qcow2 one not");

@@ -26,34 +26,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "devices.h"
 #include "bus.h"
+#include "e820.h"
+#include "fake_vm.h"
 #include "hw.h"
 #include "pci.h"
 #include "util.h"
 #include "vm.h"
 
 static struct vm vm;
-
-/* ---- allocations of one input ---- */
-
-void *__real_xcalloc(size_t n, size_t size);
-static void *allocs[64];
-static int nallocs;
-
-void *__wrap_xcalloc(size_t n, size_t size)
-{
-	void *p = __real_xcalloc(n, size);
-	if (nallocs == (int)ARRAY_SIZE(allocs))
-		abort();	/* more device state than this harness knows of */
-	allocs[nallocs++] = p;
-	return p;
-}
-
-static void free_allocs(void)
-{
-	while (nallocs)
-		free(allocs[--nallocs]);
-}
 
 /* ---- what the devices talk to ---- */
 
@@ -130,12 +112,7 @@ static void setup(uint8_t flags)
 	static const uint64_t ram[8] = { MiB(1), MiB(16), MiB(64) + 4096, MiB(255), GiB(3), GiB(3) + MiB(1),
 					 GiB(16), GiB(1024) };
 	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.sys_fd = -1;
-	vm.irq = &irqs;
-	vm.cfg.console = CONSOLE_VIRTIO;	/* the terminal's sink stays out of it */
-	bus_init(&vm.pio, "pio");
-	bus_init(&vm.mmio, "mmio");
+	fake_vm_init(&vm, &irqs);
 	/* RAM as the CMOS and the PCI code see it; nothing here touches its bytes. */
 	uint64_t size = ram[flags & 7], low = MIN(size, PCI_HOLE_START);
 	vm.mem.ram_size = size;
@@ -143,7 +120,7 @@ static void setup(uint8_t flags)
 	vm.mem.nr = 1;
 	if (size > low)
 		vm.mem.r[vm.mem.nr++] = (struct mem_region){ PCI_HOLE_END, size - low, NULL };
-	if (pci_host_init(&vm) || serial_init(&vm) || i8042_init(&vm) || rtc_init(&vm) || pit_init(&vm) || debug_ports_init(&vm)) {
+	if (device_type_create(&vm, &pci_host_device) || device_type_create(&vm, &serial_device) || device_type_create(&vm, &i8042_device) || device_type_create(&vm, &rtc_device) || device_type_create(&vm, &pit_device) || device_type_create(&vm, &debug_ports_device)) {
 		fprintf(stderr, "fuzz_devices: set-up failed: %s\n", err_msg());
 		abort();
 	}
@@ -155,9 +132,7 @@ static void setup(uint8_t flags)
 
 static void teardown(void)
 {
-	bus_destroy(&vm.pio);
-	bus_destroy(&vm.mmio);
-	free_allocs();
+	fake_vm_free(&vm);	/* every device destroyed: nothing of one input leaks into the next */
 }
 
 static void io_access(struct bus *b, uint64_t addr, uint8_t *val, int len, bool write)

@@ -9,26 +9,38 @@ mkdir -p "$OUT" tests/fuzz/crashes
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not installed (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
-FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-# target: sources it needs beyond its own file (and link flags: libraries, -Wl,--wrap of a
-# function its stubs replace)
-targets="boot:x86/boot.c x86/e820.c x86/bios.c lib/util.c kvm/guest_mem.c build/bios/bios_blob.o
-9p:virtio/p9_server.c lib/util.c
-net_user:net/checksum.c net/user.c net/user_dhcp.c net/user_udp.c net/user_tcp.c lib/util.c
-control:kvm/control.c lib/json.c lib/util.c kvm/guest_mem.c tests/fuzz/vm_stubs.c
-virtq:virtio/virtqueue.c kvm/guest_mem.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn
-blk:virtio/blk.c virtio/virtqueue.c virtio/pci.c hw/pci_host.c disk/disk.c disk/raw.c disk/qcow2.c kvm/bus.c kvm/irq.c kvm/guest_mem.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -laio -lz
-qcow2:disk/disk.c disk/raw.c disk/qcow2.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=pr_warn -lz
-devices:hw/serial.c hw/i8042.c hw/rtc.c hw/pit.c hw/pci_host.c hw/debug_ports.c kvm/bus.c kvm/irq.c lib/util.c tests/fuzz/dev_stubs.c -Wl,--wrap=xcalloc,--wrap=pr_warn"
-for extra in tests/fuzz/targets.d/*.txt; do
-	[ -f "$extra" ] && targets="$targets
-$(cat "$extra")"
+FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fno-sanitize-recover=undefined"
+# All of lkvm's library code, built once with the fuzzers' sanitizers; each target links
+# against it and replaces, with -Wl,--wrap, only what must not run in a fuzzer.
+LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c 2>/dev/null)
+mkdir -p "$OUT/lib"
+objs=
+for src in $LIBSRC; do
+	obj=$OUT/lib/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')
+	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find include -newer "$obj" -name '*.h' | head -n 1)" ]; then
+		$CC $FLAGS -fsanitize=fuzzer-no-link,address,undefined -c -o "$obj" "$src" 2>> "$OUT/lib.log" ||
+			{ echo "FAIL fuzz: $src does not build"; tail -5 "$OUT/lib.log"; exit 1; }
+	fi
+	objs="$objs $obj"
 done
+rm -f "$OUT/liblkvm.a"
+ar rcs "$OUT/liblkvm.a" $objs build/bios/bios_blob.o
+FLAGS="$FLAGS -fsanitize=fuzzer,address,undefined"
+LIBS="$OUT/liblkvm.a -laio -lz"
+# target: link flags beyond the library: -Wl,--wrap of a function its harness replaces
+targets="boot:
+9p:
+net_user:
+control:
+virtq:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
+blk:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
+qcow2:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
+devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
 pass=0; fail=0
 echo "$targets" | while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue
 	# shellcheck disable=SC2086
-	if ! $CC $FLAGS -o "$OUT/fuzz_$name" "tests/fuzz/fuzz_$name.c" $deps 2> "$OUT/fuzz_$name.log"; then
+	if ! $CC $FLAGS -o "$OUT/fuzz_$name" "tests/fuzz/fuzz_$name.c" $deps $LIBS 2> "$OUT/fuzz_$name.log"; then
 		echo "FAIL fuzz_$name: does not build"; tail -5 "$OUT/fuzz_$name.log"; echo x >> "$OUT/failed"; continue
 	fi
 	mkdir -p "tests/fuzz/corpus/$name" "$OUT/corpus-$name"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build lkvm's test kernel from Debian's linux-source-6.1 with tests/kernel/lkvm.config
 # merged onto tinyconfig. Cached in .cache/kernel/<hash of the config>/ (bzImage,
-# vmlinux); prints that directory. 8-12 minutes on 2 cores the first time.
+# vmlinux, stripped, for booting; vmlinux.debug with its debug info, for gdb); prints that directory. 8-12 minutes on 2 cores the first time.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 frag=$top/tests/kernel/lkvm.config
@@ -9,12 +9,13 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 [ -f "$tarball" ] || { echo "kernel: $tarball missing: apt-get install linux-source-6.1" >&2; exit 2; }
 key=$( (cat "$frag"; ls -l "$tarball") | sha256sum | cut -c1-12)
 out=$top/.cache/kernel/$key
-if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then echo "$out"; exit 0; fi
+done_already() { [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ] && [ -f "$out/vmlinux.debug" ]; }
+if done_already; then echo "$out"; exit 0; fi
 # One kernel build at a time (it takes both cores), and a second caller reuses the first's result.
 mkdir -p "$top/.cache"
 exec 9>"$top/.cache/kernel.lock"
 flock 9
-if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then echo "$out"; exit 0; fi
+if done_already; then echo "$out"; exit 0; fi
 src=$top/.cache/linux-source-6.1
 if [ ! -f "$src/Makefile" ]; then
 	echo "kernel: extracting $tarball" >&2
@@ -36,7 +37,11 @@ while IFS= read -r line; do
 done < "$frag"
 [ $missing = 0 ] || { echo "kernel: fix tests/kernel/lkvm.config" >&2; exit 1; }
 make -s -j2 bzImage >&2
+# The gdb scripts (lx-dmesg, lx-symbols) beside the tree's vmlinux.
+make -s scripts_gdb >&2
 mkdir -p "$out"
-cp arch/x86/boot/bzImage vmlinux .config "$out/"
+cp arch/x86/boot/bzImage .config "$out/"
+cp vmlinux "$out/vmlinux.debug"
+objcopy --strip-debug vmlinux "$out/vmlinux"
 echo "kernel: built in $(( $(date +%s) - start )) s" >&2
 echo "$out"

@@ -9,6 +9,7 @@
 
 #include <string.h>
 #include "bus.h"
+#include "device.h"
 #include "evloop.h"
 #include "vm.h"
 
@@ -23,8 +24,11 @@ static inline void fake_vm_init(struct vm *vm, const struct irq_ops *irq)
 	vm->loop = evloop_new();
 }
 
+/* Every device destroyed (threads stopped first), then the VM's own parts. */
 static inline void fake_vm_free(struct vm *vm)
 {
+	devices_destroy(vm);
+	vm_config_free(&vm->cfg);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	evloop_free(vm->loop);

@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 #include "fake_vm.h"
+#include "devices.h"
 #include "hw.h"
 #include "pci.h"
 #include "util.h"
@@ -41,8 +42,8 @@ static void setup_vm(void)
 {
 	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
 	fake_vm_init(&vm, &recorded);
-	guest_mem_alloc(&vm.mem, MiB(16));
-	pci_host_init(&vm);
+	guest_mem_alloc(&vm.mem, MiB(16), 0, 0);
+	device_type_create(&vm, &pci_host_device);
 }
 
 /* Reset, negotiate, one queue of QSIZE at DESC/AVAIL/USED, DRIVER_OK. */
@@ -135,6 +136,6 @@ static void post_on(int qi, uint64_t av, uint16_t head)
 	wr(VPCI_NOTIFY + VPCI_NOTIFY_MULT * qi, qi, 2);
 }
 
-static struct pci_dev *dev_at(int slot) { return vm.pci->devs[slot]; }
+static struct pci_dev *dev_at(int slot) { return pci_host(&vm)->devs[slot]; }
 
 #endif

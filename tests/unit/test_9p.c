@@ -1317,19 +1317,20 @@ TEST(virtio_device)
 	make_tree(false);
 	setup_vm();
 	/* Refused: a missing directory, a tag too long. */
-	vm.cfg.nr_shares = 1;
-	vm.cfg.shares[0] = (struct share_opt){ .dir = "/nonexistent", .tag = "t" };
-	CHECK_EQ(virtio_9p_init(&vm), -1);
+	struct p9_opts *shares = vm_config_part(&vm.cfg, &virtio_9p_device, sizeof(*shares));
+	shares->n = 1;
+	shares->share[0] = (struct share_opt){ .dir = "/nonexistent", .tag = "t" };
+	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), -1);
 	char longtag[300];
 	memset(longtag, 't', 299);
 	longtag[299] = 0;
-	vm.cfg.shares[0] = (struct share_opt){ .dir = share, .tag = longtag };
-	CHECK_EQ(virtio_9p_init(&vm), -1);
-	CHECK(!vm.cfg.needs_files);
+	shares->share[0] = (struct share_opt){ .dir = share, .tag = longtag };
+	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), -1);
+	CHECK(!vm.needs_files);
 
-	vm.cfg.shares[0] = (struct share_opt){ .dir = share, .tag = "hostshare" };
-	CHECK_EQ(virtio_9p_init(&vm), 0);
-	CHECK(vm.cfg.needs_files);
+	shares->share[0] = (struct share_opt){ .dir = share, .tag = "hostshare" };
+	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), 0);
+	CHECK(vm.needs_files);
 	struct pci_dev *p = dev_at(1);
 	CHECK(p != NULL);
 	if (!p) {

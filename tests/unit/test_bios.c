@@ -33,7 +33,7 @@ static uint8_t handler_byte(struct vm *vm, int vec)
 static void setup(struct vm *vm, uint64_t ram)
 {
 	memset(vm, 0, sizeof(*vm));
-	CHECK_EQ(guest_mem_alloc(&vm->mem, ram), 0);
+	CHECK_EQ(guest_mem_alloc(&vm->mem, ram, PCI_HOLE_START, PCI_HOLE_END), 0);
 	/* Stale bytes where the IVT and BDA go, as a rebooted guest leaves them. */
 	memset(guest_ptr(&vm->mem, 0, 0x600), 0x5a, 0x600);
 }

@@ -147,7 +147,7 @@ TEST(e820_and_memory)
 {
 	struct guest_mem m;
 	struct e820_entry map[E820_MAX];
-	CHECK_EQ(guest_mem_alloc(&m, MiB(256)), 0);
+	CHECK_EQ(guest_mem_alloc(&m, MiB(256), PCI_HOLE_START, PCI_HOLE_END), 0);
 	int n = e820_build(&m, map, E820_MAX);
 	CHECK_EQ(n, 4);
 	CHECK_EQ(map[0].addr, 0);
@@ -163,7 +163,7 @@ TEST(e820_and_memory)
 	guest_mem_free(&m);
 
 	/* 6 GiB: 3 GiB below the PCI hole, 3 GiB from 4 GiB. */
-	CHECK_EQ(guest_mem_alloc(&m, GiB(6)), 0);
+	CHECK_EQ(guest_mem_alloc(&m, GiB(6), PCI_HOLE_START, PCI_HOLE_END), 0);
 	n = e820_build(&m, map, E820_MAX);
 	CHECK_EQ(n, 5);
 	CHECK_EQ(map[3].addr + map[3].size, PCI_HOLE_START);
@@ -173,7 +173,7 @@ TEST(e820_and_memory)
 	CHECK(guest_ptr(&m, PCI_HOLE_START - 4, 8) == NULL);	/* straddles */
 	CHECK(guest_ptr(&m, PCI_HOLE_END + GiB(3) - 8, 8) != NULL);
 	guest_mem_free(&m);
-	CHECK_EQ(guest_mem_alloc(&m, 0), -1);
+	CHECK_EQ(guest_mem_alloc(&m, 0, PCI_HOLE_START, PCI_HOLE_END), -1);
 }
 
 static int hits;

@@ -34,24 +34,27 @@ TEST(handle)
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = -1;	/* no KVM: control_handle reads counters and state only */
 	vm.mem.ram_size = MiB(128);
+	vm.exit_efd = -1;
+	struct control *c = control_new(&vm, "test");
 	char out[4096];
-	control_handle(&vm, "{\"cmd\":\"info\"}", out, sizeof(out));
+	control_handle(c, "{\"cmd\":\"info\"}", out, sizeof(out));
 	CHECK(strstr(out, "\"ok\":true") && strstr(out, "\"mem_mib\":128") && strstr(out, "\"state\":\"running\""));
-	control_handle(&vm, "{\"v\":1,\"cmd\":\"stat\"}", out, sizeof(out));
+	control_handle(c, "{\"v\":1,\"cmd\":\"stat\"}", out, sizeof(out));
 	CHECK(strstr(out, "\"pio_writes\":0") != NULL);
-	control_handle(&vm, "not json", out, sizeof(out));
+	control_handle(c, "not json", out, sizeof(out));
 	CHECK(strstr(out, "\"ok\":false") != NULL);
-	control_handle(&vm, "{\"cmd\":\"frobnicate\"}", out, sizeof(out));
+	control_handle(c, "{\"cmd\":\"frobnicate\"}", out, sizeof(out));
 	CHECK(strstr(out, "unknown command") != NULL);
-	control_handle(&vm, "{\"v\":2,\"cmd\":\"info\"}", out, sizeof(out));
+	control_handle(c, "{\"v\":2,\"cmd\":\"info\"}", out, sizeof(out));
 	CHECK(strstr(out, "version 2 not supported") != NULL);
-	control_handle(&vm, "{\"cmd\":\"stop\"}", out, sizeof(out));
+	control_handle(c, "{\"cmd\":\"stop\"}", out, sizeof(out));
 	CHECK(strstr(out, "\"ok\":true") != NULL);
 	CHECK_EQ(vm.exit_reason, VM_POWEROFF);
 	CHECK_EQ(vm.exit_status, 0);
 	/* Replies are always one line, however small the buffer. */
-	control_handle(&vm, "{\"cmd\":\"info\"}", out, 16);
+	control_handle(c, "{\"cmd\":\"info\"}", out, 16);
 	CHECK(strlen(out) < 16);
+	control_free(c);
 }
 
 TEST_MAIN()

@@ -1,4 +1,5 @@
 /* i8042: the sequences Linux's probe uses, interrupts, and the resets that end the VM. */
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "bus.h"
@@ -23,7 +24,7 @@ static void setup(struct vm *vm)
 	fake_vm_init(vm, &rec_irqs);
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_raises, 0, sizeof(irq_raises));
-	CHECK_EQ(i8042_init(vm), 0);
+	CHECK_EQ(device_type_create(vm, &i8042_device), 0);
 }
 
 /* i8042_command(): write the command, the parameter if any, poll OBF for the reply. */
@@ -180,7 +181,7 @@ TEST(debug_ports)
 {
 	struct vm vm;
 	setup(&vm);
-	CHECK_EQ(debug_ports_init(&vm), 0);
+	CHECK_EQ(device_type_create(&vm, &debug_ports_device), 0);
 	CHECK_EQ(debug_post_code(&vm), -1);
 	pio_out8(&vm, 0x80, 0x42);
 	CHECK_EQ(debug_post_code(&vm), 0x42);
@@ -195,7 +196,7 @@ TEST(debug_ports)
 	fake_vm_free(&vm);
 
 	setup(&vm);
-	CHECK_EQ(debug_ports_init(&vm), 0);
+	CHECK_EQ(device_type_create(&vm, &debug_ports_device), 0);
 	uint8_t w[2] = { 0x00, 0x20 };
 	w[1] = 0x00;
 	CHECK(bus_access(&vm.pio, 0x604, w, 2, true));

@@ -1,7 +1,9 @@
 /* The MP table, checked the way Linux's mpparse reads it. */
 #include "test.h"
 #include "boot.h"
+#include "device.h"
 #include "e820.h"
+#include "machine.h"
 #include "pci.h"
 #include "util.h"
 #include "vm.h"
@@ -10,7 +12,7 @@ TEST(mptable)
 {
 	struct vm vm;
 	memset(&vm, 0, sizeof(vm));
-	CHECK_EQ(guest_mem_alloc(&vm.mem, MiB(64)), 0);
+	CHECK_EQ(guest_mem_alloc(&vm.mem, MiB(64), PCI_HOLE_START, PCI_HOLE_END), 0);
 	vm.nr_vcpus = 3;
 	struct pci_host host;
 	struct pci_dev dev;
@@ -22,7 +24,8 @@ TEST(mptable)
 	struct pci_dev bridge;
 	memset(&bridge, 0, sizeof(bridge));
 	host.devs[0] = &bridge;
-	vm.pci = &host;
+	static const struct device_ops no_ops;
+	device_add(&vm, "pci-host", &no_ops, &host);
 	CHECK_EQ(mptable_write(&vm), 0);
 
 	/* Linux scans 0x9fc00 (639 KiB) for "_MP_" on 16-byte boundaries. */

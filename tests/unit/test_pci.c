@@ -1,4 +1,5 @@
 /* PCI host bridge and config space, driven through 0xCF8/0xCFC as a guest would. */
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "bus.h"
@@ -20,15 +21,13 @@ static void setup(struct vm *vm)
 	static const struct irq_ops rec_irqs = { .line = irq_rec };
 	fake_vm_init(vm, &rec_irqs);
 	memset(irq_level, 0, sizeof(irq_level));
-	CHECK_EQ(pci_host_init(vm), 0);
-	CHECK(pci_host(vm) == vm->pci);
+	CHECK_EQ(device_type_create(vm, &pci_host_device), 0);
+	CHECK(pci_host(vm) != NULL);	/* the bridge is in the VM's registry */
 }
 
 static void teardown(struct vm *vm)
 {
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
-	free(vm->pci);	/* the VM owns its bridge; no destroy path is needed at run time */
+	fake_vm_free(vm);	/* destroys the bridge with the VM's other devices */
 }
 
 static uint32_t cfg_addr(int bus, int dev, int fn, int reg)
@@ -138,7 +137,7 @@ TEST(device_registration)
 	tdev_init(&t, "tdev");
 	CHECK_EQ(pci_register(&vm, &t.pci), 0);
 	CHECK_EQ(t.pci.slot, 1);
-	CHECK(vm.pci->devs[1] == &t.pci);
+	CHECK(pci_host(&vm)->devs[1] == &t.pci);
 	CHECK_EQ(cfg_read(&vm, 1, 0x00, 4), 0x10421af4);
 	CHECK_EQ(cfg_read(&vm, 1, 0x2c, 4), 0x00021af4);
 	CHECK_EQ(cfg_read(&vm, 1, 0x04, 2) & 3, 3);	/* I/O and memory decode on */

@@ -1,5 +1,6 @@
 /* The 8254 PIT at ports 0x40-0x43 and 0x61: counts, latches, read-back, OUT2, and IRQ 0 edges. */
 #include <time.h>
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "bus.h"
@@ -29,7 +30,7 @@ static void setup(struct vm *vm, bool with_loop)
 	fake_vm_init(vm, &rec_irqs);
 	irq0_edges = irq0 = 0;
 	CHECK(vm->loop != NULL);
-	CHECK_EQ(pit_init(vm), 0);
+	CHECK_EQ(device_type_create(vm, &pit_device), 0);
 }
 
 static void teardown(struct vm *vm)

@@ -1,5 +1,6 @@
 /* MC146818 RTC/CMOS through ports 0x70/0x71: host time in every format, setting it, memory sizes. */
 #include <time.h>
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "bus.h"
@@ -15,7 +16,7 @@ static void setup(struct vm *vm, uint64_t ram)
 	static const struct irq_ops no_irqs = { .line = ignore_irq };
 	fake_vm_init(vm, &no_irqs);
 	vm->mem.ram_size = ram;
-	CHECK_EQ(rtc_init(vm), 0);
+	CHECK_EQ(device_type_create(vm, &rtc_device), 0);
 }
 
 static void teardown(struct vm *vm)
@@ -213,7 +214,7 @@ static void setup_irq(struct vm *vm)
 	vm->mem.ram_size = MiB(256);
 	irq8 = irq8_raises = 0;
 	CHECK(vm->loop != NULL);
-	CHECK_EQ(rtc_init(vm), 0);
+	CHECK_EQ(device_type_create(vm, &rtc_device), 0);
 }
 
 static void teardown_irq(struct vm *vm)

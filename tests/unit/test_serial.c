@@ -1,4 +1,5 @@
 /* 16550A UART: driven through the port bus exactly as a vCPU would. */
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "bus.h"
@@ -33,11 +34,10 @@ static void setup(struct vm *vm)
 {
 	static const struct irq_ops rec_irqs = { .line = irq_rec };
 	fake_vm_init(vm, &rec_irqs);
-	vm->cfg.console = CONSOLE_VIRTIO;	/* keep the terminal's sink out of it */
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_changes, 0, sizeof(irq_changes));
 	outlen = 0;
-	CHECK_EQ(serial_init(vm), 0);
+	CHECK_EQ(device_type_create(vm, &serial_device), 0);
 	serial_set_output(serial_port(vm, 0), capture, NULL);
 }
 

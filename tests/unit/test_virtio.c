@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <unistd.h>
+#include "devices.h"
 #include "test.h"
 #include "fake_vm.h"
 #include "disk.h"
@@ -26,6 +27,7 @@ TEST(blk_requests)
 	CHECK(dk != NULL);
 	strcpy(dk->serial, "serial-123");
 	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	CHECK_EQ(devices_start(&vm), 0);
 	struct pci_dev *p = dev_at(1);
 	CHECK_EQ(pci_cfg_read(p, 0, 4), 0x10421af4);
 	avail_idx = 0;
@@ -113,6 +115,7 @@ TEST(hostile_chains)
 	CHECK(ftruncate(fd, MiB(1)) == 0);
 	struct disk *dk = disk_open(path, false, false);
 	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	CHECK_EQ(devices_start(&vm), 0);
 	hostile("descriptor loop", h_loop);
 	hostile("address outside RAM", h_out_of_ram);
 	hostile("address+len wraps", h_wrap);
@@ -147,8 +150,8 @@ TEST(hostile_chains)
 TEST(rng)
 {
 	setup_vm();
-	vm.cfg.rng = true;
-	CHECK_EQ(virtio_rng_init(&vm), 0);
+	CHECK_EQ(device_type_option(&vm.cfg, &virtio_rng_device, "rng", NULL), 0);
+	CHECK_EQ(device_type_create(&vm, &virtio_rng_device), 0);
 	struct pci_dev *p = dev_at(1);
 	CHECK_EQ(pci_cfg_read(p, 0, 4), 0x10441af4);
 	avail_idx = 0;

@@ -5,6 +5,7 @@
  * deflated ones are usable again; bad PFNs and odd lengths are harmless.
  */
 #include <sys/mman.h>
+#include "devices.h"
 #include "test.h"
 #include "virtio_driver.h"
 #include "vm.h"
@@ -37,8 +38,8 @@ static int send_pfns(int qi, const uint32_t *pfn, int n, uint32_t len)
 TEST(balloon)
 {
 	setup_vm();
-	vm.cfg.balloon = true;
-	CHECK_EQ(virtio_balloon_init(&vm), 0);
+	CHECK_EQ(device_type_option(&vm.cfg, &virtio_balloon_device, "balloon", NULL), 0);
+	CHECK_EQ(device_type_create(&vm, &virtio_balloon_device), 0);
 	struct pci_dev *p = dev_at(1);
 	CHECK_EQ(pci_cfg_read(p, 0x02, 2), 0x1040 + 5);	/* modern virtio-balloon */
 	CHECK_EQ(driver_init(p, 1ULL << VIRTIO_F_VERSION_1), 0);
@@ -88,7 +89,7 @@ TEST(balloon)
 	CHECK_EQ(send_pfns(0, pfns, 1, 6), 0);
 	balloon_stats(&vm, &st);
 	CHECK_EQ(st.inflated, 5);
-	CHECK_EQ(vm.balloon != NULL, 1);
+	CHECK_EQ(device_find(&vm, "virtio-balloon", 0) != NULL, 1);
 }
 
 TEST(no_balloon)
@@ -97,7 +98,7 @@ TEST(no_balloon)
 	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
 	fake_vm_init(&v2, &recorded);
 	struct balloon_stats st;
-	CHECK_EQ(virtio_balloon_init(&v2), 0);
+	CHECK_EQ(device_type_create(&v2, &virtio_balloon_device), 0);
 	CHECK_EQ(balloon_adjust(&v2, 1), -1);
 	CHECK(strstr(err_msg(), "--balloon") != NULL);
 	CHECK_EQ(balloon_stats(&v2, &st), -1);

@@ -48,6 +48,7 @@ TEST(discard_and_write_zeroes)
 	if (!dk)
 		return;
 	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	CHECK_EQ(devices_start(&vm), 0);
 	struct pci_dev *p = dev_at(1);
 	avail_idx = 0;
 	uint64_t feats = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_DISCARD | 1ULL << F_WRITE_ZEROES;
@@ -135,6 +136,7 @@ TEST(host_errors_are_guest_io_errors)
 	CHECK(dk != NULL);
 	if (dk) {
 		CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+		CHECK_EQ(devices_start(&vm), 0);
 		avail_idx = 0;
 		CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1), 0);
 		memset(g(BUF + 0x1000), 0x77, 8192);
@@ -174,6 +176,7 @@ TEST(qcow2_disk_through_virtio)
 	if (!dk)
 		return;
 	CHECK_EQ(virtio_blk_add(&vm, dk), 0);
+	CHECK_EQ(devices_start(&vm), 0);
 	avail_idx = 0;
 	CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_DISCARD), -1);	/* not offered */
 	avail_idx = 0;

@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include "devices.h"
 #include "test.h"
 #include "net.h"
 #include "virtio_driver.h"
@@ -116,6 +117,7 @@ TEST(virtio_net)
 	be = (struct net_backend){ .ops = &fb_ops, .offloads = 1ULL << VIRTIO_NET_F_CSUM };
 	struct net_opt o = { .mode = NET_USER, .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .mac_set = true };
 	CHECK(virtio_net_add(&vm, &o, &be) != NULL);
+	CHECK_EQ(devices_start(&vm), 0);
 	struct pci_dev *p = dev_at(1);
 	CHECK_EQ(pci_cfg_read(p, 0x02, 2), 0x1040 + 1);
 	uint64_t feats = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS |
@@ -204,9 +206,8 @@ TEST(network_option_defaults)
 	struct vm v2;
 	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
 	fake_vm_init(&v2, &recorded);
-	v2.cfg.nr_nics = 1;
-	v2.cfg.nics[0].mode = NET_NONE;
-	CHECK_EQ(virtio_net_init(&v2), 0);
+	CHECK_EQ(device_type_option(&v2.cfg, &virtio_net_device, "network", "mode=none"), 0);
+	CHECK_EQ(device_type_create(&v2, &virtio_net_device), 0);
 }
 
 TEST_MAIN()
