@@ -10,23 +10,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_pci.h>
+#include <linux/virtio_ring.h>
 #include "pci.h"
 
 struct vm;
 
-#define VIRTIO_F_VERSION_1 32
-#define VIRTIO_F_INDIRECT_DESC 28
+/* VIRTIO_F_VERSION_1, VIRTIO_CONFIG_S_*: <linux/virtio_config.h>; VIRTIO_RING_F_*: <linux/virtio_ring.h> */
+#define VIRTIO_F_INDIRECT_DESC VIRTIO_RING_F_INDIRECT_DESC
 #define VIRTQ_MAX_SIZE 256
 #define VIRTQ_MAX_SEGS 130	/* per chain: bounded so a request never grows without limit */
 #define VIRTIO_MAX_QUEUES 8
-#define VIRTIO_NO_VECTOR 0xffff
+#define VIRTIO_NO_VECTOR VIRTIO_MSI_NO_VECTOR
 
-#define VIRTIO_STATUS_ACK 1
-#define VIRTIO_STATUS_DRIVER 2
-#define VIRTIO_STATUS_DRIVER_OK 4
-#define VIRTIO_STATUS_FEATURES_OK 8
-#define VIRTIO_STATUS_NEEDS_RESET 64
-#define VIRTIO_STATUS_FAILED 128
+#define VIRTIO_STATUS_ACK VIRTIO_CONFIG_S_ACKNOWLEDGE
+#define VIRTIO_STATUS_DRIVER VIRTIO_CONFIG_S_DRIVER
+#define VIRTIO_STATUS_DRIVER_OK VIRTIO_CONFIG_S_DRIVER_OK
+#define VIRTIO_STATUS_FEATURES_OK VIRTIO_CONFIG_S_FEATURES_OK
+#define VIRTIO_STATUS_NEEDS_RESET VIRTIO_CONFIG_S_NEEDS_RESET
+#define VIRTIO_STATUS_FAILED VIRTIO_CONFIG_S_FAILED
 
 struct virtq {
 	uint16_t size;		/* chosen by the driver, power of two <= VIRTQ_MAX_SIZE */

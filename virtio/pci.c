@@ -3,6 +3,8 @@
  * holding the common config, ISR, device config, notify region and the MSI-X
  * table, described by vendor capabilities so Linux's virtio_pci binds.
  */
+#include <linux/virtio_pci.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,10 +17,12 @@
 
 #define PCI_CAP_VNDR 0x09
 #define PCI_CAP_MSIX 0x11
-#define CFG_COMMON 1
-#define CFG_NOTIFY 2
-#define CFG_ISR 3
-#define CFG_DEVICE 4
+#define CFG_COMMON VIRTIO_PCI_CAP_COMMON_CFG
+#define CFG_NOTIFY VIRTIO_PCI_CAP_NOTIFY_CFG
+#define CFG_ISR VIRTIO_PCI_CAP_ISR_CFG
+#define CFG_DEVICE VIRTIO_PCI_CAP_DEVICE_CFG
+/* A register's offset in the common configuration structure. */
+#define CC(field) offsetof(struct virtio_pci_common_cfg, field)
 #define MSIX_ENABLE 0x8000
 #define MSIX_FMASK 0x4000
 
@@ -143,25 +147,25 @@ static uint64_t common_read(struct virtio_dev *d, uint64_t off)
 {
 	struct virtq *q = selected(d);
 	switch (off) {
-	case 0x00: return d->dfselect;
-	case 0x04: return d->dfselect < 2 ? (uint32_t)(d->features >> (32 * d->dfselect)) : 0;
-	case 0x08: return d->gfselect;
-	case 0x0c: return d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0;
-	case 0x10: return d->msix_config;
-	case 0x12: return d->nr_queues;
-	case 0x14: return d->status;
-	case 0x15: return d->config_gen;
-	case 0x16: return d->queue_sel;
-	case 0x18: return q ? q->size : 0;
-	case 0x1a: return q ? q->msix_vector : VIRTIO_NO_VECTOR;
-	case 0x1c: return q ? q->enabled : 0;
-	case 0x1e: return d->queue_sel;	/* notify offset = queue index */
-	case 0x20: return q ? (uint32_t)q->desc : 0;
-	case 0x24: return q ? q->desc >> 32 : 0;
-	case 0x28: return q ? (uint32_t)q->avail : 0;
-	case 0x2c: return q ? q->avail >> 32 : 0;
-	case 0x30: return q ? (uint32_t)q->used : 0;
-	case 0x34: return q ? q->used >> 32 : 0;
+	case CC(device_feature_select): return d->dfselect;
+	case CC(device_feature): return d->dfselect < 2 ? (uint32_t)(d->features >> (32 * d->dfselect)) : 0;
+	case CC(guest_feature_select): return d->gfselect;
+	case CC(guest_feature): return d->gfselect < 2 ? (uint32_t)(d->driver_features >> (32 * d->gfselect)) : 0;
+	case CC(msix_config): return d->msix_config;
+	case CC(num_queues): return d->nr_queues;
+	case CC(device_status): return d->status;
+	case CC(config_generation): return d->config_gen;
+	case CC(queue_select): return d->queue_sel;
+	case CC(queue_size): return q ? q->size : 0;
+	case CC(queue_msix_vector): return q ? q->msix_vector : VIRTIO_NO_VECTOR;
+	case CC(queue_enable): return q ? q->enabled : 0;
+	case CC(queue_notify_off): return d->queue_sel;	/* notify offset = queue index */
+	case CC(queue_desc_lo): return q ? (uint32_t)q->desc : 0;
+	case CC(queue_desc_hi): return q ? q->desc >> 32 : 0;
+	case CC(queue_avail_lo): return q ? (uint32_t)q->avail : 0;
+	case CC(queue_avail_hi): return q ? q->avail >> 32 : 0;
+	case CC(queue_used_lo): return q ? (uint32_t)q->used : 0;
+	case CC(queue_used_hi): return q ? q->used >> 32 : 0;
 	}
 	return 0;
 }
@@ -175,16 +179,16 @@ static void common_write(struct virtio_dev *d, uint64_t off, uint32_t v)
 	/* Queue layout is frozen once the queue is enabled. */
 	bool q_open = q && !q->enabled;
 	switch (off) {
-	case 0x00: d->dfselect = v; break;
-	case 0x08: d->gfselect = v; break;
-	case 0x0c:
+	case CC(device_feature_select): d->dfselect = v; break;
+	case CC(guest_feature_select): d->gfselect = v; break;
+	case CC(guest_feature):
 		if (d->gfselect < 2 && !(d->status & VIRTIO_STATUS_FEATURES_OK)) {
 			uint64_t mask = 0xffffffffULL << (32 * d->gfselect);
 			d->driver_features = (d->driver_features & ~mask) | (((uint64_t)v << (32 * d->gfselect)) & mask);
 		}
 		break;
-	case 0x10: d->msix_config = v; break;
-	case 0x14:
+	case CC(msix_config): d->msix_config = v; break;
+	case CC(device_status):
 		if (v == 0) {
 			reset(d);
 			sync_kicks(d);
@@ -197,19 +201,19 @@ static void common_write(struct virtio_dev *d, uint64_t off, uint32_t v)
 		d->status = (d->status & VIRTIO_STATUS_NEEDS_RESET) | (v & ~VIRTIO_STATUS_NEEDS_RESET);
 		sync_kicks(d);
 		break;
-	case 0x16: d->queue_sel = v; break;
-	case 0x18:
+	case CC(queue_select): d->queue_sel = v; break;
+	case CC(queue_size):
 		if (q_open && v && v <= VIRTQ_MAX_SIZE && !(v & (v - 1)))
 			q->size = v;
 		break;
-	case 0x1a: if (q) q->msix_vector = v; break;
-	case 0x1c: if (q_open && v == 1) enable_queue(d, q); break;
-	case 0x20: if (q_open) set_lo(&q->desc, v); break;
-	case 0x24: if (q_open) set_hi(&q->desc, v); break;
-	case 0x28: if (q_open) set_lo(&q->avail, v); break;
-	case 0x2c: if (q_open) set_hi(&q->avail, v); break;
-	case 0x30: if (q_open) set_lo(&q->used, v); break;
-	case 0x34: if (q_open) set_hi(&q->used, v); break;
+	case CC(queue_msix_vector): if (q) q->msix_vector = v; break;
+	case CC(queue_enable): if (q_open && v == 1) enable_queue(d, q); break;
+	case CC(queue_desc_lo): if (q_open) set_lo(&q->desc, v); break;
+	case CC(queue_desc_hi): if (q_open) set_hi(&q->desc, v); break;
+	case CC(queue_avail_lo): if (q_open) set_lo(&q->avail, v); break;
+	case CC(queue_avail_hi): if (q_open) set_hi(&q->avail, v); break;
+	case CC(queue_used_lo): if (q_open) set_lo(&q->used, v); break;
+	case CC(queue_used_hi): if (q_open) set_hi(&q->used, v); break;
 	}
 }
 
@@ -415,7 +419,7 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
 	p->cfg_written = cfg_written;
 	pci_dev_set_bar(p, 0, VPCI_BAR_SIZE, false, &bar_ops, d);
 	setup_kick_fds(d);
-	add_vndr_cap(p, CFG_COMMON, VPCI_COMMON, 0x38, false);
+	add_vndr_cap(p, CFG_COMMON, VPCI_COMMON, sizeof(struct virtio_pci_common_cfg), false);
 	add_vndr_cap(p, CFG_NOTIFY, VPCI_NOTIFY, VPCI_NOTIFY_MULT * d->nr_queues, true);
 	add_vndr_cap(p, CFG_ISR, VPCI_ISR, 1, false);
 	add_vndr_cap(p, CFG_DEVICE, VPCI_DEVICE, d->config_len ? d->config_len : 4, false);

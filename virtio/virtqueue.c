@@ -8,10 +8,10 @@
 #include "virtio.h"
 #include "vm.h"
 
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_DESC_F_NEXT VRING_DESC_F_NEXT
+#define VIRTQ_DESC_F_WRITE VRING_DESC_F_WRITE
+#define VIRTQ_DESC_F_INDIRECT VRING_DESC_F_INDIRECT
+#define VIRTQ_AVAIL_F_NO_INTERRUPT VRING_AVAIL_F_NO_INTERRUPT
 #define INDIRECT_MAX 1024	/* entries in one indirect table */
 
 struct vdesc {
