@@ -48,8 +48,8 @@ for kind in pio mmio; do
 		awk -v a="$b1" -v b="$b0" 'BEGIN { print (a - b) * 1e6 / 5000 }'
 	done | median_of)
 	lk=$(for i in $(seq "$PAIRS"); do
-		t1=$(date +%s.%N); $T $LKVM run -q -m 1 -k $O/exits-$kind-5000.bin < /dev/null; t2=$(date +%s.%N)
-		$T $LKVM run -q -m 1 -k $O/exits-$kind-0.bin < /dev/null; t3=$(date +%s.%N)
+		t1=$(date +%s.%N); $T $LKVM run -q --flat -m 1 -k $O/exits-$kind-5000.bin < /dev/null; t2=$(date +%s.%N)
+		$T $LKVM run -q --flat -m 1 -k $O/exits-$kind-0.bin < /dev/null; t3=$(date +%s.%N)
 		awk -v a="$t1" -v b="$t2" -v c="$t3" 'BEGIN { print ((b - a) - (c - b)) * 1e6 / 5000 }'
 	done | median_of)
 	echo "| $kind | $bare us | $lk us | $(ratio "$lk" "$bare") |"

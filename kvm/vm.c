@@ -167,7 +167,7 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int status)
 
 static void kick_vcpus(struct vm *vm)
 {
-	for (int i = 0; i < vm->nr_vcpus; i++) {
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		if (!v->running)
 			continue;

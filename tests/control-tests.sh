@@ -17,8 +17,8 @@ wait_for() {	# file pattern seconds
 cleanup() { kill -9 $P1 $P2 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 
-$LKVM run --name c1 -k "$G" > "$T/c1.out" 2> "$T/c1.err" & P1=$!
-$LKVM run --name c2 -k "$G" > "$T/c2.out" 2> "$T/c2.err" & P2=$!
+$LKVM run --flat --name c1 -k "$G" > "$T/c1.out" 2> "$T/c1.err" & P1=$!
+$LKVM run --flat --name c2 -k "$G" > "$T/c2.out" 2> "$T/c2.err" & P2=$!
 if wait_for "$T/c1.out" '\.\.' 60 && wait_for "$T/c2.out" '\.' 60; then ok "two VMs start"; else ko "two VMs start" "no output: $(cat $T/c1.err)"; fi
 
 out=$($LKVM list)

@@ -105,12 +105,37 @@ int bzimage_parse(const char *path, const uint8_t *buf, size_t len, struct bzima
 	return 0;
 }
 
-/* Headers are copied out: a file's offsets need not be aligned. */
-static Elf64_Phdr phdr_at(const uint8_t *buf, const Elf64_Ehdr *eh, int i)
+/* Program header i of either class, copied out (a file's offsets need not be aligned). */
+static Elf64_Phdr phdr_at(const uint8_t *buf, bool is32, uint64_t phoff, int i)
 {
 	Elf64_Phdr ph;
-	memcpy(&ph, buf + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
+	if (!is32) {
+		memcpy(&ph, buf + phoff + (size_t)i * sizeof(ph), sizeof(ph));
+		return ph;
+	}
+	Elf32_Phdr p32;
+	memcpy(&p32, buf + phoff + (size_t)i * sizeof(p32), sizeof(p32));
+	ph = (Elf64_Phdr){ .p_type = p32.p_type, .p_flags = p32.p_flags, .p_offset = p32.p_offset,
+			   .p_vaddr = p32.p_vaddr, .p_paddr = p32.p_paddr, .p_filesz = p32.p_filesz,
+			   .p_memsz = p32.p_memsz, .p_align = p32.p_align };
 	return ph;
+}
+
+/* Walk a PT_NOTE segment for Xen's PVH 32-bit entry point. */
+static uint64_t pvh_note(const uint8_t *p, uint64_t n)
+{
+	uint64_t off = 0, entry = 0;
+	while (off + 12 <= n) {
+		uint32_t namesz = get_le32(p + off), descsz = get_le32(p + off + 4), type = get_le32(p + off + 8);
+		uint64_t name_off = off + 12, desc_off = name_off + ALIGN_UP((uint64_t)namesz, 4);
+		uint64_t next = desc_off + ALIGN_UP((uint64_t)descsz, 4);
+		if (next > n || next <= off)
+			break;
+		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 && !memcmp(p + name_off, "Xen", 4) && descsz >= 4)
+			entry = descsz >= 8 ? get_le64(p + desc_off) : get_le32(p + desc_off);
+		off = next;
+	}
+	return entry;
 }
 
 int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info *ei)
@@ -118,69 +143,70 @@ int elf_parse(const char *path, const uint8_t *buf, size_t len, struct elf_info 
 	memset(ei, 0, sizeof(*ei));
 	if (len < SELFMAG || memcmp(buf, ELFMAG, SELFMAG))
 		return err_set("%s: not an ELF file", path);
-	if (len < sizeof(Elf64_Ehdr))
+	if (len < EI_NIDENT + 2 || (buf[EI_CLASS] == ELFCLASS64 ? len < sizeof(Elf64_Ehdr) : len < sizeof(Elf32_Ehdr)))
 		return err_set("%s: truncated ELF header (%zu bytes)", path, len);
-	Elf64_Ehdr eh;
-	memcpy(&eh, buf, sizeof(eh));
-	if (buf[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
+	/* The fields both classes share, widened. */
+	uint64_t entry, phoff;
+	unsigned phentsize, phnum, machine;
+	if (buf[EI_CLASS] == ELFCLASS64) {
+		Elf64_Ehdr eh;
+		memcpy(&eh, buf, sizeof(eh));
+		entry = eh.e_entry, phoff = eh.e_phoff, phentsize = eh.e_phentsize, phnum = eh.e_phnum, machine = eh.e_machine;
+		if (machine != EM_X86_64)
+			return err_set("%s: not an x86-64 ELF image", path);
+	} else if (buf[EI_CLASS] == ELFCLASS32) {
+		Elf32_Ehdr eh;
+		memcpy(&eh, buf, sizeof(eh));
+		entry = eh.e_entry, phoff = eh.e_phoff, phentsize = eh.e_phentsize, phnum = eh.e_phnum, machine = eh.e_machine;
+		if (machine != EM_386)
+			return err_set("%s: not an x86-64 ELF image (nor an i386 one)", path);
+		ei->is32 = true;
+	} else {
 		return err_set("%s: not an x86-64 ELF image", path);
-	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 64 ||
-	    eh.e_phoff > len || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > len - eh.e_phoff)
+	}
+	size_t phsize = ei->is32 ? sizeof(Elf32_Phdr) : sizeof(Elf64_Phdr);
+	if (phentsize != phsize || phnum == 0 || phnum > ELF_MAX_SEGS || phoff > len ||
+	    (uint64_t)phnum * phsize > len - phoff)
 		return err_set("%s: corrupt ELF program headers", path);
 	ei->lo = UINT64_MAX;
-	for (int i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph = phdr_at(buf, &eh, i);
+	for (unsigned i = 0; i < phnum; i++) {
+		Elf64_Phdr ph = phdr_at(buf, ei->is32, phoff, i);
 		if (ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
-			return err_set("%s: ELF segment %d lies outside the file", path, i);
+			return err_set("%s: ELF segment %u lies outside the file", path, i);
 		if (ph.p_type == PT_LOAD) {
 			if (ph.p_memsz < ph.p_filesz || ph.p_paddr + ph.p_memsz < ph.p_paddr)
-				return err_set("%s: ELF segment %d has bad sizes", path, i);
+				return err_set("%s: ELF segment %u has bad sizes", path, i);
+			if (!ph.p_memsz)
+				continue;
 			ei->lo = MIN(ei->lo, ph.p_paddr);
 			ei->hi = MAX(ei->hi, ph.p_paddr + ph.p_memsz);
+			ei->seg[ei->nseg++] = (typeof(ei->seg[0])){ ph.p_paddr, ph.p_offset, ph.p_filesz, ph.p_memsz };
+			/* A virtual entry maps to physical through the segment that holds it. */
+			if (entry >= ph.p_vaddr && entry - ph.p_vaddr < ph.p_memsz)
+				ei->entry = ph.p_paddr + (entry - ph.p_vaddr);
 		} else if (ph.p_type == PT_NOTE) {
-			/* Walk notes looking for Xen's PVH 32-bit entry point. */
-			uint64_t off = 0, n = ph.p_filesz;
-			const uint8_t *p = buf + ph.p_offset;
-			while (off + 12 <= n) {
-				uint32_t namesz = get_le32(p + off), descsz = get_le32(p + off + 4), type = get_le32(p + off + 8);
-				uint64_t name_off = off + 12, desc_off = name_off + ALIGN_UP((uint64_t)namesz, 4);
-				uint64_t next = desc_off + ALIGN_UP((uint64_t)descsz, 4);
-				if (next > n || next <= off)
-					break;
-				if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 && !memcmp(p + name_off, "Xen", 4) &&
-				    descsz >= 4)
-					ei->pvh_entry = descsz >= 8 ? get_le64(p + desc_off) : get_le32(p + desc_off);
-				off = next;
-			}
+			uint64_t e = pvh_note(buf + ph.p_offset, ph.p_filesz);
+			if (e)
+				ei->pvh_entry = e;
 		}
 	}
 	if (ei->lo == UINT64_MAX)
 		return err_set("%s: ELF image has no loadable segments", path);
-	/* vmlinux's e_entry is a virtual address; map it through the segment that holds it. */
-	ei->entry = eh.e_entry;
-	for (int i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph = phdr_at(buf, &eh, i);
-		if (ph.p_type == PT_LOAD && eh.e_entry >= ph.p_vaddr && eh.e_entry - ph.p_vaddr < ph.p_memsz)
-			ei->entry = ph.p_paddr + (eh.e_entry - ph.p_vaddr);
-	}
+	if (!ei->entry)
+		ei->entry = entry;
 	return 0;
 }
 
-int elf_load(struct vm *vm, const char *path, const uint8_t *buf, size_t len)
+int elf_load(struct vm *vm, const char *path, const uint8_t *buf, const struct elf_info *ei)
 {
-	Elf64_Ehdr eh;
-	memcpy(&eh, buf, sizeof(eh));
-	for (int i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph = phdr_at(buf, &eh, i);
-		if (ph.p_type != PT_LOAD || !ph.p_memsz)
-			continue;
-		uint8_t *dst = guest_ptr(&vm->mem, ph.p_paddr, ph.p_memsz);
+	for (int i = 0; i < ei->nseg; i++) {
+		uint8_t *dst = guest_ptr(&vm->mem, ei->seg[i].paddr, ei->seg[i].memsz);
 		if (!dst)
 			return err_set("%s: segment at 0x%llx+0x%llx does not fit in guest RAM (-m %llu)", path,
-				       (unsigned long long)ph.p_paddr, (unsigned long long)ph.p_memsz,
+				       (unsigned long long)ei->seg[i].paddr, (unsigned long long)ei->seg[i].memsz,
 				       (unsigned long long)(vm->mem.ram_size >> 20));
-		memcpy(dst, buf + ph.p_offset, ph.p_filesz);
-		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+		memcpy(dst, buf + ei->seg[i].off, ei->seg[i].filesz);
+		memset(dst + ei->seg[i].filesz, 0, ei->seg[i].memsz - ei->seg[i].filesz);
 	}
 	return 0;
 }
@@ -191,7 +217,7 @@ static uint64_t low_ram_end(struct vm *vm)
 	return vm->mem.r[0].size;
 }
 
-static int load_initrd(struct vm *vm, uint64_t addr_max, uint64_t kernel_end, uint64_t *gpa, uint64_t *size)
+int x86_load_initrd(struct vm *vm, uint64_t addr_max, uint64_t kernel_end, uint64_t *gpa, uint64_t *size)
 {
 	*gpa = *size = 0;
 	if (!vm->cfg.initrd)
@@ -219,7 +245,7 @@ static int load_initrd(struct vm *vm, uint64_t addr_max, uint64_t kernel_end, ui
 	return 0;
 }
 
-static int place_cmdline(struct vm *vm, uint64_t gpa, uint64_t max)
+int x86_place_cmdline(struct vm *vm, uint64_t gpa, uint64_t max)
 {
 	const char *c = ((struct pc *)vm->board)->cmdline;
 	c = c ? c : "";
@@ -261,13 +287,13 @@ static int load_bzimage(struct vm *vm, const uint8_t *buf, size_t len)
 
 	uint64_t initrd_gpa, initrd_size;
 	uint64_t addr_max = bi.initrd_addr_max ? bi.initrd_addr_max : 0x37ffffff;
-	if (load_initrd(vm, addr_max, load + need, &initrd_gpa, &initrd_size) < 0)
+	if (x86_load_initrd(vm, addr_max, load + need, &initrd_gpa, &initrd_size) < 0)
 		return -1;
 
 	uint64_t cmdline_max = bi.cmdline_size ? (uint64_t)bi.cmdline_size + 1 : 256;
 	uint64_t bp_gpa = long_entry ? BOOT_PARAMS_GPA : RM_SETUP_GPA;
 	uint64_t cmd_gpa = BOOT_CMDLINE_GPA;
-	if (place_cmdline(vm, cmd_gpa, MIN(cmdline_max, BOOT_CMDLINE_MAX)) < 0)
+	if (x86_place_cmdline(vm, cmd_gpa, MIN(cmdline_max, BOOT_CMDLINE_MAX)) < 0)
 		return -1;
 
 	uint8_t *bp = guest_ptr(&vm->mem, bp_gpa, long_entry ? BOOT_PARAMS_SIZE : bi.setup_size);
@@ -360,12 +386,12 @@ static int load_elf(struct vm *vm, const uint8_t *buf, size_t len)
 	struct pc *pc = vm->board;
 	const char *path = vm->cfg.kernel;
 	struct elf_info ei;
-	if (elf_parse(path, buf, len, &ei) < 0 || elf_load(vm, path, buf, len) < 0)
+	if (elf_parse(path, buf, len, &ei) < 0 || elf_load(vm, path, buf, &ei) < 0)
 		return -1;
 	uint64_t initrd_gpa, initrd_size;
-	if (load_initrd(vm, 0xffffffffULL, ei.hi, &initrd_gpa, &initrd_size) < 0)
+	if (x86_load_initrd(vm, 0xffffffffULL, ei.hi, &initrd_gpa, &initrd_size) < 0)
 		return -1;
-	if (place_cmdline(vm, BOOT_CMDLINE_GPA, 2048) < 0)
+	if (x86_place_cmdline(vm, BOOT_CMDLINE_GPA, 2048) < 0)
 		return -1;
 	if (ei.pvh_entry) {
 		write_pvh_info(vm, initrd_gpa, initrd_size);
@@ -401,21 +427,51 @@ static int load_flat(struct vm *vm, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/*
+ * How a file boots, in QEMU's order for what is not a bzImage: a bzImage; an
+ * ELF image with a PVH note (x86-64 or i386); a Multiboot kernel; an x86-64
+ * ELF through its 64-bit entry. Anything else is not a kernel, unless --flat.
+ */
+static int choose(const char *path, const uint8_t *buf, size_t len, bool flat, struct multiboot_header *mh)
+{
+	if (len == 0)
+		return err_set("%s: file is empty", path);
+	if (flat)
+		return IMAGE_FLAT;
+	struct bzimage_info bi;
+	struct elf_info ei;
+	enum image_kind kind = image_detect(buf, len);
+	if (kind == IMAGE_BZIMAGE)
+		return bzimage_parse(path, buf, len, &bi) < 0 ? -1 : IMAGE_BZIMAGE;
+	bool elf = kind == IMAGE_ELF && elf_parse(path, buf, len, &ei) == 0;
+	if (elf && ei.pvh_entry)
+		return IMAGE_ELF;
+	char elf_err[512];
+	snprintf(elf_err, sizeof(elf_err), "%s", err_msg());
+	int mb = multiboot_find(path, buf, len, mh);
+	if (mb < 0)
+		return -1;
+	if (mb > 0 && !(mh->flags & MULTIBOOT_F_ADDRESS) && !elf)
+		return err_set("%s: a Multiboot header without address fields in a file that is not an ELF image", path);
+	if (mb > 0)
+		return IMAGE_MULTIBOOT;
+	if (elf && !ei.is32)
+		return IMAGE_ELF;
+	if (kind == IMAGE_ELF)
+		return err_set("%s", elf && ei.is32 ? "a 32-bit ELF image without a PVH note or a Multiboot header: "
+							"not a kernel lkvm can boot" : elf_err);
+	return err_set("%s: not a kernel (neither a bzImage, an ELF image nor a Multiboot kernel); "
+		       "--flat loads a file as a flat real-mode binary", path);
+}
+
 int x86_check_kernel(const char *path, bool flat)
 {
 	uint8_t *buf;
 	size_t len;
 	if (read_file(path, &buf, &len) < 0)
 		return -1;
-	int ret = 0;
-	struct bzimage_info bi;
-	struct elf_info ei;
-	if (len == 0)
-		ret = err_set("%s: file is empty", path);
-	else if (!flat && image_detect(buf, len) == IMAGE_BZIMAGE)
-		ret = bzimage_parse(path, buf, len, &bi);
-	else if (!flat && image_detect(buf, len) == IMAGE_ELF)
-		ret = elf_parse(path, buf, len, &ei);
+	struct multiboot_header mh;
+	int ret = choose(path, buf, len, flat, &mh) < 0 ? -1 : 0;
 	free(buf);
 	return ret;
 }
@@ -428,7 +484,12 @@ int x86_load_kernel(struct vm *vm)
 	if (read_file(vm->cfg.kernel, &buf, &len) < 0)
 		return -1;
 	int ret;
-	enum image_kind kind = pc->opts.flat ? IMAGE_FLAT : image_detect(buf, len);
+	struct multiboot_header mh;
+	int kind = choose(vm->cfg.kernel, buf, len, pc->opts.flat, &mh);
+	if (kind < 0) {
+		free(buf);
+		return -1;
+	}
 	/* The real-mode services are there for every format; cheap and harmless. */
 	struct e820_entry map[E820_MAX];
 	int n = e820_build(&vm->mem, map, E820_MAX);
@@ -439,8 +500,8 @@ int x86_load_kernel(struct vm *vm)
 	switch (kind) {
 	case IMAGE_BZIMAGE: ret = load_bzimage(vm, buf, len); break;
 	case IMAGE_ELF: ret = load_elf(vm, buf, len); break;
-	case IMAGE_FLAT: ret = len ? load_flat(vm, buf, len) : err_set("%s: file is empty", vm->cfg.kernel); break;
-	default: ret = err_set("%s: file is empty", vm->cfg.kernel); break;
+	case IMAGE_MULTIBOOT: ret = multiboot_load(vm, buf, len, &mh); break;
+	default: ret = load_flat(vm, buf, len); break;
 	}
 	free(buf);
 	return ret;

@@ -74,6 +74,7 @@ int x86_setup_boot_cpu(struct vcpu *v)
 		break;
 	}
 	case ENTRY_PVH32:
+	case ENTRY_MB32:
 		write_gdt(vm);
 		sregs.gdt.base = BOOT_GDT_GPA;
 		sregs.gdt.limit = 6 * 8 - 1;
@@ -83,7 +84,9 @@ int x86_setup_boot_cpu(struct vcpu *v)
 		sregs.cr4 = 0;
 		sregs.efer = 0;
 		regs.rip = pc->entry_rip;
-		regs.rbx = PVH_INFO_GPA;
+		regs.rbx = PVH_INFO_GPA;	/* hvm_start_info, or the Multiboot info in the same page */
+		if (pc->entry_mode == ENTRY_MB32)
+			regs.rax = MULTIBOOT_BOOT_MAGIC;
 		break;
 	case ENTRY_LONG64:
 		write_gdt(vm);

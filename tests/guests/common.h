@@ -4,7 +4,9 @@
  * Guests are linked at 0, so a symbol is its offset in that segment in real
  * mode and LIN(symbol) is its physical address once segments are flat.
  */
-#define BASE		0x10000
+#ifndef BASE
+#define BASE		0x10000	/* ELF guests, linked at their load address, define it 0 */
+#endif
 #define LIN(x)		(BASE + (x))
 #define COM1		0x3f8
 #define EXIT_PORT	0xf4

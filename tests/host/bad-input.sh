@@ -38,6 +38,10 @@ case_ tiny-bzimage "truncated bzImage" run -k "$T/tiny.bzImage"
 case_ garbage-elf "truncated ELF header" run -k "$T/garbage.elf"
 head -c 200 /dev/urandom > "$T/junk" && printf '\177ELF\002\001\001' | cat - "$T/junk" > "$T/garbage2.elf"
 case_ garbage-elf-2 "ELF" run -k "$T/garbage2.elf"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$T/passwd"
+case_ not-a-kernel "passwd: not a kernel" run -k "$T/passwd"
+printf '\002\260\255\033\004\000\000\000\372\117\122\344' > "$T/mb-video"	# Multiboot, flags: video mode
+case_ multiboot-video "mb-video: the Multiboot header asks for a video mode" run -k "$T/mb-video"
 case_ zero-memory "\-m 0" run -k "$T/garbage.elf" -m 0
 case_ bad-memory "\-m lots" run -k x -m lots
 case_ zero-cpus "\-c 0" run -k x -c 0

@@ -214,4 +214,90 @@ TEST(sizes)
 	CHECK_EQ(parse_size("99999999999999999999", &v), -1);
 }
 
+/* A Multiboot header at off in buf: magic, flags, checksum, and with bit 16 the five addresses. */
+static void mb_header(uint8_t *buf, size_t off, uint32_t flags, const uint32_t addr[5])
+{
+	put_le32(buf + off, MULTIBOOT_MAGIC);
+	put_le32(buf + off + 4, flags);
+	put_le32(buf + off + 8, -(MULTIBOOT_MAGIC + flags));
+	for (int i = 0; addr && i < 5; i++)
+		put_le32(buf + off + 12 + 4 * i, addr[i]);
+}
+
+TEST(multiboot_header)
+{
+	static uint8_t buf[16384];
+	struct multiboot_header mh;
+	memset(buf, 0, sizeof(buf));
+	CHECK_EQ(multiboot_find("none", buf, sizeof(buf), &mh), 0);
+	/* At 0x40: the file from 0x40 bytes before it is loaded at 1 MiB, bss to 1 MiB + 12 KiB. */
+	const uint32_t a[5] = { 0x100040, 0x100000, 0x102000, 0x103000, 0x100060 };
+	mb_header(buf, 0x40, 0x10003, a);
+	CHECK_EQ(multiboot_find("mb", buf, sizeof(buf), &mh), 1);
+	CHECK_EQ(mh.offset, 0x40);
+	CHECK_EQ(mh.load_addr, 0x100000);
+	CHECK_EQ(mh.entry_addr, 0x100060);
+	/* A wrong checksum is no header; one past the first 8 KiB is not looked for. */
+	put_le32(buf + 0x48, 0);
+	CHECK_EQ(multiboot_find("sum", buf, sizeof(buf), &mh), 0);
+	memset(buf, 0, sizeof(buf));
+	mb_header(buf, 8192, 0x3, NULL);
+	CHECK_EQ(multiboot_find("far", buf, sizeof(buf), &mh), 0);
+	/* Refused: a video mode, unknown required bits, addresses that load before the file or past it. */
+	memset(buf, 0, sizeof(buf));
+	mb_header(buf, 0, 0x4, NULL);
+	CHECK_EQ(multiboot_find("video", buf, sizeof(buf), &mh), -1);
+	CHECK(strstr(err_msg(), "video mode") != NULL);
+	mb_header(buf, 0, 0x8000, NULL);
+	CHECK_EQ(multiboot_find("bits", buf, sizeof(buf), &mh), -1);
+	const uint32_t before[5] = { 0x100000, 0x0ff000, 0, 0, 0x100000 };	/* 4 KiB of file before offset 0 */
+	mb_header(buf, 0, 0x10000, before);
+	CHECK_EQ(multiboot_find("before", buf, sizeof(buf), &mh), -1);
+	const uint32_t past[5] = { 0x100000, 0x100000, 0x200000, 0, 0x100000 };	/* 1 MiB from a 16 KiB file */
+	mb_header(buf, 0, 0x10000, past);
+	CHECK_EQ(multiboot_find("past", buf, sizeof(buf), &mh), -1);
+	const uint32_t bss[5] = { 0x100000, 0x100000, 0x101000, 0x100800, 0x100000 };	/* bss ends inside the load */
+	mb_header(buf, 0, 0x10000, bss);
+	CHECK_EQ(multiboot_find("bss", buf, sizeof(buf), &mh), -1);
+	/* Truncated: the address fields do not fit in the file. */
+	mb_header(buf, 0, 0x10000, a);
+	CHECK_EQ(multiboot_find("short", buf, 20, &mh), -1);
+}
+
+/* An i386 ELF image: one PT_LOAD at 1 MiB, and a PVH note when asked. */
+TEST(elf32_pvh)
+{
+	uint8_t buf[0x400];
+	memset(buf, 0, sizeof(buf));
+	Elf32_Ehdr *eh = (Elf32_Ehdr *)buf;
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS32;
+	eh->e_machine = EM_386;
+	eh->e_entry = 0x100010;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_phentsize = sizeof(Elf32_Phdr);
+	eh->e_phnum = 2;
+	Elf32_Phdr *ph = (Elf32_Phdr *)(buf + sizeof(*eh));
+	ph[0] = (Elf32_Phdr){ .p_type = PT_LOAD, .p_offset = 0x200, .p_vaddr = 0x100000, .p_paddr = 0x100000,
+			      .p_filesz = 0x100, .p_memsz = 0x2000 };
+	ph[1] = (Elf32_Phdr){ .p_type = PT_NOTE, .p_offset = 0x180, .p_filesz = 20 };
+	uint8_t *n = buf + 0x180;
+	put_le32(n, 4); put_le32(n + 4, 4); put_le32(n + 8, 18);
+	memcpy(n + 12, "Xen", 4);
+	put_le32(n + 16, 0x100020);
+	struct elf_info ei;
+	CHECK_EQ(elf_parse("pvh32", buf, 0x300, &ei), 0);
+	CHECK(ei.is32);
+	CHECK_EQ(ei.pvh_entry, 0x100020);
+	CHECK_EQ(ei.entry, 0x100010);
+	CHECK_EQ(ei.nseg, 1);
+	CHECK_EQ(ei.lo, 0x100000);
+	CHECK_EQ(ei.hi, 0x102000);
+	/* An i386 class with an x86-64 machine, or any other machine: refused. */
+	eh->e_machine = EM_X86_64;
+	CHECK_EQ(elf_parse("mixed", buf, 0x300, &ei), -1);
+	eh->e_machine = EM_ARM;
+	CHECK_EQ(elf_parse("arm", buf, 0x300, &ei), -1);
+}
+
 TEST_MAIN()
