@@ -41,6 +41,8 @@ case_ garbage-elf-2 "ELF" run -k "$T/garbage2.elf"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$T/passwd"
 case_ not-a-kernel "passwd: not a kernel" run -k "$T/passwd"
 printf '\002\260\255\033\004\000\000\000\372\117\122\344' > "$T/mb-video"	# Multiboot, flags: video mode
+# -p is repeatable; the joined command line once overflowed its buffer (seen under ASan)
+case_ repeated-params "passwd: not a kernel" run -p "earlyprintk=ttyS0 panic=-1 lkvm_marker=4242" -p more -k "$T/passwd"
 case_ multiboot-video "mb-video: the Multiboot header asks for a video mode" run -k "$T/mb-video"
 case_ zero-memory "\-m 0" run -k "$T/garbage.elf" -m 0
 case_ bad-memory "\-m lots" run -k x -m lots
