@@ -890,7 +890,7 @@ static void bench_9p(void)
 
 	/* The server alone: messages in ordinary buffers. */
 	static struct p9c srv, dev;
-	srv.srv = p9_server_new(sharedir, false);
+	srv.srv = p9_server_new(sharedir, NULL);
 	if (!srv.srv)
 		die("9p: %s", err_msg());
 	srv.req = calloc(1, P9_MAX_MSIZE + 64);
@@ -902,7 +902,7 @@ static void bench_9p(void)
 	struct p9_opts *shares = vm_config_part(&vm.cfg, &virtio_9p_device, sizeof(*shares));
 	shares->share[0] = (struct share_opt){ sharedir, "bench", false };
 	shares->n = 1;
-	if (device_type_create(&vm, &virtio_9p_device))
+	if (device_type_create(&vm, &virtio_9p_device) || devices_start(&vm))
 		die("virtio-9p: %s", err_msg());
 	drv_init(&d9, newest_dev(), 1ULL << VIRTIO_F_VERSION_1, RING(2), 32);
 	dev.d = &d9;

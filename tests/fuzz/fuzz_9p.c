@@ -134,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	reset_share();
-	struct p9_server *s = p9_server_new(share, data[0] & 1);
+	struct p9_server *s = p9_server_new(share, &(struct p9_server_opts){ .ro = data[0] & 1 });
 	if (!s)
 		abort();
 	uint8_t m[64] = { 0, 0, 0, 0, P9_TVERSION, 0xff, 0xff };

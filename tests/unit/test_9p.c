@@ -355,7 +355,7 @@ static void make_tree(bool ro)
 	CHECK_EQ(symlink(secret, hp("sec")), 0);
 	CHECK_EQ(symlink(outside, hp("abs")), 0);
 	CHECK_EQ(symlink("../outside", hp("esc")), 0);
-	srv = p9_server_new(share, ro);
+	srv = p9_server_new(share, &(struct p9_server_opts){ .ro = ro });
 	CHECK(srv != NULL);
 	uint32_t msize;
 	char v[32];
@@ -984,10 +984,10 @@ TEST(malformed_messages)
 	msg(P9_TWALK + 1); m32(0);
 	CHECK_EQ(rpc(), EOPNOTSUPP);
 	p9_server_free(srv);
-	srv = p9_server_new(share, false);
+	srv = p9_server_new(share, NULL);
 	CHECK_EQ(attach(0, NULL), EPROTO);
-	CHECK(p9_server_new("/nonexistent/dir", false) == NULL);
-	CHECK(p9_server_new("/etc/passwd", false) == NULL);
+	CHECK(p9_server_new("/nonexistent/dir", NULL) == NULL);
+	CHECK(p9_server_new("/etc/passwd", NULL) == NULL);
 	drop_tree();
 }
 
@@ -1331,6 +1331,7 @@ TEST(virtio_device)
 	shares->share[0] = (struct share_opt){ .dir = share, .tag = "hostshare" };
 	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), 0);
 	CHECK(vm.needs_files);
+	CHECK_EQ(devices_start(&vm), 0);	/* its worker threads */
 	struct pci_dev *p = dev_at(1);
 	CHECK(p != NULL);
 	if (!p) {
