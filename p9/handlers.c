@@ -1171,8 +1171,9 @@ size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *r
 	me.next = s->flight;
 	s->flight = &me;
 	pthread_mutex_unlock(&s->flight_lock);
-	if (p9_request_hook)
-		p9_request_hook(tag);
+	void (*hook)(uint16_t) = __atomic_load_n(&p9_request_hook, __ATOMIC_ACQUIRE);
+	if (hook)
+		hook(tag);
 
 	uint32_t msize = __atomic_load_n(&s->msize, __ATOMIC_ACQUIRE);
 	struct wr w = { .p = resp, .cap = msize ? MIN(cap, (size_t)msize) : cap, .off = P9_HDR_SIZE };

@@ -572,6 +572,129 @@ static void mounts_body(void)
 }
 TEST(mounts_not_crossed) { root_and_user(mounts_body); }
 
+/* ---- the mapped model ---- */
+
+/* Every object under the share is the runner's, 0600 or 0700, and no symlink or special file. */
+static int foreign_objects;
+static int owned_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	bool ok = st->st_uid == geteuid() && ((S_ISREG(st->st_mode) && (st->st_mode & 07777) == 0600) ||
+					      (S_ISDIR(st->st_mode) && (st->st_mode & 07777) == 0700) ||
+					      ftw->level == 0);
+	if (!ok) {
+		fprintf(stderr, "FAIL %s: the host has %s, mode %o, owner %u\n", t_name, path, st->st_mode, st->st_uid);
+		foreign_objects++;
+	}
+	return 0;
+}
+
+static void mapped_body(void)
+{
+	struct share_cfg cfg = { .mapped = true };
+	if (!open_share(&cfg, 0))
+		return;
+	if (setxattr(share, "user.probe", "1", 1, 0)) {
+		SKIP("no user xattrs on %s: %s", share, strerror(errno));
+		close_share();
+		return;
+	}
+	removexattr(share, "user.probe");
+	struct p9c_attr a = { 0 };
+	struct p9c_qid q = { 0 };
+	/* A root guest creates, chowns and chmods as it likes: it sees what it set. */
+	CHECK_EQ(p9c_walk1(&cl, 0, 1, NULL, NULL), 0);
+	CHECK_EQ(p9c_lcreate(&cl, 1, "f", P9_DOTL_RDWR, 04755, 0, NULL), 0);
+	CHECK_EQ(p9c_write(&cl, 1, 0, "data", 4), 4);
+	CHECK_EQ(p9c_getattr(&cl, 1, &a), 0);
+	CHECK_EQ(a.mode, S_IFREG | 04755);
+	CHECK_EQ(a.uid, 0);
+	CHECK_EQ(a.size, 4);
+	CHECK_EQ(p9c_setattr(&cl, 1, P9_SETATTR_UID | P9_SETATTR_GID, 0, 1234, 5678, 0, 0, 0), 0);
+	CHECK_EQ(p9c_setattr(&cl, 1, P9_SETATTR_MODE, 06711, 0, 0, 0, 0, 0), 0);
+	CHECK_EQ(p9c_getattr(&cl, 1, &a), 0);
+	CHECK_EQ(a.mode, S_IFREG | 06711);
+	CHECK_EQ(a.uid, 1234);
+	CHECK_EQ(a.gid, 5678);
+	CHECK_EQ(host_mode(hp("f")), S_IFREG | 0600);
+	struct stat st;
+	CHECK_EQ(stat(hp("f"), &st), 0);
+	CHECK_EQ(st.st_uid, geteuid());
+	CHECK_EQ(st.st_size, 4);
+	CHECK_EQ(p9c_mkdir(&cl, 0, "d", 03777, 42, &q), 0);
+	CHECK_EQ(q.type, P9_QTDIR);
+	CHECK_EQ(host_mode(hp("d")), S_IFDIR | 0700);
+	CHECK_EQ(p9c_walk1(&cl, 0, 2, "d", NULL), 0);
+	CHECK_EQ(p9c_getattr(&cl, 2, &a), 0);
+	CHECK_EQ(a.mode, S_IFDIR | 03777);
+	CHECK_EQ(a.gid, 42);
+	/* Device nodes, fifos and sockets: the guest's, regular files on the host, never opened. */
+	CHECK_EQ(p9c_mknod(&cl, 2, "null", S_IFCHR | 0666, 1, 3, 0), 0);
+	CHECK_EQ(p9c_mknod(&cl, 2, "disk", S_IFBLK | 0660, 8, 0, 6), 0);
+	CHECK_EQ(p9c_mknod(&cl, 2, "fifo", S_IFIFO | 0600, 0, 0, 0), 0);
+	CHECK_EQ(p9c_mknod(&cl, 2, "sock", S_IFSOCK | 0755, 0, 0, 0), 0);
+	CHECK_EQ(p9c_walk1(&cl, 2, 3, "null", NULL), 0);
+	CHECK_EQ(p9c_getattr(&cl, 3, &a), 0);
+	CHECK_EQ(a.mode, S_IFCHR | 0666);
+	CHECK_EQ(a.rdev, makedev(1, 3));
+	CHECK_EQ(p9c_lopen(&cl, 3, P9_DOTL_RDWR), EOPNOTSUPP);
+	CHECK_EQ(p9c_walk1(&cl, 2, 4, "disk", NULL), 0);
+	CHECK_EQ(p9c_getattr(&cl, 4, &a), 0);
+	CHECK_EQ(a.mode, S_IFBLK | 0660);
+	CHECK_EQ(a.rdev, makedev(8, 0));
+	CHECK_EQ(a.gid, 6);
+	CHECK_EQ(host_mode(hp("d/null")), S_IFREG | 0600);
+	CHECK_EQ(host_mode(hp("d/fifo")), S_IFREG | 0600);
+	CHECK_EQ(host_mode(hp("d/sock")), S_IFREG | 0600);
+	/* Symlinks: a file holding the target; the guest sees a symlink and nothing follows it. */
+	CHECK_EQ(p9c_symlink(&cl, 0, "l", "/etc/passwd", 0, &q), 0);
+	CHECK_EQ(q.type, P9_QTSYMLINK);
+	CHECK_EQ(host_mode(hp("l")), S_IFREG | 0600);
+	CHECK_EQ(p9c_walk1(&cl, 0, 5, "l", &q), 0);
+	CHECK_EQ(q.type, P9_QTSYMLINK);
+	CHECK_EQ(p9c_getattr(&cl, 5, &a), 0);
+	CHECK_EQ(a.mode, S_IFLNK | 0777);
+	char target[64] = "";
+	CHECK_EQ(p9c_readlink(&cl, 5, target, sizeof(target)), 0);
+	CHECK(!strcmp(target, "/etc/passwd"));
+	CHECK_EQ(p9c_lopen(&cl, 5, 0), ELOOP);
+	CHECK_EQ(p9c_setattr(&cl, 5, P9_SETATTR_UID, 0, 77, 0, 0, 0, 0), 0);	/* lchown works */
+	CHECK_EQ(p9c_getattr(&cl, 5, &a), 0);
+	CHECK_EQ(a.uid, 77);
+	const char *through[] = { "l", "x" };
+	int n;
+	CHECK_EQ(p9c_walk(&cl, 0, 6, 2, through, NULL, &n), 0);
+	CHECK_EQ(n, 1);
+	/* The record is not the guest's to read or forge. */
+	char buf[1024];
+	long len = p9c_getxattr(&cl, 1, 7, "", buf, sizeof(buf));
+	CHECK_EQ(len, 0);
+	CHECK_EQ(p9c_getxattr(&cl, 1, 7, "user.lkvm.mode", buf, sizeof(buf)), -ENODATA);
+	CHECK_EQ(p9c_setxattr(&cl, 1, 7, "user.lkvm.uid", "\0\0\0\0", 4), EPERM);
+	CHECK_EQ(p9c_setxattr(&cl, 1, 7, "user.mine", "v", 1), 0);
+	CHECK_EQ(p9c_getxattr(&cl, 1, 7, "user.mine", buf, sizeof(buf)), 1);
+	CHECK_EQ(p9c_getattr(&cl, 1, &a), 0);
+	CHECK_EQ(a.uid, 1234);
+	/* What the host made keeps the host's attributes. */
+	put_file(hp("hostfile"), "h", 0644);
+	CHECK_EQ(p9c_walk1(&cl, 0, 8, "hostfile", NULL), 0);
+	CHECK_EQ(p9c_getattr(&cl, 8, &a), 0);
+	CHECK_EQ(a.mode, S_IFREG | 0644);
+	CHECK_EQ(a.uid, geteuid());
+	CHECK_EQ(p9c_setattr(&cl, 8, P9_SETATTR_MODE, 04777, 0, 0, 0, 0, 0), 0);
+	CHECK_EQ(host_mode(hp("hostfile")), S_IFREG | 0644);
+	CHECK_EQ(p9c_getattr(&cl, 8, &a), 0);
+	CHECK_EQ(a.mode, S_IFREG | 04777);
+	unlink(hp("hostfile"));
+	/* The root stays the host's. */
+	CHECK_EQ(p9c_setattr(&cl, 0, P9_SETATTR_MODE, 0777, 0, 0, 0, 0, 0), EPERM);
+	CHECK_EQ(privileged_objects(), 0);
+	foreign_objects = 0;
+	nftw(share, owned_one, 16, FTW_PHYS);
+	CHECK_EQ(foreign_objects, 0);
+	close_share();
+}
+TEST(mapped_model) { root_and_user(mapped_body); }
+
 TEST(zz_skips)
 {
 	printf("test_9p_security: %d cases skipped (named above)\n", skips);
