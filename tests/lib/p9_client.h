@@ -17,7 +17,8 @@
 #include "p9.h"
 #include "util.h"
 
-#pragma GCC diagnostic ignored "-Wunused-function"
+/* Each user takes what it needs. */
+#define P9C static __attribute__((unused))
 
 struct p9c {
 	uint8_t *req, *resp;	/* the caller's buffers */
@@ -41,34 +42,34 @@ struct p9c_attr {
 
 /* ---- building a message ---- */
 
-static void p9c_msg(struct p9c *c, uint8_t type)
+P9C void p9c_msg(struct p9c *c, uint8_t type)
 {
 	c->req[4] = type;
 	c->tag = c->tag % 0xfff0 + 1;
 	put_le16(c->req + 5, type == P9_TVERSION ? P9_NOTAG : c->tag);
 	c->len = P9_HDR_SIZE;
 }
-static void p9c_8(struct p9c *c, uint8_t v) { c->req[c->len++] = v; }
-static void p9c_16(struct p9c *c, uint16_t v) { put_le16(c->req + c->len, v); c->len += 2; }
-static void p9c_32(struct p9c *c, uint32_t v) { put_le32(c->req + c->len, v); c->len += 4; }
-static void p9c_64(struct p9c *c, uint64_t v) { put_le64(c->req + c->len, v); c->len += 8; }
-static void p9c_bytes(struct p9c *c, const void *p, size_t n) { memcpy(c->req + c->len, p, n); c->len += n; }
-static void p9c_strn(struct p9c *c, const char *s, size_t n) { p9c_16(c, n); p9c_bytes(c, s, n); }
-static void p9c_str(struct p9c *c, const char *s) { p9c_strn(c, s, strlen(s)); }
+P9C void p9c_8(struct p9c *c, uint8_t v) { c->req[c->len++] = v; }
+P9C void p9c_16(struct p9c *c, uint16_t v) { put_le16(c->req + c->len, v); c->len += 2; }
+P9C void p9c_32(struct p9c *c, uint32_t v) { put_le32(c->req + c->len, v); c->len += 4; }
+P9C void p9c_64(struct p9c *c, uint64_t v) { put_le64(c->req + c->len, v); c->len += 8; }
+P9C void p9c_bytes(struct p9c *c, const void *p, size_t n) { memcpy(c->req + c->len, p, n); c->len += n; }
+P9C void p9c_strn(struct p9c *c, const char *s, size_t n) { p9c_16(c, n); p9c_bytes(c, s, n); }
+P9C void p9c_str(struct p9c *c, const char *s) { p9c_strn(c, s, strlen(s)); }
 
 /* ---- reading the reply ---- */
 
-static uint8_t p9c_r8(struct p9c *c) { return c->resp[c->rpos++]; }
-static uint16_t p9c_r16(struct p9c *c) { c->rpos += 2; return get_le16(c->resp + c->rpos - 2); }
-static uint32_t p9c_r32(struct p9c *c) { c->rpos += 4; return get_le32(c->resp + c->rpos - 4); }
-static uint64_t p9c_r64(struct p9c *c) { c->rpos += 8; return get_le64(c->resp + c->rpos - 8); }
-static void p9c_rqid(struct p9c *c, struct p9c_qid *q)
+P9C uint8_t p9c_r8(struct p9c *c) { return c->resp[c->rpos++]; }
+P9C uint16_t p9c_r16(struct p9c *c) { c->rpos += 2; return get_le16(c->resp + c->rpos - 2); }
+P9C uint32_t p9c_r32(struct p9c *c) { c->rpos += 4; return get_le32(c->resp + c->rpos - 4); }
+P9C uint64_t p9c_r64(struct p9c *c) { c->rpos += 8; return get_le64(c->resp + c->rpos - 8); }
+P9C void p9c_rqid(struct p9c *c, struct p9c_qid *q)
 {
 	q->type = p9c_r8(c);
 	q->version = p9c_r32(c);
 	q->path = p9c_r64(c);
 }
-static void p9c_rstr(struct p9c *c, char *out, size_t cap)
+P9C void p9c_rstr(struct p9c *c, char *out, size_t cap)
 {
 	uint16_t n = p9c_r16(c);
 	size_t k = MIN((size_t)n, cap - 1);
@@ -80,7 +81,7 @@ static void p9c_rstr(struct p9c *c, char *out, size_t cap)
 /* ---- one exchange ---- */
 
 /* Send the first len bytes of the message (its size field says c->len). */
-static int p9c_rpc_len(struct p9c *c, size_t len)
+P9C int p9c_rpc_len(struct p9c *c, size_t len)
 {
 	put_le32(c->req, c->len);
 	c->resplen = c->xfer ? c->xfer(c, len) : p9_handle(c->srv, c->req, len, c->resp, c->resp_cap);
@@ -93,11 +94,11 @@ static int p9c_rpc_len(struct p9c *c, size_t len)
 		return c->resplen == 11 ? (int)get_le32(c->resp + 7) : -4;
 	return c->resp[4] == c->req[4] + 1 ? 0 : -3;
 }
-static int p9c_rpc(struct p9c *c) { return p9c_rpc_len(c, c->len); }
+P9C int p9c_rpc(struct p9c *c) { return p9c_rpc_len(c, c->len); }
 
 /* ---- the messages ---- */
 
-static int p9c_version(struct p9c *c, uint32_t msize, const char *v, uint32_t *got_msize, char *got_v, size_t vcap)
+P9C int p9c_version(struct p9c *c, uint32_t msize, const char *v, uint32_t *got_msize, char *got_v, size_t vcap)
 {
 	p9c_msg(c, P9_TVERSION); p9c_32(c, msize); p9c_str(c, v);
 	int e = p9c_rpc(c);
@@ -108,7 +109,7 @@ static int p9c_version(struct p9c *c, uint32_t msize, const char *v, uint32_t *g
 	return e;
 }
 
-static int p9c_attach(struct p9c *c, uint32_t fid, uint32_t uid, struct p9c_qid *q)
+P9C int p9c_attach(struct p9c *c, uint32_t fid, uint32_t uid, struct p9c_qid *q)
 {
 	p9c_msg(c, P9_TATTACH); p9c_32(c, fid); p9c_32(c, P9_NOFID); p9c_str(c, "root"); p9c_str(c, ""); p9c_32(c, uid);
 	int e = p9c_rpc(c);
@@ -118,7 +119,7 @@ static int p9c_attach(struct p9c *c, uint32_t fid, uint32_t uid, struct p9c_qid 
 }
 
 /* Twalk of n names; *nwqid (-1 on an error) and the qids walked. */
-static int p9c_walk(struct p9c *c, uint32_t fid, uint32_t newfid, int n, const char *const *names,
+P9C int p9c_walk(struct p9c *c, uint32_t fid, uint32_t newfid, int n, const char *const *names,
 		    struct p9c_qid *qids, int *nwqid)
 {
 	p9c_msg(c, P9_TWALK); p9c_32(c, fid); p9c_32(c, newfid); p9c_16(c, n);
@@ -137,7 +138,7 @@ static int p9c_walk(struct p9c *c, uint32_t fid, uint32_t newfid, int n, const c
 }
 
 /* A walk of one name (or none: a clone) that must go all the way. */
-static int p9c_walk1(struct p9c *c, uint32_t fid, uint32_t newfid, const char *name, struct p9c_qid *q)
+P9C int p9c_walk1(struct p9c *c, uint32_t fid, uint32_t newfid, const char *name, struct p9c_qid *q)
 {
 	struct p9c_qid qs[1];
 	int n;
@@ -149,13 +150,13 @@ static int p9c_walk1(struct p9c *c, uint32_t fid, uint32_t newfid, const char *n
 	return e;
 }
 
-static int p9c_lopen(struct p9c *c, uint32_t fid, uint32_t flags)
+P9C int p9c_lopen(struct p9c *c, uint32_t fid, uint32_t flags)
 {
 	p9c_msg(c, P9_TLOPEN); p9c_32(c, fid); p9c_32(c, flags);
 	return p9c_rpc(c);
 }
 
-static int p9c_lcreate(struct p9c *c, uint32_t fid, const char *name, uint32_t flags, uint32_t mode, uint32_t gid,
+P9C int p9c_lcreate(struct p9c *c, uint32_t fid, const char *name, uint32_t flags, uint32_t mode, uint32_t gid,
 		       struct p9c_qid *q)
 {
 	p9c_msg(c, P9_TLCREATE); p9c_32(c, fid); p9c_str(c, name); p9c_32(c, flags); p9c_32(c, mode); p9c_32(c, gid);
@@ -166,7 +167,7 @@ static int p9c_lcreate(struct p9c *c, uint32_t fid, const char *name, uint32_t f
 }
 
 /* Bytes read (into buf when not NULL), or -errno. */
-static long p9c_read(struct p9c *c, uint32_t fid, uint64_t off, uint32_t count, void *buf)
+P9C long p9c_read(struct p9c *c, uint32_t fid, uint64_t off, uint32_t count, void *buf)
 {
 	p9c_msg(c, P9_TREAD); p9c_32(c, fid); p9c_64(c, off); p9c_32(c, count);
 	int e = p9c_rpc(c);
@@ -179,7 +180,7 @@ static long p9c_read(struct p9c *c, uint32_t fid, uint64_t off, uint32_t count, 
 }
 
 /* Bytes written, or -errno. data NULL: whatever already is at req + 23 (benchmarks). */
-static long p9c_write(struct p9c *c, uint32_t fid, uint64_t off, const void *data, uint32_t count)
+P9C long p9c_write(struct p9c *c, uint32_t fid, uint64_t off, const void *data, uint32_t count)
 {
 	p9c_msg(c, P9_TWRITE); p9c_32(c, fid); p9c_64(c, off); p9c_32(c, count);
 	if (data)
@@ -190,7 +191,7 @@ static long p9c_write(struct p9c *c, uint32_t fid, uint64_t off, const void *dat
 	return e ? -e : (long)p9c_r32(c);
 }
 
-static int p9c_getattr(struct p9c *c, uint32_t fid, struct p9c_attr *a)
+P9C int p9c_getattr(struct p9c *c, uint32_t fid, struct p9c_attr *a)
 {
 	p9c_msg(c, P9_TGETATTR); p9c_32(c, fid); p9c_64(c, P9_GETATTR_BASIC);
 	int e = p9c_rpc(c);
@@ -205,7 +206,7 @@ static int p9c_getattr(struct p9c *c, uint32_t fid, struct p9c_attr *a)
 	return 0;
 }
 
-static int p9c_setattr(struct p9c *c, uint32_t fid, uint32_t valid, uint32_t mode, uint32_t uid, uint32_t gid,
+P9C int p9c_setattr(struct p9c *c, uint32_t fid, uint32_t valid, uint32_t mode, uint32_t uid, uint32_t gid,
 		       uint64_t size, uint64_t atime, uint64_t mtime)
 {
 	p9c_msg(c, P9_TSETATTR); p9c_32(c, fid); p9c_32(c, valid); p9c_32(c, mode); p9c_32(c, uid); p9c_32(c, gid);
@@ -213,7 +214,7 @@ static int p9c_setattr(struct p9c *c, uint32_t fid, uint32_t valid, uint32_t mod
 	return p9c_rpc(c);
 }
 
-static int p9c_mkdir(struct p9c *c, uint32_t dfid, const char *name, uint32_t mode, uint32_t gid, struct p9c_qid *q)
+P9C int p9c_mkdir(struct p9c *c, uint32_t dfid, const char *name, uint32_t mode, uint32_t gid, struct p9c_qid *q)
 {
 	p9c_msg(c, P9_TMKDIR); p9c_32(c, dfid); p9c_str(c, name); p9c_32(c, mode); p9c_32(c, gid);
 	int e = p9c_rpc(c);
@@ -222,7 +223,7 @@ static int p9c_mkdir(struct p9c *c, uint32_t dfid, const char *name, uint32_t mo
 	return e;
 }
 
-static int p9c_symlink(struct p9c *c, uint32_t dfid, const char *name, const char *target, uint32_t gid,
+P9C int p9c_symlink(struct p9c *c, uint32_t dfid, const char *name, const char *target, uint32_t gid,
 		       struct p9c_qid *q)
 {
 	p9c_msg(c, P9_TSYMLINK); p9c_32(c, dfid); p9c_str(c, name); p9c_str(c, target); p9c_32(c, gid);
@@ -232,7 +233,7 @@ static int p9c_symlink(struct p9c *c, uint32_t dfid, const char *name, const cha
 	return e;
 }
 
-static int p9c_mknod(struct p9c *c, uint32_t dfid, const char *name, uint32_t mode, uint32_t major, uint32_t minor,
+P9C int p9c_mknod(struct p9c *c, uint32_t dfid, const char *name, uint32_t mode, uint32_t major, uint32_t minor,
 		     uint32_t gid)
 {
 	p9c_msg(c, P9_TMKNOD); p9c_32(c, dfid); p9c_str(c, name); p9c_32(c, mode); p9c_32(c, major); p9c_32(c, minor);
@@ -240,7 +241,7 @@ static int p9c_mknod(struct p9c *c, uint32_t dfid, const char *name, uint32_t mo
 	return p9c_rpc(c);
 }
 
-static int p9c_readlink(struct p9c *c, uint32_t fid, char *out, size_t cap)
+P9C int p9c_readlink(struct p9c *c, uint32_t fid, char *out, size_t cap)
 {
 	p9c_msg(c, P9_TREADLINK); p9c_32(c, fid);
 	int e = p9c_rpc(c);
@@ -249,40 +250,40 @@ static int p9c_readlink(struct p9c *c, uint32_t fid, char *out, size_t cap)
 	return e;
 }
 
-static int p9c_link(struct p9c *c, uint32_t dfid, uint32_t fid, const char *name)
+P9C int p9c_link(struct p9c *c, uint32_t dfid, uint32_t fid, const char *name)
 {
 	p9c_msg(c, P9_TLINK); p9c_32(c, dfid); p9c_32(c, fid); p9c_str(c, name);
 	return p9c_rpc(c);
 }
 
-static int p9c_rename(struct p9c *c, uint32_t fid, uint32_t dfid, const char *name)
+P9C int p9c_rename(struct p9c *c, uint32_t fid, uint32_t dfid, const char *name)
 {
 	p9c_msg(c, P9_TRENAME); p9c_32(c, fid); p9c_32(c, dfid); p9c_str(c, name);
 	return p9c_rpc(c);
 }
 
-static int p9c_renameat(struct p9c *c, uint32_t od, const char *on, uint32_t nd, const char *nn)
+P9C int p9c_renameat(struct p9c *c, uint32_t od, const char *on, uint32_t nd, const char *nn)
 {
 	p9c_msg(c, P9_TRENAMEAT); p9c_32(c, od); p9c_str(c, on); p9c_32(c, nd); p9c_str(c, nn);
 	return p9c_rpc(c);
 }
 
-static int p9c_unlinkat(struct p9c *c, uint32_t dfid, const char *name, uint32_t flags)
+P9C int p9c_unlinkat(struct p9c *c, uint32_t dfid, const char *name, uint32_t flags)
 {
 	p9c_msg(c, P9_TUNLINKAT); p9c_32(c, dfid); p9c_str(c, name); p9c_32(c, flags);
 	return p9c_rpc(c);
 }
 
 /* A message whose body is one fid: Tclunk, Tremove, Treadlink, Tstatfs. */
-static int p9c_fid1(struct p9c *c, uint8_t type, uint32_t fid)
+P9C int p9c_fid1(struct p9c *c, uint8_t type, uint32_t fid)
 {
 	p9c_msg(c, type); p9c_32(c, fid);
 	return p9c_rpc(c);
 }
-static int p9c_clunk(struct p9c *c, uint32_t fid) { return p9c_fid1(c, P9_TCLUNK, fid); }
+P9C int p9c_clunk(struct p9c *c, uint32_t fid) { return p9c_fid1(c, P9_TCLUNK, fid); }
 
 /* Txattrwalk: *size is the value's (or the list's) length. */
-static int p9c_xattrwalk(struct p9c *c, uint32_t fid, uint32_t newfid, const char *name, uint64_t *size)
+P9C int p9c_xattrwalk(struct p9c *c, uint32_t fid, uint32_t newfid, const char *name, uint64_t *size)
 {
 	p9c_msg(c, P9_TXATTRWALK); p9c_32(c, fid); p9c_32(c, newfid); p9c_str(c, name);
 	int e = p9c_rpc(c);
@@ -291,14 +292,14 @@ static int p9c_xattrwalk(struct p9c *c, uint32_t fid, uint32_t newfid, const cha
 	return e;
 }
 
-static int p9c_xattrcreate(struct p9c *c, uint32_t fid, const char *name, uint64_t size, uint32_t flags)
+P9C int p9c_xattrcreate(struct p9c *c, uint32_t fid, const char *name, uint64_t size, uint32_t flags)
 {
 	p9c_msg(c, P9_TXATTRCREATE); p9c_32(c, fid); p9c_str(c, name); p9c_64(c, size); p9c_32(c, flags);
 	return p9c_rpc(c);
 }
 
 /* Set an xattr the way the Linux client does: Txattrcreate on a clone, Twrite, Tclunk. */
-static int p9c_setxattr(struct p9c *c, uint32_t fid, uint32_t tmpfid, const char *name, const void *v, size_t n)
+P9C int p9c_setxattr(struct p9c *c, uint32_t fid, uint32_t tmpfid, const char *name, const void *v, size_t n)
 {
 	int e = p9c_walk1(c, fid, tmpfid, NULL, NULL);
 	if (e)
@@ -311,7 +312,7 @@ static int p9c_setxattr(struct p9c *c, uint32_t fid, uint32_t tmpfid, const char
 }
 
 /* Read a whole xattr value (or the list, name "") into buf; its length, or -errno. */
-static long p9c_getxattr(struct p9c *c, uint32_t fid, uint32_t tmpfid, const char *name, void *buf, size_t cap)
+P9C long p9c_getxattr(struct p9c *c, uint32_t fid, uint32_t tmpfid, const char *name, void *buf, size_t cap)
 {
 	uint64_t size = 0;
 	int e = p9c_xattrwalk(c, fid, tmpfid, name, &size);

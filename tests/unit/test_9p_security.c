@@ -28,7 +28,7 @@
 
 #include "virtio_driver.h"
 #include "../ro_sandbox.h"
-#include "../lib/p9_client.h"
+#include "p9_client.h"
 
 #define NOBODY 65534
 

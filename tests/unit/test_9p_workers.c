@@ -21,7 +21,7 @@
 
 #include "virtio_driver.h"
 #include "../ro_sandbox.h"
-#include "../lib/p9_client.h"
+#include "p9_client.h"
 
 __attribute__((constructor)) static void confine(void)
 {
