@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,24 +28,12 @@
 #include <termios.h>
 #include <unistd.h>
 #include "commands.h"
+#include "scratch.h"
+#include "util.h"
 
 #define SCRATCH_TAG "lkvm-scratch"
 #define CWD_TAG "lkvm-cwd"	/* the working directory, when the guest's /tmp would hide it */
-#define JOB_FILE ".lkvm-sandbox"	/* in the scratch folder: cwd, then argv, NUL-separated */
 #define DEBUG_EXIT_PORT 0xf4
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	remove(path);
-	return 0;
-}
-
-/* FTW_PHYS: never follow a link the guest left behind out of the folder. */
-static void remove_tree(const char *dir)
-{
-	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 static int usage(void)
 {
@@ -64,34 +51,30 @@ int cmd_sandbox(int argc, char **argv)
 		dash++;
 	if (dash >= argc - 1)
 		return usage();
-	char self[PATH_MAX], cwd[PATH_MAX], scratch[PATH_MAX];
+	char self[PATH_MAX], cwd[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
 		return fprintf(stderr, "lkvm sandbox: cannot find my own binary (/proc/self/exe)\n"), EXIT_USAGE;
 	self[n] = 0;
 	if (!getcwd(cwd, sizeof(cwd)))
 		strcpy(cwd, "/");
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(scratch, sizeof(scratch), "%s/lkvm-sandbox-XXXXXX", tmp);
-	if (!mkdtemp(scratch))
-		return fprintf(stderr, "lkvm sandbox: %s: cannot create the scratch folder: %s\n", scratch,
-			       strerror(errno)), EXIT_USAGE;
-	chmod(scratch, 01777);	/* the guest's /tmp */
-	char job[PATH_MAX + 32];
-	snprintf(job, sizeof(job), "%s/" JOB_FILE, scratch);
-	FILE *f = fopen(job, "w");
-	if (!f) {
-		remove_tree(scratch);
-		return fprintf(stderr, "lkvm sandbox: %s: %s\n", job, strerror(errno)), EXIT_USAGE;
-	}
-	fwrite(cwd, 1, strlen(cwd) + 1, f);
+	/* The job: cwd, then argv, NUL-separated. */
+	size_t len = strlen(cwd) + 1;
 	for (int i = dash + 1; i < argc; i++)
-		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
-	fclose(f);
+		len += strlen(argv[i]) + 1;
+	char *job = calloc(1, len), *p = job;
+	p = stpcpy(p, cwd) + 1;
+	for (int i = dash + 1; i < argc; i++)
+		p = stpcpy(p, argv[i]) + 1;
+	static struct scratch sc;
+	int made = scratch_create(&sc, job, len);
+	free(job);
+	if (made < 0)
+		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
 
 	/* lkvm run [user's options] --9p /,/dev/root,ro --9p SCRATCH,lkvm-scratch -p ... */
 	char root_share[] = "/,/dev/root,ro", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
-	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, scratch);
+	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, sc.share);
 	snprintf(params, sizeof(params),
 		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
 		 "quiet loglevel=1 init=%s -- sandbox-init", self);
@@ -109,7 +92,7 @@ int cmd_sandbox(int argc, char **argv)
 	if (!has_kernel) {
 		const char *kernel = getenv("LKVM_KERNEL");
 		if (!kernel) {
-			remove_tree(scratch);
+			scratch_remove(&sc);
 			fprintf(stderr, "lkvm sandbox: no kernel: give -k KERNEL or set LKVM_KERNEL\n");
 			return EXIT_USAGE;
 		}
@@ -128,7 +111,7 @@ int cmd_sandbox(int argc, char **argv)
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
 	int status = cmd_run(k, rargv);
-	remove_tree(scratch);
+	scratch_remove(&sc);
 	free(rargv);
 	return status;
 }
@@ -178,14 +161,14 @@ int cmd_sandbox_init(int argc, char **argv)
 		tcsetattr(1, TCSANOW, &t);
 	}
 	static char buf[65536];
-	int jf = open("/tmp/" JOB_FILE, O_RDONLY);
+	int jf = open("/tmp/" SCRATCH_JOB, O_RDONLY);
 	ssize_t len = jf >= 0 ? read(jf, buf, sizeof(buf) - 1) : -1;
 	if (len <= 0) {
-		fprintf(stderr, "lkvm sandbox-init: no command in /tmp/" JOB_FILE "\n");
+		fprintf(stderr, "lkvm sandbox-init: no command in /tmp/" SCRATCH_JOB "\n");
 		report(EXIT_USAGE);
 	}
 	close(jf);
-	unlink("/tmp/" JOB_FILE);
+	unlink("/tmp/" SCRATCH_JOB);
 	buf[len] = 0;
 	char *args[1024];
 	int na = 0;
