@@ -61,6 +61,8 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/setup.o $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
+# Command-layer code with a unit test of its own links its object too.
+$(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)

@@ -9,7 +9,9 @@
  * debug-exit port. The command line travels in a file in the scratch folder,
  * so no argument is ever re-parsed by the kernel's command-line splitter. A
  * working directory under /tmp (which the scratch folder covers in the
- * guest) is shared on its own and mounted back at its path, read-only.
+ * guest) is shared on its own and mounted back at its path, read-only. The
+ * scratch folder (cmd/scratch.c) is closed to every other host user, and the
+ * guest mounts it nosuid,nodev.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,8 +74,13 @@ int cmd_sandbox(int argc, char **argv)
 	if (made < 0)
 		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
 
-	/* lkvm run [user's options] --9p /,/dev/root,ro --9p SCRATCH,lkvm-scratch -p ... */
-	char root_share[] = "/,/dev/root,ro", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	/*
+	 * lkvm run [user's options] --9p /,/dev/root,ro,xdev --9p SCRATCH,lkvm-scratch -p ...
+	 * xdev: the host's /usr, /home or /boot may be mounts of their own, and the
+	 * command needs them; the server still never enters proc, sysfs, debugfs and
+	 * the like (they show as empty folders, which the guest mounts its own over).
+	 */
+	char root_share[] = "/,/dev/root,ro,xdev", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
 	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, sc.share);
 	snprintf(params, sizeof(params),
 		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
@@ -111,7 +118,8 @@ int cmd_sandbox(int argc, char **argv)
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
 	int status = cmd_run(k, rargv);
-	scratch_remove(&sc);
+	if (scratch_remove(&sc) < 0)
+		fprintf(stderr, "lkvm sandbox: warning: %s\n", err_msg());
 	free(rargv);
 	return status;
 }
@@ -141,7 +149,9 @@ int cmd_sandbox_init(int argc, char **argv)
 	mount("proc", "/proc", "proc", 0, NULL);
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-	if (mount(SCRATCH_TAG, "/tmp", "9p", 0, "trans=virtio,version=9p2000.L,msize=262144") < 0) {
+	/* nosuid, nodev: nothing the command leaves in its /tmp runs with other rights (the server keeps
+	 * setuid bits and device nodes off the host anyway) */
+	if (mount(SCRATCH_TAG, "/tmp", "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") < 0) {
 		fprintf(stderr, "lkvm sandbox-init: mounting the scratch folder on /tmp: %s\n", strerror(errno));
 		report(EXIT_USAGE);
 	}
@@ -186,7 +196,7 @@ int cmd_sandbox_init(int argc, char **argv)
 			*p = '/';
 		}
 		mkdir(dir, 0755);
-		if (mount(CWD_TAG, dir, "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=262144") < 0)
+		if (mount(CWD_TAG, dir, "9p", MS_RDONLY | MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") < 0)
 			fprintf(stderr, "lkvm sandbox-init: mounting %s: %s\n", dir, strerror(errno));
 	}
 	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
