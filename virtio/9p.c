@@ -7,8 +7,9 @@
  * Requests are served by a few worker threads of the device's own, never on
  * the thread that kicked (the event loop, which also fires the PIT and RTC
  * timers, or a vCPU): a kick wakes one worker, and a worker that takes a
- * chain wakes another before serving it, so a guest's parallel requests (a
- * build opening many files) are in flight together.
+ * chain while more are waiting wakes another before serving it, so a
+ * guest's parallel requests (a build opening many files) are in flight
+ * together even when one kick announces several.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -83,7 +84,8 @@ static void *v9p_worker(void *arg)
 		uint64_t seen = v->kicks;
 		pthread_mutex_unlock(&v->lock);
 		if (virtq_pop(&v->vdev, 0, &c) == 1) {
-			wake_one(v);	/* more may be waiting: another worker looks while this one serves */
+			if (virtq_has_avail(&v->vdev, 0))
+				wake_one(v);	/* more waiting: another worker takes it while this one serves */
 			serve(me, &c);
 			pthread_mutex_lock(&v->lock);
 			continue;

@@ -186,6 +186,8 @@ TEST(requests_off_the_kicking_thread_and_in_parallel)
 	if (!device_up())
 		return;
 	int blocking;
+	for (int i = 0; i < 2000 && threads_named("lkvm-9p", 0, &blocking) < 4; i++)
+		usleep(1000);	/* each worker names itself as it starts */
 	CHECK_EQ(threads_named("lkvm-9p", 0, &blocking), 4);
 	CHECK_EQ(threads_named("lkvm-9p", SIGBIT(SIGUSR1) | SIGBIT(SIGINT) | SIGBIT(SIGTERM) | SIGBIT(SIGHUP),
 			       &blocking), 4);
