@@ -1217,9 +1217,6 @@ struct p9_server *p9_server_new(const char *root, const struct p9_server_opts *o
 		free(s);
 		return NULL;
 	}
-	mode_t mask = umask(0);
-	umask(mask);
-	s->umask = mask;
 	s->as_root = geteuid() == 0;
 	pthread_mutex_init(&s->fids_lock, NULL);
 	pthread_mutex_init(&s->flight_lock, NULL);

@@ -63,7 +63,6 @@ struct p9_server {
 	ino_t root_ino;
 	struct p9_server_opts o;	/* max_fids and max_bytes filled in */
 	bool use_proc;		/* /proc/self/fd reopens a fid's own inode */
-	mode_t umask;		/* lkvm's, undone on what the guest creates */
 	bool as_root;		/* passthrough: new objects get the guest user's ids */
 	uint32_t msize;		/* 0 until a Tversion succeeded (atomic) */
 
