@@ -14,7 +14,7 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -61,6 +61,8 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/setup.o $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
+# Command-layer code with a unit test of its own links its object too.
+$(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)

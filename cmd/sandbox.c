@@ -9,11 +9,12 @@
  * debug-exit port. The command line travels in a file in the scratch folder,
  * so no argument is ever re-parsed by the kernel's command-line splitter. A
  * working directory under /tmp (which the scratch folder covers in the
- * guest) is shared on its own and mounted back at its path, read-only.
+ * guest) is shared on its own and mounted back at its path, read-only. The
+ * scratch folder (cmd/scratch.c) is closed to every other host user, and the
+ * guest mounts it nosuid,nodev.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,24 +30,12 @@
 #include <termios.h>
 #include <unistd.h>
 #include "commands.h"
+#include "scratch.h"
+#include "util.h"
 
 #define SCRATCH_TAG "lkvm-scratch"
 #define CWD_TAG "lkvm-cwd"	/* the working directory, when the guest's /tmp would hide it */
-#define JOB_FILE ".lkvm-sandbox"	/* in the scratch folder: cwd, then argv, NUL-separated */
 #define DEBUG_EXIT_PORT 0xf4
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	remove(path);
-	return 0;
-}
-
-/* FTW_PHYS: never follow a link the guest left behind out of the folder. */
-static void remove_tree(const char *dir)
-{
-	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 static int usage(void)
 {
@@ -64,34 +53,35 @@ int cmd_sandbox(int argc, char **argv)
 		dash++;
 	if (dash >= argc - 1)
 		return usage();
-	char self[PATH_MAX], cwd[PATH_MAX], scratch[PATH_MAX];
+	char self[PATH_MAX], cwd[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
 		return fprintf(stderr, "lkvm sandbox: cannot find my own binary (/proc/self/exe)\n"), EXIT_USAGE;
 	self[n] = 0;
 	if (!getcwd(cwd, sizeof(cwd)))
 		strcpy(cwd, "/");
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(scratch, sizeof(scratch), "%s/lkvm-sandbox-XXXXXX", tmp);
-	if (!mkdtemp(scratch))
-		return fprintf(stderr, "lkvm sandbox: %s: cannot create the scratch folder: %s\n", scratch,
-			       strerror(errno)), EXIT_USAGE;
-	chmod(scratch, 01777);	/* the guest's /tmp */
-	char job[PATH_MAX + 32];
-	snprintf(job, sizeof(job), "%s/" JOB_FILE, scratch);
-	FILE *f = fopen(job, "w");
-	if (!f) {
-		remove_tree(scratch);
-		return fprintf(stderr, "lkvm sandbox: %s: %s\n", job, strerror(errno)), EXIT_USAGE;
-	}
-	fwrite(cwd, 1, strlen(cwd) + 1, f);
+	/* The job: cwd, then argv, NUL-separated. */
+	size_t len = strlen(cwd) + 1;
 	for (int i = dash + 1; i < argc; i++)
-		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
-	fclose(f);
+		len += strlen(argv[i]) + 1;
+	char *job = calloc(1, len), *p = job;
+	p = stpcpy(p, cwd) + 1;
+	for (int i = dash + 1; i < argc; i++)
+		p = stpcpy(p, argv[i]) + 1;
+	static struct scratch sc;
+	int made = scratch_create(&sc, job, len);
+	free(job);
+	if (made < 0)
+		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
 
-	/* lkvm run [user's options] --9p /,/dev/root,ro --9p SCRATCH,lkvm-scratch -p ... */
-	char root_share[] = "/,/dev/root,ro", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
-	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, scratch);
+	/*
+	 * lkvm run [user's options] --9p /,/dev/root,ro,xdev --9p SCRATCH,lkvm-scratch -p ...
+	 * xdev: the host's /usr, /home or /boot may be mounts of their own, and the
+	 * command needs them; the server still never enters proc, sysfs, debugfs and
+	 * the like (they show as empty folders, which the guest mounts its own over).
+	 */
+	char root_share[] = "/,/dev/root,ro,xdev", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, sc.share);
 	snprintf(params, sizeof(params),
 		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
 		 "quiet loglevel=1 init=%s -- sandbox-init", self);
@@ -109,7 +99,7 @@ int cmd_sandbox(int argc, char **argv)
 	if (!has_kernel) {
 		const char *kernel = getenv("LKVM_KERNEL");
 		if (!kernel) {
-			remove_tree(scratch);
+			scratch_remove(&sc);
 			fprintf(stderr, "lkvm sandbox: no kernel: give -k KERNEL or set LKVM_KERNEL\n");
 			return EXIT_USAGE;
 		}
@@ -128,7 +118,8 @@ int cmd_sandbox(int argc, char **argv)
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
 	int status = cmd_run(k, rargv);
-	remove_tree(scratch);
+	if (scratch_remove(&sc) < 0)
+		fprintf(stderr, "lkvm sandbox: warning: %s\n", err_msg());
 	free(rargv);
 	return status;
 }
@@ -158,7 +149,9 @@ int cmd_sandbox_init(int argc, char **argv)
 	mount("proc", "/proc", "proc", 0, NULL);
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-	if (mount(SCRATCH_TAG, "/tmp", "9p", 0, "trans=virtio,version=9p2000.L,msize=262144") < 0) {
+	/* nosuid, nodev: nothing the command leaves in its /tmp runs with other rights (the server keeps
+	 * setuid bits and device nodes off the host anyway) */
+	if (mount(SCRATCH_TAG, "/tmp", "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") < 0) {
 		fprintf(stderr, "lkvm sandbox-init: mounting the scratch folder on /tmp: %s\n", strerror(errno));
 		report(EXIT_USAGE);
 	}
@@ -178,14 +171,14 @@ int cmd_sandbox_init(int argc, char **argv)
 		tcsetattr(1, TCSANOW, &t);
 	}
 	static char buf[65536];
-	int jf = open("/tmp/" JOB_FILE, O_RDONLY);
+	int jf = open("/tmp/" SCRATCH_JOB, O_RDONLY);
 	ssize_t len = jf >= 0 ? read(jf, buf, sizeof(buf) - 1) : -1;
 	if (len <= 0) {
-		fprintf(stderr, "lkvm sandbox-init: no command in /tmp/" JOB_FILE "\n");
+		fprintf(stderr, "lkvm sandbox-init: no command in /tmp/" SCRATCH_JOB "\n");
 		report(EXIT_USAGE);
 	}
 	close(jf);
-	unlink("/tmp/" JOB_FILE);
+	unlink("/tmp/" SCRATCH_JOB);
 	buf[len] = 0;
 	char *args[1024];
 	int na = 0;
@@ -203,7 +196,7 @@ int cmd_sandbox_init(int argc, char **argv)
 			*p = '/';
 		}
 		mkdir(dir, 0755);
-		if (mount(CWD_TAG, dir, "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=262144") < 0)
+		if (mount(CWD_TAG, dir, "9p", MS_RDONLY | MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") < 0)
 			fprintf(stderr, "lkvm sandbox-init: mounting %s: %s\n", dir, strerror(errno));
 	}
 	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);

@@ -1,8 +1,9 @@
 /*
- * virtio-9p (--9p HOSTDIR,TAG[,ro]): a 9P2000.L file server confined to one
- * host directory (virtio/p9_server.c), and the virtio device that carries its
- * messages (virtio/9p.c). The server knows nothing about virtio: it turns one
- * T-message into one R-message, so tests and the fuzzer drive it directly.
+ * virtio-9p (--9p HOSTDIR,TAG[,...]): a 9P2000.L file server confined to one
+ * host directory (p9/), and the virtio device that carries its messages
+ * (virtio/9p.c). The server knows nothing about virtio: it turns one
+ * T-message into one R-message, from any number of threads at once, so tests
+ * and the fuzzer drive it directly.
  */
 #ifndef LKVM_P9_H
 #define LKVM_P9_H
@@ -10,8 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "util.h"
 
-struct vm;
 struct p9_server;
 
 #define P9_MAX_MSIZE (512 * 1024)	/* largest msize Tversion is granted */
@@ -69,23 +70,52 @@ enum p9_type {
 #define P9_LOCK_TYPE_UNLCK 2
 
 /*
- * A server for the directory root (read-only if ro): NULL with err set if
- * root cannot be opened as a directory.
+ * How the guest's file attributes reach the host:
+ *  passthrough  the host files get the guest's mode (never setuid/setgid bits)
+ *               and, when lkvm runs as root, the guest's uid and gid;
+ *  mapped       host files stay the lkvm user's, mode 0600 (directories 0700);
+ *               the guest's mode, ids and device numbers live in user.lkvm.*
+ *               xattrs, so a root guest can chown, chmod and mknod freely.
  */
-struct p9_server *p9_server_new(const char *root, bool ro);
+enum p9_model { P9_PASSTHROUGH, P9_MAPPED };
+
+#define P9_DEFAULT_MAX_FIDS 4096	/* per share */
+#define P9_FID_DESCRIPTORS 3		/* at most, per fid: the object, its directory, an open file */
+#define P9_DEFAULT_MAX_BYTES MiB(8)	/* xattr values and lists held by a share's fids */
+
+struct p9_server_opts {
+	bool ro;		/* every change is EROFS */
+	enum p9_model model;
+	bool xdev;		/* walks may enter other mounts (never kernel pseudo-filesystems) */
+	unsigned max_fids;	/* 0: P9_DEFAULT_MAX_FIDS */
+	size_t max_bytes;	/* 0: P9_DEFAULT_MAX_BYTES */
+};
+
+/*
+ * A server for the directory root (o NULL: a writable passthrough share):
+ * NULL with err set if root is not a directory (a symlink is refused) or is
+ * a kernel pseudo-filesystem.
+ */
+struct p9_server *p9_server_new(const char *root, const struct p9_server_opts *o);
 /*
  * Handle the T-message in req[0, len) and write the R-message (or Rlerror)
  * into resp[0, cap); return its length, 0 only if cap cannot hold an Rlerror.
- * Safe to call from several threads.
+ * Safe to call from several threads at once.
  */
 size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
+/* Free the server; no p9_handle() may be running. */
 void p9_server_free(struct p9_server *s);
+
+/* Tests: called with each request's tag as its handling starts (NULL: nothing). */
+extern void (*p9_request_hook)(uint16_t tag);
 
 /* The --9p options: one virtio-9p device each (virtio/9p.c). */
 #define P9_MAX_SHARES 8
-struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */
+struct share_opt {		/* --9p HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev] */
 	const char *dir, *tag;
 	bool ro;
+	bool mapped;		/* security_model=mapped (else passthrough) */
+	bool xdev;		/* walks may cross into other mounts */
 };
 struct p9_opts {
 	int n;

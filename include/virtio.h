@@ -106,6 +106,8 @@ int virtq_pop(struct virtio_dev *d, int qi, struct virtq_chain *c);
 void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len);
 /* n chains at once, published with one used-index update. */
 void virtq_push_n(struct virtio_dev *d, int qi, const uint16_t *heads, const uint32_t *lens, int n);
+/* Does queue qi have chains the device has not popped yet? (A hint: the driver may add more.) */
+bool virtq_has_avail(struct virtio_dev *d, int qi);
 /* Give back the last n popped chains, unused (the driver will see them again). */
 void virtq_unpop(struct virtio_dev *d, int qi, int n);
 /* Raise the config-change interrupt (also used for needs-reset). */

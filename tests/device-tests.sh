@@ -10,12 +10,15 @@ LKVM=$(pwd)/$BUILD/lkvm
 K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage	# absolute: the sandbox runs elsewhere
 INITRD=.cache/test-images/init-basic.cpio.gz
 T=$(mktemp -d)
+MP=$(mktemp -d "$(pwd)/$BUILD/9p-mapped.XXXXXX")	# user xattrs: tmpfs lacks them before Linux 6.6
+U=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
 srv=
-trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T"' EXIT
-pass=0; fail=0
+trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T" "$MP" "$U"' EXIT
+pass=0; fail=0; skip=0
 ok() { echo "PASS $1"; pass=$((pass + 1)); }
 ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+sk() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
 val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
 tailof() { tail -n 4 "$T/$1.out" | tr '\n' '|'; }
 wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
@@ -146,5 +149,100 @@ else
 	ko tap "cannot create a network namespace (needs root and iproute2)"
 fi
 
-echo "device tests: $pass passed, $fail failed"
+# 8. A hostile guest root on writable shares (issue 21): setuid and setgid files, a setuid copy,
+# chown, a setgid folder, device nodes. The host must find none of them: in passthrough (on the
+# nested machine's tmpfs) nothing setuid, setgid or a device; in the mapped model the guest sees
+# exactly what it set while every host file stays lkvm's own, 0600 or 0700. Data is checked both
+# ways. The guest runs in lkvm sandbox (its / is the host's, read-only) with the shares added.
+sec_script='
+for t in pt mp; do
+	mkdir -p /tmp/$t && mount -t 9p -o trans=virtio,version=9p2000.L $t /tmp/$t 2>/dev/null || continue
+	cd /tmp/$t || continue
+	echo "SEC-$t-READ=$(cat from-host)"
+	echo from-the-guest > guest-wrote
+	echo x > suid && chmod 4755 suid
+	echo x > sgid && chmod 2755 sgid
+	echo x > rootsuid && chmod 6755 rootsuid && chown 0:0 rootsuid && chmod 6755 rootsuid
+	echo x > given && chown 1234:1234 given && chmod 4755 given
+	cp /bin/sh shcopy && chmod 4755 shcopy
+	su=$(command -v su) && cp -p "$su" su-copy && echo "SEC-$t-SUCOPY=made"
+	mkdir d && chmod 3777 d
+	mkdir -m 2775 d2
+	mknod null c 1 3 2>/dev/null && echo "SEC-$t-MKNOD=made" || echo "SEC-$t-MKNOD=refused"
+	mknod disk b 8 0 2>/dev/null
+	ln -s /etc/passwd link && echo "SEC-$t-LINK=$(readlink link)"
+	for f in suid sgid rootsuid given shcopy su-copy d d2 null link; do
+		{ [ -e "$f" ] || [ -L "$f" ]; } && echo "SEC-$t-SEE-$f=$(stat -c "%f %u %g %t,%T" "$f")"
+	done
+	cd /
+done
+sync'
+secv() { printf '%s\n' "$sec_out" | tr -d '\r' | sed -n "s/^SEC-$1=//p" | tail -n 1; }
+# Host objects under $1 (but from-host) that are setuid, setgid or device nodes.
+privileged() { find "$1" -mindepth 1 ! -name from-host \( -perm /6000 -o -type b -o -type c \) | tr '\n' ' '; }
+mkdir "$T/pt"
+echo host-pt > "$T/pt/from-host"
+echo host-mp > "$MP/from-host"
+if python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.probe", b"1")' "$MP/from-host" 2>/dev/null; then
+	set -- --9p "$T/pt,pt" --9p "$MP,mp,security_model=mapped"
+else
+	set -- --9p "$T/pt,pt"
+	sk "9p mapped model in a real guest" "no user xattrs on $MP"
+fi
+sec_out=$(timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none "$@" -- sh -c "$sec_script" \
+	< /dev/null 2> "$T/sec.err")
+rc=$?
+bad=$(privileged "$T/pt")
+if [ $rc = 0 ] && [ "$(secv pt-READ)" = host-pt ] && [ "$(cat "$T/pt/guest-wrote" 2>/dev/null)" = from-the-guest ] &&
+   [ "$(secv pt-MKNOD)" = refused ] && [ -f "$T/pt/rootsuid" ] && [ -f "$T/pt/shcopy" ] && [ -d "$T/pt/d" ] &&
+   [ -z "$bad" ]; then
+	ok "9p passthrough, hostile guest root: chmod 4755/2755/6755, chown 0, a setuid copy, a setgid folder and mknod left nothing setuid, setgid or a device on the host (guest saw $(secv pt-SEE-rootsuid | cut -d' ' -f1) for 06755)"
+else
+	ko "9p passthrough, hostile guest root" "rc=$rc read='$(secv pt-READ)' mknod='$(secv pt-MKNOD)' on the host: $bad $(ls -ln "$T/pt" | tr '\n' '|') err: $(tail -n 3 "$T/sec.err" | tr '\n' '|')"
+fi
+if [ $# = 4 ]; then
+	me=$(id -u)
+	foreign=$(find "$MP" -mindepth 1 ! -name from-host \( ! -user "$me" -o \( -type f ! -perm 0600 \) -o \
+		\( -type d ! -perm 0700 \) -o ! \( -type f -o -type d \) \) | tr '\n' ' ')
+	want="suid=89ed 0 0 0,0|rootsuid=8ded 0 0 0,0|given=89ed 1234 1234 0,0|d=47ff 0 0 0,0|d2=45fd 0 0 0,0|null=21a4 0 0 1,3|link=a1ff 0 0 0,0"
+	seen=
+	for kv in $(echo "$want" | tr ' |' '_ '); do
+		k=${kv%%=*}; v=$(echo "${kv#*=}" | tr _ ' ')
+		[ "$(secv "mp-SEE-$k")" = "$v" ] || seen="$seen $k='$(secv "mp-SEE-$k")' (want '$v')"
+	done
+	if [ $rc = 0 ] && [ "$(secv mp-READ)" = host-mp ] && [ "$(cat "$MP/guest-wrote" 2>/dev/null)" = from-the-guest ] &&
+	   [ "$(secv mp-MKNOD)" = made ] && [ "$(secv mp-LINK)" = /etc/passwd ] && [ -z "$seen" ] && [ -z "$foreign" ] &&
+	   [ -z "$(privileged "$MP")" ]; then
+		ok "9p mapped model: the guest root sees the 04755/06755 files, chown 1234, setgid folder, char device 1,3 and symlink it made, while every host file is uid $me, 0600 or 0700, a plain file or folder"
+	else
+		ko "9p mapped model" "rc=$rc read='$(secv mp-READ)' mknod='$(secv mp-MKNOD)' link='$(secv mp-LINK)' guest saw:$seen host: $foreign $(privileged "$MP")"
+	fi
+fi
+
+# 9. The same as an ordinary user (uid 65534) running lkvm: chown 0 fails, and nothing becomes
+# setuid either. Only in the nested machine, where /dev/kvm may be opened to that user.
+if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
+	chmod 0755 "$U" && mkdir "$U/share" "$U/run" && echo host-u > "$U/share/from-host" && chown -R 65534:65534 "$U/share" "$U/run"
+	user_script='mkdir -p /tmp/u && mount -t 9p -o trans=virtio,version=9p2000.L u /tmp/u && cd /tmp/u &&
+		echo "SEC-u-READ=$(cat from-host)"; echo x > f; chown 0:0 f 2>/dev/null && echo SEC-u-CHOWN=done || echo SEC-u-CHOWN=refused
+		chmod 4755 f; su=$(command -v su) && cp -p "$su" su-copy 2>/dev/null; cp /bin/sh shcopy && chmod 6755 shcopy
+		mkdir d && chmod 2777 d; mknod null c 1 3 2>/dev/null; echo from-the-guest > guest-wrote; sync'
+	sec_out=$(cd "$U" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$U/run" TMPDIR=/tmp \
+		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --9p "$U/share,u" -- sh -c "$user_script" \
+		< /dev/null 2> "$T/secu.err")
+	rc=$?
+	notmine=$(find "$U/share" ! -user 65534 | tr '\n' ' ')
+	bad=$(privileged "$U/share")
+	if [ $rc = 0 ] && [ "$(secv u-READ)" = host-u ] && [ "$(secv u-CHOWN)" = refused ] && [ -z "$notmine" ] && [ -z "$bad" ] &&
+	   [ "$(cat "$U/share/guest-wrote" 2>/dev/null)" = from-the-guest ] && [ -f "$U/share/shcopy" ]; then
+		ok "9p passthrough with lkvm as uid 65534: the guest's chown 0 was refused, nothing on the host is setuid, setgid, a device or not the user's"
+	else
+		ko "9p passthrough as uid 65534" "rc=$rc read='$(secv u-READ)' chown='$(secv u-CHOWN)' not the user's: $notmine privileged: $bad err: $(tail -n 3 "$T/secu.err" | tr '\n' '|')"
+	fi
+	chmod o-rw /dev/kvm
+else
+	sk "9p passthrough with lkvm as an ordinary user" "only in the nested machine (it opens /dev/kvm to uid 65534 there)"
+fi
+
+echo "device tests: $pass passed, $fail failed, $skip skipped"
 [ $fail = 0 ]

@@ -1,11 +1,21 @@
 /*
- * virtio-9p (--9p HOSTDIR,TAG[,ro]): one request queue; each chain carries a
+ * virtio-9p (--9p HOSTDIR,TAG[,...]): one request queue; each chain carries a
  * T-message in its readable buffers and room for the R-message in its
  * writable ones. The guest mounts it with `mount -t 9p -o trans=virtio TAG DIR`.
- * The protocol lives in p9_server.c; this file only moves bytes.
+ * The protocol lives in p9/; this file only moves bytes.
+ *
+ * Requests are served by a few worker threads of the device's own, never on
+ * the thread that kicked (the event loop, which also fires the PIT and RTC
+ * timers, or a vCPU): a kick wakes one worker, and a worker that takes a
+ * chain while more are waiting wakes another before serving it, so a
+ * guest's parallel requests (a build opening many files) are in flight
+ * together even when one kick announces several.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <linux/virtio_ids.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -20,60 +30,158 @@
 
 #define VIRTIO_9P_MOUNT_TAG 0	/* feature: the tag is in config space */
 #define TAG_MAX 255
+#define V9P_WORKERS 4		/* requests in flight per device */
+#define FD_RESERVE 256		/* descriptors kept for the rest of lkvm */
+#define FD_PER_REQUEST 8	/* descriptors one request may hold for a moment */
+#define MIN_FIDS 64		/* fewer would not run a guest: refuse instead */
+
+struct v9p;
+
+struct v9p_worker {
+	struct v9p *v;
+	pthread_t thread;
+	uint8_t *req, *resp;	/* P9_MAX_MSIZE each */
+};
 
 struct v9p {
 	struct virtio_dev vdev;
 	struct p9_server *srv;
-	pthread_mutex_t lock;	/* one request at a time through the buffers below */
-	uint8_t *req, *resp;	/* P9_MAX_MSIZE each */
+	pthread_mutex_t lock;	/* kicks, stopping */
+	pthread_cond_t wake;
+	uint64_t kicks;		/* bumped by every reason to look at the queue */
+	bool stopping;
+	int nworkers;		/* running */
+	struct v9p_worker w[V9P_WORKERS];
 	uint8_t config[2 + TAG_MAX];	/* le16 tag length, tag bytes (no NUL) */
 };
 
-static void v9p_notify(struct virtio_dev *d, int qi)
+static void wake_one(struct v9p *v)
 {
-	struct v9p *v = d->priv;
+	pthread_mutex_lock(&v->lock);
+	v->kicks++;
+	pthread_cond_signal(&v->wake);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void serve(struct v9p_worker *me, struct virtq_chain *c)
+{
+	/* A longer message is cut short; the server refuses it by its size field. */
+	size_t n = iov_to_buf(c->iov, c->nout, 0, me->req, MIN(c->out_len, (uint64_t)P9_MAX_MSIZE));
+	size_t cap = MIN(c->in_len, (uint64_t)P9_MAX_MSIZE);
+	size_t len = p9_handle(me->v->srv, me->req, n, me->resp, cap);
+	len = buf_to_iov(c->iov + c->nout, c->nin, 0, me->resp, len);
+	virtq_push(&me->v->vdev, 0, c->head, len);
+}
+
+static void *v9p_worker(void *arg)
+{
+	struct v9p_worker *me = arg;
+	struct v9p *v = me->v;
+	pthread_setname_np(pthread_self(), "lkvm-9p");
 	struct virtq_chain c;
 	pthread_mutex_lock(&v->lock);
-	while (virtq_pop(d, qi, &c) == 1) {
-		/* A longer message is cut short; the server refuses it by its size field. */
-		size_t n = iov_to_buf(c.iov, c.nout, 0, v->req, MIN(c.out_len, (uint64_t)P9_MAX_MSIZE));
-		size_t cap = MIN(c.in_len, (uint64_t)P9_MAX_MSIZE);
-		size_t len = p9_handle(v->srv, v->req, n, v->resp, cap);
-		len = buf_to_iov(c.iov + c.nout, c.nin, 0, v->resp, len);
-		virtq_push(d, qi, c.head, len);
+	while (!v->stopping) {
+		uint64_t seen = v->kicks;
+		pthread_mutex_unlock(&v->lock);
+		if (virtq_pop(&v->vdev, 0, &c) == 1) {
+			if (virtq_has_avail(&v->vdev, 0))
+				wake_one(v);	/* more waiting: another worker takes it while this one serves */
+			serve(me, &c);
+			pthread_mutex_lock(&v->lock);
+			continue;
+		}
+		pthread_mutex_lock(&v->lock);
+		while (!v->stopping && v->kicks == seen)
+			pthread_cond_wait(&v->wake, &v->lock);
 	}
 	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+static void v9p_notify(struct virtio_dev *d, int qi)
+{
+	wake_one(d->priv);
 }
 
 static const struct virtio_ops v9p_ops = { .notify = v9p_notify };
 
+/* ---- the lifecycle ---- */
+
+static int v9p_start(struct device *dev)
+{
+	struct v9p *v = dev->priv;
+	/* Signals are for the main thread and the vCPUs: workers never take them. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	v->stopping = false;
+	int e = 0;
+	for (; v->nworkers < V9P_WORKERS; v->nworkers++) {
+		struct v9p_worker *w = &v->w[v->nworkers];
+		w->v = v;
+		if (!w->req)
+			w->req = xcalloc(1, P9_MAX_MSIZE);
+		if (!w->resp)
+			w->resp = xcalloc(1, P9_MAX_MSIZE);
+		if ((e = pthread_create(&w->thread, NULL, v9p_worker, w)))
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e && !v->nworkers)
+		return err_set("virtio-9p: cannot start its worker threads: %s", strerror(e));
+	return 0;	/* fewer workers than planned still serve */
+}
+
+/* Workers finish the request in hand and end; the queue is left as it is. */
+static void v9p_stop(struct device *dev)
+{
+	struct v9p *v = dev->priv;
+	pthread_mutex_lock(&v->lock);
+	v->stopping = true;
+	pthread_cond_broadcast(&v->wake);
+	pthread_mutex_unlock(&v->lock);
+	for (int i = 0; i < v->nworkers; i++)
+		pthread_join(v->w[i].thread, NULL);
+	v->nworkers = 0;
+}
+
 static void v9p_destroy(struct device *dev)
 {
 	struct v9p *v = dev->priv;
+	if (v->nworkers)
+		v9p_stop(dev);
 	if (v->vdev.vm)
 		virtio_pci_unregister(&v->vdev);
+	for (int i = 0; i < V9P_WORKERS; i++) {
+		free(v->w[i].req);
+		free(v->w[i].resp);
+	}
 	p9_server_free(v->srv);
+	pthread_cond_destroy(&v->wake);
 	pthread_mutex_destroy(&v->lock);
-	free(v->req);
-	free(v->resp);
 	free(v);
 }
 
-static const struct device_ops v9p_dev_ops = { .destroy = v9p_destroy };
+static const struct device_ops v9p_dev_ops = { .start = v9p_start, .stop = v9p_stop, .destroy = v9p_destroy };
 
-static int v9p_add(struct vm *vm, const struct share_opt *o)
+static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
 {
 	size_t tag_len = o->tag ? strlen(o->tag) : 0;
 	if (!tag_len || tag_len > TAG_MAX)
 		return err_set("--9p %s: the mount tag must be 1 to %d bytes", o->dir, TAG_MAX);
-	struct p9_server *srv = p9_server_new(o->dir, o->ro);
+	struct p9_server_opts so = { .ro = o->ro, .model = o->mapped ? P9_MAPPED : P9_PASSTHROUGH, .xdev = o->xdev,
+				     .max_fids = max_fids };
+	struct p9_server *srv = p9_server_new(o->dir, &so);
 	if (!srv)
 		return -1;
 	struct v9p *v = xcalloc(1, sizeof(*v));
 	v->srv = srv;
 	pthread_mutex_init(&v->lock, NULL);
-	v->req = xcalloc(1, P9_MAX_MSIZE);
-	v->resp = xcalloc(1, P9_MAX_MSIZE);
+	pthread_cond_init(&v->wake, NULL);
 	put_le16(v->config, tag_len);
 	memcpy(v->config + 2, o->tag, tag_len);
 	struct virtio_dev *d = &v->vdev;
@@ -89,7 +197,7 @@ static int v9p_add(struct vm *vm, const struct share_opt *o)
 	return virtio_pci_register(vm, d);
 }
 
-/* ---- options: --9p HOSTDIR,TAG[,ro], repeatable ---- */
+/* ---- options: --9p HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev], repeatable ---- */
 
 static int parse_share(void *own, const char *arg)
 {
@@ -103,41 +211,93 @@ static int parse_share(void *own, const char *arg)
 	if (strlen(tag) > TAG_MAX)
 		return err_set("the tag is longer than %d bytes: '%s'", TAG_MAX, tag);
 	struct stat st;
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return err_set("%s: not a directory", dir);
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return err_set("%s: not a directory (a symlink is not followed)", dir);
 	memset(sh, 0, sizeof(*sh));
 	sh->dir = dir;
 	sh->tag = tag;
 	while ((tok = strtok_r(NULL, ",", &save))) {
-		if (strcmp(tok, "ro"))
-			return err_set("unknown option '%s' (ro)", tok);
-		sh->ro = true;
+		if (!strcmp(tok, "ro"))
+			sh->ro = true;
+		else if (!strcmp(tok, "xdev"))
+			sh->xdev = true;
+		else if (!strcmp(tok, "security_model=mapped"))
+			sh->mapped = true;
+		else if (!strcmp(tok, "security_model=passthrough"))
+			sh->mapped = false;
+		else
+			return err_set("unknown option '%s' (ro, xdev, security_model=passthrough|mapped)", tok);
 	}
 	all->n++;
 	return 0;
 }
 
 static const struct opt v9p_opts[] = {
-	{ "9p", 0, "HOSTDIR,TAG[,ro]", "share a host folder (virtio-9p, 9P2000.L), repeatable", parse_share,
-	  OPT_COMPLETE_FILE },
+	{ "9p", 0, "HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev]",
+	  "share a host folder (virtio-9p, 9P2000.L), repeatable", parse_share, OPT_COMPLETE_FILE },
 	{ 0 }
 };
+
+/* Descriptors this process has open now. */
+static unsigned fds_in_use(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return d ? n : 64;	/* without /proc: a guess that errs high */
+}
+
+/*
+ * Every share's fids hold descriptors: raise RLIMIT_NOFILE as far as the
+ * shares' caps need (no further), and where the hard limit is lower, give
+ * each share fewer fids so that FD_RESERVE descriptors always stay free for
+ * the rest of lkvm. The cap per share in *max_fids.
+ */
+static int budget_descriptors(int nr_shares, unsigned *max_fids)
+{
+	struct rlimit rl;
+	unsigned per_share = P9_DEFAULT_MAX_FIDS * P9_FID_DESCRIPTORS + V9P_WORKERS * FD_PER_REQUEST;
+	*max_fids = P9_DEFAULT_MAX_FIDS;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 0;
+	unsigned used = fds_in_use();
+	uint64_t want = (uint64_t)used + FD_RESERVE + (uint64_t)nr_shares * per_share;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : MIN(want, (uint64_t)rl.rlim_max);
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return 0;
+	uint64_t room = rl.rlim_cur > (uint64_t)used + FD_RESERVE ? rl.rlim_cur - used - FD_RESERVE : 0;
+	uint64_t share_room = room / nr_shares;
+	uint64_t fids = share_room > V9P_WORKERS * FD_PER_REQUEST ?
+			(share_room - V9P_WORKERS * FD_PER_REQUEST) / P9_FID_DESCRIPTORS : 0;
+	if (fids < MIN_FIDS)
+		return err_set("--9p: %d shares need about %llu file descriptors, RLIMIT_NOFILE allows %llu "
+			       "(raise it with ulimit -n)", nr_shares,
+			       (unsigned long long)((uint64_t)used + FD_RESERVE + (uint64_t)nr_shares *
+						    (MIN_FIDS * P9_FID_DESCRIPTORS + V9P_WORKERS * FD_PER_REQUEST)),
+			       (unsigned long long)rl.rlim_cur);
+	*max_fids = fids;
+	return 0;
+}
 
 static int v9p_create(struct vm *vm, void *own)
 {
 	struct p9_opts *all = own;
-	for (int i = 0; i < all->n; i++)
-		if (v9p_add(vm, &all->share[i]) < 0)
-			return -1;
 	if (!all->n)
 		return 0;
+	unsigned max_fids;
+	if (budget_descriptors(all->n, &max_fids) < 0)
+		return -1;
+	for (int i = 0; i < all->n; i++)
+		if (v9p_add(vm, &all->share[i], max_fids) < 0)
+			return -1;
 	vm->needs_files = true;	/* seccomp: the path syscalls the server makes */
-	/* Every guest fid holds host descriptors: allow as many as the hard limit. */
-	struct rlimit rl;
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 	return 0;
 }
 

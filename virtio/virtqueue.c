@@ -184,6 +184,18 @@ void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len)
 	virtq_push_n(d, qi, &head, &len, 1);
 }
 
+bool virtq_has_avail(struct virtio_dev *d, int qi)
+{
+	if (qi < 0 || qi >= d->nr_queues)
+		return false;
+	struct virtq *q = &d->q[qi];
+	pthread_mutex_lock(&q->lock);
+	uint16_t *avail = q->enabled && !d->broken ? guest_ptr(&d->vm->mem, q->avail, 4) : NULL;
+	bool more = avail && __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE) != q->last_avail;
+	pthread_mutex_unlock(&q->lock);
+	return more;
+}
+
 void virtq_unpop(struct virtio_dev *d, int qi, int n)
 {
 	struct virtq *q = &d->q[qi];

@@ -1,8 +1,9 @@
 /*
  * libFuzzer target: 9P2000.L messages against a server on a temporary
  * directory. Each input is a flags byte (bit 0: read-only share, bit 1: a
- * 64-byte reply buffer) and then messages, cut by their own size fields,
- * after a fixed Tversion + Tattach (fid 0 is the root). The share holds
+ * 64-byte reply buffer, bit 2: the mapped model, bit 3: xdev) and then
+ * messages, cut by their own size fields, after a fixed Tversion + Tattach
+ * (fid 0 is the root). The share holds
  * symlinks that point out of it; anything that changes next to the share
  * is an escape and aborts.
  *
@@ -25,6 +26,7 @@
 #include "p9.h"
 #include "util.h"
 #include "../ro_sandbox.h"
+#include "p9_client.h"
 
 static char base[64], share[96], outside[96], secret[128];
 static uint8_t resp[P9_MAX_MSIZE];
@@ -123,28 +125,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static size_t send(struct p9_server *s, uint8_t *m, size_t len, size_t cap)
-{
-	put_le32(m, len);
-	return p9_handle(s, m, len, resp, cap);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	reset_share();
-	struct p9_server *s = p9_server_new(share, data[0] & 1);
+	struct p9_server_opts o = { .ro = data[0] & 1, .model = data[0] & 4 ? P9_MAPPED : P9_PASSTHROUGH, .xdev = data[0] & 8 };
+	struct p9_server *s = p9_server_new(share, &o);
 	if (!s)
 		abort();
-	uint8_t m[64] = { 0, 0, 0, 0, P9_TVERSION, 0xff, 0xff };
-	put_le32(m + 7, 65536);
-	put_le16(m + 11, 8);
-	memcpy(m + 13, "9P2000.L", 8);
-	send(s, m, 21, sizeof(resp));
-	uint8_t a[64] = { 0, 0, 0, 0, P9_TATTACH, 1, 0 };	/* fid 0, afid NOFID, "", "", uid 0 */
-	put_le32(a + 11, P9_NOFID);
-	send(s, a, 7 + 4 + 4 + 2 + 2 + 4, sizeof(resp));
+	uint8_t m[64];
+	struct p9c c = { .req = m, .resp = resp, .resp_cap = sizeof(resp), .srv = s };
+	uint32_t msize;
+	char v[16];
+	if (p9c_version(&c, 65536, "9P2000.L", &msize, v, sizeof(v)) || p9c_attach(&c, 0, 0, NULL))
+		abort();
 	size_t cap = data[0] & 2 ? 64 : sizeof(resp);
 	for (size_t off = 1; off < size;) {
 		size_t rem = size - off;

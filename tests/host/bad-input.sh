@@ -55,5 +55,12 @@ case_ missing-initrd "$T/no-initrd: cannot read" run -k "$T/truncated.bzImage" -
 case_ missing-disk "$T/no-disk: cannot open" run -k "$T/truncated.bzImage" --flat -d "$T/no-disk"
 case_ bad-console "\-\-console tty" run -k x --console tty
 case_ unknown-command "unknown command 'frob'" frob
+ln -s "$T/dir" "$T/dirlink"
+case_ 9p-symlink "a symlink is not followed" run -k x --9p "$T/dirlink,tag"
+case_ 9p-bad-option "\-\-9p .*unknown option 'frob' (ro, xdev" run -k x --9p "$T/dir,tag,frob"
+mkdir "$T/opentmp" && chmod 0777 "$T/opentmp"
+export TMPDIR="$T/opentmp"
+case_ sandbox-unsafe-tmpdir "TMPDIR $T/opentmp: .* writable by others without the sticky bit" sandbox -k x -- true
+unset TMPDIR
 echo "bad input: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -28,6 +28,7 @@
 
 #include "virtio_driver.h"
 #include "../ro_sandbox.h"
+#include "p9_client.h"
 
 /* ---- a sandbox for the whole test (tests/ro_sandbox.h says why) ---- */
 
@@ -42,76 +43,47 @@ __attribute__((constructor)) static void confine(void)
 	fprintf(stderr, "test_9p: note: no sandbox (no user namespaces); as a normal user the host is safe enough\n");
 }
 
-/* ---- a small 9P client ---- */
+/* ---- the shared 9P client (tests/lib/p9_client.h), under this test's own names ---- */
 
-static struct p9_server *srv;
 static uint8_t req[P9_MAX_MSIZE + 64], resp[P9_MAX_MSIZE];
-static size_t reqlen, resplen, respcap = sizeof(resp), rpos;
-static uint16_t next_tag = 1;
+static struct p9c cl = { .req = req, .resp = resp, .resp_cap = sizeof(resp) };
+#define srv cl.srv
+#define reqlen cl.len
+#define resplen cl.resplen
+#define respcap cl.resp_cap
+#define rpos cl.rpos
 
 struct qid { uint8_t type; uint32_t version; uint64_t path; };
 
-static void msg(uint8_t type)
-{
-	req[4] = type;
-	put_le16(req + 5, type == P9_TVERSION ? P9_NOTAG : next_tag++);
-	reqlen = P9_HDR_SIZE;
-}
-static void m8(uint8_t v) { req[reqlen++] = v; }
-static void m16(uint16_t v) { put_le16(req + reqlen, v); reqlen += 2; }
-static void m32(uint32_t v) { put_le32(req + reqlen, v); reqlen += 4; }
-static void m64(uint64_t v) { put_le64(req + reqlen, v); reqlen += 8; }
-static void mbytes(const void *p, size_t n) { memcpy(req + reqlen, p, n); reqlen += n; }
-static void mstrn(const char *s, size_t n) { m16(n); mbytes(s, n); }
-static void mstr(const char *s) { mstrn(s, strlen(s)); }
+static void to_qid(struct qid *q, const struct p9c_qid *p) { q->type = p->type; q->version = p->version; q->path = p->path; }
 
-static uint8_t in8(void) { return resp[rpos++]; }
-static uint16_t in16(void) { rpos += 2; return get_le16(resp + rpos - 2); }
-static uint32_t in32(void) { rpos += 4; return get_le32(resp + rpos - 4); }
-static uint64_t in64(void) { rpos += 8; return get_le64(resp + rpos - 8); }
-static void inqid(struct qid *q) { q->type = in8(); q->version = in32(); q->path = in64(); }
-static void instr(char *out, size_t cap)
-{
-	uint16_t n = in16();
-	size_t k = MIN((size_t)n, cap - 1);
-	memcpy(out, resp + rpos, k);
-	out[k] = 0;
-	rpos += n;
-}
-
-/* Send req; 0 for the matching R-message, the errno of an Rlerror, <0 if the reply is malformed. */
-static int rpc_len(size_t len)
-{
-	put_le32(req, reqlen);
-	resplen = p9_handle(srv, req, len, resp, respcap);
-	rpos = P9_HDR_SIZE;
-	if (resplen < P9_HDR_SIZE || get_le32(resp) != resplen)
-		return -1;
-	if (len >= P9_HDR_SIZE && get_le16(resp + 5) != get_le16(req + 5))
-		return -2;
-	if (resp[4] == P9_RLERROR)
-		return resplen == 11 ? (int)get_le32(resp + 7) : -4;
-	return resp[4] == req[4] + 1 ? 0 : -3;
-}
-static int rpc(void) { return rpc_len(reqlen); }
+static void msg(uint8_t type) { p9c_msg(&cl, type); }
+static void m8(uint8_t v) { p9c_8(&cl, v); }
+static void m16(uint16_t v) { p9c_16(&cl, v); }
+static void m32(uint32_t v) { p9c_32(&cl, v); }
+static void m64(uint64_t v) { p9c_64(&cl, v); }
+static void mstr(const char *s) { p9c_str(&cl, s); }
+static void mstrn(const char *s, size_t n) { p9c_strn(&cl, s, n); }
+static void mbytes(const void *p, size_t n) { p9c_bytes(&cl, p, n); }
+static uint8_t in8(void) { return p9c_r8(&cl); }
+static uint16_t in16(void) { return p9c_r16(&cl); }
+static uint32_t in32(void) { return p9c_r32(&cl); }
+static uint64_t in64(void) { return p9c_r64(&cl); }
+static void inqid(struct qid *q) { struct p9c_qid p; p9c_rqid(&cl, &p); to_qid(q, &p); }
+static void instr(char *out, size_t cap) { p9c_rstr(&cl, out, cap); }
+static int rpc(void) { return p9c_rpc(&cl); }
 
 static int version(uint32_t msize, const char *v, uint32_t *got_msize, char *got_v)
 {
-	msg(P9_TVERSION); m32(msize); mstr(v);
-	int e = rpc();
-	if (!e) {
-		*got_msize = in32();
-		instr(got_v, 32);
-	}
-	return e;
+	return p9c_version(&cl, msize, v, got_msize, got_v, 32);
 }
 
 static int attach(uint32_t fid, struct qid *q)
 {
-	msg(P9_TATTACH); m32(fid); m32(P9_NOFID); mstr("root"); mstr(""); m32(0);
-	int e = rpc();
+	struct p9c_qid p;
+	int e = p9c_attach(&cl, fid, 0, &p);
 	if (!e && q)
-		inqid(q);
+		to_qid(q, &p);
 	return e;
 }
 
@@ -119,143 +91,78 @@ static struct qid wqids[P9_MAX_WALK];
 static int nwqid;
 static int walkv(uint32_t fid, uint32_t newfid, int n, const char *const *names)
 {
-	msg(P9_TWALK); m32(fid); m32(newfid); m16(n);
-	for (int i = 0; i < n; i++)
-		mstr(names[i]);
-	int e = rpc();
-	nwqid = -1;
-	if (!e) {
-		nwqid = in16();
-		for (int i = 0; i < nwqid && i < P9_MAX_WALK; i++)
-			inqid(&wqids[i]);
-	}
+	struct p9c_qid p[P9_MAX_WALK];
+	int e = p9c_walk(&cl, fid, newfid, n, names, p, &nwqid);
+	for (int i = 0; i < nwqid && i < P9_MAX_WALK; i++)
+		to_qid(&wqids[i], &p[i]);
 	return e;
 }
 #define WALK(fid, newfid, ...) \
 	walkv(fid, newfid, sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(char *), (const char *[]){ __VA_ARGS__ })
 static int clonefid(uint32_t fid, uint32_t newfid) { return walkv(fid, newfid, 0, NULL); }
 
-static int lopen(uint32_t fid, uint32_t flags)
-{
-	msg(P9_TLOPEN); m32(fid); m32(flags);
-	return rpc();
-}
+static int lopen(uint32_t fid, uint32_t flags) { return p9c_lopen(&cl, fid, flags); }
 
 static int lcreate(uint32_t fid, const char *name, uint32_t flags, uint32_t mode, struct qid *q)
 {
-	msg(P9_TLCREATE); m32(fid); mstr(name); m32(flags); m32(mode); m32(0);
-	int e = rpc();
+	struct p9c_qid p;
+	int e = p9c_lcreate(&cl, fid, name, flags, mode, 0, &p);
 	if (!e && q)
-		inqid(q);
+		to_qid(q, &p);
 	return e;
 }
 
-static long p9read(uint32_t fid, uint64_t off, uint32_t count, void *buf)
-{
-	msg(P9_TREAD); m32(fid); m64(off); m32(count);
-	int e = rpc();
-	if (e)
-		return -e;
-	uint32_t n = in32();
-	if (buf)
-		memcpy(buf, resp + rpos, n);
-	return n;
-}
-
+static long p9read(uint32_t fid, uint64_t off, uint32_t count, void *buf) { return p9c_read(&cl, fid, off, count, buf); }
 static long p9write(uint32_t fid, uint64_t off, const void *data, uint32_t count)
 {
-	msg(P9_TWRITE); m32(fid); m64(off); m32(count); mbytes(data, count);
-	int e = rpc();
-	return e ? -e : (long)in32();
+	return p9c_write(&cl, fid, off, data, count);
 }
 
 struct attr { struct qid qid; uint32_t mode, uid, gid; uint64_t nlink, size, atime, mtime; };
 static int getattr(uint32_t fid, struct attr *a)
 {
-	msg(P9_TGETATTR); m32(fid); m64(P9_GETATTR_BASIC);
-	int e = rpc();
-	if (e)
-		return e;
-	if (in64() != P9_GETATTR_BASIC)
-		return -5;
-	inqid(&a->qid);
-	a->mode = in32(); a->uid = in32(); a->gid = in32();
-	a->nlink = in64(); in64(); a->size = in64(); in64(); in64();
-	a->atime = in64(); in64(); a->mtime = in64();
-	return 0;
+	struct p9c_attr p;
+	int e = p9c_getattr(&cl, fid, &p);
+	if (!e) {
+		to_qid(&a->qid, &p.qid);
+		a->mode = p.mode; a->uid = p.uid; a->gid = p.gid;
+		a->nlink = p.nlink; a->size = p.size; a->atime = p.atime; a->mtime = p.mtime;
+	}
+	return e;
 }
 
 static int setattr(uint32_t fid, uint32_t valid, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t size,
 		   uint64_t atime, uint64_t mtime)
 {
-	msg(P9_TSETATTR); m32(fid); m32(valid); m32(mode); m32(uid); m32(gid); m64(size);
-	m64(atime); m64(0); m64(mtime); m64(0);
-	return rpc();
+	return p9c_setattr(&cl, fid, valid, mode, uid, gid, size, atime, mtime);
 }
 
 static int mkdir9(uint32_t dfid, const char *name, uint32_t mode, struct qid *q)
 {
-	msg(P9_TMKDIR); m32(dfid); mstr(name); m32(mode); m32(0);
-	int e = rpc();
+	struct p9c_qid p;
+	int e = p9c_mkdir(&cl, dfid, name, mode, 0, &p);
 	if (!e && q)
-		inqid(q);
+		to_qid(q, &p);
 	return e;
 }
 
 static int symlink9(uint32_t dfid, const char *name, const char *target, struct qid *q)
 {
-	msg(P9_TSYMLINK); m32(dfid); mstr(name); mstr(target); m32(0);
-	int e = rpc();
+	struct p9c_qid p;
+	int e = p9c_symlink(&cl, dfid, name, target, 0, &p);
 	if (!e && q)
-		inqid(q);
+		to_qid(q, &p);
 	return e;
 }
 
-static int readlink9(uint32_t fid, char *out, size_t cap)
-{
-	msg(P9_TREADLINK); m32(fid);
-	int e = rpc();
-	if (!e)
-		instr(out, cap);
-	return e;
-}
-
-static int link9(uint32_t dfid, uint32_t fid, const char *name)
-{
-	msg(P9_TLINK); m32(dfid); m32(fid); mstr(name);
-	return rpc();
-}
-
-static int renameat9(uint32_t od, const char *on, uint32_t nd, const char *nn)
-{
-	msg(P9_TRENAMEAT); m32(od); mstr(on); m32(nd); mstr(nn);
-	return rpc();
-}
-
-static int rename9(uint32_t fid, uint32_t dfid, const char *name)
-{
-	msg(P9_TRENAME); m32(fid); m32(dfid); mstr(name);
-	return rpc();
-}
-
-static int unlinkat9(uint32_t dfid, const char *name, uint32_t flags)
-{
-	msg(P9_TUNLINKAT); m32(dfid); mstr(name); m32(flags);
-	return rpc();
-}
-
-static int mknod9(uint32_t dfid, const char *name, uint32_t mode)
-{
-	msg(P9_TMKNOD); m32(dfid); mstr(name); m32(mode); m32(1); m32(3); m32(0);
-	return rpc();
-}
-
-static int fid1(uint8_t type, uint32_t fid)
-{
-	msg(type); m32(fid);
-	return rpc();
-}
-static int clunk(uint32_t fid) { return fid1(P9_TCLUNK, fid); }
+static int readlink9(uint32_t fid, char *out, size_t cap) { return p9c_readlink(&cl, fid, out, cap); }
+static int link9(uint32_t dfid, uint32_t fid, const char *name) { return p9c_link(&cl, dfid, fid, name); }
+static int renameat9(uint32_t od, const char *on, uint32_t nd, const char *nn) { return p9c_renameat(&cl, od, on, nd, nn); }
+static int rename9(uint32_t fid, uint32_t dfid, const char *name) { return p9c_rename(&cl, fid, dfid, name); }
+static int unlinkat9(uint32_t dfid, const char *name, uint32_t flags) { return p9c_unlinkat(&cl, dfid, name, flags); }
+static int mknod9(uint32_t dfid, const char *name, uint32_t mode) { return p9c_mknod(&cl, dfid, name, mode, 1, 3, 0); }
+static int fid1(uint8_t type, uint32_t fid) { return p9c_fid1(&cl, type, fid); }
+static int clunk(uint32_t fid) { return p9c_clunk(&cl, fid); }
 
 /* Names returned by Treaddir calls of count bytes until the end, joined by ' ' (sorted by the caller). */
 static int readdir_all(uint32_t fid, uint32_t count, char *names, size_t cap, int *calls)
@@ -355,7 +262,7 @@ static void make_tree(bool ro)
 	CHECK_EQ(symlink(secret, hp("sec")), 0);
 	CHECK_EQ(symlink(outside, hp("abs")), 0);
 	CHECK_EQ(symlink("../outside", hp("esc")), 0);
-	srv = p9_server_new(share, ro);
+	srv = p9_server_new(share, &(struct p9_server_opts){ .ro = ro });
 	CHECK(srv != NULL);
 	uint32_t msize;
 	char v[32];
@@ -984,10 +891,10 @@ TEST(malformed_messages)
 	msg(P9_TWALK + 1); m32(0);
 	CHECK_EQ(rpc(), EOPNOTSUPP);
 	p9_server_free(srv);
-	srv = p9_server_new(share, false);
+	srv = p9_server_new(share, NULL);
 	CHECK_EQ(attach(0, NULL), EPROTO);
-	CHECK(p9_server_new("/nonexistent/dir", false) == NULL);
-	CHECK(p9_server_new("/etc/passwd", false) == NULL);
+	CHECK(p9_server_new("/nonexistent/dir", NULL) == NULL);
+	CHECK(p9_server_new("/etc/passwd", NULL) == NULL);
 	drop_tree();
 }
 
@@ -1331,6 +1238,7 @@ TEST(virtio_device)
 	shares->share[0] = (struct share_opt){ .dir = share, .tag = "hostshare" };
 	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), 0);
 	CHECK(vm.needs_files);
+	CHECK_EQ(devices_start(&vm), 0);	/* its worker threads */
 	struct pci_dev *p = dev_at(1);
 	CHECK(p != NULL);
 	if (!p) {

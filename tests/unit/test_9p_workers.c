@@ -1,0 +1,470 @@
+/*
+ * 9P requests off the kicking thread and in parallel: the virtio-9p device's
+ * worker threads (several requests in flight, signals blocked, started,
+ * stopped, restarted and destroyed through the device lifecycle), Tflush answered only after the request it names,
+ * and the server under many client threads at once (fids of their own and
+ * shared ones, renames under other fids' feet) with every byte checked.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include "test.h"
+#include "p9.h"
+#include "util.h"
+
+#include "virtio_driver.h"
+#include "../ro_sandbox.h"
+#include "p9_client.h"
+
+__attribute__((constructor)) static void confine(void)
+{
+	if (ro_sandbox(NULL, 0, "/etc/.lkvm-test-9p-workers-probe") == 0)
+		return;
+	if (geteuid() == 0) {
+		fprintf(stderr, "test_9p_workers: refusing to run as root without a read-only sandbox\n");
+		exit(1);
+	}
+}
+
+static char share[96];
+
+static void make_share(void)
+{
+	strcpy(share, "/tmp/lkvm-9pw-XXXXXX");
+	if (!mkdtemp(share))
+		abort();
+	char p[160];
+	snprintf(p, sizeof(p), "%s/data", share);
+	int fd = open(p, O_CREAT | O_WRONLY, 0644);
+	if (fd < 0 || write(fd, "0123456789", 10) != 10)
+		abort();
+	close(fd);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return type == FTW_DP ? rmdir(path) : unlink(path), 0;
+}
+
+static void drop_share(void)
+{
+	nftw(share, rm_one, 16, FTW_PHYS | FTW_DEPTH);
+}
+
+/* ---- the device ---- */
+
+#define REQ(i) (BUF + 0x10000 * (i))		/* chain i's request */
+#define RESP(i) (BUF + 0x10000 * (i) + 0x8000)	/* and its reply */
+
+static uint8_t msgbuf[P9_MAX_MSIZE + 64], respbuf[P9_MAX_MSIZE];
+
+/* Queue a message as chain i (descriptors 2i, 2i+1) without kicking. */
+static void queue_msg(int i, struct p9c *c)
+{
+	put_le32(c->req, c->len);
+	memcpy(g(REQ(i)), c->req, c->len);
+	memset(g(RESP(i)), 0, 64);
+	desc(2 * i, REQ(i), c->len, 1, 2 * i + 1);
+	desc(2 * i + 1, RESP(i), 0x8000, 2, 0);
+	put_le16(g(AVAIL + 4 + 2 * (avail_idx % QSIZE)), 2 * i);
+	avail_idx++;
+	put_le16(g(AVAIL + 2), avail_idx);
+}
+
+static void kick(void) { wr(VPCI_NOTIFY, 0, 2); }
+
+/* A queue transport for the client: one chain (0) at a time, waiting for its reply. */
+static size_t queue_xfer(struct p9c *c, size_t len)
+{
+	uint16_t before = get_le16(g(USED + 2));
+	queue_msg(0, c);
+	kick();
+	if (wait_used(before + 1) < 0)
+		return 0;
+	size_t n = get_le32(g(USED + 4 + 8 * (before % QSIZE) + 4));
+	memcpy(c->resp, g(RESP(0)), MIN(n, c->resp_cap));
+	return n;
+}
+
+static struct p9c qc = { .req = msgbuf, .resp = respbuf, .resp_cap = sizeof(respbuf), .xfer = queue_xfer };
+
+/* A fresh fake VM with one share, the driver up, and a session with fid 0 at the root. */
+static bool device_up(void)
+{
+	make_share();
+	setup_vm();
+	struct p9_opts *shares = vm_config_part(&vm.cfg, &virtio_9p_device, sizeof(*shares));
+	shares->n = 1;
+	shares->share[0] = (struct share_opt){ .dir = share, .tag = "w" };
+	CHECK_EQ(device_type_create(&vm, &virtio_9p_device), 0);
+	CHECK_EQ(devices_start(&vm), 0);
+	struct pci_dev *p = dev_at(1);
+	avail_idx = 0;
+	if (!p || driver_init(p, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 0))
+		return false;
+	uint32_t msize;
+	char v[32];
+	CHECK_EQ(p9c_version(&qc, 8192, "9P2000.L", &msize, v, sizeof(v)), 0);
+	CHECK_EQ(p9c_attach(&qc, 0, 0, NULL), 0);
+	return true;
+}
+
+/* The threads named name: how many, and whether each blocks the signals in mask. */
+static int threads_named(const char *name, uint64_t mask, int *blocking)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	*blocking = 0;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], line[256];
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		bool match = f && fgets(line, sizeof(line), f) && !strncmp(line, name, strlen(name)) &&
+			     line[strlen(name)] == '\n';
+		if (f)
+			fclose(f);
+		if (!match)
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		f = fopen(path, "r");
+		unsigned long long blk = 0;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+				break;
+		if (f)
+			fclose(f);
+		*blocking += (blk & mask) == mask;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+#define SIGBIT(s) (1ULL << ((s) - 1))
+
+/* ---- a hook that holds one request until another has started ---- */
+
+static pthread_mutex_t hk_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hk_cond = PTHREAD_COND_INITIALIZER;
+static uint16_t hold_tag, release_tag;
+static bool released, held_timed_out;
+static pid_t served_by[65536 / 8];	/* thread that served a tag (first of the tags used) */
+static int seen_tags;
+
+static void hold_hook(uint16_t tag)
+{
+	pthread_mutex_lock(&hk_lock);
+	if (tag < ARRAY_SIZE(served_by))
+		served_by[tag] = syscall(SYS_gettid);
+	seen_tags++;
+	if (tag == release_tag) {
+		released = true;
+		pthread_cond_broadcast(&hk_cond);
+	}
+	if (tag == hold_tag) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (!released && !held_timed_out)
+			held_timed_out = pthread_cond_timedwait(&hk_cond, &hk_lock, &until) == ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&hk_lock);
+}
+
+TEST(requests_off_the_kicking_thread_and_in_parallel)
+{
+	if (!device_up())
+		return;
+	int blocking;
+	for (int i = 0; i < 2000 && threads_named("lkvm-9p", 0, &blocking) < 4; i++)
+		usleep(1000);	/* each worker names itself as it starts */
+	CHECK_EQ(threads_named("lkvm-9p", 0, &blocking), 4);
+	CHECK_EQ(threads_named("lkvm-9p", SIGBIT(SIGUSR1) | SIGBIT(SIGINT) | SIGBIT(SIGTERM) | SIGBIT(SIGHUP),
+			       &blocking), 4);
+	CHECK_EQ(blocking, 4);
+
+	/* Request A (tag 100) is held until request B (tag 200) has started: only a second worker can. */
+	hold_tag = 100;
+	release_tag = 200;
+	released = held_timed_out = false;
+	__atomic_store_n(&p9_request_hook, hold_hook, __ATOMIC_RELEASE);
+	uint16_t before = get_le16(g(USED + 2));
+	struct p9c a = { .req = msgbuf, .resp = respbuf, .resp_cap = sizeof(respbuf) };
+	p9c_msg(&a, P9_TGETATTR); p9c_32(&a, 0); p9c_64(&a, P9_GETATTR_BASIC);
+	put_le16(a.req + 5, 100);
+	queue_msg(0, &a);
+	p9c_msg(&a, P9_TWALK); p9c_32(&a, 0); p9c_32(&a, 9); p9c_16(&a, 1); p9c_str(&a, "data");
+	put_le16(a.req + 5, 200);
+	queue_msg(1, &a);
+	kick();
+	CHECK_EQ(wait_used(before + 2), 0);
+	__atomic_store_n(&p9_request_hook, NULL, __ATOMIC_RELEASE);
+	CHECK(released);
+	CHECK(!held_timed_out);
+	/* Both answered, each in its own buffer: A's Rgetattr, B's Rwalk with one qid. */
+	CHECK_EQ(g(RESP(0))[4], P9_TGETATTR + 1);
+	CHECK_EQ(get_le16(g(RESP(0)) + 5), 100);
+	CHECK_EQ(g(RESP(1))[4], P9_TWALK + 1);
+	CHECK_EQ(get_le16(g(RESP(1)) + 7), 1);
+	/* ... by two different threads, neither of them this one (which kicked). */
+	pid_t me = syscall(SYS_gettid);
+	CHECK(served_by[100] && served_by[200] && served_by[100] != served_by[200]);
+	CHECK(served_by[100] != me && served_by[200] != me);
+	/* The walk made its fid: the device keeps working. */
+	CHECK_EQ(p9c_lopen(&qc, 9, 0), 0);
+	char buf[16];
+	CHECK_EQ(p9c_read(&qc, 9, 2, 3, buf), 3);
+	CHECK(!memcmp(buf, "234", 3));
+
+	/* stop joins the workers; destroy frees the device; a stopped device can start again. */
+	devices_stop(&vm);
+	CHECK_EQ(threads_named("lkvm-9p", 0, &blocking), 0);
+	CHECK_EQ(devices_start(&vm), 0);
+	for (int i = 0; i < 2000 && threads_named("lkvm-9p", 0, &blocking) < 4; i++)
+		usleep(1000);
+	CHECK_EQ(threads_named("lkvm-9p", 0, &blocking), 4);
+	CHECK_EQ(p9c_read(&qc, 9, 0, 3, buf), 3);
+	devices_destroy(&vm);
+	CHECK_EQ(threads_named("lkvm-9p", 0, &blocking), 0);
+	drop_share();
+}
+
+/* A burst of requests filling the ring: every one answered, in whatever order. */
+TEST(a_full_ring_of_requests)
+{
+	if (!device_up())
+		return;
+	uint16_t before = get_le16(g(USED + 2));
+	struct p9c m = { .req = msgbuf, .resp = respbuf, .resp_cap = sizeof(respbuf) };
+	for (int i = 0; i < QSIZE / 2; i++) {
+		p9c_msg(&m, P9_TWALK); p9c_32(&m, 0); p9c_32(&m, 10 + i); p9c_16(&m, 1); p9c_str(&m, "data");
+		queue_msg(i, &m);
+	}
+	kick();
+	CHECK_EQ(wait_used(before + QSIZE / 2), 0);
+	for (int i = 0; i < QSIZE / 2; i++) {
+		CHECK_EQ(g(RESP(i))[4], P9_TWALK + 1);
+		CHECK_EQ(p9c_getattr(&qc, 10 + i, &(struct p9c_attr){ 0 }), 0);
+	}
+	drop_share();
+}
+
+/* ---- Tflush ---- */
+
+static struct p9_server *fsrv;
+static char written_when_flushed[32];	/* the file, as the flush's answer found it */
+
+/* Tag 300: a Twrite of "written-by-300" to fid 1 (the file "data"). */
+static void *send_held(void *arg)
+{
+	uint8_t req[128], resp[256];
+	struct p9c c = { .req = req, .resp = resp, .resp_cap = sizeof(resp), .srv = fsrv };
+	p9c_msg(&c, P9_TWRITE); p9c_32(&c, 1); p9c_64(&c, 0); p9c_32(&c, 14); p9c_bytes(&c, "written-by-300", 14);
+	put_le16(c.req + 5, 300);
+	return (void *)(intptr_t)p9c_rpc(&c);
+}
+
+/* Tag 301: Tflush of 300; once answered, what is in the file says whether 300 had finished. */
+static void *send_flush(void *arg)
+{
+	uint8_t req[64], resp[256];
+	struct p9c c = { .req = req, .resp = resp, .resp_cap = sizeof(resp), .srv = fsrv };
+	p9c_msg(&c, P9_TFLUSH); p9c_16(&c, 300);
+	put_le16(c.req + 5, 301);
+	int e = p9c_rpc(&c);
+	char p[160];
+	snprintf(p, sizeof(p), "%s/data", share);
+	int fd = open(p, O_RDONLY);
+	if (fd >= 0) {
+		if (read(fd, written_when_flushed, 14) < 0) {}
+		close(fd);
+	}
+	return (void *)(intptr_t)e;
+}
+
+/*
+ * Tag 300 says it is in (the test then sends the flush, tag 301) and waits
+ * until the flush has started; then it takes 100 ms more, which the flush
+ * must wait out.
+ */
+static bool a_in;
+static void flush_hook(uint16_t tag)
+{
+	pthread_mutex_lock(&hk_lock);
+	if (tag == 300) {
+		a_in = true;
+		pthread_cond_broadcast(&hk_cond);
+	}
+	if (tag == 301) {
+		released = true;
+		pthread_cond_broadcast(&hk_cond);
+	}
+	if (tag == 300) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (!released && !held_timed_out)
+			held_timed_out = pthread_cond_timedwait(&hk_cond, &hk_lock, &until) == ETIMEDOUT;
+		pthread_mutex_unlock(&hk_lock);
+		usleep(100000);	/* the flush has started: it must still wait for this request */
+		return;
+	}
+	pthread_mutex_unlock(&hk_lock);
+}
+
+TEST(flush_answers_after_the_flushed_request)
+{
+	make_share();
+	fsrv = p9_server_new(share, NULL);
+	uint8_t req[64], resp[256];
+	struct p9c c = { .req = req, .resp = resp, .resp_cap = sizeof(resp), .srv = fsrv };
+	uint32_t msize;
+	char v[32];
+	CHECK_EQ(p9c_version(&c, 8192, "9P2000.L", &msize, v, sizeof(v)), 0);
+	CHECK_EQ(p9c_attach(&c, 0, 0, NULL), 0);
+	CHECK_EQ(p9c_walk1(&c, 0, 1, "data", NULL), 0);
+	CHECK_EQ(p9c_lopen(&c, 1, P9_DOTL_WRONLY), 0);
+	released = held_timed_out = a_in = false;
+	memset(written_when_flushed, 0, sizeof(written_when_flushed));
+	__atomic_store_n(&p9_request_hook, flush_hook, __ATOMIC_RELEASE);
+	pthread_t a, b;
+	pthread_create(&a, NULL, send_held, NULL);
+	pthread_mutex_lock(&hk_lock);
+	while (!a_in)
+		pthread_cond_wait(&hk_cond, &hk_lock);
+	pthread_mutex_unlock(&hk_lock);
+	pthread_create(&b, NULL, send_flush, NULL);
+	void *ra, *rb;
+	pthread_join(a, &ra);
+	pthread_join(b, &rb);
+	__atomic_store_n(&p9_request_hook, NULL, __ATOMIC_RELEASE);
+	CHECK_EQ((intptr_t)ra, 0);
+	CHECK_EQ((intptr_t)rb, 0);
+	CHECK(!held_timed_out);
+	CHECK(!strcmp(written_when_flushed, "written-by-300"));	/* Rflush came after the write was done */
+	/* A flush of a tag nobody uses answers at once; so does one that names itself. */
+	p9c_msg(&c, P9_TFLUSH); p9c_16(&c, 4242);
+	CHECK_EQ(p9c_rpc(&c), 0);
+	p9c_msg(&c, P9_TFLUSH); p9c_16(&c, c.tag);
+	CHECK_EQ(p9c_rpc(&c), 0);
+	p9_server_free(fsrv);
+	drop_share();
+}
+
+/* ---- many clients on one server ---- */
+
+#define CLIENTS 8
+#define ROUNDS 300
+
+static struct p9_server *ssrv;
+
+struct client {
+	int id;
+	int failures;
+	pthread_t thread;
+};
+
+#define EXPECT(cond) do { if (!(cond)) { fprintf(stderr, "FAIL client %d: %s:%d: %s\n", cl->id, __FILE__, __LINE__, #cond); cl->failures++; } } while (0)
+
+static void *client_run(void *arg)
+{
+	struct client *cl = arg;
+	static __thread uint8_t req[16384], resp[16384];
+	struct p9c c = { .req = req, .resp = resp, .resp_cap = sizeof(resp), .srv = ssrv };
+	uint32_t base = 1000 * (cl->id + 1);	/* fids of its own */
+	char dir[16], name[32], other[32], data[64], buf[64];
+	snprintf(dir, sizeof(dir), "c%d", cl->id);
+	EXPECT(p9c_mkdir(&c, 0, dir, 0755, 0, NULL) == 0);
+	EXPECT(p9c_walk1(&c, 0, base, dir, NULL) == 0);
+	for (int r = 0; r < ROUNDS; r++) {
+		snprintf(name, sizeof(name), "f%d", r % 7);
+		snprintf(other, sizeof(other), "g%d", r % 7);
+		snprintf(data, sizeof(data), "client %d round %d", cl->id, r);
+		size_t len = strlen(data);
+		/* create, write, read back through another fid, rename, remove */
+		EXPECT(p9c_walk1(&c, base, base + 1, NULL, NULL) == 0);
+		int e = p9c_lcreate(&c, base + 1, name, P9_DOTL_RDWR, 0644, 0, NULL);
+		EXPECT(e == 0);
+		EXPECT(p9c_write(&c, base + 1, 0, data, len) == (long)len);
+		EXPECT(p9c_walk1(&c, base, base + 2, name, NULL) == 0);
+		EXPECT(p9c_lopen(&c, base + 2, 0) == 0);
+		memset(buf, 0, sizeof(buf));
+		EXPECT(p9c_read(&c, base + 2, 0, sizeof(buf), buf) == (long)len && !memcmp(buf, data, len));
+		EXPECT(p9c_renameat(&c, base, name, base, other) == 0);
+		EXPECT(p9c_read(&c, base + 1, 0, sizeof(buf), buf) == (long)len);	/* the open fid keeps it */
+		EXPECT(p9c_clunk(&c, base + 1) == 0);
+		EXPECT(p9c_clunk(&c, base + 2) == 0);
+		/* shared: the root fid and the file "data" everyone reads */
+		EXPECT(p9c_walk1(&c, 0, base + 3, "data", NULL) == 0);
+		EXPECT(p9c_lopen(&c, base + 3, 0) == 0);
+		EXPECT(p9c_read(&c, base + 3, 3, 4, buf) == 4 && !memcmp(buf, "3456", 4));
+		EXPECT(p9c_getattr(&c, 0, &(struct p9c_attr){ 0 }) == 0);
+		EXPECT(p9c_getattr(&c, 5, &(struct p9c_attr){ 0 }) == 0);	/* one open fid, shared */
+		EXPECT(p9c_read(&c, 5, 0, 10, buf) == 10 && !memcmp(buf, "0123456789", 10));
+		EXPECT(p9c_clunk(&c, base + 3) == 0);
+		EXPECT(p9c_unlinkat(&c, base, other, 0) == 0);
+		/* one fid id every client makes and clunks: EBADF when another has it, never a crash */
+		e = p9c_walk1(&c, 0, 7777, NULL, NULL);
+		EXPECT(e == 0 || e == EBADF);
+		e = p9c_clunk(&c, 7777);
+		EXPECT(e == 0 || e == EBADF);
+		/* walks through a directory others rename */
+		const char *path[] = { "moving", ".." };
+		int n;
+		e = p9c_walk(&c, 0, base + 5, 2, path, NULL, &n);
+		EXPECT(e == 0 || e == ENOENT);
+		if (!e && n == 2)
+			EXPECT(p9c_clunk(&c, base + 5) == 0);
+		if (cl->id == 0) {
+			e = p9c_renameat(&c, 0, r % 2 ? "moved" : "moving", 0, r % 2 ? "moving" : "moved");
+			EXPECT(e == 0);
+		}
+	}
+	EXPECT(p9c_clunk(&c, base) == 0);
+	return NULL;
+}
+
+TEST(many_clients_at_once)
+{
+	make_share();
+	ssrv = p9_server_new(share, NULL);
+	uint8_t req[256], resp[256];
+	struct p9c c = { .req = req, .resp = resp, .resp_cap = sizeof(resp), .srv = ssrv };
+	uint32_t msize;
+	char v[32];
+	CHECK_EQ(p9c_version(&c, 16384, "9P2000.L", &msize, v, sizeof(v)), 0);
+	CHECK_EQ(p9c_attach(&c, 0, 0, NULL), 0);
+	CHECK_EQ(p9c_mkdir(&c, 0, "moving", 0755, 0, NULL), 0);
+	CHECK_EQ(p9c_walk1(&c, 0, 5, "data", NULL), 0);
+	CHECK_EQ(p9c_lopen(&c, 5, 0), 0);
+	struct client cls[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		cls[i] = (struct client){ .id = i };
+		pthread_create(&cls[i].thread, NULL, client_run, &cls[i]);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_join(cls[i].thread, NULL);
+		CHECK_EQ(cls[i].failures, 0);
+	}
+	/* Every client's directory is there and empty; nothing else appeared. */
+	for (int i = 0; i < CLIENTS; i++) {
+		char p[160];
+		snprintf(p, sizeof(p), "%s/c%d", share, i);
+		CHECK_EQ(rmdir(p), 0);
+	}
+	CHECK_EQ(p9c_clunk(&c, 5), 0);
+	p9_server_free(ssrv);
+	drop_share();
+}
+
+TEST_MAIN()
