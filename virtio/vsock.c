@@ -898,7 +898,7 @@ void vsock_poll_once(struct vsock *v, int timeout_ms)
 		send_event(v);
 	if (running)
 		flush_pending(v);
-	/* Only the connection at hand may end in here: the others' pointers stay good. */
+	/* Polled connections may have ended since (a reset, an RST sent): conn_alive() says. */
 	bool accept_ready = false;
 	for (int i = 1; i < n; i++) {
 		struct conn *k = v->fd_conn[i];
