@@ -21,5 +21,6 @@ extern const struct device_type virtio_blk_device;
 extern const struct device_type virtio_balloon_device;
 extern const struct device_type virtio_net_device;
 extern const struct device_type virtio_9p_device;
+extern const struct device_type virtio_vsock_device;
 
 #endif

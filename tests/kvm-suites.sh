@@ -2,14 +2,14 @@
 # The suites that need a working /dev/kvm; run by run-all.sh through kvm-env.
 #   kvm-suites.sh BUILD [all|small|linux]
 # small: our test guests and the control plane; linux: real kernels booted to
-# user space (boot and durability tests); all: both.
+# user space (boot, durability, device and vsock tests); all: both.
 BUILD=${1:-build}
 SET=${2:-all}
 cd "$(dirname "$0")/.." || exit 1
 case $SET in
 small) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh" ;;
-linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
-all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
+linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/vsock-tests.sh" ;;
+all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/vsock-tests.sh" ;;
 *) echo "kvm-suites: unknown set '$SET'"; exit 2 ;;
 esac
 ok=1

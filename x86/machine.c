@@ -45,6 +45,7 @@ static const struct device_type *const pc_devices[] = {
 	&virtio_balloon_device,
 	&virtio_net_device,
 	&virtio_9p_device,
+	&virtio_vsock_device,
 	NULL
 };
 

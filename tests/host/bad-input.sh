@@ -62,5 +62,21 @@ mkdir "$T/opentmp" && chmod 0777 "$T/opentmp"
 export TMPDIR="$T/opentmp"
 case_ sandbox-unsafe-tmpdir "TMPDIR $T/opentmp: .* writable by others without the sticky bit" sandbox -k x -- true
 unset TMPDIR
+# --vsock: the CID, the option, the socket path (all checked before /dev/kvm is opened).
+case_ vsock-cid-2 "\-\-vsock 2: the guest CID must be" run -k x --vsock 2
+case_ vsock-cid-any "\-\-vsock 4294967295: the guest CID must be" run -k x --vsock 4294967295
+case_ vsock-cid-text "\-\-vsock abc: the guest CID must be" run -k x --vsock abc
+case_ vsock-cid-negative "\-\-vsock -3: the guest CID must be" run -k x --vsock -3
+case_ vsock-option "\-\-vsock 3,path=x: unknown option 'path=x'" run -k x --vsock 3,path=x
+case_ vsock-twice "given twice" run -k x --vsock 3 --vsock 4
+: > "$T/plain-file"
+case_ vsock-not-a-socket "$T/plain-file: exists and is not a socket" run -k "$T/truncated.bzImage" --flat --vsock "3,uds=$T/plain-file"
+case_ vsock-no-folder "$T/none/v.sock: folder $T/none does not exist" run -k "$T/truncated.bzImage" --flat --vsock "3,uds=$T/none/v.sock"
+case_ vsock-too-long "too long" run -k "$T/truncated.bzImage" --flat --vsock "3,uds=/$(printf '%0100d' 0)"
+python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); time.sleep(60)' "$T/busy.sock" &
+busy=$!
+i=0; while [ ! -S "$T/busy.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+case_ vsock-in-use "$T/busy.sock: in use" run -k "$T/truncated.bzImage" --flat --vsock "3,uds=$T/busy.sock"
+kill $busy; wait $busy 2>/dev/null
 echo "bad input: $pass passed, $fail failed"
 [ $fail = 0 ]

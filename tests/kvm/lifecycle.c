@@ -1,7 +1,7 @@
 /*
  * VMs made and destroyed in one process, as `lkvm sandbox` and the snapshot
  * cache will do: N times over, `lkvm run` with every device type (disk, user
- * NIC, 9p share, rng, balloon, virtio console, the board's own) boots a test
+ * NIC, 9p share, rng, balloon, virtio console, vsock, the board's own) boots a test
  * guest that prints and exits 0, and is destroyed. Afterwards only the main
  * thread remains and the fd count is where it started; under SANITIZE=1
  * LeakSanitizer checks at exit that nothing was left allocated.
@@ -52,7 +52,8 @@ int main(int argc, char **argv)
 	int failed = 0;
 	for (int i = 0; i < n && !failed; i++) {
 		char *args[] = { "run", "-k", argv[1], "--flat", "-m", "16", "-d", disk, "--network", "mode=user",
-				 "--9p", share, "--rng", "--balloon", "--console", "virtio", "--no-seccomp", "-q", NULL };
+				 "--9p", share, "--rng", "--balloon", "--console", "virtio", "--vsock", "3", "--no-seccomp",
+				 "-q", NULL };
 		int st = cmd_run(sizeof(args) / sizeof(args[0]) - 1, args);
 		if (st != 0) {
 			fprintf(stderr, "FAIL lifecycle: VM %d of %d exited with %d\n", i + 1, n, st);
