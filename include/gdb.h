@@ -12,26 +12,28 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <linux/types.h>
+#include "options.h"
 
 struct vm;
 struct vcpu;
 struct guest_mem;
 struct control;
-struct opt;
 
 /* gdb/stub.c */
 /*
+ * The VM's gdb stub, not listening yet: ctl (may be NULL) gets the "gdb" command (lkvm gdb
+ * NAME ADDR) and answers gdb's monitor debug and monitor stat.
+ */
+int gdb_stub_init(struct vm *vm, struct control *ctl);
+/*
  * Listen on addr (tcp:[HOST:]PORT, unix:PATH, or a bare PORT) for gdb. TCP listens on
  * 127.0.0.1 unless a host is given; a unix socket is made 0600 and never through a symlink.
- * wait: the vCPUs stay stopped until gdb attaches and lets them go (QEMU's -S). ctl (may be
- * NULL) answers gdb's monitor debug and monitor stat. Fails, saying why, where this host's
- * KVM cannot debug guests.
+ * wait: the vCPUs stay stopped until gdb attaches and lets them go (QEMU's -S). Fails,
+ * saying why, where this host's KVM cannot debug guests.
  */
-int gdb_stub_start(struct vm *vm, struct control *ctl, const char *addr, bool wait);
+int gdb_stub_start(struct vm *vm, const char *addr, bool wait);
 /* After the vCPUs stopped: a debugger waiting for a stop hears how the VM ended; all freed. */
 void gdb_stub_stop(struct vm *vm);
-/* The control socket's "gdb" command ({"cmd":"gdb","addr":"..."}) for lkvm gdb NAME ADDR. */
-int gdb_control_register(struct control *ctl, struct vm *vm);
 /* lkvm run's --gdb and --gdb-wait. */
 struct gdb_opts {
 	const char *addr;
