@@ -38,7 +38,7 @@ nm "$G/gdbguest.elf" | while read -r a _ n; do printf '%s %x\n' "$n" $((0x10000 
 # guest NAME ARGS...: the gdb guest with a stub on $T/NAME.sock, waiting for the debugger; pid in $lp.
 guest() {
 	name=$1; shift
-	"$LKVM" run -k "$G/gdbguest.bin" --network mode=none --gdb "unix:$T/$name.sock" --gdb-wait "$@" \
+	"$LKVM" run --flat -k "$G/gdbguest.bin" --network mode=none --gdb "unix:$T/$name.sock" --gdb-wait "$@" \
 		< /dev/null > "$T/$name.out" 2> "$T/$name.err" &
 	lp=$!; pids="$pids $lp"
 	wait_for "$T/$name.err" "gdb: listening" 30 || ko "$name: the stub listens" "$(head -c 300 "$T/$name.err")"
@@ -47,11 +47,14 @@ guest() {
 command -v gdb > /dev/null || { sk "gdb stub" "gdb is not installed (apt-get install gdb)"; finish; }
 
 # Can this host's KVM debug guests at all? lkvm says so in one line, and so do we.
-timeout 60 "$LKVM" run -k "$G/hello16.bin" --gdb "unix:$T/probe.sock" < /dev/null > "$T/probe.out" 2> "$T/probe.err"
+timeout 60 "$LKVM" run --flat -k "$G/hello16.bin" --gdb "unix:$T/probe.sock" < /dev/null > "$T/probe.out" 2> "$T/probe.err"
+rc=$?
 if grep -q "cannot debug guests\|lacks guest debug" "$T/probe.err"; then
 	sk "gdb stub" "this host's KVM cannot debug guests: $(grep -m1 'gdb' "$T/probe.err")"
 	finish
 fi
+[ $rc = 0 ] && grep -q "hello from real mode" "$T/probe.out" && ok "--gdb: the stub listens, the guest runs to its end" ||
+	ko "--gdb" "status $rc: $(head -c 300 "$T/probe.err" | flat)"
 
 # What stops a guest on this host: debug-register breakpoints (hw), watchpoints, int3 (sw)?
 # Where one does not, for a reason known and named here, its tests are skipped by that name;
@@ -193,7 +196,7 @@ small() {
 		ko "second debugger" "$(head -c 300 "$T/p.err")"
 
 	# 3. lkvm gdb NAME: a stub opened on a running VM; detach lets it run on.
-	"$LKVM" run --name gdbrun -k "$G/counter.bin" --network mode=none < /dev/null > "$T/run.out" 2> "$T/run.err" &
+	"$LKVM" run --flat --name gdbrun -k "$G/counter.bin" --network mode=none < /dev/null > "$T/run.out" 2> "$T/run.err" &
 	lp=$!; pids="$pids $lp"
 	wait_for "$T/run.out" "done" 60
 	"$LKVM" gdb gdbrun "unix:$T/r.sock" > "$T/lg.out" 2>&1
@@ -215,7 +218,7 @@ small() {
 	[ $rc = 0 ] && [ ! -e "$T/r.sock" ] && ok "the stub's socket is removed when the VM ends" || ko "socket removed" "status $rc, $(ls "$T")"
 
 	# 4. TCP: 127.0.0.1 and an ephemeral port (tcp:0); lkvm names the port it got.
-	"$LKVM" run -k "$G/gdbguest.bin" --network mode=none --gdb tcp:0 --gdb-wait < /dev/null > "$T/tcp.out" 2> "$T/tcp.err" &
+	"$LKVM" run --flat -k "$G/gdbguest.bin" --network mode=none --gdb tcp:0 --gdb-wait < /dev/null > "$T/tcp.out" 2> "$T/tcp.err" &
 	lp=$!; pids="$pids $lp"
 	wait_for "$T/tcp.err" "gdb: listening" 30
 	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/tcp.err")
