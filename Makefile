@@ -14,7 +14,7 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))

@@ -116,3 +116,35 @@ int cmd_balloon(int argc, char **argv)
 	snprintf(extra, sizeof(extra), ",\"op\":\"%s\",\"mib\":%ld", argv[2], mib);
 	return request("balloon", argv[1], extra, reply);
 }
+/* lkvm gdb NAME tcp:[HOST:]PORT|unix:PATH|PORT: open a gdb stub on a running VM. */
+int cmd_gdb(int argc, char **argv)
+{
+	if (argc != 3) {
+		bool h = argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+		fprintf(h ? stdout : stderr, "usage: lkvm gdb NAME tcp:[HOST:]PORT|unix:PATH|PORT\n"
+			"Open a gdb stub on a running VM (gdb: target remote :PORT, or target remote unix::PATH).\n");
+		return h ? 0 : EXIT_USAGE;
+	}
+	/* The VM resolves a unix path in its own working directory: send an absolute one. */
+	char addr[200], cwd[4096];
+	const char *a = argv[2];
+	if (!strncmp(a, "unix:", 5) && a[5] && a[5] != '/') {
+		if (!getcwd(cwd, sizeof(cwd)) || snprintf(addr, sizeof(addr), "unix:%s/%s", cwd, a + 5) >= (int)sizeof(addr)) {
+			fprintf(stderr, "lkvm gdb: %s: path too long\n", a);
+			return EXIT_USAGE;
+		}
+		a = addr;
+	}
+	if (strlen(a) > 150 || strpbrk(a, "\"\\")) {
+		fprintf(stderr, "lkvm gdb: '%s': not an address (tcp:[HOST:]PORT, unix:PATH or PORT)\n", a);
+		return EXIT_USAGE;
+	}
+	char extra[256], reply[REPLY_MAX], where[200];
+	snprintf(extra, sizeof(extra), ",\"addr\":\"%s\"", a);
+	int r = request("gdb", argv[1], extra, reply);
+	if (r)
+		return r;
+	if (json_get_str(reply, "listen", where, sizeof(where)))
+		printf("gdb stub of '%s' listening on %s\n", argv[1], where);
+	return 0;
+}

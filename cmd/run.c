@@ -21,6 +21,7 @@
 #include "device.h"
 #include "devices.h"
 #include "evloop.h"
+#include "gdb.h"
 #include "options.h"
 #include "run.h"
 #include "seccomp.h"
@@ -112,6 +113,7 @@ void run_options(struct opt_set *set, struct vm_config *cfg, void *ctx)
 		const struct device_type *t = pc_board.devices[i];
 		opt_set_add(set, "devices", t->opts, vm_config_part(cfg, t, t->cfg_size));
 	}
+	opt_set_add(set, "debugging", gdb_run_opts, vm_config_part(cfg, gdb_run_opts, sizeof(struct gdb_opts)));
 }
 
 /* ---- one VM's life ---- */
@@ -163,7 +165,10 @@ int run_vm(struct vm_config *cfg)
 	    vm_create_vcpus(&vm) < 0)
 		goto fail;
 	ctl = control_new(&vm, cfg->name);
-	if (control_listen(ctl) < 0 || term_start(vm.loop, pc_board.console(&vm), on_quit, &vm) < 0)
+	struct gdb_opts *gdb = vm_config_find(cfg, gdb_run_opts);
+	if (control_listen(ctl) < 0 || gdb_stub_init(&vm, ctl) < 0 ||
+	    (gdb && gdb->addr && gdb_stub_start(&vm, gdb->addr, gdb->wait) < 0) ||
+	    term_start(vm.loop, pc_board.console(&vm), on_quit, &vm) < 0)
 		goto fail;
 	/* glibc reads /etc/localtime on the first gmtime_r (the RTC's); do it while files may be opened. */
 	tzset();
@@ -185,6 +190,7 @@ fail:
 		fprintf(stderr, "lkvm: %s\n", err_msg());
 	/* Stop in reverse: vCPUs, then nothing new arrives by socket, loop or terminal, then devices. */
 	vm_stop_vcpus(&vm);
+	gdb_stub_stop(&vm);
 	control_free(ctl);
 	term_stop();
 	vm_destroy(&vm);
@@ -210,6 +216,9 @@ int cmd_run(int argc, char **argv)
 	}
 	int status = EXIT_USAGE;
 	const char *rootfs_params = NULL;
+	struct gdb_opts *gdb = vm_config_find(&cfg, gdb_run_opts);
+	if (r == 0 && gdb && gdb->wait && !gdb->addr)
+		r = err_set("--gdb-wait needs --gdb tcp:[HOST:]PORT|unix:PATH");
 	if (r < 0) {
 		fprintf(stderr, "lkvm run: %s\n", err_msg());
 		goto out;

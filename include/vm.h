@@ -54,6 +54,8 @@ struct vcpu {
 	uint64_t exits;
 	uint64_t exits_io, exits_mmio, exits_emulated;
 	uint64_t pio_reads, pio_writes, mmio_reads, mmio_writes;
+	bool held;			/* a debugger keeps it parked (vm_hold), atomic */
+	struct kvm_guest_debug debug;	/* what vcpu_set_guest_debug() last gave KVM */
 };
 
 /*
@@ -103,6 +105,9 @@ struct vm {
 	pthread_cond_t pause_cond;
 	bool paused;
 	int parked;
+	/* A debugger's #DB/#BP handler (vcpu_debug_event); NULL when there is none. */
+	bool (*debug_fn)(struct vcpu *v, const struct kvm_debug_exit_arch *e, void *ctx);
+	void *debug_ctx;
 
 	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
 	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
@@ -129,6 +134,14 @@ int vm_exit_status(struct vm *vm);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 void vcpu_park_if_paused(struct vcpu *v);
+bool vcpu_must_park(struct vcpu *v);	/* paused or held */
+/*
+ * A debugger's hold, apart from pause/resume (the control socket's): held vCPUs park outside
+ * KVM_RUN too. vm_hold() holds all (wait: until every vCPU is parked); vm_release() lets one
+ * (id) or all (-1) run again.
+ */
+void vm_hold(struct vm *vm, bool wait);
+void vm_release(struct vm *vm, int id);
 
 /* True on hosts whose KVM emulates guest ring 0 (PVM). */
 bool kvm_host_emulates_ring0(void);
@@ -149,5 +162,12 @@ bool vm_has_eventfds(const struct vm *vm);
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);
 void *vcpu_thread(void *arg);
 void vcpu_dump(struct vcpu *v, FILE *out);
+/* KVM_SET_GUEST_DEBUG, remembered for giving the guest its own #DB/#BP back. */
+int vcpu_set_guest_debug(struct vcpu *v, const struct kvm_guest_debug *dbg);
+/*
+ * A #DB or #BP (KVM_EXIT_DEBUG, or an int3 the board would emulate): true when vm->debug_fn
+ * took it as the debugger's, false when it is the guest's own.
+ */
+bool vcpu_debug_event(struct vcpu *v, const struct kvm_debug_exit_arch *e);
 
 #endif

@@ -81,6 +81,35 @@ static void handle_io(struct vcpu *v)
 	v->exits_io++;
 }
 
+int vcpu_set_guest_debug(struct vcpu *v, const struct kvm_guest_debug *dbg)
+{
+	if (ioctl(v->fd, KVM_SET_GUEST_DEBUG, dbg) < 0)
+		return err_errno("vCPU %d: KVM_SET_GUEST_DEBUG", v->id);
+	v->debug = *dbg;
+	return 0;
+}
+
+bool vcpu_debug_event(struct vcpu *v, const struct kvm_debug_exit_arch *e)
+{
+	struct vm *vm = v->vm;
+	return vm->debug_fn && vm->debug_fn(v, e, vm->debug_ctx);
+}
+
+/* KVM intercepted it for a debugger: a #DB or #BP that is not the debugger's goes back to the guest. */
+static void handle_debug(struct vcpu *v)
+{
+	const struct kvm_debug_exit_arch *e = &v->run->debug.arch;
+	if (vcpu_debug_event(v, e))
+		return;
+	pr_debug("vCPU %d: exception %u at 0x%llx (dr6 0x%llx) is the guest's own: given back", v->id, e->exception,
+		 (unsigned long long)e->pc, (unsigned long long)e->dr6);
+	struct kvm_guest_debug d = v->debug;
+	d.control |= e->exception == 3 ? KVM_GUESTDBG_INJECT_BP : KVM_GUESTDBG_INJECT_DB;
+	if (ioctl(v->fd, KVM_SET_GUEST_DEBUG, &d) < 0)
+		pr_warn_once("vCPU %d: cannot give the guest its own exception %u back: %s", v->id, e->exception,
+			     strerror(errno));
+}
+
 static int handle_internal_error(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -128,8 +157,13 @@ void *vcpu_thread(void *arg)
 		return NULL;
 	}
 
+	bool io_done = true;	/* false while KVM has yet to complete the last exit's I/O */
 	while (!vm_stopping(vm)) {
-		vcpu_park_if_paused(v);
+		if (io_done)
+			vcpu_park_if_paused(v);
+		else if (vcpu_must_park(v))	/* guest state is whole only then: complete it, run nothing */
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		io_done = true;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
@@ -145,6 +179,7 @@ void *vcpu_thread(void *arg)
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(v);
+			io_done = false;
 			break;
 		case KVM_EXIT_MMIO:
 			bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len, run->mmio.is_write);
@@ -153,6 +188,10 @@ void *vcpu_thread(void *arg)
 			else
 				v->mmio_reads++;
 			v->exits_mmio++;
+			io_done = false;
+			break;
+		case KVM_EXIT_DEBUG:
+			handle_debug(v);
 			break;
 		case KVM_EXIT_HLT:
 			/* Without an in-kernel LAPIC a halted CPU has nothing to wake it. */

@@ -196,15 +196,41 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+void vm_hold(struct vm *vm, bool wait)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		__atomic_store_n(&vm->vcpus[i].held, true, __ATOMIC_RELEASE);
+	kick_vcpus(vm);
+	while (wait && vm->parked < vm->nr_vcpus && !vm_stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_release(struct vm *vm, int id)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	for (int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		if (id < 0 || id == i)
+			__atomic_store_n(&vm->vcpus[i].held, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vcpu_must_park(struct vcpu *v)
+{
+	return __atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE) || __atomic_load_n(&v->held, __ATOMIC_ACQUIRE);
+}
+
 void vcpu_park_if_paused(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	if (!__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+	if (!vcpu_must_park(v))
 		return;
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->pause_cond);
-	while (vm->paused && !vm_stopping(vm))
+	while ((vm->paused || v->held) && !vm_stopping(vm))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	vm->parked--;
 	pthread_mutex_unlock(&vm->pause_lock);

@@ -49,6 +49,7 @@ static const int allowed[] = {
 	SYS_rseq, SYS_sched_yield, SYS_sched_getaffinity, SYS_prctl, SYS_unlink, SYS_unlinkat,
 	SYS_restart_syscall, SYS_pipe2, SYS_timerfd_create, SYS_timerfd_settime, SYS_membarrier,
 	SYS_seccomp,	/* only ever narrows: the vCPU threads add their own filter */
+	SYS_fchmod,	/* on a socket before bind(): a gdb stub's unix socket is made 0600 */
 };
 
 /* Shared folders: path operations, all relative to an fd the device holds. */

@@ -103,7 +103,10 @@ fi
 # but /tmp is its own), else the checkout.
 cwd=$(pwd)
 job=$cache/job-$$.sh
-rcfile=$cache/rc-$$
+# The status comes back through the checkout, which the machine mounts read-write (.cache may
+# be a link to another checkout's, which it sees read-only).
+mkdir -p "$top/build"
+rcfile=$top/build/kvm-env-rc-$$
 rm -f "$rcfile"
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {

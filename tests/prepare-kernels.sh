@@ -7,3 +7,4 @@ mkdir -p .cache/test-images .cache/kernel
 sh tests/kernel/build.sh > .cache/kernel/current.tmp && mv .cache/kernel/current.tmp .cache/kernel/current
 sh tests/kernel/debian-kernel.sh > /dev/null
 sh tests/kernel/mkinitramfs.sh .cache/test-images/init-basic.cpio.gz tests/kernel/init-basic.sh
+sh tests/kernel/mkinitramfs.sh .cache/test-images/init-gdb.cpio.gz tests/kernel/init-gdb.sh

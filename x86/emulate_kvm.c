@@ -332,6 +332,10 @@ int emulate_kvm_exit(struct vcpu *v)
 	for (int i = 0; i < 16; i++)
 		vals[i] = *gpr[i];
 	if (in.op == EMU_INT3 || in.op == EMU_INTN) {
+		/* Where KVM emulates ring 0 (kvm_pvm) a debugger's int3 lands here, not in KVM_EXIT_DEBUG. */
+		struct kvm_debug_exit_arch bp = { .exception = 3, .pc = s.cs.base + r.rip };
+		if (in.op == EMU_INT3 && vcpu_debug_event(v, &bp))
+			goto events;
 		if (deliver_soft_int(v, &in, &r, &s, desc) < 0)
 			return -1;
 		goto events;

@@ -54,6 +54,12 @@ case_ no-kernel "no kernel given" run
 case_ missing-initrd "$T/no-initrd: cannot read" run -k "$T/truncated.bzImage" -i "$T/no-initrd" --flat
 case_ missing-disk "$T/no-disk: cannot open" run -k "$T/truncated.bzImage" --flat -d "$T/no-disk"
 case_ bad-console "\-\-console tty" run -k x --console tty
+case_ gdb-bad-port "\-\-gdb tcp:1.2.3.4:99999: the port" run -k x --gdb tcp:1.2.3.4:99999
+case_ gdb-host-name "\-\-gdb tcp:gdb.example:1234: 'gdb.example' is not a numeric" run -k x --gdb tcp:gdb.example:1234
+case_ gdb-no-path "\-\-gdb unix:: unix: needs a path" run -k x --gdb unix:
+case_ gdb-not-a-socket "\-\-gdb unix:$T/empty: $T/empty exists and is not a socket" run -k x --gdb "unix:$T/empty"
+case_ gdb-wait-alone "\-\-gdb-wait needs \-\-gdb" run -k x --gdb-wait
+case_ gdb-no-vm "no VM named 'nosuchvm'" gdb nosuchvm 1234
 case_ unknown-command "unknown command 'frob'" frob
 ln -s "$T/dir" "$T/dirlink"
 case_ 9p-symlink "a symlink is not followed" run -k x --9p "$T/dirlink,tag"
