@@ -53,9 +53,10 @@ static int opt_params(void *own, const char *arg)
 {
 	struct run_ctx *rc = own;	/* repeatable: each adds to the command line */
 	size_t n = (rc->params ? strlen(rc->params) + 1 : 0) + strlen(arg) + 1;
-	char *joined = opt_strndup("", n);
+	char *joined = xcalloc(1, n);	/* (opt_strndup("", n) would keep one byte only) */
 	snprintf(joined, n, "%s%s%s", rc->params ? rc->params : "", rc->params ? " " : "", arg);
-	rc->params = joined;
+	rc->params = opt_strdup(joined);
+	free(joined);
 	return 0;
 }
 
