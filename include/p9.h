@@ -81,6 +81,16 @@ struct p9_server *p9_server_new(const char *root, bool ro);
 size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
 void p9_server_free(struct p9_server *s);
 
+/*
+ * Snapshots: the session (msize) and every fid by its path below the root;
+ * load walks each path again (a fid whose object is gone answers ESTALE).
+ * 0, or -1 with err set.
+ */
+struct snap_writer;
+struct snap_reader;
+int p9_server_save(struct p9_server *s, struct snap_writer *w);
+int p9_server_load(struct p9_server *s, struct snap_reader *r);
+
 /* The --9p options: one virtio-9p device each (virtio/9p.c). */
 #define P9_MAX_SHARES 8
 struct share_opt {		/* --9p HOSTDIR,TAG[,ro] */

@@ -25,6 +25,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 #include "p9.h"
+#include "snapshot.h"
 #include "util.h"
 
 #ifndef SYS_fchmodat2
@@ -54,6 +55,7 @@ struct fid {
 	size_t xfilled;		/* write: highest byte written */
 	char *xname;
 	int xflags;
+	bool gone;		/* restored, but its file was not found again: everything answers ESTALE */
 };
 
 struct p9_server {
@@ -444,7 +446,7 @@ static struct fid *fid_find(struct p9_server *s, uint32_t id)
 static struct fid *fid_file(struct p9_server *s, uint32_t id, int *err)
 {
 	struct fid *f = fid_find(s, id);
-	*err = f && f->kind == FID_FILE ? 0 : EBADF;
+	*err = f && f->gone ? ESTALE : f && f->kind == FID_FILE ? 0 : EBADF;
 	return *err ? NULL : f;
 }
 
@@ -818,6 +820,8 @@ static int h_read(struct p9_server *s, struct rd *r, struct wr *w)
 	struct fid *f = fid_find(s, fid);
 	if (!f || f->kind == FID_XATTR_WRITE)
 		return EBADF;
+	if (f->gone)
+		return ESTALE;
 	uint8_t *cnt = put(w, 4);
 	if (!cnt)
 		return EMSGSIZE;
@@ -855,6 +859,8 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 	struct fid *f = fid_find(s, fid);
 	if (!f || f->kind == FID_XATTR_READ)
 		return EBADF;
+	if (f->gone)
+		return ESTALE;
 	if (f->kind == FID_XATTR_WRITE) {
 		if (offset > f->xlen || count > f->xlen - offset)
 			return EINVAL;	/* more than Txattrcreate declared */
@@ -944,6 +950,8 @@ static int h_getattr(struct p9_server *s, struct rd *r, struct wr *w)
 	struct fid *f = fid_find(s, fid);
 	if (!f)
 		return EBADF;
+	if (f->gone)
+		return ESTALE;
 	struct stat st;
 	if (fstat(f->fd, &st))
 		return errno;
@@ -1033,6 +1041,8 @@ static int h_statfs(struct p9_server *s, struct rd *r, struct wr *w)
 	struct fid *f = fid_find(s, fid);
 	if (!f)
 		return EBADF;
+	if (f->gone)
+		return ESTALE;
 	struct statfs sf;
 	if (fstatfs(f->fd, &sf))
 		return errno;
@@ -1535,4 +1545,191 @@ void p9_server_free(struct p9_server *s)
 	pthread_mutex_unlock(&p9_lock);
 	close(s->root);
 	free(s);
+}
+
+/*
+ * ---- snapshots: each fid by its path, walked again on restore ----
+ *
+ * A fid holds descriptors, which do not outlive lkvm: a snapshot records the
+ * path of each fid's object below the root (found from the object itself, so
+ * renames since the walk are followed), its user and how it was opened. A
+ * restore walks each path again one name at a time, as Twalk does, and
+ * reopens what was open. A fid whose object is gone (deleted, moved out of
+ * the share) comes back as a fid that answers ESTALE to everything but
+ * Tclunk. Xattr transfers in progress do not survive either.
+ */
+
+#define SNAP_PATH_MAX 4096
+
+/* "" for the root, else "a/b/c": the names from the root down to f's object. */
+static int fid_path(struct p9_server *s, struct fid *f, char *out, size_t cap)
+{
+	struct stat st;
+	if (f->gone || f->kind != FID_FILE || fstat(f->fd, &st))
+		return ESTALE;
+	out[0] = 0;
+	if (is_root(s, &st))
+		return 0;
+	char *names[MAX_ANCESTRY];
+	int n = 0, e = 0, cur;
+	if (S_ISDIR(st.st_mode)) {
+		cur = dup_fd(f->fd);
+	} else {
+		if (st.st_nlink == 0)
+			return ESTALE;	/* deleted while the guest holds it */
+		if ((e = fid_locate(s, f)))
+			return e;
+		names[n++] = xstrdup(f->name);
+		cur = dup_fd(f->parent);
+	}
+	while (cur >= 0 && !e) {
+		struct stat cst;
+		if (fstat(cur, &cst)) {
+			e = errno;
+			break;
+		}
+		if (is_root(s, &cst))
+			break;
+		if (n == MAX_ANCESTRY) {
+			e = ENAMETOOLONG;
+			break;
+		}
+		int up;
+		if ((e = walk_dotdot(s, cur, &up)))
+			break;
+		char *name = find_name(up, &cst);
+		close(cur);
+		cur = up;
+		if (!name)
+			e = ESTALE;
+		else
+			names[n++] = name;
+	}
+	if (cur < 0 && !e)
+		e = errno;
+	close_fd(&cur);
+	size_t len = 0;
+	for (int i = n - 1; i >= 0 && !e; i--) {
+		size_t k = strlen(names[i]);
+		if (len + k + 2 > cap) {
+			e = ENAMETOOLONG;
+			break;
+		}
+		if (len)
+			out[len++] = '/';
+		memcpy(out + len, names[i], k);
+		len += k;
+		out[len] = 0;
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	return e;
+}
+
+int p9_server_save(struct p9_server *s, struct snap_writer *w)
+{
+	pthread_mutex_lock(&p9_lock);
+	snap_u32(w, s->msize);
+	snap_u32(w, s->nfids);
+	char *path = xcalloc(1, SNAP_PATH_MAX);
+	for (int b = 0; b < FID_BUCKETS; b++) {
+		for (struct fid *f = s->fids[b]; f; f = f->next) {
+			bool found = fid_path(s, f, path, SNAP_PATH_MAX) == 0;
+			snap_u32(w, f->id);
+			snap_u32(w, f->uid);
+			snap_bool(w, found);
+			snap_str(w, found ? path : "");
+			snap_bool(w, found && f->open_fd >= 0);
+			snap_u32(w, (uint32_t)f->open_flags);
+		}
+	}
+	free(path);
+	pthread_mutex_unlock(&p9_lock);
+	return 0;
+}
+
+/* Walk path from the root, one name at a time: 0 with fd/parent/name set, or an errno. */
+static int walk_path(struct p9_server *s, char *path, int *fd, int *parent, char **name)
+{
+	int cur = dup_fd(s->root), par = -1;
+	char *last = NULL, *save = NULL;
+	if (cur < 0)
+		return errno;
+	for (char *c = strtok_r(path, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		int next, e = name_ok(c);
+		if (!e)
+			e = lookup(cur, c, &next);
+		if (e) {
+			close(cur);
+			close_fd(&par);
+			return e;
+		}
+		close_fd(&par);
+		par = cur;
+		cur = next;
+		last = c;
+	}
+	*fd = cur;
+	*parent = par;
+	*name = last;
+	return 0;
+}
+
+/* Open flags a restored fid may ask for again: what h_lopen/h_lcreate keep, without creation. */
+#define RESTORE_FLAGS (O_ACCMODE | O_APPEND | O_DSYNC | O_SYNC | O_DIRECTORY)
+
+int p9_server_load(struct p9_server *s, struct snap_reader *r)
+{
+	uint32_t msize = snap_get_u32(r), n = snap_get_u32(r);
+	if (snap_failed(r))
+		return -1;
+	if ((msize && (msize < P9_MIN_MSIZE || msize > P9_MAX_MSIZE)) || n > MAX_FIDS)
+		return snap_bad(r, "9p session of msize %u with %u fids", msize, n);
+	char *path = xcalloc(1, SNAP_PATH_MAX);
+	int ret = 0;
+	pthread_mutex_lock(&p9_lock);
+	fid_free_all(s);
+	s->msize = msize;
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		uint32_t id = snap_get_u32(r), uid = snap_get_u32(r);
+		bool found = snap_get_bool(r);
+		snap_get_str(r, path, SNAP_PATH_MAX);
+		bool open = snap_get_bool(r);
+		uint32_t flags = snap_get_u32(r);
+		if (snap_failed(r) || id == P9_NOFID || fid_find(s, id) || (flags & ~(uint32_t)RESTORE_FLAGS) ||
+		    (flags & O_ACCMODE) == O_ACCMODE) {
+			ret = snap_bad(r, "fid %u: bad or repeated entry", id);
+			break;
+		}
+		int fd = -1, parent = -1, e = ENOENT;
+		char *name = NULL;
+		if (found)
+			e = walk_path(s, path, &fd, &parent, &name);
+		if (e || fid_add(s, id, uid, fd, parent, name)) {
+			close_fd(&fd);
+			close_fd(&parent);
+			fid_add(s, id, uid, -1, -1, NULL);
+			fid_find(s, id)->gone = true;
+			continue;
+		}
+		struct fid *f = fid_find(s, id);
+		if (open) {
+			int ofd;
+			if (s->ro && (flags & O_ACCMODE) != O_RDONLY)
+				e = EROFS;
+			else
+				e = reopen(s, f, (int)flags, &ofd);
+			if (e) {
+				close_fd(&f->fd);
+				close_fd(&f->parent);
+				f->gone = true;
+			} else {
+				f->open_fd = ofd;
+				f->open_flags = (int)flags;
+			}
+		}
+	}
+	pthread_mutex_unlock(&p9_lock);
+	free(path);
+	return ret;
 }
