@@ -128,8 +128,17 @@ void *vcpu_thread(void *arg)
 		return NULL;
 	}
 
+	/*
+	 * KVM completes an exit (a port or MMIO read's result, the rest of a
+	 * string instruction) only when KVM_RUN is entered again, so a vCPU parks
+	 * only after a KVM_RUN that the pause's immediate_exit cut short: then
+	 * its registers are whole for whoever reads them (debug, snapshots).
+	 */
+	bool exit_pending = false;
 	while (!vm_stopping(vm)) {
-		vcpu_park_if_paused(v);
+		if (!exit_pending)
+			vcpu_park_if_paused(v);
+		exit_pending = false;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
@@ -141,6 +150,7 @@ void *vcpu_thread(void *arg)
 			break;
 		}
 		v->exits++;
+		exit_pending = true;
 		struct kvm_run *run = v->run;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
