@@ -14,7 +14,7 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c disk/*.c net/*.c term/*.c snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -57,7 +57,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # Tests that need KVM and lkvm's runner in their own process (run by the KVM suites).
-$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/setup.o $(LIB_OBJS)
+$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(BUILD)/cmd/setup.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
