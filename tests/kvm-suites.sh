@@ -7,9 +7,9 @@ BUILD=${1:-build}
 SET=${2:-all}
 cd "$(dirname "$0")/.." || exit 1
 case $SET in
-small) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh" ;;
-linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
-all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh" ;;
+small) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/snapshot-tests.sh" ;;
+linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh" ;;
+all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/snapshot-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh" ;;
 *) echo "kvm-suites: unknown set '$SET'"; exit 2 ;;
 esac
 ok=1

@@ -35,7 +35,8 @@ control:
 virtq:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 blk:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 qcow2:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
-devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
+devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
+snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
 pass=0; fail=0
 echo "$targets" | while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue
