@@ -141,6 +141,7 @@ static void stat_members(struct vm *vm, struct json_writer *j)
 	json_u64(j, "mmio_unhandled", vm->mmio.unhandled);
 	json_u64(j, "ioeventfd_kicks", __atomic_load_n(&vm->ioeventfd_kicks, __ATOMIC_RELAXED));
 	json_u64(j, "irqfd_msis", __atomic_load_n(&vm->irqfd_msis, __ATOMIC_RELAXED));
+	json_u64(j, "generation", vm->generation);	/* restores of a snapshot this VM went through */
 	for (struct device *d = vm->devices; d; d = d->next)
 		if (d->ops->stats)
 			d->ops->stats(d, j);

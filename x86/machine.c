@@ -41,6 +41,7 @@ static const struct device_type *const pc_devices[] = {
 	&pit_device,
 	&debug_ports_device,
 	&acpi_pm_device,
+	&vmgenid_device,
 	&virtio_console_device,
 	&virtio_rng_device,
 	&virtio_blk_device,
