@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
 LKVM := $(BUILD)/lkvm
 
-all: $(LKVM) lkvm guests $(KVM_TEST_BINS)
+all: $(LKVM) lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
 
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
@@ -66,6 +66,11 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+# Run inside a restored test guest (static: the guest has busybox only).
+$(BUILD)/tests/kernel/reseed: tests/kernel/reseed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -static -o $@ $<
 
 # Small test guests, built from source (see tests/guests/Makefile.inc).
 -include tests/guests/Makefile.inc

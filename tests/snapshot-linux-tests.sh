@@ -29,8 +29,8 @@ if [ ! -f "$K" ]; then
 	ko "snapshot linux tests" "no test kernel (tests/prepare-kernels.sh)"
 	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
 fi
-if ! cc -static -O2 -o "$T/reseed" tests/kernel/reseed.c || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
-	tests/kernel/init-snapshot.sh "$T/reseed:/bin/reseed"; then
+if [ ! -x "$BUILD/tests/kernel/reseed" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
+	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed"; then
 	ko "snapshot linux tests" "cannot build the initramfs"
 	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
 fi
