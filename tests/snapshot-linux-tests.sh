@@ -62,7 +62,7 @@ echo gone-data > "$T/shareA/gone"
 P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold"
 
 # 1. Boot, snapshot while it runs: the VM goes on into a new overlay, the image is the snapshot's.
-"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 --rng -d "$T/disk.qcow2" --9p "$T/shareA,share" \
+"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --9p "$T/shareA,share" \
 	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
 if ! wait_for "$T/a.out" SNAP-READY 400; then
 	ko "boot to the snapshot point" "$(tailof a)"
