@@ -222,6 +222,18 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 bad:
 	fail(dir_arg, err_msg());
 out:
+	/* Overlays nothing was written to (the VM could not be built, or wrote nothing) go again. */
+	for (int i = 0, k = 0; i < nr_disks && k < nr_overlays; i++) {
+		if (disks[i].ro)
+			continue;
+		if (overlay_unused(overlays[k], &disks[i]))
+			unlink(overlays[k]);
+		k++;
+	}
+	if (clone && nr_disks) {
+		snprintf(path, sizeof(path), "%s/clones/%s", dir, name);
+		rmdir(path);	/* only if empty */
+	}
 	snap_reader_free(r);
 	free(disks);
 	if (argv) {

@@ -81,16 +81,17 @@ head -c 1048576 /dev/zero > "$T/disk3.img"
 mkstate "$T/d3" 1 1 "$T/disk3.img"
 rm "$T/disk3.img"
 case_ restore-disk-gone "disk 0: the snapshot's image $T/disk3.img: No such file or directory" run --restore "$T/d3"
-# An overlay a restored VM wrote to: a second plain restore is refused (a clone is not).
+# A restore that fails leaves no overlay behind; one a restored VM wrote to refuses a second plain restore.
 head -c 1048576 /dev/zero > "$T/disk4.img"
 mkstate "$T/d4" 1 1 "$T/disk4.img"
-"$LKVM" run --restore "$T/d4" < /dev/null > /dev/null 2>&1	# makes d4/disk0.qcow2, then fails later (no KVM or no vCPU records)
-if [ -f "$T/d4/disk0.qcow2" ]; then
-	head -c 65536 /dev/urandom >> "$T/d4/disk0.qcow2"
-	case_ restore-used-overlay "d4/disk0.qcow2 holds what the VM restored from this snapshot wrote: restore it again with --clone" run --restore "$T/d4"
+"$LKVM" run --restore "$T/d4" < /dev/null > /dev/null 2>&1	# fails later: no KVM here, or no vCPU records
+if [ -e "$T/d4/disk0.qcow2" ]; then
+	echo "FAIL restore-failed-cleans: d4/disk0.qcow2 left behind"; fail=$((fail + 1))
 else
-	echo "FAIL restore-used-overlay: no overlay d4/disk0.qcow2 was made"; fail=$((fail + 1))
+	echo "PASS restore-failed-cleans: a restore that failed left no overlay"; pass=$((pass + 1))
 fi
+head -c 300000 /dev/urandom > "$T/d4/disk0.qcow2"
+case_ restore-used-overlay "d4/disk0.qcow2 holds what the VM restored from this snapshot wrote: restore it again with --clone" run --restore "$T/d4"
 case_ snapshot-no-vm "no VM named 'nosuchvm'" snapshot nosuchvm "$T/snapdir"
 [ -e "$T/snapdir" ] && { echo "FAIL snapshot-no-vm left $T/snapdir behind"; fail=$((fail + 1)); }
 case_ snapshot-bad-option "unknown option '--frob'" snapshot vm "$T/x" --frob
