@@ -57,26 +57,50 @@ static int fail(const char *dir, const char *msg)
 	return EXIT_USAGE;
 }
 
-/* What a fresh overlay over d looks like, in a memory file: to tell an unused one from a used one. */
-static bool overlay_unused(const char *path, const struct snapshot_disk *d)
+/*
+ * A fresh overlay over d, as bytes: an existing overlay that is the same was
+ * never written to (its VM did not run, or wrote nothing). NULL if it cannot be made.
+ */
+static uint8_t *fresh_overlay(const struct snapshot_disk *d, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int mf = memfd_create("overlay", MFD_CLOEXEC);
-	bool same = false;
-	if (fd >= 0 && mf >= 0 && disk_write_overlay(mf, path, d->base, d->format, d->virtual_size) == 0) {
-		struct stat a, b;
-		if (!fstat(fd, &a) && !fstat(mf, &b) && a.st_size == b.st_size && a.st_size <= (16 << 20)) {
-			uint8_t *x = xcalloc(1, a.st_size), *y = xcalloc(1, a.st_size);
-			same = pread(fd, x, a.st_size, 0) == a.st_size && pread(mf, y, a.st_size, 0) == a.st_size &&
-			       !memcmp(x, y, a.st_size);
-			free(x);
-			free(y);
+	struct stat st;
+	uint8_t *buf = NULL;
+	if (mf >= 0 && disk_write_overlay(mf, "overlay", d->base, d->format, d->virtual_size) == 0 && !fstat(mf, &st) &&
+	    st.st_size <= (16 << 20)) {
+		buf = xcalloc(1, st.st_size);
+		*len = st.st_size;
+		if (pread(mf, buf, st.st_size, 0) != st.st_size) {
+			free(buf);
+			buf = NULL;
 		}
 	}
-	if (fd >= 0)
-		close(fd);
 	if (mf >= 0)
 		close(mf);
+	return buf;
+}
+
+/* Whether the open overlay fd holds exactly fresh[0..len): reads only (it runs under seccomp too). */
+static bool same_as(int fd, const uint8_t *fresh, size_t len)
+{
+	struct stat st;
+	if (fd < 0 || !fresh || fstat(fd, &st) || (size_t)st.st_size != len)
+		return false;
+	uint8_t *buf = xcalloc(1, len);
+	bool same = pread(fd, buf, len, 0) == (ssize_t)len && !memcmp(buf, fresh, len);
+	free(buf);
+	return same;
+}
+
+static bool overlay_unused(const char *path, const struct snapshot_disk *d)
+{
+	size_t len = 0;
+	uint8_t *fresh = fresh_overlay(d, &len);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool same = same_as(fd, fresh, len);
+	if (fd >= 0)
+		close(fd);
+	free(fresh);
 	return same;
 }
 
@@ -123,7 +147,9 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 	int status = EXIT_USAGE, argc = 0;
 	char **argv = NULL;
 	char overlays[SNAPSHOT_MAX_DISKS][4096];
-	int nr_overlays = 0;
+	int nr_overlays = 0, overlay_fd[SNAPSHOT_MAX_DISKS];
+	uint8_t *fresh[SNAPSHOT_MAX_DISKS] = { 0 };
+	size_t fresh_len[SNAPSHOT_MAX_DISKS] = { 0 };
 	struct snapshot_disk *disks = xcalloc(SNAPSHOT_MAX_DISKS, sizeof(*disks));
 	int nr_disks = 0;
 
@@ -208,6 +234,9 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 				free(a);
 				goto bad;
 			}
+			/* Kept open: after the VM, seccomp forbids opening it again to see whether it was used. */
+			overlay_fd[nr_overlays] = open(ov, O_RDONLY | O_CLOEXEC);
+			fresh[nr_overlays] = fresh_overlay(&disks[i], &fresh_len[nr_overlays]);
 			nr_overlays++;
 			snprintf(a, 4200, "--disk=%s", ov);
 		}
@@ -222,17 +251,21 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 bad:
 	fail(dir_arg, err_msg());
 out:
-	/* Overlays nothing was written to (the VM could not be built, or wrote nothing) go again. */
-	for (int i = 0, k = 0; i < nr_disks && k < nr_overlays; i++) {
-		if (disks[i].ro)
-			continue;
-		if (overlay_unused(overlays[k], &disks[i]))
+	/*
+	 * Overlays nothing was written to (the VM could not be built, or wrote
+	 * nothing) go again; only unlink and unlinkat, which the seccomp filter
+	 * the VM ran under allows.
+	 */
+	for (int k = 0; k < nr_overlays; k++) {
+		if (same_as(overlay_fd[k], fresh[k], fresh_len[k]))
 			unlink(overlays[k]);
-		k++;
+		if (overlay_fd[k] >= 0)
+			close(overlay_fd[k]);
+		free(fresh[k]);
 	}
 	if (clone && nr_disks) {
 		snprintf(path, sizeof(path), "%s/clones/%s", dir, name);
-		rmdir(path);	/* only if empty */
+		unlinkat(AT_FDCWD, path, AT_REMOVEDIR);	/* only if empty */
 	}
 	snap_reader_free(r);
 	free(disks);

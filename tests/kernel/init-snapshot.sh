@@ -10,7 +10,8 @@ mkdir -p /mnt/h && mount -t 9p -o trans=virtio,version=9p2000.L share /mnt/h || 
 exec 3< /mnt/h/keep
 exec 4< /mnt/h/gone
 hold=$(arg lkvm_hold)
-(sleep 100000 | nc 10.0.2.2 "$hold" > /dev/null 2>&1; echo $? > /tmp/nc.done) &
+mkfifo /tmp/hold && (sleep 100000 > /tmp/hold &)	# nc's input: open, and nothing ever comes
+(nc 10.0.2.2 "$hold" < /tmp/hold > /dev/null 2>&1; echo $? > /tmp/nc.done) &
 i=0; while [ $i -lt 100 ] && ! netstat -tn 2>/dev/null | grep -q "10.0.2.2:$hold .*ESTABLISHED"; do sleep 0.1; i=$((i + 1)); done
 echo "SNAP-HELD=$(netstat -tn 2>/dev/null | grep -c "10.0.2.2:$hold .*ESTABLISHED")"
 echo SNAP-READY
