@@ -8,8 +8,8 @@ SET=${2:-all}
 cd "$(dirname "$0")/.." || exit 1
 case $SET in
 small) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/snapshot-tests.sh" ;;
-linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh" ;;
-all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/snapshot-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh" ;;
+linux) suites="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh tests/snapshot-vmgenid-tests.sh" ;;
+all) suites="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/snapshot-tests.sh tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/snapshot-linux-tests.sh tests/snapshot-vmgenid-tests.sh" ;;
 *) echo "kvm-suites: unknown set '$SET'"; exit 2 ;;
 esac
 ok=1
