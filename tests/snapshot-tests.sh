@@ -90,5 +90,57 @@ else
 	ko "snapshot without --stop" "no 3 lines: $(errs "$T/d.err")"
 fi
 
+# 5. Mismatches KVM must see: CPU features this host's KVM lacks (the snapshot's CPUID
+# patched: leaf 1 ECX bit 16, reserved, never offered), and a RAM file cut short.
+if [ -f "$T/snap/state" ]; then
+	cp -r "$T/snap" "$T/cpu" && python3 - "$T/cpu/state" <<'PY'
+import struct, sys, zlib
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); off = 16
+while off < len(b):
+    n = struct.unpack_from('<H', b, off)[0]; name = bytes(b[off + 2:off + 2 + n])
+    plen = struct.unpack_from('<Q', b, off + 6 + n)[0]; pay = off + 14 + n
+    if name == b'vcpu:0':
+        nent = struct.unpack_from('<I', b, pay + 4)[0]
+        for i in range(nent):
+            e = pay + 8 + 40 * i
+            if struct.unpack_from('<I', b, e)[0] == 1:
+                struct.pack_into('<I', b, e + 20, struct.unpack_from('<I', b, e + 20)[0] | 1 << 16)
+        struct.pack_into('<I', b, pay + plen, zlib.crc32(bytes(b[off:pay + plen])))
+    off = pay + plen + 4
+open(p, 'wb').write(b)
+PY
+	$LKVM run --restore "$T/cpu" < /dev/null > "$T/cpu.out" 2> "$T/cpu.err"; rc=$?
+	if [ $rc = 1 ] && grep -q "the snapshot's guest was given CPU features this host's KVM lacks: cpuid 1.0 ecx bit 16" "$T/cpu.err" &&
+	   [ "$(sed '/kvm_pvm/d' "$T/cpu.err" | wc -l)" = 1 ]; then
+		ok "a snapshot whose guest had a CPU feature this host lacks is refused: $(sed '/kvm_pvm/d' "$T/cpu.err" | cut -c1-120)..."
+	else ko "CPU feature check" "status $rc: $(errs "$T/cpu.err")"; fi
+	cp -r "$T/snap" "$T/short" && truncate -s 1M "$T/short/memory"
+	$LKVM run --restore "$T/short" < /dev/null > "$T/short.out" 2> "$T/short.err"; rc=$?
+	if [ $rc = 1 ] && grep -q "short/memory: guest RAM file of 1048576 bytes, the VM has 268435456" "$T/short.err"; then
+		ok "a RAM file cut short is refused: $(sed '/kvm_pvm/d' "$T/short.err" | cut -c1-110)..."
+	else ko "short RAM file" "status $rc: $(errs "$T/short.err")"; fi
+fi
+
+# 6. A writable raw disk: refused without --disk-copy (the VM runs on), copied with it.
+head -c 1048576 /dev/urandom > "$T/raw.img"
+$LKVM run --flat --name f -k "$G" -d "$T/raw.img" < /dev/null > "$T/f.out" 2> "$T/f.err" & f=$!; pids="$pids $f"
+if wait_for "$T/f.out" '^n=2 ' 120; then
+	$LKVM snapshot f "$T/snap3" > "$T/s3a.out" 2>&1; r1=$?
+	gone=0; [ -e "$T/snap3" ] || gone=1
+	$LKVM snapshot f "$T/snap3" --disk-copy > "$T/s3b.out" 2>&1; r2=$?
+	n3=$(last_n "$T/f.out")
+	wait_for "$T/f.out" "^n=$((n3 + 2)) " 60; going=$?
+	$LKVM stop f > /dev/null 2>&1; wait $f
+	$LKVM run --restore "$T/snap3" --name g < /dev/null > "$T/g.out" 2> "$T/g.err" & gp=$!; pids="$pids $gp"
+	wait_for "$T/g.out" '^n=' 60; $LKVM stop g > /dev/null 2>&1; wait $gp; r3=$?
+	if [ $r1 = 1 ] && [ $gone = 1 ] && grep -q "disk 0 (.*raw.img) is a raw image the VM writes: give --disk-copy" "$T/s3a.out" &&
+	   [ $r2 = 0 ] && cmp -s "$T/raw.img" "$T/snap3/disk0.raw" && [ $going = 0 ] && [ $r3 = 0 ] && [ -n "$(fields "$T/g.out")" ] &&
+	   [ ! -e "$T/snap3/disk0.qcow2" ]; then
+		ok "a writable raw disk: refused without --disk-copy ($(head -n 1 "$T/s3a.out" | cut -c1-60)...), copied with it; restored over the copy"
+	else ko "raw disk" "without: $r1 (dir gone $gone) $(cat "$T/s3a.out"); with: $r2, went on $going, restore $r3: $(errs "$T/g.err")"; fi
+else
+	ko "raw disk" "no 2 lines: $(errs "$T/f.err")"
+fi
+
 echo "snapshot tests: $pass passed, $fail failed"
 [ $fail = 0 ]
