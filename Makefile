@@ -14,7 +14,7 @@ else
 BUILD   := build
 endif
 
-LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c))
+LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
 LKVM := $(BUILD)/lkvm
 
-all: $(LKVM) lkvm guests $(KVM_TEST_BINS)
+all: $(LKVM) lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
 
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
@@ -57,7 +57,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # Tests that need KVM and lkvm's runner in their own process (run by the KVM suites).
-$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/setup.o $(LIB_OBJS)
+$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(BUILD)/cmd/setup.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
@@ -68,6 +68,11 @@ $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+# Run inside a restored test guest (static: the guest has busybox only).
+$(BUILD)/tests/kernel/reseed: tests/kernel/reseed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -static -o $@ $<
 
 # Small test guests, built from source (see tests/guests/Makefile.inc).
 -include tests/guests/Makefile.inc

@@ -13,6 +13,7 @@ const struct command commands[] = {
 	{ "stat", "show a running VM's exit and I/O counters", cmd_stat },
 	{ "balloon", "inflate or deflate a VM's memory balloon", cmd_balloon },
 	{ "gdb", "open a gdb stub on a running VM", cmd_gdb },
+	{ "snapshot", "save a running VM into a directory (lkvm run --restore DIR runs it again)", cmd_snapshot },
 	{ "sandbox", "run one command in a fresh VM on the host's own files", cmd_sandbox },
 	{ "setup", "make a reusable busybox guest root folder", cmd_setup },
 	{ "sandbox-init", "(inside a sandbox guest: its init)", cmd_sandbox_init },

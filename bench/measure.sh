@@ -82,3 +82,13 @@ echo "| lkvm | $((ls / 1024)) KiB | $(ldd $LKVM | grep -c '=>') ($(ldd $LKVM | s
 echo "| qemu-system-x86_64 | $((qs / 1024)) KiB | $(ldd "$(command -v $QEMU)" | grep -c '=>') |"
 echo
 echo "lkvm / QEMU binary size: **$(ratio "$ls" "$qs")**"
+
+echo
+if [ -d /sys/module/kvm_pvm ]; then
+	echo "### Snapshots"
+	echo
+	echo "Not measured here: kvm_pvm runs no Linux user space. \`LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh bench/snapshot.sh\` measures them in the nested machine."
+else
+	step snapshots
+	sh bench/snapshot.sh "$B"
+fi

@@ -1,10 +1,14 @@
 /*
  * Start a command R times; for each run record the time from fork to the
  * first byte on its stdout and to its exit. Prints min/median/max of both, in
- * milliseconds:  timeit R CMD [ARGS...]
+ * milliseconds:  timeit [-k] R CMD [ARGS...]
+ * -k: the command is killed (SIGTERM) at its first byte, for guests that do
+ * not end by themselves; the exit time then includes lkvm's teardown.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,8 +28,13 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	int kill_first = argc > 1 && !strcmp(argv[1], "-k");
+	if (kill_first) {
+		argv++;
+		argc--;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: timeit RUNS CMD [ARGS...]\n");
+		fprintf(stderr, "usage: timeit [-k] RUNS CMD [ARGS...]\n");
 		return 2;
 	}
 	int runs = atoi(argv[1]);
@@ -45,6 +54,8 @@ int main(int argc, char **argv)
 		close(p[1]);
 		char c;
 		first[i] = read(p[0], &c, 1) == 1 ? now() - t0 : -1;
+		if (kill_first)
+			kill(pid, SIGTERM);
 		while (read(p[0], &c, 1) == 1)
 			;
 		int st;

@@ -25,9 +25,11 @@
 #include "options.h"
 #include "run.h"
 #include "seccomp.h"
+#include "snapshot.h"
 #include "term.h"
 #include "util.h"
 #include "vm.h"
+#include "vm_snapshot.h"
 
 #define MAX_CPUS 255
 
@@ -37,6 +39,8 @@ struct run_ctx {
 	struct vm_config *cfg;
 	const char *params;	/* every -p, joined */
 	const char *rootfs;	/* --rootfs folder, shared as the guest's root */
+	const char *restore;	/* --restore DIR */
+	bool clone;		/* --clone */
 };
 
 static int opt_kernel(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->kernel = arg; return 0; }
@@ -85,6 +89,8 @@ static int opt_name(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->
 static int opt_rootfs(void *own, const char *arg) { ((struct run_ctx *)own)->rootfs = arg; return 0; }
 static int opt_debug_ioport(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->debug_ioport = true; return 0; }
 static int opt_no_seccomp(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->no_seccomp = true; return 0; }
+static int opt_restore(void *own, const char *arg) { ((struct run_ctx *)own)->restore = arg; return 0; }
+static int opt_clone(void *own, const char *arg) { ((struct run_ctx *)own)->clone = true; return 0; }
 static int opt_quiet(void *own, const char *arg) { log_level = 0; return 0; }
 static int opt_verbose(void *own, const char *arg) { log_level = 2; return 0; }
 
@@ -100,6 +106,9 @@ static const struct opt run_opts[] = {
 	  opt_rootfs, OPT_COMPLETE_FILE },
 	{ "debug-ioport", 0, NULL, "log port and MMIO accesses no device claims", opt_debug_ioport },
 	{ "no-seccomp", 0, NULL, "do not confine lkvm to its syscall allowlist", opt_no_seccomp },
+	{ "restore", 0, "DIR", "run the VM saved in DIR by `lkvm snapshot` (its options come from there)", opt_restore,
+	  OPT_COMPLETE_FILE },
+	{ "clone", 0, NULL, "with --restore: a new VM with disk overlays of its own (DIR/clones/NAME)", opt_clone },
 	{ "quiet", 'q', NULL, "print only errors", opt_quiet },
 	{ "verbose", 'v', NULL, "print debugging messages", opt_verbose },
 	{ 0 }
@@ -114,6 +123,22 @@ void run_options(struct opt_set *set, struct vm_config *cfg, void *ctx)
 		opt_set_add(set, "devices", t->opts, vm_config_part(cfg, t, t->cfg_size));
 	}
 	opt_set_add(set, "debugging", gdb_run_opts, vm_config_part(cfg, gdb_run_opts, sizeof(struct gdb_opts)));
+}
+
+/* Every option as "--name=value": what a snapshot keeps of the VM's configuration. */
+static void record_option(void *ctx, const struct opt *o, const char *arg)
+{
+	struct vm_config *cfg = ctx;
+	size_t n = strlen(o->name) + (arg ? strlen(arg) : 0) + 4;
+	char *buf = xcalloc(1, n);
+	snprintf(buf, n, "--%s%s%s", o->name, arg ? "=" : "", arg ? arg : "");
+	char *s = opt_strdup(buf);	/* kept as long as the option text it records */
+	free(buf);
+	char **args = realloc(cfg->args, (cfg->nr_args + 1) * sizeof(*args));
+	if (!args)
+		abort();
+	cfg->args = args;
+	cfg->args[cfg->nr_args++] = s;
 }
 
 /* ---- one VM's life ---- */
@@ -161,12 +186,15 @@ int run_vm(struct vm_config *cfg)
 		err_errno("signalfd");
 		goto fail;
 	}
-	if (vm_create(&vm, cfg) < 0 || pc_board.create(&vm, vm_config_find(cfg, &pc_board)) < 0 ||
-	    vm_create_vcpus(&vm) < 0)
+	struct vm_snapshot_ctx snap = { &vm, &pc_board };
+	/* A restore: the host must run the snapshot's vCPUs before anything is built for them. */
+	if (vm_create(&vm, cfg) < 0 || (cfg->restore && pc_board.check_restore(&vm, cfg->restore) < 0) ||
+	    pc_board.create(&vm, vm_config_find(cfg, &pc_board)) < 0 || vm_create_vcpus(&vm) < 0 ||
+	    (cfg->restore && vm_snapshot_load(&vm, &pc_board) < 0))
 		goto fail;
 	ctl = control_new(&vm, cfg->name);
 	struct gdb_opts *gdb = vm_config_find(cfg, gdb_run_opts);
-	if (control_listen(ctl) < 0 || gdb_stub_init(&vm, ctl) < 0 ||
+	if (control_listen(ctl) < 0 || vm_snapshot_register(ctl, &snap) < 0 || gdb_stub_init(&vm, ctl) < 0 ||
 	    (gdb && gdb->addr && gdb_stub_start(&vm, gdb->addr, gdb->wait) < 0) ||
 	    term_start(vm.loop, pc_board.console(&vm), on_quit, &vm) < 0)
 		goto fail;
@@ -201,12 +229,18 @@ fail:
 	return status;
 }
 
-int cmd_run(int argc, char **argv)
+/*
+ * lkvm run's work on a command line; restore (with its RAM file) when it is
+ * the one cmd/restore.c made from a snapshot's options.
+ */
+int run_command(int argc, char **argv, struct snap_reader *restore, const char *ram_file)
 {
-	struct vm_config cfg = { .ram_size = MiB(256), .nr_cpus = 1 };
+	struct vm_config cfg = { .ram_size = MiB(256), .nr_cpus = 1, .restore = restore, .ram_file = ram_file };
 	struct run_ctx rc = { .cfg = &cfg };
 	struct opt_set set = { .command = "run", .usage = "lkvm run -k KERNEL [options]" };
 	run_options(&set, &cfg, &rc);
+	set.seen = record_option;
+	set.seen_ctx = &cfg;
 	int next, r = opt_parse(&set, argc, argv, false, &next);
 	if (r == 1) {
 		opt_usage(&set, stdout);
@@ -221,6 +255,14 @@ int cmd_run(int argc, char **argv)
 		r = err_set("--gdb-wait needs --gdb tcp:[HOST:]PORT|unix:PATH");
 	if (r < 0) {
 		fprintf(stderr, "lkvm run: %s\n", err_msg());
+		goto out;
+	}
+	if (rc.clone && !rc.restore) {
+		fprintf(stderr, "lkvm run: --clone goes with --restore DIR\n");
+		goto out;
+	}
+	if (rc.restore) {
+		status = run_restore(rc.restore, rc.clone, cfg.nr_args, cfg.args);
 		goto out;
 	}
 	if (rc.rootfs) {
@@ -256,4 +298,9 @@ int cmd_run(int argc, char **argv)
 out:
 	vm_config_free(&cfg);
 	return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	return run_command(argc, argv, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -12,6 +13,43 @@
 #include "util.h"
 
 int control_request(const char *name, const char *request, char *reply, size_t len)
+{
+	return control_request_fds(name, request, NULL, 0, reply, len, 5);
+}
+
+/* The request and its newline in one message, the descriptors riding on it. */
+static int send_request(int fd, const char *request, const int *fds, int nfds)
+{
+	size_t rl = strlen(request);
+	char *msg = malloc(rl + 1);
+	if (!msg)
+		return -1;
+	memcpy(msg, request, rl);
+	msg[rl] = '\n';
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int) * 16)];
+	} cm;
+	struct iovec iov = { msg, rl + 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds > 0 && nfds <= 16) {
+		memset(&cm, 0, sizeof(cm));
+		m.msg_control = cm.space;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
+	}
+	ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+	int ret = w == (ssize_t)(rl + 1) ? 0 : -1;
+	free(msg);
+	return ret;
+}
+
+int control_request_fds(const char *name, const char *request, const int *fds, int nfds, char *reply, size_t len,
+			int timeout_s)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	if (control_socket_path(name, path, sizeof(path)) < 0)
@@ -29,10 +67,13 @@ int control_request(const char *name, const char *request, char *reply, size_t l
 		}
 		return err_errno("%s", path);
 	}
-	struct timeval tv = { .tv_sec = 5 };
+	struct timeval tv = { .tv_sec = timeout_s };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	size_t rl = strlen(request);
-	if (send(fd, request, rl, MSG_NOSIGNAL) != (ssize_t)rl || send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
+	if (nfds > 16) {
+		close(fd);
+		return err_set("VM '%s': at most 16 descriptors go with a request", name);
+	}
+	if (send_request(fd, request, fds, nfds) < 0) {
 		close(fd);
 		return err_errno("VM '%s': cannot send request", name);
 	}

@@ -26,6 +26,7 @@
 
 #define MAX_EXTRA_CMDS 16
 #define CLIENT_TIMEOUT_MS 1000
+#define MAX_PASSED_FDS 16
 
 struct control {
 	struct vm *vm;
@@ -37,7 +38,10 @@ struct control {
 	bool running;
 	pthread_mutex_t lock;	/* the extra commands */
 	int nr_extra;
-	struct { const char *cmd; control_fn fn; void *ctx; } extra[MAX_EXTRA_CMDS];
+	struct { const char *cmd; control_fn fn; control_fd_fn fd_fn; void *ctx; } extra[MAX_EXTRA_CMDS];
+	/* Descriptors that came with the request being served; a command that takes them sets nfds to 0. */
+	int fds[MAX_PASSED_FDS];
+	int nfds;
 };
 
 struct control *control_new(struct vm *vm, const char *name)
@@ -60,9 +64,28 @@ int control_register(struct control *c, const char *cmd, control_fn fn, void *ct
 	if (c->nr_extra == MAX_EXTRA_CMDS)
 		ret = err_set("too many control commands");
 	else
-		c->extra[c->nr_extra++] = (typeof(c->extra[0])){ cmd, fn, ctx };
+		c->extra[c->nr_extra++] = (typeof(c->extra[0])){ cmd, fn, NULL, ctx };
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+int control_register_fds(struct control *c, const char *cmd, control_fd_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&c->lock);
+	int ret = 0;
+	if (c->nr_extra == MAX_EXTRA_CMDS)
+		ret = err_set("too many control commands");
+	else
+		c->extra[c->nr_extra++] = (typeof(c->extra[0])){ cmd, NULL, fn, ctx };
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static void close_passed(struct control *c)
+{
+	for (int i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
+	c->nfds = 0;
 }
 
 /* Registers and the top of the stack of every vCPU, the VM paused meanwhile. */
@@ -118,6 +141,7 @@ static void stat_members(struct vm *vm, struct json_writer *j)
 	json_u64(j, "mmio_unhandled", vm->mmio.unhandled);
 	json_u64(j, "ioeventfd_kicks", __atomic_load_n(&vm->ioeventfd_kicks, __ATOMIC_RELAXED));
 	json_u64(j, "irqfd_msis", __atomic_load_n(&vm->irqfd_msis, __ATOMIC_RELAXED));
+	json_u64(j, "generation", vm->generation);	/* restores of a snapshot this VM went through */
 	for (struct device *d = vm->devices; d; d = d->next)
 		if (d->ops->stats)
 			d->ops->stats(d, j);
@@ -164,9 +188,14 @@ static int run_cmd(struct control *c, const char *cmd, const char *line, struct 
 	for (int i = 0; i < c->nr_extra; i++) {
 		if (!strcmp(c->extra[i].cmd, cmd)) {
 			control_fn fn = c->extra[i].fn;
+			control_fd_fn fd_fn = c->extra[i].fd_fn;
 			void *ctx = c->extra[i].ctx;
 			pthread_mutex_unlock(&c->lock);
-			return fn(ctx, line, j);
+			if (!fd_fn)
+				return fn(ctx, line, j);
+			int n = c->nfds;
+			c->nfds = 0;	/* the command's now, to keep or close */
+			return fd_fn(ctx, line, c->fds, n, j);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -216,6 +245,32 @@ void control_handle(struct control *c, const char *line, char *out, size_t len)
 	json_free(&j);
 }
 
+/* Read into buf, keeping any descriptors passed along (SCM_RIGHTS) in c->fds. */
+static ssize_t read_with_fds(struct control *c, int fd, char *buf, size_t len)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+	} cm;
+	struct iovec iov = { buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.space, .msg_controllen = sizeof(cm.space) };
+	ssize_t r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	for (struct cmsghdr *h = r >= 0 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (int i = 0; i < k; i++) {
+			int passed;
+			memcpy(&passed, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (c->nfds < MAX_PASSED_FDS)
+				c->fds[c->nfds++] = passed;
+			else
+				close(passed);
+		}
+	}
+	return r;
+}
+
 /* One client: its line within CLIENT_TIMEOUT_MS, then the reply. */
 static void serve(struct control *c, int fd)
 {
@@ -225,7 +280,7 @@ static void serve(struct control *c, int fd)
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, CLIENT_TIMEOUT_MS) <= 0)
 			break;
-		ssize_t r = read(fd, line + n, CONTROL_MAX_LINE - n);
+		ssize_t r = read_with_fds(c, fd, line + n, CONTROL_MAX_LINE - n);
 		if (r <= 0)
 			break;
 		n += r;
@@ -243,6 +298,7 @@ static void serve(struct control *c, int fd)
 			*nl = 0;
 		control_handle(c, line, reply, cap);
 	}
+	close_passed(c);	/* descriptors no command took */
 	size_t len = strlen(reply), off = 0;
 	while (off < len) {
 		ssize_t w = send(fd, reply + off, len - off, MSG_NOSIGNAL);

@@ -48,3 +48,8 @@ void disk_close(struct disk *d)
 	d->ops->close(d);
 	free(d);
 }
+
+bool disk_is_qcow2(const struct disk *d)
+{
+	return !d->plain;
+}

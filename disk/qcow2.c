@@ -519,8 +519,8 @@ static int load_table(int fd, uint64_t off, uint64_t entries, uint64_t **out)
 	return r;
 }
 
-/* Check the header and load the tables; err names what is wrong. */
-static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth)
+/* Check the header and load the tables; err names what is wrong. backing: already open, or NULL. */
+static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth, struct disk *backing)
 {
 	const char *p = d->path;
 	struct stat st;
@@ -615,9 +615,11 @@ static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth)
 			sprintf(q->backing_path, "%s/%s", dir, name);
 			free(copy);
 		}
-		q->backing = disk_open_backing(q->backing_path, depth + 1);
+		q->backing = backing ? backing : disk_open_backing(q->backing_path, depth + 1);
 		if (!q->backing)
 			return -1;	/* err names the backing file */
+	} else if (backing) {
+		return err_set("%s: the qcow2 image names no backing file", p);
 	}
 	if (q->version == 3 && !d->ro && hdr64(h, 88)) {
 		/* Autoclear bits we do not know must be cleared by a writer. */
@@ -635,6 +637,11 @@ struct disk *qcow2_open(const char *path, bool ro, int depth)
 		err_errno("%s", path);
 		return NULL;
 	}
+	return qcow2_open_fd(fd, path, ro, depth, NULL);
+}
+
+struct disk *qcow2_open_fd(int fd, const char *path, bool ro, int depth, struct disk *backing)
+{
 	struct disk *d = xcalloc(1, sizeof(*d));
 	struct qcow2 *q = xcalloc(1, sizeof(*q));
 	pthread_mutex_init(&q->lock, NULL);
@@ -643,7 +650,9 @@ struct disk *qcow2_open(const char *path, bool ro, int depth)
 	d->ro = ro;
 	d->fd = fd;
 	d->priv = q;
-	if (qcow2_setup(d, q, depth)) {
+	if (qcow2_setup(d, q, depth, backing)) {
+		if (q->backing == backing)
+			q->backing = NULL;	/* the caller's still, on failure */
 		qcow2_free(q);
 		close(fd);
 		free(d);
@@ -654,4 +663,12 @@ struct disk *qcow2_open(const char *path, bool ro, int depth)
 		pr_warn("%s: size is not a multiple of 512; the last %llu bytes are not visible", path,
 			(unsigned long long)(q->virt_size % 512));
 	return d;
+}
+
+struct disk *qcow2_take_backing(struct disk *d)
+{
+	struct qcow2 *q = Q(d);
+	struct disk *b = q->backing;
+	q->backing = NULL;
+	return b;
 }

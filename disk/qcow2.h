@@ -11,6 +11,14 @@
 struct disk *raw_open(const char *path, bool ro, bool direct);
 /* depth: how many images already sit above this one in a backing chain. */
 struct disk *qcow2_open(const char *path, bool ro, int depth);
+/*
+ * qcow2_open() on an open descriptor (taken over, closed on failure). backing:
+ * the image its header names, already open, which the new disk then owns; or
+ * NULL to open it by that name.
+ */
+struct disk *qcow2_open_fd(int fd, const char *path, bool ro, int depth, struct disk *backing);
+/* Detach d's backing image (the caller's from now on); NULL if it has none. */
+struct disk *qcow2_take_backing(struct disk *d);
 /* disk_open() for a backing image: read-only, at the given depth. */
 struct disk *disk_open_backing(const char *path, int depth);
 

@@ -9,6 +9,7 @@
 #include "device.h"
 #include "devices.h"
 #include "hw.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
@@ -64,7 +65,26 @@ static void debug_ports_destroy(struct device *dev)
 	free(d);
 }
 
-static const struct device_ops debug_ports_ops = { .destroy = debug_ports_destroy };
+static int debug_ports_save(struct device *dev, struct snap_writer *w)
+{
+	struct debug_ports *d = dev->priv;
+	snap_u16(w, (uint16_t)__atomic_load_n(&d->post_code, __ATOMIC_RELAXED));	/* 0xffff: none yet */
+	return 0;
+}
+
+static int debug_ports_load(struct device *dev, struct snap_reader *r)
+{
+	struct debug_ports *d = dev->priv;
+	uint16_t v = snap_get_u16(r);
+	if (v > 0xff && v != 0xffff)
+		return snap_bad(r, "POST code 0x%x", v);
+	__atomic_store_n(&d->post_code, v == 0xffff ? -1 : v, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static const struct device_ops debug_ports_ops = {
+	.destroy = debug_ports_destroy, .save = debug_ports_save, .load = debug_ports_load, .snap_version = 1,
+};
 
 static int debug_ports_create(struct vm *vm, void *own)
 {

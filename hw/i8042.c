@@ -10,6 +10,7 @@
 #include <string.h>
 #include "bus.h"
 #include "hw.h"
+#include "snapshot.h"
 #include "util.h"
 #include "device.h"
 #include "devices.h"
@@ -296,7 +297,62 @@ static void i8042_destroy(struct device *d)
 	free(k);
 }
 
-static const struct device_ops i8042_ops = { .destroy = i8042_destroy };
+static int i8042_save(struct device *d, struct snap_writer *w)
+{
+	struct i8042 *k = d->priv;
+	pthread_mutex_lock(&k->lock);
+	snap_bytes(w, k->ram, sizeof(k->ram));
+	const uint8_t regs[] = { k->status, k->pending, k->outport, __atomic_load_n(&k->port92, __ATOMIC_RELAXED),
+				 k->obf, k->obf_byte, k->obf_flags, k->last_byte, k->kbd_param_for,
+				 (uint8_t)k->irq_kbd, (uint8_t)k->irq_aux };
+	snap_bytes(w, regs, sizeof(regs));
+	snap_u8(w, k->qlen);
+	for (int i = 0; i < k->qlen; i++) {
+		snap_u8(w, k->q[(k->qhead + i) % QUEUE_SIZE]);
+		snap_u8(w, k->qflags[(k->qhead + i) % QUEUE_SIZE]);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static int i8042_load(struct device *d, struct snap_reader *r)
+{
+	struct i8042 *k = d->priv;
+	uint8_t ram[32], regs[11], q[QUEUE_SIZE], qflags[QUEUE_SIZE];
+	snap_get_bytes(r, ram, sizeof(ram));
+	snap_get_bytes(r, regs, sizeof(regs));
+	int qlen = snap_get_u8(r);
+	if (qlen > QUEUE_SIZE || regs[4] > 1 || regs[9] > 1 || regs[10] > 1)
+		return snap_bad(r, "output queue of %d bytes or flags out of range", qlen);
+	for (int i = 0; i < qlen; i++) {
+		q[i] = snap_get_u8(r);
+		qflags[i] = snap_get_u8(r);
+	}
+	if (snap_failed(r))
+		return -1;
+	pthread_mutex_lock(&k->lock);
+	memcpy(k->ram, ram, sizeof(ram));
+	k->status = regs[0], k->pending = regs[1], k->outport = regs[2];
+	__atomic_store_n(&k->port92, regs[3], __ATOMIC_RELAXED);
+	k->obf = regs[4], k->obf_byte = regs[5], k->obf_flags = regs[6], k->last_byte = regs[7];
+	k->kbd_param_for = regs[8];
+	k->irq_kbd = regs[9], k->irq_aux = regs[10];
+	memcpy(k->q, q, qlen);
+	memcpy(k->qflags, qflags, qlen);
+	k->qhead = 0;
+	k->qlen = qlen;
+	/* KVM's per-source line levels come from the device. */
+	if (k->irq_kbd)
+		vm_irq_line(k->vm, IRQ_KBD, 1);
+	if (k->irq_aux)
+		vm_irq_line(k->vm, IRQ_AUX, 1);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static const struct device_ops i8042_ops = {
+	.destroy = i8042_destroy, .save = i8042_save, .load = i8042_load, .snap_version = 1,
+};
 
 static int i8042_create(struct vm *vm, void *own)
 {

@@ -12,6 +12,7 @@
 #include "devices.h"
 #include "hw.h"
 #include "pci.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
@@ -386,6 +387,61 @@ void pci_unregister(struct pci_dev *d)
 	pthread_mutex_unlock(&h->cfg_lock);
 }
 
+/* ---- snapshots ---- */
+
+void pci_dev_save(struct pci_dev *d, struct snap_writer *w)
+{
+	cfg_lock(d);
+	snap_u8(w, d->slot);
+	snap_bytes(w, d->cfg, PCI_CFG_SIZE);
+	cfg_unlock(d);
+}
+
+int pci_dev_load(struct pci_dev *d, struct snap_reader *r)
+{
+	uint8_t cfg[PCI_CFG_SIZE];
+	int slot = snap_get_u8(r);
+	snap_get_bytes(r, cfg, sizeof(cfg));
+	if (snap_failed(r))
+		return -1;
+	if (slot != d->slot)
+		return snap_bad(r, "%s was in PCI slot %d, here it is in slot %d (other devices or options)", d->name,
+				slot, d->slot);
+	/* What the guest cannot write (IDs, class, capabilities) must be this very function's. */
+	for (int i = 0; i < PCI_CFG_SIZE; i++)
+		if (i != PCI_STATUS && i != PCI_STATUS + 1 && ((cfg[i] ^ d->cfg[i]) & ~d->wmask[i]))
+			return snap_bad(r, "%s: config byte 0x%02x is 0x%02x, this device has 0x%02x (another device or "
+					"version)", d->name, i, cfg[i], d->cfg[i]);
+	uint16_t st = get_le16(cfg + PCI_STATUS), mine = get_le16(d->cfg + PCI_STATUS);
+	if ((st ^ mine) & ~(STATUS_W1C | STATUS_INT))
+		return snap_bad(r, "%s: status register 0x%04x does not fit this device", d->name, st);
+	cfg_lock(d);
+	memcpy(d->cfg, cfg, sizeof(cfg));
+	for (int n = 0; n < 6; n++)
+		sync_bar(d, n);		/* where the guest had moved them */
+	intx_update(d);		/* an asserted INTx line asserts again (KVM's per-source level) */
+	cfg_unlock(d);
+	return 0;
+}
+
+static int host_save(struct device *dev, struct snap_writer *w)
+{
+	struct pci_host *h = dev->priv;
+	snap_u32(w, __atomic_load_n(&h->cf8, __ATOMIC_RELAXED));
+	pci_dev_save(&h->bridge, w);
+	return 0;
+}
+
+static int host_load(struct device *dev, struct snap_reader *r)
+{
+	struct pci_host *h = dev->priv;
+	uint32_t cf8 = snap_get_u32(r);
+	if (pci_dev_load(&h->bridge, r) < 0)
+		return -1;
+	__atomic_store_n(&h->cf8, cf8, __ATOMIC_RELAXED);
+	return 0;
+}
+
 struct pci_host *pci_host(struct vm *vm)
 {
 	return device_priv(vm, "pci-host", 0);
@@ -399,7 +455,9 @@ static void pci_host_destroy(struct device *dev)
 	free(h);
 }
 
-static const struct device_ops pci_host_ops = { .destroy = pci_host_destroy };
+static const struct device_ops pci_host_ops = {
+	.destroy = pci_host_destroy, .save = host_save, .load = host_load, .snap_version = 1,
+};
 
 static int pci_host_create(struct vm *vm, void *own)
 {

@@ -22,12 +22,14 @@
 #include "devices.h"
 #include "evloop.h"
 #include "hw.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
 #define PIT_HZ 1193182ULL
 #define NS 1000000000ULL
 #define MIN_PERIOD_NS 200000ULL	/* 5 kHz at most, KVM's default floor too */
+#define MAX_AGE_NS (INT64_C(1) << 62)	/* snapshots: times further off are not ours */
 
 enum { RW_LATCH, RW_LSB, RW_MSB, RW_WORD };
 
@@ -363,7 +365,94 @@ static void pit_destroy(struct device *d)
 	free(p);
 }
 
-static const struct device_ops pit_ops_dev = { .destroy = pit_destroy };
+/*
+ * Snapshots: times are kept relative to the moment of the save, so the
+ * restored counters go on from where the guest left them, however long the
+ * snapshot lay on disk (the guest's own clocks stood still that long too).
+ */
+static int pit_save(struct device *d, struct snap_writer *w)
+{
+	struct pit *p = d->priv;
+	pthread_mutex_lock(&p->lock);
+	int64_t now = now_ns();
+	for (int i = 0; i < 3; i++) {
+		struct chan *c = &p->ch[i];
+		snap_u8(w, c->mode);
+		snap_u8(w, c->rw);
+		snap_u8(w, c->bcd);
+		snap_u32(w, c->reload);
+		snap_bool(w, c->loaded);
+		snap_bool(w, c->gate);
+		snap_i64(w, now - c->start);
+		snap_bool(w, c->write_msb);
+		snap_u8(w, c->lsb);
+		snap_bool(w, c->read_msb);
+		snap_u8(w, c->latched);
+		snap_u16(w, c->latch);
+		snap_bool(w, c->status_latched);
+		snap_u8(w, c->status);
+		snap_bool(w, c->null_count);
+	}
+	snap_bool(w, p->speaker);
+	snap_bool(w, p->refresh);
+	snap_i64(w, p->irq_at ? now - p->irq_at : INT64_MIN);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static int pit_load(struct device *d, struct snap_reader *r)
+{
+	struct pit *p = d->priv;
+	struct chan ch[3];
+	memset(ch, 0, sizeof(ch));
+	int64_t ago[3];
+	for (int i = 0; i < 3; i++) {
+		struct chan *c = &ch[i];
+		c->mode = snap_get_u8(r);
+		c->rw = snap_get_u8(r);
+		c->bcd = snap_get_u8(r);
+		c->reload = snap_get_u32(r);
+		c->loaded = snap_get_bool(r);
+		c->gate = snap_get_bool(r);
+		ago[i] = snap_get_i64(r);
+		c->write_msb = snap_get_bool(r);
+		c->lsb = snap_get_u8(r);
+		c->read_msb = snap_get_bool(r);
+		c->latched = snap_get_u8(r);
+		c->latch = snap_get_u16(r);
+		c->status_latched = snap_get_bool(r);
+		c->status = snap_get_u8(r);
+		c->null_count = snap_get_bool(r);
+		/* Counts divide by reload: a loaded channel needs 1..65536. */
+		if (c->mode > 5 || c->rw > RW_WORD || c->bcd > 1 || c->reload > 65536 || (c->loaded && !c->reload) ||
+		    c->latched > 2 || ago[i] > MAX_AGE_NS || ago[i] < -MAX_AGE_NS)
+			return snap_bad(r, "channel %d: mode %u, access %u, count %u out of range", i, c->mode, c->rw,
+					c->reload);
+	}
+	bool speaker = snap_get_bool(r), refresh = snap_get_bool(r);
+	int64_t irq_ago = snap_get_i64(r);
+	if (irq_ago != INT64_MIN && (irq_ago > MAX_AGE_NS || irq_ago < -MAX_AGE_NS))
+		return snap_bad(r, "last interrupt time out of range");
+	if (snap_failed(r))
+		return -1;
+	pthread_mutex_lock(&p->lock);
+	int64_t now = now_ns();
+	for (int i = 0; i < 3; i++) {
+		ch[i].start = now - ago[i];
+		p->ch[i] = ch[i];
+	}
+	p->speaker = speaker;
+	p->refresh = refresh;
+	p->irq_at = irq_ago == INT64_MIN ? 0 : now - irq_ago;
+	p->armed = -1;	/* whatever the timerfd holds: sync_timer sets it */
+	sync_timer(p);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static const struct device_ops pit_ops_dev = {
+	.destroy = pit_destroy, .save = pit_save, .load = pit_load, .snap_version = 1,
+};
 
 static int pit_create(struct vm *vm, void *own)
 {

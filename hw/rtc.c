@@ -22,6 +22,7 @@
 #include "e820.h"
 #include "evloop.h"
 #include "hw.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
@@ -417,7 +418,69 @@ static void rtc_destroy(struct device *d)
 	free(r);
 }
 
-static const struct device_ops rtc_dev_ops = { .destroy = rtc_destroy };
+/* Snapshots: the clock goes on from the host's time plus the guest's offset, as a battery-backed RTC would. */
+static int rtc_save(struct device *d, struct snap_writer *w)
+{
+	struct rtc *r = d->priv;
+	pthread_mutex_lock(&r->lock);
+	snap_u8(w, r->index);
+	snap_bytes(w, r->cmos, sizeof(r->cmos));
+	snap_i64(w, r->offset);
+	const int tm[8] = { r->frozen.tm_sec, r->frozen.tm_min, r->frozen.tm_hour, r->frozen.tm_mday,
+			    r->frozen.tm_mon, r->frozen.tm_year, r->frozen.tm_wday, r->frozen.tm_yday };
+	for (int i = 0; i < 8; i++)
+		snap_i64(w, tm[i]);
+	snap_u8(w, r->flags);
+	snap_bool(w, r->irq);
+	snap_i64(w, r->seen_sec);
+	snap_i64(w, r->seen_tick);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static bool in(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
+
+static int rtc_load(struct device *d, struct snap_reader *rd)
+{
+	struct rtc *r = d->priv;
+	uint8_t index = snap_get_u8(rd), cmos[128];
+	snap_get_bytes(rd, cmos, sizeof(cmos));
+	int64_t offset = snap_get_i64(rd), tm[8];
+	for (int i = 0; i < 8; i++)
+		tm[i] = snap_get_i64(rd);
+	uint8_t flags = snap_get_u8(rd);
+	bool irq = snap_get_bool(rd);
+	int64_t seen_sec = snap_get_i64(rd), seen_tick = snap_get_i64(rd);
+	if (snap_failed(rd))
+		return -1;
+	/* Times that keep every sum in range; register fields an RTC can hold. */
+	const int64_t lim = INT64_C(1) << 40;
+	if (!in(offset, -lim, lim) || !in(seen_sec, -lim, lim) || !in(seen_tick, -(lim << 16), lim << 16) ||
+	    !in(tm[0], 0, 60) || !in(tm[1], 0, 59) || !in(tm[2], 0, 23) || !in(tm[3], 0, 31) || !in(tm[4], 0, 11) ||
+	    !in(tm[5], -1900, 8099) || !in(tm[6], 0, 6) || !in(tm[7], 0, 365) || (flags & ~(C_PF | C_AF | C_UF)))
+		return snap_bad(rd, "clock or register values out of range");
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	r->offset = offset;
+	r->frozen = (struct tm){ .tm_sec = tm[0], .tm_min = tm[1], .tm_hour = tm[2], .tm_mday = tm[3],
+				 .tm_mon = tm[4], .tm_year = tm[5], .tm_wday = tm[6], .tm_yday = tm[7] };
+	r->flags = flags;
+	r->seen_sec = seen_sec;
+	r->seen_tick = seen_tick;
+	r->irq = irq;
+	/* KVM's irqchip came back with the line's state; its per-source level comes from this. */
+	if (irq)
+		vm_irq_line(r->vm, IRQ_RTC, 1);
+	r->armed = -1;	/* whatever the timerfd holds: sync_irq sets it */
+	sync_irq(r);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static const struct device_ops rtc_dev_ops = {
+	.destroy = rtc_destroy, .save = rtc_save, .load = rtc_load, .snap_version = 1,
+};
 
 static int rtc_create(struct vm *vm, void *own)
 {

@@ -13,6 +13,7 @@
 #include "device.h"
 #include "devices.h"
 #include "hw.h"
+#include "snapshot.h"
 #include "term.h"
 #include "util.h"
 #include "vm.h"
@@ -396,7 +397,89 @@ static void serial_console_input(struct device *d, const uint8_t *buf, size_t le
 	uart_input(&s->port[0], buf, len);
 }
 
-static const struct device_ops serial_ops = { .destroy = serial_destroy, .console_input = serial_console_input };
+/* Snapshots: registers, both FIFOs and the host input not yet taken, per port. */
+static int serial_save(struct device *d, struct snap_writer *w)
+{
+	struct serial_set *s = d->priv;
+	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
+		struct uart *u = &s->port[i];
+		pthread_mutex_lock(&u->lock);
+		const uint8_t regs[] = { u->ier, u->lcr, u->mcr, u->scr, u->dll, u->dlm, u->lsr_errs, u->msr_lines,
+					 u->msr_deltas, u->fifo_on, u->trigger, u->thre_pending, u->rbr_last };
+		snap_bytes(w, regs, sizeof(regs));
+		snap_u8(w, u->rx_count);
+		for (unsigned k = 0; k < u->rx_count; k++)
+			snap_u8(w, u->rx[(u->rx_head + k) % FIFO_SIZE]);
+		snap_u16(w, u->ring_count);
+		for (unsigned k = 0; k < u->ring_count; k++)
+			snap_u8(w, u->ring[(u->ring_head + k) % INPUT_RING]);
+		snap_bool(w, __atomic_load_n(&u->level, __ATOMIC_RELAXED));
+		pthread_mutex_unlock(&u->lock);
+	}
+	return 0;
+}
+
+static int serial_load(struct device *d, struct snap_reader *r)
+{
+	struct serial_set *s = d->priv;
+	struct uart in[SERIAL_NR_PORTS];
+	memset(in, 0, sizeof(in));
+	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
+		struct uart *u = &in[i];
+		uint8_t regs[13];
+		snap_get_bytes(r, regs, sizeof(regs));
+		u->ier = regs[0], u->lcr = regs[1], u->mcr = regs[2], u->scr = regs[3], u->dll = regs[4];
+		u->dlm = regs[5], u->lsr_errs = regs[6], u->msr_lines = regs[7], u->msr_deltas = regs[8];
+		u->fifo_on = regs[9], u->trigger = regs[10], u->thre_pending = regs[11], u->rbr_last = regs[12];
+		u->rx_count = snap_get_u8(r);
+		if (regs[9] > 1 || regs[11] > 1 || (u->trigger != 1 && u->trigger != 4 && u->trigger != 8 && u->trigger != 14) ||
+		    u->ier > 0x0f || u->mcr > 0x1f || u->rx_count > rx_capacity(u))
+			return snap_bad(r, "ttyS%d: register values out of range", i);
+		for (unsigned k = 0; k < u->rx_count; k++)
+			u->rx[k] = snap_get_u8(r);
+		u->ring_count = snap_get_u16(r);
+		if (u->ring_count > INPUT_RING)
+			return snap_bad(r, "ttyS%d: %u bytes of input for a %d-byte buffer", i, u->ring_count, INPUT_RING);
+		for (unsigned k = 0; k < u->ring_count; k++)
+			u->ring[k] = snap_get_u8(r);
+		u->level = snap_get_bool(r);
+		if (snap_failed(r))
+			return -1;
+	}
+	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
+		struct uart *u = &s->port[i];
+		pthread_mutex_lock(&u->lock);
+		u->ier = in[i].ier, u->lcr = in[i].lcr, u->mcr = in[i].mcr, u->scr = in[i].scr;
+		u->dll = in[i].dll, u->dlm = in[i].dlm, u->lsr_errs = in[i].lsr_errs;
+		u->msr_lines = in[i].msr_lines, u->msr_deltas = in[i].msr_deltas, u->fifo_on = in[i].fifo_on;
+		u->trigger = in[i].trigger, u->thre_pending = in[i].thre_pending, u->rbr_last = in[i].rbr_last;
+		memcpy(u->rx, in[i].rx, sizeof(u->rx));
+		u->rx_head = 0, u->rx_count = in[i].rx_count;
+		memcpy(u->ring, in[i].ring, sizeof(u->ring));
+		u->ring_head = 0, u->ring_count = in[i].ring_count;
+		__atomic_store_n(&u->level, in[i].level, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&u->lock);
+	}
+	/* The lines as the ports drive them; KVM's per-source level of each comes from this. */
+	pthread_mutex_lock(&s->irq_lock);
+	for (int i = 0; i < SERIAL_NR_PORTS; i++) {
+		unsigned irq = s->port[i].irq;
+		int line = 0;
+		for (int k = 0; k < SERIAL_NR_PORTS; k++)
+			if (s->port[k].irq == irq)
+				line |= s->port[k].level;
+		if (line && !s->line[irq])
+			vm_irq_line(s->vm, irq, 1);
+		s->line[irq] = line;
+	}
+	pthread_mutex_unlock(&s->irq_lock);
+	return 0;
+}
+
+static const struct device_ops serial_ops = {
+	.destroy = serial_destroy, .console_input = serial_console_input,
+	.save = serial_save, .load = serial_load, .snap_version = 1,
+};
 
 static int serial_create(struct vm *vm, void *own)
 {

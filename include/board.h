@@ -14,6 +14,8 @@ struct vm_config;
 struct device;
 struct device_type;
 struct opt;
+struct snap_writer;
+struct snap_reader;
 
 struct board {
 	const char *name;
@@ -27,6 +29,12 @@ struct board {
 	void (*destroy)(struct vm *vm);		/* what create kept in vm->board */
 	/* The device the host terminal's input goes to. */
 	struct device *(*console)(struct vm *vm);
+	/* Snapshots: the board's records (interrupt controllers, clock, every vCPU), all vCPUs parked. */
+	int (*save)(struct vm *vm, struct snap_writer *w);
+	/* Before a restore builds anything but the VM fd: can this host run the snapshot's vCPUs? */
+	int (*check_restore)(struct vm *vm, struct snap_reader *r);
+	/* The records back into a VM that create() made from the snapshot's options (vm->cfg.restore set). */
+	int (*load)(struct vm *vm, struct snap_reader *r);
 };
 
 extern const struct board pc_board;

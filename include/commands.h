@@ -22,6 +22,7 @@ int cmd_debug(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_balloon(int argc, char **argv);
 int cmd_gdb(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_sandbox(int argc, char **argv);
 int cmd_sandbox_init(int argc, char **argv);
 int cmd_setup(int argc, char **argv);

@@ -36,11 +36,22 @@ void control_free(struct control *c);
 typedef int (*control_fn)(void *ctx, const char *req, struct json_writer *reply);
 int control_register(struct control *c, const char *cmd, control_fn fn, void *ctx);
 
+/*
+ * A command that takes descriptors passed with its request (SCM_RIGHTS):
+ * fds[0..nfds) are the handler's to use and close. Other commands never see
+ * descriptors; the server closes any nobody took.
+ */
+typedef int (*control_fd_fn)(void *ctx, const char *req, const int *fds, int nfds, struct json_writer *reply);
+int control_register_fds(struct control *c, const char *cmd, control_fd_fn fn, void *ctx);
+
 /* Handle one request line; writes a NUL-terminated reply line (cut short to fit) into out. */
 void control_handle(struct control *c, const char *line, char *out, size_t outlen);
 
 /* Client side: send one request to VM name, read the reply. */
 int control_request(const char *name, const char *request, char *reply, size_t len);
+/* The same with descriptors passed along, waiting up to timeout_s seconds for the reply. */
+int control_request_fds(const char *name, const char *request, const int *fds, int nfds, char *reply, size_t len,
+			int timeout_s);
 /* Call fn for every VM with a socket in the directory; stale sockets are removed. */
 int control_for_each(int (*fn)(const char *name, void *arg), void *arg);
 

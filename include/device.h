@@ -7,8 +7,10 @@
  *   create  the type's create(): buses, PCI function, host files and fds;
  *   start   its threads, run after the signal mask and seccomp are in place;
  *   stop    quiesce: requests in flight finished, threads joined;
- *   save    its whole state as a versioned record (snapshots);
- *   load    the same state back into a freshly created instance;
+ *   save    its whole state as a versioned record (snapshots): called with
+ *           the vCPUs parked, its threads stopped and the event loop still;
+ *   load    the same state back into an instance created from the same
+ *           options, before its threads start;
  *   destroy free everything create made.
  * The registry replaces global instance lists: a device is found by its type
  * name and index. Control commands and `lkvm stat` members are declared by
@@ -42,8 +44,14 @@ struct device_cmd {
 struct device_ops {
 	int (*start)(struct device *d);		/* optional; 0, or -1 with err set */
 	void (*stop)(struct device *d);		/* optional */
-	int (*save)(struct device *d, struct snap_writer *w);	/* optional: a device without state */
+	/*
+	 * Optional (a device without state has neither): the fields of its record
+	 * "dev:TYPE:INDEX", whose version is snap_version; load reads them back
+	 * and refuses values out of range (a snapshot file is input like any other).
+	 */
+	int (*save)(struct device *d, struct snap_writer *w);
 	int (*load)(struct device *d, struct snap_reader *r);
+	uint32_t snap_version;
 	void (*destroy)(struct device *d);	/* frees priv and what it holds */
 	void (*stats)(struct device *d, struct json_writer *j);	/* optional: its `lkvm stat` members */
 	const struct device_cmd *cmds;		/* optional, ends with a NULL name */
@@ -88,5 +96,13 @@ void *device_priv(const struct vm *vm, const char *type, int index);
 int devices_start(struct vm *vm);
 void devices_stop(struct vm *vm);
 void devices_destroy(struct vm *vm);
+/* Every device's record, in creation order: 0, or -1 with err set. */
+int devices_save(struct vm *vm, struct snap_writer *w);
+/*
+ * Every device's record back: each device with state must find its record and
+ * every device record must find its device (the same options made the same
+ * devices). 0, or -1 with err set.
+ */
+int devices_load(struct vm *vm, struct snap_reader *r);
 
 #endif

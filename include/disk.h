@@ -35,5 +35,18 @@ struct disk {
 /* Open raw or qcow2 (by magic). Returns NULL with err set on failure. */
 struct disk *disk_open(const char *path, bool ro, bool direct);
 void disk_close(struct disk *d);
+/* Whether an open disk is a qcow2 image (else raw: file or block device). */
+bool disk_is_qcow2(const struct disk *d);
+
+/*
+ * Snapshots (disk/overlay.c): write into fd, an empty file, a qcow2 image of
+ * size bytes whose backing image is the absolute path backing (of format
+ * backing_fmt, "qcow2" or "raw"). 0, or -1 with err set naming path.
+ */
+int disk_write_overlay(int fd, const char *path, const char *backing, const char *backing_fmt, uint64_t size);
+/* Open such an overlay (fd taken over) writable, its backing image already open and now owned by it. */
+struct disk *disk_open_overlay(int fd, const char *path, struct disk *backing);
+/* Close an overlay opened so, leaving its backing image open (its caller's again). */
+void disk_discard_overlay(struct disk *ov);
 
 #endif

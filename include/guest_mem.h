@@ -36,6 +36,8 @@ void *guest_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
  */
 int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end);
 void guest_mem_free(struct guest_mem *m);
+/* After guest_mem_alloc: RAM becomes a copy-on-write mapping of the file path (a snapshot's), byte for byte. */
+int guest_mem_map_file(struct guest_mem *m, const char *path);
 
 int guest_copy_to(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len);
 int guest_copy_from(const struct guest_mem *m, void *dst, uint64_t gpa, uint64_t len);

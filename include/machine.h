@@ -25,4 +25,17 @@ struct pc {
 	uint16_t rm_cs, rm_ip, rm_ss, rm_sp;
 };
 
+/* x86/snapshot.c: the board's snapshot records. */
+struct vm;
+struct vcpu;
+struct snap_writer;
+struct snap_reader;
+int x86_vm_save(struct vm *vm, struct snap_writer *w);		/* irqchip and KVM clock */
+int x86_irqchip_load(struct vm *vm, struct snap_reader *r);
+int x86_clock_load(struct vm *vm, struct snap_reader *r);
+int x86_vcpu_save(struct vcpu *v, struct snap_writer *w);
+int x86_vcpu_load(struct vcpu *v, struct snap_reader *r);
+/* The snapshot's CPUID against what this host's KVM supports: 0, or -1 naming what is missing. */
+int x86_check_cpu(struct vm *vm, struct snap_reader *r);
+
 #endif

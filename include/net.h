@@ -16,6 +16,7 @@
 
 struct vm;
 struct vnet;
+struct net_user_state;
 
 /* One --network NIC. */
 enum net_mode { NET_USER, NET_TAP, NET_NONE };
@@ -46,6 +47,9 @@ struct net_backend_ops {
 	void (*features)(void *be, uint64_t driver_features);
 	/* Release everything (the device is being destroyed; no other call runs). */
 	void (*close)(void *be);
+	/* Optional (user mode), for snapshots while the NIC's thread is stopped: see net_user.h. */
+	void (*get_state)(void *be, struct net_user_state *st);
+	void (*set_state)(void *be, const struct net_user_state *st);
 };
 
 struct net_backend {

@@ -98,4 +98,24 @@ uint64_t net_user_now(const struct net_user *nu);
 
 void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st);
 
+/*
+ * Snapshots: what the guest believes of the stack. Its TCP connections
+ * cannot survive (their host sockets stay with the old process), so a
+ * restored stack resets each one towards the guest, in sequence, at its
+ * first timer run; the guest's address needs nothing (DHCP always gives the
+ * same one) and its MAC is known at once.
+ */
+struct net_user_flow {
+	uint32_t rip;			/* the far end as the guest sees it */
+	uint16_t rport, gport;
+	uint32_t seq, ack;		/* our next sequence number, the guest's next one */
+};
+struct net_user_state {
+	uint8_t guest_mac[6];
+	unsigned nr_flows;
+	struct net_user_flow flows[NET_USER_MAX_TCP];
+};
+void net_user_get_state(const struct net_user *nu, struct net_user_state *st);
+void net_user_set_state(struct net_user *nu, const struct net_user_state *st);
+
 #endif

@@ -40,6 +40,9 @@ struct opt_set {
 	const char *usage;	/* "lkvm run -k KERNEL [options]" */
 	int nr;
 	struct opt_group groups[OPT_MAX_GROUPS];
+	/* Optional: told of every option parsed, in order (snapshots keep a VM's options). */
+	void (*seen)(void *ctx, const struct opt *o, const char *arg);
+	void *seen_ctx;
 };
 
 void opt_set_add(struct opt_set *set, const char *title, const struct opt *opts, void *own);

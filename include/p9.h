@@ -109,6 +109,16 @@ void p9_server_free(struct p9_server *s);
 /* Tests: called with each request's tag as its handling starts (NULL: nothing). */
 extern void (*p9_request_hook)(uint16_t tag);
 
+/*
+ * Snapshots: the session (msize) and every fid by its path below the root;
+ * load walks each path again (a fid whose object is gone answers ESTALE).
+ * 0, or -1 with err set.
+ */
+struct snap_writer;
+struct snap_reader;
+int p9_server_save(struct p9_server *s, struct snap_writer *w);
+int p9_server_load(struct p9_server *s, struct snap_reader *r);
+
 /* The --9p options: one virtio-9p device each (virtio/9p.c). */
 #define P9_MAX_SHARES 8
 struct share_opt {		/* --9p HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev] */

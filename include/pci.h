@@ -62,6 +62,16 @@ int pci_register(struct vm *vm, struct pci_dev *d);
 /* Take it off the bus again (its device is being destroyed). */
 void pci_unregister(struct pci_dev *d);
 
+struct snap_writer;
+struct snap_reader;
+/* Snapshots: the function's slot and config space (its device's record holds them). */
+void pci_dev_save(struct pci_dev *d, struct snap_writer *w);
+/*
+ * The same back into the function made by the same options: refused unless
+ * slot and read-only bytes match; BARs mapped where the guest had put them.
+ */
+int pci_dev_load(struct pci_dev *d, struct snap_reader *r);
+
 /* Config space accessors, also used by the device-level tests. */
 uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, int len);
 void pci_cfg_write(struct pci_dev *d, unsigned off, uint32_t val, int len);

@@ -97,6 +97,17 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d);
 /* Take it off the bus and release its eventfds (the device is being destroyed). */
 void virtio_pci_unregister(struct virtio_dev *d);
 
+struct snap_writer;
+struct snap_reader;
+/* Snapshots: the transport (PCI config, features, status, MSI-X table, every queue's rings and indexes). */
+int virtio_pci_save(struct virtio_dev *d, struct snap_writer *w);
+/*
+ * The same into the device made by the same options; refused when the
+ * driver's features are no longer offered or a ring lies outside RAM. Every
+ * running queue gets one kick when the event loop starts.
+ */
+int virtio_pci_load(struct virtio_dev *d, struct snap_reader *r);
+
 /*
  * Take the next available chain of queue qi: 1 with c filled, 0 if none, -1
  * if the chain is invalid (the device is then marked as needing a reset).
@@ -120,6 +131,14 @@ size_t buf_to_iov(const struct iovec *iov, int n, size_t skip, const void *buf, 
 struct disk;
 /* One virtio-blk function for an open disk, which it owns from here on (tests use it directly). */
 int virtio_blk_add(struct vm *vm, struct disk *dk);
+/* Snapshots: a virtio-blk device's disk and the image's absolute path. */
+struct device;
+struct disk *virtio_blk_disk(struct device *dev, const char **abs_path);
+/*
+ * Put dk (of the same size) in place of the device's disk, only while the
+ * device is stopped; the old disk is not closed: it is dk's backing image.
+ */
+int virtio_blk_replace_disk(struct device *dev, struct disk *dk, const char *abs_path);
 /* lkvm balloon: move the target by delta_mib (inflate > 0); 0, or -1 with err set. */
 int balloon_adjust(struct vm *vm, long delta_mib);
 struct balloon_stats {

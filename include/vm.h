@@ -19,6 +19,7 @@
 struct vm;
 struct evloop;
 struct device;
+struct snap_reader;
 
 /* What every layer may read about the VM; options of the board and devices live in parts. */
 struct cfg_part {
@@ -35,6 +36,12 @@ struct vm_config {
 	bool debug_ioport;	/* log accesses no device claims */
 	bool no_seccomp;	/* skip the syscall allowlist */
 	struct cfg_part *parts;
+	/* The options as given, one "--name=value" (or "--flag") each: a snapshot keeps them. */
+	int nr_args;
+	char **args;
+	/* Restoring a snapshot: its records; guest RAM is ram_file, mapped copy-on-write. */
+	struct snap_reader *restore;
+	const char *ram_file;
 };
 
 /* The options of owner (a device type, the board), zeroed size bytes the first time. */
@@ -109,6 +116,7 @@ struct vm {
 	bool (*debug_fn)(struct vcpu *v, const struct kvm_debug_exit_arch *e, void *ctx);
 	void *debug_ctx;
 
+	uint64_t generation;		/* restores this VM's state went through (snapshots) */
 	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
 	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
 	bool needs_files;		/* a device serves host files (9p): seccomp allows path calls */

@@ -1,8 +1,10 @@
 /* The VM's device registry and the lifecycle calls every device goes through. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "device.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
@@ -95,4 +97,53 @@ void devices_destroy(struct vm *vm)
 			d->ops->destroy(d);
 		free(d);
 	}
+}
+
+static void record_name(const struct device *d, char *out, size_t len)
+{
+	snprintf(out, len, "dev:%s:%d", d->type, d->index);
+}
+
+int devices_save(struct vm *vm, struct snap_writer *w)
+{
+	for (struct device *d = vm->devices; d; d = d->next) {
+		if (!d->ops->save)
+			continue;
+		char name[SNAP_NAME_MAX + 1];
+		record_name(d, name, sizeof(name));
+		snap_begin(w, name, d->ops->snap_version);
+		if (d->ops->save(d, w) < 0 || snap_end(w) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int devices_load(struct vm *vm, struct snap_reader *r)
+{
+	char name[SNAP_NAME_MAX + 1];
+	for (struct device *d = vm->devices; d; d = d->next) {
+		if (!d->ops->load)
+			continue;
+		record_name(d, name, sizeof(name));
+		if (!snap_has(r, name))
+			return err_set("%s: the snapshot has no %s %d, which this VM has (its options differ from the "
+				       "snapshot's VM)", snap_path(r), d->type, d->index);
+		if (snap_open(r, name, d->ops->snap_version) < 0 || d->ops->load(d, r) < 0 || snap_close(r) < 0)
+			return -1;
+	}
+	/* Every device record must have found its device. */
+	for (int i = 0; i < snap_count(r); i++) {
+		const char *n = snap_name_at(r, i);
+		if (strncmp(n, "dev:", 4))
+			continue;
+		bool found = false;
+		for (struct device *d = vm->devices; d && !found; d = d->next) {
+			record_name(d, name, sizeof(name));
+			found = d->ops->load && !strcmp(name, n);
+		}
+		if (!found)
+			return err_set("%s: the snapshot's VM had a device this VM lacks (%s): give the same devices",
+				       snap_path(r), n + 4);
+	}
+	return 0;
 }

@@ -1,5 +1,9 @@
 /* Guest RAM allocation and the checked door from guest-physical to host. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include "guest_mem.h"
 #include "util.h"
@@ -61,6 +65,32 @@ int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start,
 	if (ram_size > low) {
 		m->r[1] = (struct mem_region){ hole_end, ram_size - low, m->base + low };
 		m->nr = 2;
+	}
+	return 0;
+}
+
+int guest_mem_map_file(struct guest_mem *m, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_errno("%s", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->map_size) {
+		close(fd);
+		return err_set("%s: guest RAM file of %llu bytes, the VM has %llu (truncated or not this snapshot's)", path,
+			       (unsigned long long)st.st_size, (unsigned long long)m->map_size);
+	}
+	/*
+	 * Private and writable over a read-only file: pages load when the guest
+	 * first touches them, stay shared in the page cache between every VM
+	 * restored from the file until one writes, and the file never changes.
+	 */
+	void *p = mmap(m->base, m->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+	int e = errno;
+	close(fd);
+	if (p == MAP_FAILED) {
+		errno = e;
+		return err_errno("%s: cannot map guest RAM", path);
 	}
 	return 0;
 }

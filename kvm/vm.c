@@ -79,6 +79,9 @@ void *vm_config_find(const struct vm_config *cfg, const void *owner)
 
 void vm_config_free(struct vm_config *cfg)
 {
+	free(cfg->args);	/* the strings are kept option text */
+	cfg->args = NULL;
+	cfg->nr_args = 0;
 	while (cfg->parts) {
 		struct cfg_part *p = cfg->parts;
 		cfg->parts = p->next;
@@ -121,6 +124,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 int vm_add_ram(struct vm *vm, uint64_t hole_start, uint64_t hole_end)
 {
 	if (guest_mem_alloc(&vm->mem, vm->cfg.ram_size, hole_start, hole_end) < 0)
+		return -1;
+	if (vm->cfg.ram_file && guest_mem_map_file(&vm->mem, vm->cfg.ram_file) < 0)
 		return -1;
 	for (int i = 0; i < vm->mem.nr; i++) {
 		struct kvm_userspace_memory_region r = {

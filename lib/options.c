@@ -127,6 +127,8 @@ int opt_parse(const struct opt_set *set, int argc, char **argv, bool stop_at_arg
 				ret = err_set("%s: %s", argv[optind - 1], msg);
 			break;
 		}
+		if (set->seen)
+			set->seen(set->seen_ctx, f[i].o, optarg);
 	}
 	free(lo);
 	*next = optind;

@@ -42,6 +42,7 @@ static const int allowed[] = {
 	SYS_accept, SYS_accept4, SYS_recvfrom, SYS_sendto, SYS_recvmsg, SYS_sendmsg, SYS_setsockopt,
 	SYS_getsockopt, SYS_shutdown, SYS_socket, SYS_connect, SYS_bind, SYS_listen, SYS_getsockname,
 	SYS_fstat, SYS_newfstatat, SYS_statx, SYS_fdatasync, SYS_fsync, SYS_fallocate, SYS_ftruncate,
+	SYS_copy_file_range,	/* snapshots: a raw disk copied between descriptors the client passed */
 	SYS_io_setup, SYS_io_submit, SYS_io_getevents, SYS_io_destroy, SYS_io_cancel,
 	SYS_getrandom, SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep, SYS_gettimeofday,
 	SYS_gettid, SYS_getpid, SYS_getpgrp, SYS_tgkill, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,

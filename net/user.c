@@ -331,8 +331,26 @@ void net_user_process(struct net_user *nu)
 	reap(nu);
 }
 
+void net_user_get_state(const struct net_user *nu, struct net_user_state *st)
+{
+	memcpy(st->guest_mac, nu->guest_mac, 6);
+	st->nr_flows = nu_tcp_flows(nu, st->flows, NET_USER_MAX_TCP);
+}
+
+void net_user_set_state(struct net_user *nu, const struct net_user_state *st)
+{
+	learn_mac(nu, st->guest_mac);
+	free(nu->resets);
+	unsigned n = MIN(st->nr_flows, (unsigned)NET_USER_MAX_TCP);
+	nu->resets = xcalloc(n ? n : 1, sizeof(*nu->resets));
+	memcpy(nu->resets, st->flows, n * sizeof(*nu->resets));
+	nu->nr_resets = n;
+}
+
 int net_user_timeout(struct net_user *nu)
 {
+	if (nu->nr_resets)
+		return 0;
 	uint64_t next = MIN(nu_tcp_timer(nu, false), nu_udp_timer(nu, false));
 	if (next == UINT64_MAX)
 		return -1;
@@ -343,6 +361,10 @@ int net_user_timeout(struct net_user *nu)
 void net_user_timer(struct net_user *nu, uint64_t now_ms)
 {
 	nu->now = now_ms;
+	if (nu->nr_resets) {	/* once, on the I/O thread: the frames go to the guest from here */
+		nu_tcp_reset_flows(nu, nu->resets, nu->nr_resets);
+		nu->nr_resets = 0;
+	}
 	nu_tcp_timer(nu, true);
 	nu_udp_timer(nu, true);
 	reap(nu);
@@ -475,6 +497,7 @@ void net_user_free(struct net_user *nu)
 		if (nu->fwds[i].fd >= 0)
 			close(nu->fwds[i].fd);
 	free(nu->fwds);
+	free(nu->resets);
 	if (nu->epfd >= 0)
 		close(nu->epfd);
 	free(nu);

@@ -100,9 +100,19 @@ static void user_close(void *p)
 	free(u);
 }
 
+static void user_get_state(void *p, struct net_user_state *st)
+{
+	net_user_get_state(((struct user_be *)p)->nu, st);
+}
+
+static void user_set_state(void *p, const struct net_user_state *st)
+{
+	net_user_set_state(((struct user_be *)p)->nu, st);
+}
+
 static const struct net_backend_ops user_ops = {
 	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
-	.close = user_close,
+	.close = user_close, .get_state = user_get_state, .set_state = user_set_state,
 };
 
 int user_net_open(const struct net_opt *o, struct net_backend *be)

@@ -77,6 +77,8 @@ struct net_user {
 	struct udp_flow *udp[NET_USER_MAX_UDP];
 	unsigned nr_udp;
 	struct nu_watch *zombies;
+	struct net_user_flow *resets;	/* restored: flows to reset towards the guest, then freed */
+	unsigned nr_resets;
 
 	uint32_t rng;
 	uint16_t ip_id;
@@ -119,5 +121,8 @@ void nu_tcp_event(struct net_user *nu, struct tcp_conn *c, uint32_t events);
 void nu_tcp_accept(struct net_user *nu, struct nu_fwd *f);
 uint64_t nu_tcp_timer(struct net_user *nu, bool run);
 void nu_tcp_free_all(struct net_user *nu);
+/* Snapshots: the established connections; RST for each restored one. */
+unsigned nu_tcp_flows(const struct net_user *nu, struct net_user_flow *out, unsigned max);
+void nu_tcp_reset_flows(struct net_user *nu, const struct net_user_flow *f, unsigned n);
 
 #endif

@@ -797,3 +797,22 @@ void nu_tcp_free_all(struct net_user *nu)
 		if (nu->tcp[i])
 			drop_conn(nu, nu->tcp[i], false, false);
 }
+
+unsigned nu_tcp_flows(const struct net_user *nu, struct net_user_flow *out, unsigned max)
+{
+	unsigned n = 0;
+	for (int i = 0; i < NET_USER_MAX_TCP && n < max; i++) {
+		const struct tcp_conn *c = nu->tcp[i];
+		if (!c || c->w.dead || c->state != ESTABLISHED)
+			continue;
+		out[n++] = (struct net_user_flow){ .rip = c->rip, .rport = c->rport, .gport = c->gport,
+						   .seq = c->snd_nxt, .ack = c->rcv_nxt };
+	}
+	return n;
+}
+
+void nu_tcp_reset_flows(struct net_user *nu, const struct net_user_flow *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		emit_raw(nu, f[i].rip, f[i].rport, f[i].gport, f[i].seq, f[i].ack, RST | ACK, 0, NULL, 0, 0);
+}

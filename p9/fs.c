@@ -377,6 +377,80 @@ int fs_locate(const struct p9_server *s, struct p9_node *n)
 }
 
 /*
+ * Snapshots: "" for the root, else "a/b/c", the names from the root down to
+ * n's object, found from the object itself (renames since the walk are
+ * followed). An opaque mount point is named by where it was found.
+ */
+int fs_path(const struct p9_server *s, struct p9_node *n, char *out, size_t cap)
+{
+	enum { MAX_DEPTH = 256 };
+	char *names[MAX_DEPTH];
+	int depth = 0, e = 0, cur = -1;
+	struct stat st;
+	out[0] = 0;
+	if (n->opaque) {
+		if (n->parent < 0 || !n->name)
+			return ESTALE;
+		names[depth++] = xstrdup(n->name);
+		cur = dup_fd(n->parent);
+	} else if (fstat(n->fd, &st)) {
+		return errno;
+	} else if (is_root(s, &st)) {
+		return 0;
+	} else if (S_ISDIR(st.st_mode)) {
+		cur = dup_fd(n->fd);
+	} else {
+		if (st.st_nlink == 0)
+			return ESTALE;	/* deleted while the guest holds it */
+		if ((e = fs_locate(s, n)))
+			return e;
+		names[depth++] = xstrdup(n->name);
+		cur = dup_fd(n->parent);
+	}
+	if (cur < 0)
+		e = errno;
+	while (!e) {
+		struct stat cst;
+		if (fstat(cur, &cst)) {
+			e = errno;
+			break;
+		}
+		if (is_root(s, &cst))
+			break;
+		int up;
+		if (depth == MAX_DEPTH) {
+			e = ENAMETOOLONG;
+			break;
+		}
+		if ((e = walk_dotdot(s, cur, &up)))
+			break;
+		char *name = find_name(up, &cst);
+		close(cur);
+		cur = up;
+		if (!name)
+			e = ESTALE;
+		else
+			names[depth++] = name;
+	}
+	close_fd(&cur);
+	size_t len = 0;
+	for (int i = depth - 1; i >= 0 && !e; i--) {
+		size_t k = strlen(names[i]);
+		if (len + k + 2 > cap) {
+			e = ENAMETOOLONG;
+			break;
+		}
+		if (len)
+			out[len++] = '/';
+		memcpy(out + len, names[i], k + 1);
+		len += k;
+	}
+	for (int i = 0; i < depth; i++)
+		free(names[i]);
+	return e;
+}
+
+/*
  * /proc/self/fd/N of one of our descriptors: the very inode it holds, with
  * no name involved (resolved anew each time: a forked child has its own).
  */

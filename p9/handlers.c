@@ -52,14 +52,24 @@ static void wqid(struct wr *w, const struct p9_server *s, const struct stat *st)
 
 /* ---- fids for a request ---- */
 
+/* The fid id, referenced: NULL with *err EBADF (none) or ESTALE (restored without its object). */
+static struct p9_fid *get_live(struct p9_server *s, uint32_t id, int *err)
+{
+	struct p9_fid *f = fid_get(s, id);
+	*err = !f ? EBADF : __atomic_load_n(&f->kind, __ATOMIC_RELAXED) == FID_GONE ? ESTALE : 0;
+	if (*err && f) {
+		fid_put(s, f);
+		f = NULL;
+	}
+	return f;
+}
+
 /* The file fid id (not one in an xattr transfer), referenced and locked; NULL with *err set. */
 static struct p9_fid *lock_file(struct p9_server *s, uint32_t id, int *err)
 {
-	struct p9_fid *f = fid_get(s, id);
-	if (!f) {
-		*err = EBADF;
+	struct p9_fid *f = get_live(s, id, err);
+	if (!f)
 		return NULL;
-	}
 	pthread_mutex_lock(&f->lock);
 	if (f->kind != FID_FILE) {
 		pthread_mutex_unlock(&f->lock);
@@ -80,12 +90,13 @@ static void unlock_put(struct p9_server *s, struct p9_fid *f)
 /* Two file fids, both locked (a and b may be the same); 0 or EBADF. */
 static int lock_files2(struct p9_server *s, uint32_t ida, uint32_t idb, struct p9_fid **a, struct p9_fid **b)
 {
-	*a = fid_get(s, ida);
-	*b = fid_get(s, idb);
+	int ea, eb;
+	*a = get_live(s, ida, &ea);
+	*b = get_live(s, idb, &eb);
 	if (!*a || !*b) {
 		fid_put(s, *a);
 		fid_put(s, *b);
-		return EBADF;
+		return ea ? ea : eb;
 	}
 	fid_lock2(*a, *b);
 	if ((*a)->kind != FID_FILE || (*b)->kind != FID_FILE) {
@@ -388,9 +399,9 @@ static int h_read(struct p9_server *s, struct rd *r, struct wr *w)
 	int e = rd_parsed(r);
 	if (e)
 		return e;
-	struct p9_fid *f = fid_get(s, fid);
+	struct p9_fid *f = get_live(s, fid, &e);
 	if (!f)
-		return EBADF;
+		return e;
 	/* An open fid's descriptor never changes, and an xattr-read fid's buffer neither. */
 	pthread_mutex_lock(&f->lock);
 	enum fid_kind kind = f->kind;
@@ -435,9 +446,9 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 	int e = rd_parsed(r);
 	if (e)
 		return e;
-	struct p9_fid *f = fid_get(s, fid);
+	struct p9_fid *f = get_live(s, fid, &e);
 	if (!f)
-		return EBADF;
+		return e;
 	pthread_mutex_lock(&f->lock);
 	int fd = f->open_fd;
 	if (f->kind == FID_XATTR_READ) {
@@ -548,9 +559,9 @@ static int h_getattr(struct p9_server *s, struct rd *r, struct wr *w)
 	int e = rd_parsed(r);
 	if (e)
 		return e;
-	struct p9_fid *f = fid_get(s, fid);
+	struct p9_fid *f = get_live(s, fid, &e);
 	if (!f)
-		return EBADF;
+		return e;
 	struct stat st;
 	pthread_mutex_lock(&f->lock);
 	e = fs_stat(s, &f->n, &st);
@@ -658,9 +669,9 @@ static int h_statfs(struct p9_server *s, struct rd *r, struct wr *w)
 	int e = rd_parsed(r);
 	if (e)
 		return e;
-	struct p9_fid *f = fid_get(s, fid);
+	struct p9_fid *f = get_live(s, fid, &e);
 	if (!f)
-		return EBADF;
+		return e;
 	struct statfs sf;
 	pthread_mutex_lock(&f->lock);
 	e = fstatfs(f->n.opaque ? s->root : f->n.fd, &sf) ? errno : 0;

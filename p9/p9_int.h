@@ -97,6 +97,8 @@ int fs_walk(const struct p9_server *s, const struct p9_node *dir, const char *na
 int fs_stat(const struct p9_server *s, struct p9_node *n, struct stat *st);
 /* Make n->parent/n->name name n's object again after renames. */
 int fs_locate(const struct p9_server *s, struct p9_node *n);
+/* Snapshots: the names from the root to n's object, "a/b" ("" for the root); 0 or errno. */
+int fs_path(const struct p9_server *s, struct p9_node *n, char *out, size_t cap);
 /* A real descriptor (open flags) for n's object: regular files and directories only. */
 int fs_reopen(const struct p9_server *s, struct p9_node *n, int flags, int *out);
 
@@ -133,7 +135,8 @@ size_t fs_xattr_filter_list(char *list, size_t len);
 
 /* ---- fid.c: the fid table ---- */
 
-enum fid_kind { FID_FILE, FID_XATTR_READ, FID_XATTR_WRITE };
+/* FID_GONE: restored from a snapshot, its object not found again: ESTALE to all but Tclunk. */
+enum fid_kind { FID_FILE, FID_XATTR_READ, FID_XATTR_WRITE, FID_GONE };
 
 struct p9_fid {
 	uint32_t id;

@@ -7,8 +7,8 @@ BUILD=${1:-build}
 SET=${2:-all}
 cd "$(dirname "$0")/.." || exit 1
 # A suite is a script, or SCRIPT:PART for a script that has parts in both sets.
-small="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/gdb-tests.sh:small"
-linux="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/vsock-tests.sh tests/gdb-tests.sh:linux"
+small="tests/guest-tests.sh tests/control-tests.sh tests/lifecycle-tests.sh tests/gdb-tests.sh:small tests/snapshot-tests.sh"
+linux="tests/boot-tests.sh tests/durability-tests.sh tests/device-tests.sh tests/vsock-tests.sh tests/gdb-tests.sh:linux tests/snapshot-linux-tests.sh tests/snapshot-vmgenid-tests.sh"
 case $SET in
 small) suites=$small ;;
 linux) suites=$linux ;;

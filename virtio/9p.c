@@ -24,6 +24,7 @@
 #include "devices.h"
 #include "options.h"
 #include "p9.h"
+#include "snapshot.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -166,7 +167,38 @@ static void v9p_destroy(struct device *dev)
 	free(v);
 }
 
-static const struct device_ops v9p_dev_ops = { .start = v9p_start, .stop = v9p_stop, .destroy = v9p_destroy };
+/* Snapshots: the transport, the mount tag (the guest mounted that one), and the server's fids. */
+static int v9p_save(struct device *dev, struct snap_writer *w)
+{
+	struct v9p *v = dev->priv;
+	virtio_pci_save(&v->vdev, w);
+	snap_u16(w, v->vdev.config_len);
+	snap_bytes(w, v->config, v->vdev.config_len);
+	return p9_server_save(v->srv, w);
+}
+
+static int v9p_load(struct device *dev, struct snap_reader *r)
+{
+	struct v9p *v = dev->priv;
+	if (virtio_pci_load(&v->vdev, r) < 0)
+		return -1;
+	uint8_t config[sizeof(v->config)];
+	uint16_t n = snap_get_u16(r);
+	if (n > sizeof(config))
+		return snap_bad(r, "mount tag of %u bytes", n);
+	snap_get_bytes(r, config, n);
+	if (snap_failed(r))
+		return -1;
+	if (n != v->vdev.config_len || memcmp(config, v->config, n))
+		return snap_bad(r, "9p share %d had the tag '%.*s', this one has '%.*s' (the guest mounted the old one)",
+				dev->index, n > 2 ? n - 2 : 0, (const char *)config + 2, (int)v->vdev.config_len - 2,
+				(const char *)v->config + 2);
+	return p9_server_load(v->srv, r);
+}
+
+static const struct device_ops v9p_dev_ops = {
+	.start = v9p_start, .stop = v9p_stop, .destroy = v9p_destroy, .save = v9p_save, .load = v9p_load, .snap_version = 1,
+};
 
 static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
 {

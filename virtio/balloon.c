@@ -13,6 +13,7 @@
 #include "devices.h"
 #include "json.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -140,8 +141,42 @@ static void balloon_destroy(struct device *dev)
 	free(b);
 }
 
+/* Snapshots: the transport, the target and the driver's count, and the counters. */
+static int balloon_save(struct device *dev, struct snap_writer *w)
+{
+	struct balloon *b = dev->priv;
+	virtio_pci_save(&b->dev, w);
+	pthread_mutex_lock(&b->dev.lock);
+	snap_bytes(w, b->config, sizeof(b->config));
+	snap_u64(w, b->inflated);
+	snap_u64(w, b->deflated);
+	pthread_mutex_unlock(&b->dev.lock);
+	return 0;
+}
+
+static int balloon_load(struct device *dev, struct snap_reader *r)
+{
+	struct balloon *b = dev->priv;
+	if (virtio_pci_load(&b->dev, r) < 0)
+		return -1;
+	uint8_t config[sizeof(b->config)];
+	snap_get_bytes(r, config, sizeof(config));
+	uint64_t inflated = snap_get_u64(r), deflated = snap_get_u64(r);
+	if (snap_failed(r))
+		return -1;
+	if (le32_at(config) > dev->vm->mem.ram_size >> BALLOON_PFN_SHIFT)
+		return snap_bad(r, "balloon target of %u pages is more than the guest's RAM", le32_at(config));
+	pthread_mutex_lock(&b->dev.lock);
+	memcpy(b->config, config, sizeof(config));
+	b->inflated = inflated;
+	b->deflated = deflated;
+	pthread_mutex_unlock(&b->dev.lock);
+	return 0;
+}
+
 static const struct device_ops balloon_dev_ops = {
 	.destroy = balloon_destroy, .stats = balloon_stat_members, .cmds = balloon_cmds,
+	.save = balloon_save, .load = balloon_load, .snap_version = 1,
 };
 
 struct balloon_opts {

@@ -25,6 +25,7 @@
 #include "disk.h"
 #include "json.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -68,6 +69,8 @@ struct blk {
 	bool running;		/* the worker was started and not yet joined */
 	bool stuck;		/* the worker did not answer stopping in time */
 	int done_fd;		/* the worker's answer to stopping */
+	char *abs_path;		/* the image's absolute path (snapshots record it) */
+	bool ranges_emulated;	/* restored: DISCARD/WRITE_ZEROES offered though the backend lacks them */
 	uint64_t reads, writes, flushes, bytes_read, bytes_written, errors;
 };
 
@@ -131,6 +134,21 @@ static bool submit(struct blk *b, uint16_t head, bool read, uint64_t off, const 
 	return true;
 }
 
+/* WRITE_ZEROES on a backend without it (a restored VM's overlay): the zeroes, written. */
+static int write_zero_bytes(struct disk *dk, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[65536];
+	while (len) {
+		struct iovec v = { (void *)zero, MIN(len, sizeof(zero)) };
+		int e = dk->ops->writev(dk, off, &v, 1);
+		if (e < 0)
+			return e;
+		off += v.iov_len;
+		len -= v.iov_len;
+	}
+	return 0;
+}
+
 /*
  * DISCARD and WRITE_ZEROES: an array of 16-byte ranges {le64 sector, le32
  * num_sectors, le32 flags} in the readable part. Each range is checked
@@ -158,8 +176,13 @@ static uint8_t do_ranges(struct blk *b, uint32_t type, const struct iovec *data,
 		uint64_t off = get_le64(r[i]) * 512, bytes = (uint64_t)get_le32(r[i] + 8) * 512;
 		if (!bytes)
 			continue;
-		int e = type == T_DISCARD ? dk->ops->discard(dk, off, bytes)
-					  : dk->ops->write_zeroes(dk, off, bytes, get_le32(r[i] + 12) & RANGE_UNMAP);
+		int e;
+		if (type == T_DISCARD)	/* a hint: a backend without it ignores it */
+			e = dk->ops->discard ? dk->ops->discard(dk, off, bytes) : 0;
+		else if (dk->ops->write_zeroes)
+			e = dk->ops->write_zeroes(dk, off, bytes, get_le32(r[i] + 12) & RANGE_UNMAP);
+		else
+			e = write_zero_bytes(dk, off, bytes);
 		if (e < 0)
 			return S_IOERR;
 	}
@@ -250,7 +273,8 @@ static uint32_t handle(struct blk *b, struct virtq_chain *c)
 	case T_DISCARD:
 	case T_WRITE_ZEROES:
 		reap(b, AIO_DEPTH - b->nfree);
-		if ((type == T_DISCARD && !dk->ops->discard) || (type == T_WRITE_ZEROES && !dk->ops->write_zeroes))
+		if (!b->ranges_emulated &&
+		    ((type == T_DISCARD && !dk->ops->discard) || (type == T_WRITE_ZEROES && !dk->ops->write_zeroes)))
 			st = S_UNSUPP;
 		else
 			st = do_ranges(b, type, data, nd, len);
@@ -354,6 +378,7 @@ static void blk_destroy(struct device *dev)
 	if (b->done_fd >= 0)
 		close(b->done_fd);
 	disk_close(b->disk);
+	free(b->abs_path);
 	free(b);
 }
 
@@ -371,9 +396,77 @@ static void blk_stat_members(struct device *dev, struct json_writer *j)
 	}
 }
 
+/*
+ * Snapshots: the disk's offered features and config, then the transport. The
+ * requests in flight were finished by stop() before the save, so nothing else
+ * is pending. A restored VM's disk is an overlay of the snapshot's image; if
+ * that backend lacks DISCARD or WRITE_ZEROES while the guest's driver
+ * negotiated them, they go on: discard as the hint it is, zeroes written.
+ */
+#define RANGE_FEATURES (1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES)
+
+static int blk_save(struct device *dev, struct snap_writer *w)
+{
+	struct blk *b = dev->priv;
+	snap_u64(w, b->vdev.features);
+	snap_bytes(w, b->config, sizeof(b->config));
+	return virtio_pci_save(&b->vdev, w);
+}
+
+static int blk_load(struct device *dev, struct snap_reader *r)
+{
+	struct blk *b = dev->priv;
+	uint64_t then = snap_get_u64(r);
+	uint8_t config[sizeof(b->config)];
+	snap_get_bytes(r, config, sizeof(config));
+	if (snap_failed(r))
+		return -1;
+	if (memcmp(config, b->config, 36))	/* capacity, segment limits, block size */
+		return snap_bad(r, "disk %d (%s) is %llu bytes, the snapshot's was %llu: not the same disk", dev->index,
+				b->disk->path, (unsigned long long)b->disk->size,
+				(unsigned long long)get_le64(config) * 512);
+	uint64_t missing = then & RANGE_FEATURES & ~b->vdev.features;
+	if (missing) {
+		if (b->disk->ro)
+			return snap_bad(r, "disk %d (%s) is read-only now but was writable", dev->index, b->disk->path);
+		b->ranges_emulated = true;
+		b->vdev.features |= missing;
+		memcpy(b->config + 36, config + 36, sizeof(config) - 36);
+	}
+	return virtio_pci_load(&b->vdev, r);
+}
+
 static const struct device_ops blk_dev_ops = {
 	.start = blk_start, .stop = blk_stop, .destroy = blk_destroy, .stats = blk_stat_members,
+	.save = blk_save, .load = blk_load, .snap_version = 1,
 };
+
+/* ---- what snapshots need of a disk ---- */
+
+struct disk *virtio_blk_disk(struct device *dev, const char **abs_path)
+{
+	struct blk *b = dev->priv;
+	if (abs_path)
+		*abs_path = b->abs_path ? b->abs_path : b->disk->path;
+	return b->disk;
+}
+
+int virtio_blk_replace_disk(struct device *dev, struct disk *dk, const char *abs_path)
+{
+	struct blk *b = dev->priv;
+	if (b->running)
+		return err_set("virtio-blk %d: the disk is replaced only while its worker is stopped", dev->index);
+	if (dk->size != b->disk->size)
+		return err_set("%s: %llu bytes, the disk it replaces has %llu", dk->path, (unsigned long long)dk->size,
+			       (unsigned long long)b->disk->size);
+	/* AIO is for raw images only: the new one (an overlay) goes through the synchronous path. */
+	if (dk->plain && !b->disk->plain)
+		return err_set("%s: a raw image cannot replace a qcow2 one", dk->path);
+	b->disk = dk;	/* the old one is dk's backing image now, and dk's to close */
+	free(b->abs_path);
+	b->abs_path = xstrdup(abs_path);
+	return 0;
+}
 
 static void blk_notify(struct virtio_dev *d, int qi)
 {
@@ -389,6 +482,7 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 {
 	struct blk *b = xcalloc(1, sizeof(*b));
 	b->disk = dk;
+	b->abs_path = realpath(dk->path, NULL);
 	b->aio_fd = -1;
 	b->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	b->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

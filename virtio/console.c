@@ -10,6 +10,7 @@
 #include "device.h"
 #include "devices.h"
 #include "options.h"
+#include "snapshot.h"
 #include "term.h"
 #include "util.h"
 #include "virtio.h"
@@ -77,7 +78,36 @@ static void con_destroy(struct device *dev)
 	free(c);
 }
 
-static const struct device_ops con_dev_ops = { .destroy = con_destroy, .console_input = input };
+/* Snapshots: the transport and the typed input the guest has not taken yet. */
+static int con_save(struct device *dev, struct snap_writer *w)
+{
+	struct vcon *c = dev->priv;
+	virtio_pci_save(&c->vdev, w);
+	pthread_mutex_lock(&c->lock);
+	snap_u32(w, c->npending);
+	snap_bytes(w, c->pending, c->npending);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static int con_load(struct device *dev, struct snap_reader *r)
+{
+	struct vcon *c = dev->priv;
+	if (virtio_pci_load(&c->vdev, r) < 0)
+		return -1;
+	uint32_t n = snap_get_u32(r);
+	if (n > PENDING_MAX)
+		return snap_bad(r, "%u bytes of pending input for a %d-byte buffer", n, PENDING_MAX);
+	pthread_mutex_lock(&c->lock);
+	snap_get_bytes(r, c->pending, n);
+	c->npending = snap_failed(r) ? 0 : n;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static const struct device_ops con_dev_ops = {
+	.destroy = con_destroy, .console_input = input, .save = con_save, .load = con_load, .snap_version = 1,
+};
 
 struct con_opts {
 	bool virtio;

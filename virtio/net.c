@@ -16,6 +16,8 @@
 #include "devices.h"
 #include "json.h"
 #include "net.h"
+#include "net_user.h"
+#include "snapshot.h"
 #include "options.h"
 #include "util.h"
 #include "virtio.h"
@@ -234,8 +236,68 @@ static void net_stat_members(struct device *dev, struct json_writer *j)
 	json_u64(j, key, __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED));
 }
 
+/*
+ * Snapshots: the transport, then what a user-mode backend knows of the guest
+ * (its MAC, its TCP connections: reset after a restore). A restored NIC may
+ * have another backend (tap for user, or the reverse): the guest keeps its
+ * driver, the new backend starts fresh, a tap device is opened anew.
+ */
+static int net_save(struct device *dev, struct snap_writer *w)
+{
+	struct vnet *n = dev->priv;
+	virtio_pci_save(&n->dev, w);
+	if (!n->be->ops->get_state) {
+		snap_u8(w, 0);
+		return 0;
+	}
+	struct net_user_state *st = xcalloc(1, sizeof(*st));
+	n->be->ops->get_state(n->be->priv, st);
+	snap_u8(w, 1);
+	snap_bytes(w, st->guest_mac, 6);
+	snap_u32(w, st->nr_flows);
+	for (unsigned i = 0; i < st->nr_flows; i++) {
+		snap_u32(w, st->flows[i].rip);
+		snap_u16(w, st->flows[i].rport);
+		snap_u16(w, st->flows[i].gport);
+		snap_u32(w, st->flows[i].seq);
+		snap_u32(w, st->flows[i].ack);
+	}
+	free(st);
+	return 0;
+}
+
+static int net_load(struct device *dev, struct snap_reader *r)
+{
+	struct vnet *n = dev->priv;
+	if (virtio_pci_load(&n->dev, r) < 0)
+		return -1;
+	if (!snap_get_bool(r))
+		return 0;
+	struct net_user_state *st = xcalloc(1, sizeof(*st));
+	snap_get_bytes(r, st->guest_mac, 6);
+	st->nr_flows = snap_get_u32(r);
+	if (st->nr_flows > NET_USER_MAX_TCP) {
+		unsigned nr = st->nr_flows;
+		free(st);
+		return snap_bad(r, "%u TCP connections, more than the stack tracks", nr);
+	}
+	for (unsigned i = 0; i < st->nr_flows; i++) {
+		st->flows[i].rip = snap_get_u32(r);
+		st->flows[i].rport = snap_get_u16(r);
+		st->flows[i].gport = snap_get_u16(r);
+		st->flows[i].seq = snap_get_u32(r);
+		st->flows[i].ack = snap_get_u32(r);
+	}
+	if (!snap_failed(r) && n->be->ops->set_state)
+		n->be->ops->set_state(n->be->priv, st);
+	free(st);
+	n->rx_starved = false;
+	return 0;
+}
+
 static const struct device_ops net_dev_ops = {
 	.start = net_start, .stop = net_stop, .destroy = net_destroy, .stats = net_stat_members,
+	.save = net_save, .load = net_load, .snap_version = 1,
 };
 
 /* owns_be: be was allocated for this NIC and goes with it. */

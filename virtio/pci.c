@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include "hw.h"
+#include "snapshot.h"
 #include "evloop.h"
 #include "util.h"
 #include "virtio.h"
@@ -432,4 +433,136 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
 		return err_set("%s: no room for the MSI-X capability", d->name);
 	p->wmask[d->msix_cap + 3] = 0xc0;	/* enable and function mask */
 	return pci_register(vm, p);
+}
+
+/* ---- snapshots ---- */
+
+int virtio_pci_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	pci_dev_save(&d->pci, w);
+	pthread_mutex_lock(&d->lock);
+	snap_u64(w, d->features);
+	snap_u64(w, d->driver_features);
+	snap_u8(w, d->status);
+	snap_u32(w, d->dfselect);
+	snap_u32(w, d->gfselect);
+	snap_u16(w, d->queue_sel);
+	snap_u16(w, d->msix_config);
+	snap_u8(w, d->isr);
+	snap_u8(w, d->config_gen);
+	snap_bool(w, d->broken);
+	snap_u64(w, d->msix_pending);
+	snap_u8(w, d->nr_queues);
+	for (int v = 0; v <= d->nr_queues; v++) {
+		snap_u32(w, d->msix[v].addr_lo);
+		snap_u32(w, d->msix[v].addr_hi);
+		snap_u32(w, d->msix[v].data);
+		snap_u32(w, d->msix[v].ctrl);
+	}
+	for (int i = 0; i < d->nr_queues; i++) {
+		struct virtq *q = &d->q[i];
+		pthread_mutex_lock(&q->lock);
+		snap_u16(w, q->size);
+		snap_bool(w, q->enabled);
+		snap_u64(w, q->desc);
+		snap_u64(w, q->avail);
+		snap_u64(w, q->used);
+		snap_u16(w, q->msix_vector);
+		snap_u16(w, q->last_avail);
+		snap_u16(w, q->used_idx);
+		pthread_mutex_unlock(&q->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+int virtio_pci_load(struct virtio_dev *d, struct snap_reader *r)
+{
+	if (pci_dev_load(&d->pci, r) < 0)
+		return -1;
+	uint64_t features = snap_get_u64(r), driver = snap_get_u64(r);
+	uint8_t status = snap_get_u8(r);
+	uint32_t dfselect = snap_get_u32(r), gfselect = snap_get_u32(r);
+	uint16_t queue_sel = snap_get_u16(r), msix_config = snap_get_u16(r);
+	uint8_t isr = snap_get_u8(r), config_gen = snap_get_u8(r);
+	bool broken = snap_get_bool(r);
+	uint64_t pending = snap_get_u64(r);
+	int nq = snap_get_u8(r);
+	if (snap_failed(r))
+		return -1;
+	if (nq != d->nr_queues)
+		return snap_bad(r, "%s had %d queues, this one has %d", d->name, nq, d->nr_queues);
+	/* The driver keeps what it negotiated: the device must still offer all of it. */
+	if (driver & ~d->features)
+		return snap_bad(r, "%s: the guest's driver uses features 0x%llx this device does not offer now "
+				"(offered then 0x%llx, now 0x%llx)", d->name, (unsigned long long)(driver & ~d->features),
+				(unsigned long long)features, (unsigned long long)d->features);
+	struct virtio_msix_entry msix[VIRTIO_MAX_QUEUES + 1];
+	for (int v = 0; v <= nq; v++) {
+		msix[v].addr_lo = snap_get_u32(r);
+		msix[v].addr_hi = snap_get_u32(r);
+		msix[v].data = snap_get_u32(r);
+		msix[v].ctrl = snap_get_u32(r);
+	}
+	struct virtq q[VIRTIO_MAX_QUEUES];
+	const struct guest_mem *m = &d->vm->mem;
+	for (int i = 0; i < nq; i++) {
+		q[i].size = snap_get_u16(r);
+		q[i].enabled = snap_get_bool(r);
+		q[i].desc = snap_get_u64(r);
+		q[i].avail = snap_get_u64(r);
+		q[i].used = snap_get_u64(r);
+		q[i].msix_vector = snap_get_u16(r);
+		q[i].last_avail = snap_get_u16(r);
+		q[i].used_idx = snap_get_u16(r);
+		if (snap_failed(r))
+			return -1;
+		if (!q[i].size || q[i].size > VIRTQ_MAX_SIZE || (q[i].size & (q[i].size - 1)))
+			return snap_bad(r, "%s queue %d: size %u", d->name, i, q[i].size);
+		/* An enabled queue passed enable_queue()'s checks when the driver enabled it. */
+		if (q[i].enabled && ((q[i].desc & 15) || (q[i].avail & 1) || (q[i].used & 3) ||
+				     !guest_ptr(m, q[i].desc, 16ULL * q[i].size) ||
+				     !guest_ptr(m, q[i].avail, 6 + 2ULL * q[i].size) ||
+				     !guest_ptr(m, q[i].used, 6 + 8ULL * q[i].size)))
+			return snap_bad(r, "%s queue %d: rings outside guest RAM or misaligned", d->name, i);
+	}
+	pthread_mutex_lock(&d->lock);
+	d->driver_features = driver;
+	d->status = status;
+	d->dfselect = dfselect;
+	d->gfselect = gfselect;
+	d->queue_sel = queue_sel;
+	d->msix_config = msix_config;
+	d->isr = isr;
+	d->config_gen = config_gen;
+	d->broken = broken;
+	d->msix_pending = pending & ((2ULL << nq) - 1);
+	memcpy(d->msix, msix, (nq + 1) * sizeof(msix[0]));
+	for (int i = 0; i < nq; i++) {
+		struct virtq *dq = &d->q[i];
+		pthread_mutex_lock(&dq->lock);
+		dq->size = q[i].size;
+		dq->enabled = q[i].enabled;
+		dq->desc = q[i].desc;
+		dq->avail = q[i].avail;
+		dq->used = q[i].used;
+		dq->msix_vector = q[i].msix_vector;
+		dq->last_avail = q[i].last_avail;
+		dq->used_idx = q[i].used_idx;
+		pthread_mutex_unlock(&dq->lock);
+	}
+	sync_kicks(d);		/* ioeventfds at BAR0 again while the driver runs the device */
+	/*
+	 * A kick the guest made just before the save may have waited in its
+	 * eventfd, unseen: one kick per running queue, taken when the event loop
+	 * starts, makes the device look at every ring once.
+	 */
+	if (status & VIRTIO_STATUS_DRIVER_OK) {
+		for (int i = 0; i < nq; i++) {
+			uint64_t one = 1;
+			if (q[i].enabled && d->kick_fd[i] >= 0 && write(d->kick_fd[i], &one, sizeof(one)) < 0) {}
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return 0;
 }

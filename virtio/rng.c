@@ -5,6 +5,7 @@
 #include "device.h"
 #include "devices.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -38,7 +39,12 @@ static void rng_destroy(struct device *dev)
 	free(d);
 }
 
-static const struct device_ops rng_dev_ops = { .destroy = rng_destroy };
+static int rng_save(struct device *dev, struct snap_writer *w) { return virtio_pci_save(dev->priv, w); }
+static int rng_load(struct device *dev, struct snap_reader *r) { return virtio_pci_load(dev->priv, r); }
+
+static const struct device_ops rng_dev_ops = {
+	.destroy = rng_destroy, .save = rng_save, .load = rng_load, .snap_version = 1,
+};
 
 struct rng_opts {
 	bool on;

@@ -6,6 +6,7 @@
  *
  * Adding a device: its own file defines a device_type; one line in the list.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,6 +19,7 @@
 #include "emulate.h"
 #include "machine.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
@@ -39,6 +41,7 @@ static const struct device_type *const pc_devices[] = {
 	&pit_device,
 	&debug_ports_device,
 	&acpi_pm_device,
+	&vmgenid_device,
 	&virtio_console_device,
 	&virtio_rng_device,
 	&virtio_blk_device,
@@ -93,6 +96,8 @@ static const struct opt pc_opts[] = {
 static int pc_check(struct vm_config *cfg, void *own)
 {
 	struct pc_opts *o = own;
+	if (cfg->restore)
+		return 0;	/* nothing to load: the snapshot holds RAM and vCPUs */
 	if (!cfg->kernel)
 		return err_set("no kernel given: use -k KERNEL");
 	if (x86_check_kernel(cfg->kernel, o->flat) < 0)
@@ -109,6 +114,8 @@ static int pc_check(struct vm_config *cfg, void *own)
 
 static int pc_vcpu_init(struct vcpu *v)
 {
+	if (v->vm->cfg.restore)
+		return 0;	/* CPUID and every register come from the snapshot */
 	if (x86_setup_cpuid(v) < 0)
 		return -1;
 	return v->id == 0 ? x86_setup_boot_cpu(v) : 0;
@@ -156,6 +163,8 @@ static int pc_create(struct vm *vm, void *own)
 	for (int i = 0; pc_devices[i]; i++)
 		if (device_type_create(vm, pc_devices[i]) < 0)
 			return -1;
+	if (vm->cfg.restore)
+		return 0;	/* RAM holds the kernel and the tables already */
 	const char *defaults = pc->opts.no_default_params ? "" :
 			       device_find(vm, "virtio-console", 0) ? DEFAULT_PARAMS_VIRTIO : DEFAULT_PARAMS_SERIAL;
 	char *base = join(defaults, pc->opts.cpu == CPU_BASELINE && !pc->opts.no_default_params ? BASELINE_PARAMS : "");
@@ -177,6 +186,37 @@ static void pc_destroy(struct vm *vm)
 	vm->arch = NULL;
 }
 
+/* ---- snapshots ---- */
+
+static int pc_save(struct vm *vm, struct snap_writer *w)
+{
+	if (x86_vm_save(vm, w) < 0)
+		return -1;
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		if (x86_vcpu_save(&vm->vcpus[i], w) < 0)
+			return -1;
+	return 0;
+}
+
+static int pc_check_restore(struct vm *vm, struct snap_reader *r)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "vcpu:%d", vm->nr_vcpus);
+	if (snap_has(r, name) || !snap_has(r, "vcpu:0"))
+		return err_set("%s: the snapshot's VM had another number of vCPUs than %d", snap_path(r), vm->nr_vcpus);
+	return x86_check_cpu(vm, r);
+}
+
+static int pc_load(struct vm *vm, struct snap_reader *r)
+{
+	if (x86_irqchip_load(vm, r) < 0)
+		return -1;
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		if (x86_vcpu_load(&vm->vcpus[i], r) < 0)
+			return -1;
+	return x86_clock_load(vm, r);
+}
+
 const struct board pc_board = {
 	.name = "pc",
 	.opts = pc_opts,
@@ -186,4 +226,7 @@ const struct board pc_board = {
 	.create = pc_create,
 	.destroy = pc_destroy,
 	.console = pc_console,
+	.save = pc_save,
+	.check_restore = pc_check_restore,
+	.load = pc_load,
 };

@@ -12,7 +12,7 @@ make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
 FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fno-sanitize-recover=undefined"
 # All of lkvm's library code, built once with the fuzzers' sanitizers; each target links
 # against it and replaces, with -Wl,--wrap, only what must not run in a fuzzer.
-LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c 2>/dev/null)
+LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c 2>/dev/null)
 mkdir -p "$OUT/lib"
 objs=
 for src in $LIBSRC; do
@@ -37,7 +37,8 @@ blk:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 qcow2:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
 vsock:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
-gdb:-Wl,--wrap=ioctl,--wrap=pr_warn"
+gdb:-Wl,--wrap=ioctl,--wrap=pr_warn
+snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
 pass=0; fail=0
 echo "$targets" | while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue

@@ -24,6 +24,7 @@
 #include "test.h"
 #include "p9.h"
 #include "seccomp.h"
+#include "snapshot.h"
 #include "util.h"
 
 #include "virtio_driver.h"
@@ -1301,6 +1302,92 @@ TEST(virtio_device)
 	CHECK_EQ(r[4], P9_TCLUNK + 1);
 	CHECK_EQ(intx_level, 1);	/* no MSI-X vector set: the used buffers raised INTx */
 	drop_tree();
+}
+
+/* ---- snapshots: fids by path (p9_server_save/load) ---- */
+
+static uint8_t *saved;
+static size_t saved_len;
+
+static void save_server(void)
+{
+	char path[] = "/tmp/lkvm-test-9psnap-XXXXXX";
+	int fd = mkstemp(path);
+	unlink(path);
+	struct snap_writer *w = snap_writer_new(fd, path);
+	snap_begin(w, "p9", 1);
+	CHECK_EQ(p9_server_save(srv, w), 0);
+	CHECK_EQ(snap_end(w), 0);
+	CHECK_EQ(snap_writer_close(w), 0);
+	struct stat st;
+	fstat(fd, &st);
+	free(saved);
+	saved_len = st.st_size;
+	saved = xcalloc(1, saved_len);
+	CHECK_EQ(pread(fd, saved, saved_len, 0), (ssize_t)saved_len);
+	close(fd);
+}
+
+/* A fresh server on the same folder takes the saved fids: 0 or the load's -1. */
+static int load_server(void)
+{
+	p9_server_free(srv);
+	srv = p9_server_new(share, false);
+	struct snap_reader *r = snap_reader_new(saved, saved_len, "t");
+	CHECK(r != NULL);
+	int ret = r && !snap_open(r, "p9", 1) ? p9_server_load(srv, r) : -1;
+	if (!ret)
+		ret = snap_close(r);
+	snap_reader_free(r);
+	return ret;
+}
+
+TEST(snapshot_fids_by_path)
+{
+	make_tree(false);
+	mkdir(hp("sub/deep"), 0755);
+	put_file(hp("sub/deep/f"), "deep-file");
+	put_file(hp("gone"), "to-be-deleted");
+	put_file(hp("moved"), "renamed-later");
+	CHECK_EQ(WALK(0, 1, "sub", "deep"), 0);	/* a directory */
+	CHECK_EQ(WALK(1, 2, "f"), 0);			/* a file, opened */
+	CHECK_EQ(lopen(2, P9_DOTL_RDWR), 0);
+	CHECK_EQ(WALK(0, 3, "gone"), 0);
+	CHECK_EQ(lopen(3, 0), 0);
+	CHECK_EQ(WALK(0, 4, "moved"), 0);		/* renamed on the host before the save */
+	CHECK_EQ(rename(hp("moved"), hp("moved2")), 0);
+	CHECK_EQ(WALK(0, 5, "data"), 0);		/* deleted on the host after the save */
+	save_server();
+	CHECK_EQ(unlink(hp("data")), 0);
+	CHECK_EQ(load_server(), 0);
+	/* Open fid 2 reads and writes its file; the directory fid walks on. */
+	char buf[32] = { 0 };
+	CHECK_EQ(p9read(2, 0, 9, buf), 9);
+	CHECK(!memcmp(buf, "deep-file", 9));
+	CHECK_EQ(p9write(2, 0, "DEEP", 4), 4);
+	CHECK(file_is(hp("sub/deep/f"), "DEEP-file"));
+	CHECK_EQ(WALK(1, 6, "f"), 0);
+	CHECK_EQ(clunk(6), 0);
+	/* The file found under its new name; the file deleted since: ESTALE, and clunk works. */
+	CHECK_EQ(lopen(4, 0), 0);
+	CHECK_EQ(p9read(4, 0, 13, buf), 13);
+	CHECK(!memcmp(buf, "renamed-later", 13));
+	struct attr a;
+	CHECK_EQ(getattr(5, &a), ESTALE);
+	CHECK_EQ(lopen(5, 0), ESTALE);
+	CHECK_EQ(WALK(5, 7, "x"), ESTALE);
+	CHECK_EQ(clunk(5), 0);
+	/* The root fid 0 is there as before. */
+	CHECK_EQ(WALK(0, 8, "sub"), 0);
+	/* A session whose open file was deleted before the save: that fid is stale after the load. */
+	CHECK_EQ(unlink(hp("gone")), 0);
+	save_server();
+	CHECK_EQ(load_server(), 0);
+	CHECK_EQ(p9read(3, 0, 4, buf), -ESTALE);
+	CHECK_EQ(p9read(2, 0, 4, buf), 4);
+	drop_tree();
+	free(saved);
+	saved = NULL;
 }
 
 TEST_MAIN()

@@ -1207,6 +1207,55 @@ TEST(tcp_guest_reset)
 	q_clear();
 }
 
+/*
+ * Snapshots: a stack restored from another's state knows the guest's MAC at
+ * once and resets each TCP connection the guest had, in its sequence space,
+ * so the guest's connections end instead of hanging on a host socket that
+ * stayed with the old process.
+ */
+TEST(restored_stack_resets_flows)
+{
+	uint16_t port;
+	int l = bound_socket(SOCK_STREAM, &port);
+	listen(l, 4);
+	struct net_user *nu = mk(NULL);
+	struct gtcp g;
+	gtcp_init(&g, nu, 33010, GW, port);
+	gtcp_connect(&g);
+	CHECK(gtcp_run(&g, g_established, 2000) && g.state == G_EST);
+	int c = accept(l, NULL, NULL);
+	struct net_user_state *st = calloc(1, sizeof(*st));
+	net_user_get_state(nu, st);
+	CHECK_EQ(st->nr_flows, 1);
+	CHECK(!memcmp(st->guest_mac, gmac, 6));
+	q_clear();
+	/* A new stack that has not seen the guest: no MAC configured. */
+	struct net_user *nu2 = net_user_new(&(struct net_user_cfg){ .dns = "127.0.0.1:9" }, to_guest, NULL);
+	CHECK(nu2 != NULL);
+	net_user_set_state(nu2, st);
+	CHECK_EQ(net_user_timeout(nu2), 0);	/* due at once */
+	struct pkt p;
+	struct frame *f = wait_frame(nu2, 6, 1000, &p);
+	CHECK(f != NULL);
+	if (f) {
+		CHECK(!memcmp(p.eth, gmac, 6));	/* to the guest's MAC, learnt from the state */
+		CHECK_EQ(p.flags & (RST | ACK), RST | ACK);
+		CHECK_EQ(p.src, GW);
+		CHECK_EQ(p.sport, port);
+		CHECK_EQ(p.dport, 33010);
+		CHECK_EQ(p.seq, g.rcv_nxt);	/* in the guest's window: it takes it */
+		CHECK_EQ(p.ack, g.snd_nxt);
+		free(f);
+	}
+	CHECK(wait_frame(nu2, 6, 200, &p) == NULL);	/* once */
+	free(st);
+	net_user_free(nu2);
+	net_user_free(nu);
+	close(c);
+	close(l);
+	q_clear();
+}
+
 static bool g_has(struct gtcp *g) { return g->rx_bytes >= 15; }
 static bool g_peer_fin(struct gtcp *g) { return g->peer_fin || g->got_rst; }
 

@@ -1,0 +1,127 @@
+#!/bin/sh
+# Snapshots of a Linux guest (our test kernel, busybox, tests/kernel/init-snapshot.sh)
+# with a qcow2 disk, a 9p share, user-mode networking and virtio-rng, taken after
+# boot while it runs. Needs /dev/kvm where Linux user space runs (kvm-env).
+#   - the snapshotted VM goes on, writing to the overlay made for it; the image stays
+#   - two clones at once, each with a share of its own (--9p may differ): each reads
+#     the disk and the 9p files it held (one deleted since: an error, nothing else
+#     breaks), gets DHCP, ping and HTTP to the host, has its held TCP connection
+#     reset, writes to its own overlay, and after a reseed from virtio-rng its own
+#     randomness; the host checks each overlay and the image
+#   - a plain restore resumes once; a second plain restore is refused
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+LKVM=$(pwd)/$BUILD/lkvm
+K=$(cat .cache/kernel/current 2>/dev/null)/bzImage
+T=$(mktemp -d)
+export XDG_RUNTIME_DIR=$T
+srv=
+pids=
+trap 'for p in $srv $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
+tailof() { tr -d '\r' < "$T/$1.out" | tail -n 6 | tr '\n' '|'; }
+wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
+sector2() { qemu-img convert -f qcow2 -O raw "$1" "$T/conv.raw" && dd if="$T/conv.raw" bs=512 skip=2 count=1 2>/dev/null | tr -d '\0'; }
+if [ ! -f "$K" ]; then
+	ko "snapshot linux tests" "no test kernel (tests/prepare-kernels.sh)"
+	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+fi
+if [ ! -x "$BUILD/tests/kernel/reseed" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
+	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed"; then
+	ko "snapshot linux tests" "cannot build the initramfs"
+	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+fi
+# The host's end: an HTTP server (64 KiB blob) and a port that holds connections open.
+python3 - > "$T/ports" <<'PY' &
+import hashlib, http.server, socket, sys, threading
+blob = bytes(range(251)) * 261
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(blob))); self.end_headers(); self.wfile.write(blob)
+    def log_message(self, *a): pass
+hold = socket.socket(); hold.bind(("127.0.0.1", 0)); hold.listen(8); held = []
+def keep():
+    while True:
+        held.append(hold.accept()[0])
+threading.Thread(target=keep, daemon=True).start()
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], hold.getsockname()[1], hashlib.md5(blob).hexdigest(), flush=True)
+s.serve_forever()
+PY
+srv=$!
+wait_for "$T/ports" . 30
+read -r hp hold md5 < "$T/ports"
+# The disk: "disk-base" in sector 0, as qcow2. The shares: A's, and one per clone without "gone".
+printf 'disk-base' > "$T/base.raw" && truncate -s 8M "$T/base.raw"
+qemu-img convert -f raw -O qcow2 "$T/base.raw" "$T/disk.qcow2"
+for s in shareA share1 share2 shareR; do mkdir "$T/$s"; echo keep-data > "$T/$s/keep"; echo "new-in-$s" > "$T/$s/new"; done
+echo gone-data > "$T/shareA/gone"
+P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold"
+
+# 1. Boot, snapshot while it runs: the VM goes on into a new overlay, the image is the snapshot's.
+"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --9p "$T/shareA,share" \
+	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
+if ! wait_for "$T/a.out" SNAP-READY 400; then
+	ko "boot to the snapshot point" "$(tailof a)"
+	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+fi
+"$LKVM" snapshot a "$T/snap" > "$T/snap.out" 2>&1; src=$?
+img_md5=$(md5sum < "$T/disk.qcow2")
+ov="$T/disk-after-snap.qcow2"
+if [ $src = 0 ] && [ -f "$T/snap/state" ] && [ -f "$ov" ] && grep -q "disk 0: the VM now writes $ov" "$T/snap.out" &&
+   [ "$(val a SNAP-HELD)" = 1 ]; then
+	ok "snapshot of a booted Linux guest while it runs: $(head -n 1 "$T/snap.out")"
+else ko "snapshot" "status $src: $(cat "$T/snap.out" | tr '\n' '|') held '$(val a SNAP-HELD)'"; fi
+echo a > "$T/shareA/go"
+wait $a; arc=$?
+if [ $arc = 0 ] && [ "$(val a SNAP-GO)" = a ] && [ "$(val a SNAP-KEEP)" = keep-data ] && [ "$(val a SNAP-GONE)" = readable ] &&
+   [ "$(val a SNAP-RST)" = still-open ] && [ "$(sector2 "$ov")" = written-by-a ] && [ "$(sector2 "$T/disk.qcow2")" = "" ]; then
+	ok "the snapshotted VM went on: its TCP connection stayed open, its write went to the overlay, the image has none"
+else ko "the snapshotted VM goes on" "status $arc, go '$(val a SNAP-GO)' rst '$(val a SNAP-RST)' overlay '$(sector2 "$ov")' image '$(sector2 "$T/disk.qcow2")': $(tailof a)"; fi
+
+# 2. Two clones at once, each with its own share.
+echo c1 > "$T/share1/go"; echo c2 > "$T/share2/go"
+t0=$(date +%s)
+for c in 1 2; do
+	"$LKVM" run --restore "$T/snap" --clone --name c$c --9p "$T/share$c,share" < /dev/null > "$T/c$c.out" 2>&1 &
+	eval c${c}pid=\$!
+done
+pids="$pids $c1pid $c2pid"
+( sleep 900; kill $c1pid $c2pid 2>/dev/null ) & watchdog=$!
+wait $c1pid; r1=$?; wait $c2pid; r2=$?
+kill $watchdog 2>/dev/null
+echo "note: both clones ran their checks in $(($(date +%s) - t0)) s"
+for c in 1 2; do
+	o=c$c; eval rc=\$r$c
+	if [ $rc = 0 ] && [ "$(val $o SNAP-GO)" = c$c ] && [ "$(val $o SNAP-DISK)" = disk-base ] &&
+	   [ "$(val $o SNAP-KEEP)" = keep-data ] && [ "$(val $o SNAP-GONE)" = error ] && [ "$(val $o SNAP-NEW)" = "new-in-share$c" ] &&
+	   [ -n "$(val $o SNAP-RST)" ] && [ "$(val $o SNAP-RST)" != still-open ] && [ "$(val $o SNAP-ADDR)" = 10.0.2.15 ] &&
+	   [ "$(val $o SNAP-DHCP)" = ok ] && [ "$(val $o SNAP-PING)" = ok ] && [ "$(val $o SNAP-GET)" = "$md5" ] &&
+	   [ "$(sector2 "$T/snap/clones/c$c/disk0.qcow2")" = "written-by-c$c" ]; then
+		ok "clone c$c: read the disk, the 9p file it held (the deleted one: an error), its own share; TCP reset, DHCP, ping, HTTP; wrote its own overlay"
+	else
+		ko "clone c$c" "status $rc, go '$(val $o SNAP-GO)' disk '$(val $o SNAP-DISK)' keep '$(val $o SNAP-KEEP)' gone '$(val $o SNAP-GONE)' new '$(val $o SNAP-NEW)' rst '$(val $o SNAP-RST)' addr '$(val $o SNAP-ADDR)' dhcp '$(val $o SNAP-DHCP)' ping '$(val $o SNAP-PING)' get '$(val $o SNAP-GET)' overlay '$(sector2 "$T/snap/clones/c$c/disk0.qcow2")': $(tailof $o)"
+	fi
+done
+ra=$(val c1 SNAP-RAND); rb=$(val c2 SNAP-RAND)
+if [ "$(val c1 SNAP-RESEED)" = ok ] && [ "$(val c2 SNAP-RESEED)" = ok ] && [ ${#ra} = 32 ] && [ ${#rb} = 32 ] && [ "$ra" != "$rb" ]; then
+	ok "the clones' random pools differ after a reseed from virtio-rng ($ra / $rb; before it: $(val c1 SNAP-RAND-BEFORE) / $(val c2 SNAP-RAND-BEFORE))"
+else ko "clones' randomness" "reseed '$(val c1 SNAP-RESEED)'/'$(val c2 SNAP-RESEED)', '$ra' / '$rb'"; fi
+if [ "$(md5sum < "$T/disk.qcow2")" = "$img_md5" ] && [ "$(sector2 "$T/disk.qcow2")" = "" ]; then
+	ok "the snapshot's image is unchanged after the VM and both clones wrote"
+else ko "the image unchanged" "it changed"; fi
+
+# 3. A plain restore resumes once; a second one is refused with the reason.
+echo r > "$T/shareR/go"
+timeout 600 "$LKVM" run --restore "$T/snap" --9p "$T/shareR,share" < /dev/null > "$T/r.out" 2>&1; rr=$?
+"$LKVM" run --restore "$T/snap" --9p "$T/shareR,share" < /dev/null > "$T/r2.out" 2>&1; rr2=$?
+if [ $rr = 0 ] && [ "$(val r SNAP-GO)" = r ] && [ "$(sector2 "$T/snap/disk0.qcow2")" = written-by-r ] && [ $rr2 = 1 ] &&
+   grep -q "disk0.qcow2 holds what the VM restored from this snapshot wrote" "$T/r2.out"; then
+	ok "a plain restore resumed the VM (its overlay DIR/disk0.qcow2); a second one is refused: $(tr -d '\r' < "$T/r2.out" | head -n 1 | cut -c1-90)..."
+else ko "plain restores" "status $rr then $rr2: $(tailof r) / $(cat "$T/r2.out")"; fi
+
+echo "snapshot linux tests: $pass passed, $fail failed"
+[ $fail = 0 ]
