@@ -67,7 +67,5 @@ _start:
 	EXIT	0
 
 	FLAT_LIB
-load_end:
 	.section .bss
 	.fill	4096, 1, 0
-bss_end:
