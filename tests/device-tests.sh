@@ -6,6 +6,8 @@
 # runs (see tests/run-all.sh).
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. tests/lib/suite.sh
+suite_init device
 LKVM=$(pwd)/$BUILD/lkvm
 K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage	# absolute: the sandbox runs elsewhere
 INITRD=.cache/test-images/init-basic.cpio.gz
@@ -13,15 +15,12 @@ T=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
 srv=
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
 tailof() { tail -n 4 "$T/$1.out" | tr '\n' '|'; }
 wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
 if [ ! -f "$K" ] || [ ! -f "$INITRD" ]; then
-	ko "device tests" "no test kernel or initramfs (tests/prepare-kernels.sh)"
-	echo "device tests: $pass passed, $fail failed"; exit 1
+	fail "device tests" "no test kernel or initramfs (tests/prepare-kernels.sh)"
+	suite_end; exit 1
 fi
 
 # 1. User-mode network: DHCP address, ping to the gateway, 10 MiB from and to a host server.
@@ -41,12 +40,12 @@ net_test() {
 	[ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]
 }
 if net_test; then
-	ok "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+	pass "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
 elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
 	echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r")); one more attempt" && net_test; then
-	ok "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+	pass "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
 else
-	ko "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
+	fail "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
 fi
 
 # 2. hostfwd: a host port reaches the guest's httpd.
@@ -59,7 +58,7 @@ if wait_for "$T/fwd.out" HTTPD-READY 240; then
 	got=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$hp/hello', timeout=20).read().decode().strip())" 2>&1)
 fi
 "$LKVM" stop fwd > /dev/null 2>&1; wait $vm
-[ "$got" = "served-by-the-guest" ] && ok "hostfwd tcp:$hp-:8080 reaches the guest's httpd" || ko hostfwd "got '$got': $(tailof fwd)"
+[ "$got" = "served-by-the-guest" ] && pass "hostfwd tcp:$hp-:8080 reaches the guest's httpd" || fail hostfwd "got '$got': $(tailof fwd)"
 
 # 3. A 9p shared folder: the guest reads, creates, renames, deletes, links; the host sees it.
 mkdir "$T/share"
@@ -72,7 +71,7 @@ r=$(val 9p 9P-READ)
 if [ $rc = 0 ] && [ "$(val 9p 9P-MOUNT)" = ok ] && [ "$r" = from-the-host ] &&
    [ "$(cat "$T/share/dir/renamed" 2>/dev/null)" = from-the-guest ] && [ ! -e "$T/share/dir/new" ] &&
    [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ]; then
-	ok "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
+	pass "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
 else
 	ko 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
 fi
@@ -98,9 +97,9 @@ fi
 "$LKVM" stop bal > /dev/null 2>&1; wait $vm
 if echo "$st" | grep -q '"balloon_actual_pages":16384' && [ "${inf:-0}" -ge 16384 ] && echo "$st2" | grep -q '"balloon_actual_pages":0,' &&
    [ "${kicks:-0}" -gt 0 ] && [ "${msis:-0}" -gt 0 ]; then
-	ok "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd, $msis MSI-X by irqfd"
+	pass "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd, $msis MSI-X by irqfd"
 else
-	ko balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
+	fail balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
 fi
 
 # 5. lkvm sandbox: the command's output and exit status pass through; / is read-only, /tmp writable.
@@ -110,9 +109,9 @@ out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=non
 	< /dev/null 2> "$T/sb.err")
 rc=$?
 if [ $rc = 7 ] && echo "$out" | grep -qx "in the sandbox: $cwd" && ! echo "$out" | grep -qx rw && echo "$out" | grep -qx t; then
-	ok "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
+	pass "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
 else
-	ko sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
+	fail sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
 fi
 
 # 6. lkvm setup: a busybox root folder, booted as the guest's root over 9p.
@@ -121,10 +120,10 @@ if HOME=$T "$LKVM" setup t > "$T/setup.out" 2>&1; then
 		< /dev/null > "$T/rootfs.out" 2>&1
 	rc=$?
 	m=$(tr -d '\r' < "$T/rootfs.out" | grep -m1 LKVM-SETUP-ROOT-OK)
-	[ $rc = 0 ] && [ -n "$m" ] && ok "lkvm setup + --rootfs: booted to the folder's /init over 9p ($m)" ||
-		ko "lkvm setup + --rootfs" "rc=$rc: $(tailof rootfs)"
+	[ $rc = 0 ] && [ -n "$m" ] && pass "lkvm setup + --rootfs: booted to the folder's /init over 9p ($m)" ||
+		fail "lkvm setup + --rootfs" "rc=$rc: $(tailof rootfs)"
 else
-	ko "lkvm setup" "$(cat "$T/setup.out")"
+	fail "lkvm setup" "$(cat "$T/setup.out")"
 fi
 
 # 7. tap in a network namespace made here: the guest pings a peer address on the tap's host side.
@@ -140,11 +139,10 @@ if ip netns add "$ns" 2>/dev/null; then
 	wait $vm; rc=$?
 	ip netns del "$ns"
 	p=$(val tap PING-PEER)
-	[ $rc = 0 ] && [ "$p" = ok ] && ok "tap: the guest's ping crossed lkvmtap0 to a peer in namespace $ns and back" ||
-		ko tap "rc=$rc ping='$p': $(tailof tap)"
+	[ $rc = 0 ] && [ "$p" = ok ] && pass "tap: the guest's ping crossed lkvmtap0 to a peer in namespace $ns and back" ||
+		fail tap "rc=$rc ping='$p': $(tailof tap)"
 else
-	ko tap "cannot create a network namespace (needs root and iproute2)"
+	fail tap "cannot create a network namespace (needs root and iproute2)"
 fi
 
-echo "device tests: $pass passed, $fail failed"
-[ $fail = 0 ]
+suite_end
