@@ -50,7 +50,7 @@ r3=$(rcx)
 [ "$c" -gt "$b" ] && [ "$r3" != "$r2" ] && pass "resume continues the count ($b -> $c)" || fail "resume continues the count" "$b -> $c, rcx $r2 -> $r3"
 
 # Garbage and oversized messages: refused, VM unharmed.
-if command -v python3 >/dev/null; then
+if need_tool python3 python3 "garbage requests"; then
 	r=$(python3 - "$T/lkvm/c1.sock" <<'PY'
 import socket, sys
 def req(data):
@@ -72,19 +72,32 @@ PY
 )
 	n_err=$(echo "$r" | grep -o '"ok":false' | wc -l)
 	if [ "$n_err" = 5 ] && echo "$r" | grep -q '"ok":true,"v":1,"name":"c1"'; then pass "garbage requests refused, VM answers after"; else fail "garbage requests refused" "$r"; fi
-else
-	echo "SKIP garbage requests: python3 not available"
 fi
 
+# What stop, exit and list leave behind: each check first sees the thing it expects gone
+# (a socket that never existed, or a list that failed, proves nothing).
+[ -S "$T/lkvm/c2.sock" ] && had_c2=1 || had_c2=0
+before=$($LKVM list); lrc=$?
 $LKVM stop c2 >/dev/null; wait $P2; rc=$?
 [ $rc = 0 ] && pass "stop ends the VM with status 0" || fail "stop ends the VM with status 0" "rc=$rc $(cat $T/c2.err)"
-$LKVM list | grep -q "^c2 " && fail "stopped VM not listed" "$($LKVM list)" || pass "stopped VM not listed"
-[ -e "$T/lkvm/c2.sock" ] && fail "socket removed on exit" "still there" || pass "socket removed on exit"
+after=$($LKVM list); lrc2=$?
+if [ $lrc = 0 ] && [ $lrc2 = 0 ] && echo "$before" | grep -q "^c2 " && echo "$after" | grep -q "^c1 " &&
+   ! echo "$after" | grep -q "^c2 "; then
+	pass "stopped VM not listed (c1 still is)"
+else
+	fail "stopped VM not listed" "list before (status $lrc): $(echo "$before" | tr '\n' '|') after (status $lrc2): $(echo "$after" | tr '\n' '|')"
+fi
+if [ $had_c2 = 1 ] && [ ! -e "$T/lkvm/c2.sock" ]; then pass "socket removed on exit"
+else fail "socket removed on exit" "$([ $had_c2 = 1 ] && echo "still there" || echo "c2.sock never existed")"; fi
 
 kill -9 $P1; wait $P1 2>/dev/null
-[ -S "$T/lkvm/c1.sock" ] || fail "killed VM leaves a stale socket" "no socket to clean"
-$LKVM list >/dev/null
-[ -e "$T/lkvm/c1.sock" ] && fail "list cleans a stale socket" "still there" || pass "list cleans a stale socket"
+if [ -S "$T/lkvm/c1.sock" ]; then
+	out=$($LKVM list); lrc=$?
+	if [ $lrc = 0 ] && [ ! -e "$T/lkvm/c1.sock" ] && ! echo "$out" | grep -q "^c1 "; then pass "list cleans a stale socket"
+	else fail "list cleans a stale socket" "list status $lrc, socket $([ -e "$T/lkvm/c1.sock" ] && echo "still there" || echo gone), list: $out"; fi
+else
+	fail "list cleans a stale socket" "the killed VM left no socket to clean"
+fi
 $LKVM pause nosuchvm 2>"$T/e"; rc=$?
 [ $rc != 0 ] && grep -q "no VM named 'nosuchvm'" "$T/e" && pass "unknown VM: clear error" || fail "unknown VM: clear error" "rc=$rc $(cat $T/e)"
 
