@@ -3,7 +3,7 @@
 # or tests/run-unit.sh BINARY... Each binary's SKIP lines are always shown (as
 # "SKIP binary/test: why"), its whole output when it fails. A binary fails when
 # it exits non-zero, prints no closing line, or ran no check; an empty list fails.
-# Closing line: "unit tests: N passed, N failed, N skipped (M checks)", counting tests.
+# Closing line: "unit: N passed, N failed, N skipped (M checks)", counting tests.
 if [ $# = 1 ] && [ -d "$1" ]; then
 	set -- $(ls "$1"/tests/unit/test_* 2>/dev/null | grep -v '\.d$')
 fi
@@ -27,8 +27,8 @@ for t in "$@"; do
 		printf '%s\n' "$out" | grep -v '^SKIP '
 		[ -n "$why" ] && { echo "FAIL $name: $why"; f=$((f + 1)); }
 	fi
-	echo "unit: $name: $p passed, $f failed, $s skipped ($c checks)"
+	echo "unit/$name: $p passed, $f failed, $s skipped ($c checks)"
 	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s)); checks=$((checks + c))
 done
-echo "unit tests: $pass passed, $fail failed, $skip skipped ($checks checks)"
+echo "unit: $pass passed, $fail failed, $skip skipped ($checks checks)"
 [ $fail = 0 ]
