@@ -59,7 +59,7 @@ nested() {
 		why=$(sed -n 's/^kvm-env: STALL: //p' "$T/$name.out" | head -n 1)
 		if [ $attempt = 1 ]; then
 			echo "== $name: the nested machine stalled on its own (not a test failure: $why); running $name once more"
-			echo "$name: the nested machine stalled once ($why); the second trip's results count" >> "$T/retries"
+			echo "$name: the nested machine stalled ($why); the suite ran once more, and only that trip counts" >> "$T/retries"
 		else
 			group_fail "$name: the nested machine stalled on both trips; the suite did not run ($why)"
 			return
