@@ -45,7 +45,7 @@ sed 's/^/  /' "$T/order"
 if [ $rc = 0 ] && [ "$(grep -c '^PASS' "$T/order")" = $N ]; then
 	pass "flush order: $N FLUSHes from the guest each became an fdatasync of the image after the writes they cover and before the guest saw them done"
 else
-	fail "flush order" "$(grep -v '^PASS' "$T/order" | head -n 3 | tr '\n' '|')"
+	fail "flush order" "$(grep -v '^PASS' "$T/order" | sed 's/^FAIL //' | head -n 3 | tr '\n' '|')"
 fi
 
 # 2. After kill -9, the image holds every block the guest was told is flushed.
