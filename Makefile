@@ -6,9 +6,12 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-ini
            -Iinclude -D_GNU_SOURCE -pthread -MMD -MP
 LDLIBS  += -pthread -lz -laio
 
+# Sanitized builds stop at the first report, UBSan's included (its default is to
+# print and go on with status 0); tests/host/sanitizers.sh proves it.
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=address,undefined
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+CFLAGS  += $(SAN_FLAGS) -fno-omit-frame-pointer
+LDFLAGS += $(SAN_FLAGS)
 BUILD   := build-san
 else
 BUILD   := build
@@ -63,6 +66,14 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(
 
 # Command-layer code with a unit test of its own links its object too.
 $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
+
+# The KVM glue of the emulator meets a fake vCPU: the test answers its ioctls.
+$(BUILD)/tests/unit/test_emulate_kvm: LDFLAGS += -Wl,--wrap=ioctl
+
+# Programs with a deliberate bug, built with the flags above (tests/host/sanitizers.sh).
+$(BUILD)/tests/host/%: tests/host/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^)
 
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
 $(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)

@@ -6,6 +6,8 @@
 # runs (see tests/run-all.sh).
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. tests/lib/suite.sh
+suite_init device
 LKVM=$(pwd)/$BUILD/lkvm
 K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage	# absolute: the sandbox runs elsewhere
 INITRD=.cache/test-images/init-basic.cpio.gz
@@ -15,16 +17,12 @@ U=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
 srv=
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T" "$MP" "$U"' EXIT
-pass=0; fail=0; skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
-sk() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
 val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
 tailof() { tail -n 4 "$T/$1.out" | tr '\n' '|'; }
 wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
 if [ ! -f "$K" ] || [ ! -f "$INITRD" ]; then
-	ko "device tests" "no test kernel or initramfs (tests/prepare-kernels.sh)"
-	echo "device tests: $pass passed, $fail failed"; exit 1
+	fail "device tests" "no test kernel or initramfs (tests/prepare-kernels.sh)"
+	suite_end; exit 1
 fi
 
 # 1. User-mode network: DHCP address, ping to the gateway, 10 MiB from and to a host server.
@@ -43,26 +41,29 @@ net_test() {
 	a=$(val net NET-ADDR); p=$(val net NET-PING); g=$(val net NET-GET); u=$(val net NET-UP-MD5); s=$(val net NET-POST)
 	[ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]
 }
-if net_test; then
-	ok "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
-elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
-	echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r")); one more attempt" && net_test; then
-	ok "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
-else
-	ko "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
-fi
+# Sections 1 and 2 need python3 for the host ends.
+if need_tool python3 python3 "user-mode network" hostfwd; then
+	if net_test; then
+		pass "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+	elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
+		echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r")); one more attempt" && net_test; then
+		pass "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+	else
+		fail "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
+	fi
 
-# 2. hostfwd: a host port reaches the guest's httpd.
-hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$LKVM" run --name fwd -k "$K" -i "$INITRD" -m 256 --network "mode=user,hostfwd=tcp:$hp-:8080" \
-	-p "quiet ip=dhcp lkvm_httpd=8080" < /dev/null > "$T/fwd.out" 2>&1 &
-vm=$!
-got=
-if wait_for "$T/fwd.out" HTTPD-READY 240; then
-	got=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$hp/hello', timeout=20).read().decode().strip())" 2>&1)
+	# 2. hostfwd: a host port reaches the guest's httpd.
+	hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	"$LKVM" run --name fwd -k "$K" -i "$INITRD" -m 256 --network "mode=user,hostfwd=tcp:$hp-:8080" \
+		-p "quiet ip=dhcp lkvm_httpd=8080" < /dev/null > "$T/fwd.out" 2>&1 &
+	vm=$!
+	got=
+	if wait_for "$T/fwd.out" HTTPD-READY 240; then
+		got=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$hp/hello', timeout=20).read().decode().strip())" 2>&1)
+	fi
+	"$LKVM" stop fwd > /dev/null 2>&1; wait $vm
+	[ "$got" = "served-by-the-guest" ] && pass "hostfwd tcp:$hp-:8080 reaches the guest's httpd" || fail hostfwd "got '$got': $(tailof fwd)"
 fi
-"$LKVM" stop fwd > /dev/null 2>&1; wait $vm
-[ "$got" = "served-by-the-guest" ] && ok "hostfwd tcp:$hp-:8080 reaches the guest's httpd" || ko hostfwd "got '$got': $(tailof fwd)"
 
 # 3. A 9p shared folder: the guest reads, creates, renames, deletes, links; the host sees it.
 mkdir "$T/share"
@@ -75,7 +76,7 @@ r=$(val 9p 9P-READ)
 if [ $rc = 0 ] && [ "$(val 9p 9P-MOUNT)" = ok ] && [ "$r" = from-the-host ] &&
    [ "$(cat "$T/share/dir/renamed" 2>/dev/null)" = from-the-guest ] && [ ! -e "$T/share/dir/new" ] &&
    [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ]; then
-	ok "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
+	pass "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
 else
 	ko 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
 fi
@@ -101,9 +102,9 @@ fi
 "$LKVM" stop bal > /dev/null 2>&1; wait $vm
 if echo "$st" | grep -q '"balloon_actual_pages":16384' && [ "${inf:-0}" -ge 16384 ] && echo "$st2" | grep -q '"balloon_actual_pages":0,' &&
    [ "${kicks:-0}" -gt 0 ] && [ "${msis:-0}" -gt 0 ]; then
-	ok "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd, $msis MSI-X by irqfd"
+	pass "balloon: inflate 64 MiB -> the guest gave 16384 pages (released to the host), deflate -> 0; $kicks kicks by ioeventfd, $msis MSI-X by irqfd"
 else
-	ko balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
+	fail balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
 fi
 
 # 5. lkvm sandbox: the command's output and exit status pass through; / is read-only, /tmp writable.
@@ -113,21 +114,26 @@ out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=non
 	< /dev/null 2> "$T/sb.err")
 rc=$?
 if [ $rc = 7 ] && echo "$out" | grep -qx "in the sandbox: $cwd" && ! echo "$out" | grep -qx rw && echo "$out" | grep -qx t; then
-	ok "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
+	pass "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
 else
-	ko sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
+	fail sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
 fi
 
 # 6. lkvm setup: a busybox root folder, booted as the guest's root over 9p.
+# The folder's init counts /bin in the guest; the test adds a random number of entries to
+# that folder after setup, so only a guest that listed this folder over 9p gets the count right.
 if HOME=$T "$LKVM" setup t > "$T/setup.out" 2>&1; then
+	extra=$(( $(od -An -N1 -tu1 /dev/urandom) % 9 + 1 ))
+	i=0; while [ $i -lt $extra ]; do : > "$T/.lkvm/t/bin/zz-test-$$-$i"; i=$((i + 1)); done
+	want=$(ls "$T/.lkvm/t/bin" | wc -l)
 	HOME=$T timeout 300 "$LKVM" run -k "$K" -m 256 --network mode=none --rootfs t -p "quiet lkvm_poweroff" \
 		< /dev/null > "$T/rootfs.out" 2>&1
 	rc=$?
-	m=$(tr -d '\r' < "$T/rootfs.out" | grep -m1 LKVM-SETUP-ROOT-OK)
-	[ $rc = 0 ] && [ -n "$m" ] && ok "lkvm setup + --rootfs: booted to the folder's /init over 9p ($m)" ||
-		ko "lkvm setup + --rootfs" "rc=$rc: $(tailof rootfs)"
+	got=$(tr -d '\r' < "$T/rootfs.out" | sed -n 's/^LKVM-SETUP-ROOT-OK \([0-9]*\) applets$/\1/p' | head -n 1)
+	[ $rc = 0 ] && [ "$got" = "$want" ] && pass "lkvm setup + --rootfs: booted to the folder's /init over 9p, which counted the $want entries of its /bin ($extra added by the test)" ||
+		fail "lkvm setup + --rootfs" "rc=$rc, the guest counted '$got' entries in /bin, the host $want: $(tailof rootfs)"
 else
-	ko "lkvm setup" "$(cat "$T/setup.out")"
+	fail "lkvm setup" "$(cat "$T/setup.out")"
 fi
 
 # 7. tap in a network namespace made here: the guest pings a peer address on the tap's host side.
@@ -143,10 +149,10 @@ if ip netns add "$ns" 2>/dev/null; then
 	wait $vm; rc=$?
 	ip netns del "$ns"
 	p=$(val tap PING-PEER)
-	[ $rc = 0 ] && [ "$p" = ok ] && ok "tap: the guest's ping crossed lkvmtap0 to a peer in namespace $ns and back" ||
-		ko tap "rc=$rc ping='$p': $(tailof tap)"
+	[ $rc = 0 ] && [ "$p" = ok ] && pass "tap: the guest's ping crossed lkvmtap0 to a peer in namespace $ns and back" ||
+		fail tap "rc=$rc ping='$p': $(tailof tap)"
 else
-	ko tap "cannot create a network namespace (needs root and iproute2)"
+	fail tap "cannot create a network namespace (needs root and iproute2)"
 fi
 
 # 8. A hostile guest root on writable shares (issue 21): setuid and setgid files, a setuid copy,
@@ -187,7 +193,7 @@ if python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.probe", b"1")' "$M
 	set -- --9p "$T/pt,pt" --9p "$MP,mp,security_model=mapped"
 else
 	set -- --9p "$T/pt,pt"
-	sk "9p mapped model in a real guest" "no user xattrs on $MP"
+	skip "9p mapped model in a real guest" "no user xattrs on $MP"
 fi
 sec_out=$(timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none "$@" -- sh -c "$sec_script" \
 	< /dev/null 2> "$T/sec.err")
@@ -196,9 +202,9 @@ bad=$(privileged "$T/pt")
 if [ $rc = 0 ] && [ "$(secv pt-READ)" = host-pt ] && [ "$(cat "$T/pt/guest-wrote" 2>/dev/null)" = from-the-guest ] &&
    [ "$(secv pt-MKNOD)" = refused ] && [ -f "$T/pt/rootsuid" ] && [ -f "$T/pt/shcopy" ] && [ -d "$T/pt/d" ] &&
    [ -z "$bad" ]; then
-	ok "9p passthrough, hostile guest root: chmod 4755/2755/6755, chown 0, a setuid copy, a setgid folder and mknod left nothing setuid, setgid or a device on the host (guest saw $(secv pt-SEE-rootsuid | cut -d' ' -f1) for 06755)"
+	pass "9p passthrough, hostile guest root: chmod 4755/2755/6755, chown 0, a setuid copy, a setgid folder and mknod left nothing setuid, setgid or a device on the host (guest saw $(secv pt-SEE-rootsuid | cut -d' ' -f1) for 06755)"
 else
-	ko "9p passthrough, hostile guest root" "rc=$rc read='$(secv pt-READ)' mknod='$(secv pt-MKNOD)' on the host: $bad $(ls -ln "$T/pt" | tr '\n' '|') err: $(tail -n 3 "$T/sec.err" | tr '\n' '|')"
+	fail "9p passthrough, hostile guest root" "rc=$rc read='$(secv pt-READ)' mknod='$(secv pt-MKNOD)' on the host: $bad $(ls -ln "$T/pt" | tr '\n' '|') err: $(tail -n 3 "$T/sec.err" | tr '\n' '|')"
 fi
 if [ $# = 4 ]; then
 	me=$(id -u)
@@ -213,9 +219,9 @@ if [ $# = 4 ]; then
 	if [ $rc = 0 ] && [ "$(secv mp-READ)" = host-mp ] && [ "$(cat "$MP/guest-wrote" 2>/dev/null)" = from-the-guest ] &&
 	   [ "$(secv mp-MKNOD)" = made ] && [ "$(secv mp-LINK)" = /etc/passwd ] && [ -z "$seen" ] && [ -z "$foreign" ] &&
 	   [ -z "$(privileged "$MP")" ]; then
-		ok "9p mapped model: the guest root sees the 04755/06755 files, chown 1234, setgid folder, char device 1,3 and symlink it made, while every host file is uid $me, 0600 or 0700, a plain file or folder"
+		pass "9p mapped model: the guest root sees the 04755/06755 files, chown 1234, setgid folder, char device 1,3 and symlink it made, while every host file is uid $me, 0600 or 0700, a plain file or folder"
 	else
-		ko "9p mapped model" "rc=$rc read='$(secv mp-READ)' mknod='$(secv mp-MKNOD)' link='$(secv mp-LINK)' guest saw:$seen host: $foreign $(privileged "$MP")"
+		fail "9p mapped model" "rc=$rc read='$(secv mp-READ)' mknod='$(secv mp-MKNOD)' link='$(secv mp-LINK)' guest saw:$seen host: $foreign $(privileged "$MP")"
 	fi
 fi
 
@@ -235,14 +241,13 @@ if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /de
 	bad=$(privileged "$U/share")
 	if [ $rc = 0 ] && [ "$(secv u-READ)" = host-u ] && [ "$(secv u-CHOWN)" = refused ] && [ -z "$notmine" ] && [ -z "$bad" ] &&
 	   [ "$(cat "$U/share/guest-wrote" 2>/dev/null)" = from-the-guest ] && [ -f "$U/share/shcopy" ]; then
-		ok "9p passthrough with lkvm as uid 65534: the guest's chown 0 was refused, nothing on the host is setuid, setgid, a device or not the user's"
+		pass "9p passthrough with lkvm as uid 65534: the guest's chown 0 was refused, nothing on the host is setuid, setgid, a device or not the user's"
 	else
-		ko "9p passthrough as uid 65534" "rc=$rc read='$(secv u-READ)' chown='$(secv u-CHOWN)' not the user's: $notmine privileged: $bad err: $(tail -n 3 "$T/secu.err" | tr '\n' '|')"
+		fail "9p passthrough as uid 65534" "rc=$rc read='$(secv u-READ)' chown='$(secv u-CHOWN)' not the user's: $notmine privileged: $bad err: $(tail -n 3 "$T/secu.err" | tr '\n' '|')"
 	fi
 	chmod o-rw /dev/kvm
 else
-	sk "9p passthrough with lkvm as an ordinary user" "only in the nested machine (it opens /dev/kvm to uid 65534 there)"
+	skip "9p passthrough with lkvm as an ordinary user" "only in the nested machine (it opens /dev/kvm to uid 65534 there)"
 fi
 
-echo "device tests: $pass passed, $fail failed, $skip skipped"
-[ $fail = 0 ]
+suite_end

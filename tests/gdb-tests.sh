@@ -19,7 +19,7 @@ pass=0; fail=0; skip=0
 ok() { echo "PASS $1"; pass=$((pass + 1)); }
 ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 sk() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
-finish() { echo "gdb tests: $pass passed, $fail failed, $skip skipped"; [ $fail = 0 ]; exit; }
+finish() { echo "gdb-$SET: $pass passed, $fail failed, $skip skipped"; [ $fail = 0 ]; exit; }
 # section FILE NAME: gdb's output between "@@NAME" and the next "@@".
 section() { tr -d '\r' < "$1" | awk -v s="@@$2" '$0 == s { on = 1; next } /^@@/ { on = 0 } on'; }
 flat() { tr -d '\r' | tr '\n' '|' | head -c 400; }

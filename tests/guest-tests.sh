@@ -3,14 +3,12 @@
 # Each guest is checked by its serial output and lkvm's exit status.
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. tests/lib/suite.sh
+suite_init guest
 LKVM=$BUILD/lkvm
 G=$BUILD/tests/guests
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
-sk() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
 # run NAME GUEST [ARGS...]: stdout in $T/NAME.out, stderr in $T/NAME.err, status in $rc
 run() {
 	name=$1 guest=$2; shift 2
@@ -22,19 +20,19 @@ has() { tr -d '\r' < "$T/$1.out" | grep -qx -- "$2"; }
 why() { echo "status $rc, out: $(head -c 200 "$T/$1.out" | tr '\n' '|') err: $(head -c 300 "$T/$1.err" | tr '\n' '|')"; }
 
 run hello hello16
-if [ $rc = 0 ] && has hello "hello from real mode" && has hello "hello through int 10h"; then ok "real-mode serial output, direct and through the BIOS"; else ko hello "$(why hello)"; fi
+if [ $rc = 0 ] && has hello "hello from real mode" && has hello "hello through int 10h"; then pass "real-mode serial output, direct and through the BIOS"; else fail hello "$(why hello)"; fi
 
 run hello-flat hello16 --flat=0x20000
-if [ $rc = 0 ] && has hello-flat "hello through int 10h"; then ok "--flat=0x20000 loads and enters there"; else ko "--flat=0x20000" "$(why hello-flat)"; fi
+if [ $rc = 0 ] && has hello-flat "hello through int 10h"; then pass "--flat=0x20000 loads and enters there"; else fail "--flat=0x20000" "$(why hello-flat)"; fi
 
 run pm32 pm32
-if [ $rc = 0 ] && has pm32 "hello from protected mode, cr0 00000011"; then ok "32-bit protected mode: GDT, CR0.PE, far jump"; else ko pm32 "$(why pm32)"; fi
+if [ $rc = 0 ] && has pm32 "hello from protected mode, cr0 00000011"; then pass "32-bit protected mode: GDT, CR0.PE, far jump"; else fail pm32 "$(why pm32)"; fi
 
 run lm64 lm64
 if [ $rc = 0 ] && has lm64 "hello from long mode" && has lm64 "mmio ffffffff" && has lm64 "done" &&
    tr -d '\r' < "$T/lm64.out" | grep -q '^pci 00:00.0 id [0-9a-f]\{4\}8086$'; then
-	ok "long mode: serial, PCI config 0xcf8/0xcfc, unclaimed MMIO reads all ones, unclaimed port survives"
-else ko lm64 "$(why lm64)"; fi
+	pass "long mode: serial, PCI config 0xcf8/0xcfc, unclaimed MMIO reads all ones, unclaimed port survives"
+else fail lm64 "$(why lm64)"; fi
 
 # The BIOS as Linux's setup code calls it; the memory answers follow -m.
 for mib in 256 64; do
@@ -57,8 +55,8 @@ for mib in 256 64; do
 	n820=$(tr -d '\r' < "$T/bios$mib.out" | grep -c '^e820 ')
 	count=$(tr -d '\r' < "$T/bios$mib.out" | sed -n 's/^e820-count n=\([0-9a-f]*\) cf=1$/\1/p')
 	if [ $rc = 0 ] && [ -z "$missing" ] && [ -n "$count" ] && [ $((0x$count)) = "$n820" ]; then
-		ok "BIOS services with -m $mib: int 10h/11h/12h/13h/16h, int 15h e820 ($n820 entries)/e801/88h/A20/C0h/EC00h, unknown function fails"
-	else ko "BIOS services -m $mib" "missing: $missing count '$count' for $n820 entries: $(why bios$mib)"; fi
+		pass "BIOS services with -m $mib: int 10h/11h/12h/13h/16h, int 15h e820 ($n820 entries)/e801/88h/A20/C0h/EC00h, unknown function fails"
+	else fail "BIOS services -m $mib" "missing: $missing count '$count' for $n820 entries: $(why bios$mib)"; fi
 done
 # int 1Ah: the host's UTC date and time, ticks since midnight.
 o=$(tr -d '\r' < "$T/bios256.out")
@@ -69,46 +67,46 @@ gsecs=$(( $(printf %d 0x${gticks:-0}) * 10000 / 182065 ))
 near() { d=$(($1 - $2)); [ ${d#-} -le $3 ]; }
 if [ "$gd" = "$(date -u +%Y-%m-%d)" ] && { [ "$gt" = "$(date -u +%H:%M)" ] || [ "$gt" = "$(date -u -d '-1 min' +%H:%M)" ]; } &&
    { near $gsecs $hmid 90 || [ $hmid -lt 120 ]; }; then
-	ok "BIOS int 1Ah: date $gd, time $gt, ${gsecs}s since midnight from the RTC"
-else ko "BIOS int 1Ah" "guest '$gd $gt' ${gsecs}s, host $(date -u '+%Y-%m-%d %H:%M') ${hmid}s"; fi
+	pass "BIOS int 1Ah: date $gd, time $gt, ${gsecs}s since midnight from the RTC"
+else fail "BIOS int 1Ah" "guest '$gd $gt' ${gsecs}s, host $(date -u '+%Y-%m-%d %H:%M') ${hmid}s"; fi
 
 run reset reset
-if [ $rc = 0 ] && has reset "R" && ! grep -q . "$T/reset.err"; then ok "i8042 reset ends the VM with status 0"; else ko reset "$(why reset)"; fi
+if [ $rc = 0 ] && has reset "R" && ! grep -q . "$T/reset.err"; then pass "i8042 reset ends the VM with status 0"; else fail reset "$(why reset)"; fi
 
 run triple triple
 if [ $rc = 2 ] && has triple "triple fault ahead" && grep -q "triple fault" "$T/triple.err" && grep -q "rip " "$T/triple.err"; then
 	# (On AMD, KVM resets the vCPU before reporting a shutdown: the dump shows reset state.)
-	ok "triple fault in protected mode: status 2 and a register dump"
-else ko triple "$(why triple)"; fi
+	pass "triple fault in protected mode: status 2 and a register dump"
+else fail triple "$(why triple)"; fi
 
 run rtc rtc
 got=$(tr -d '\r' < "$T/rtc.out" | sed -n 's/^date //p')
 now=$(date -u '+%Y-%m-%d %H:%M'); before=$(date -u -d '-1 min' '+%Y-%m-%d %H:%M')
-if [ $rc = 0 ] && { [ "$got" = "$now" ] || [ "$got" = "$before" ]; }; then ok "RTC reads the host's UTC date and time ($got)"; else ko rtc "guest '$got', host '$now': $(why rtc)"; fi
+if [ $rc = 0 ] && { [ "$got" = "$now" ] || [ "$got" = "$before" ]; }; then pass "RTC reads the host's UTC date and time ($got)"; else fail rtc "guest '$got', host '$now': $(why rtc)"; fi
 
 run pit pit
-if [ $rc = 0 ] && has pit "ticks 100"; then ok "PIT interrupts through the in-kernel PIC (100 ticks)"; else ko pit "$(why pit)"; fi
+if [ $rc = 0 ] && has pit "ticks 100"; then pass "PIT interrupts through the in-kernel PIC (100 ticks)"; else fail pit "$(why pit)"; fi
 
 run ioapic ioapic -c 2
 if [ $rc = 0 ] && tr -d "\r" < "$T/ioapic.out" | grep -qx "ioapic pin [0-9]* ticks 100"; then
-	ok "PIT interrupts through the IOAPIC pin the MP table names for IRQ 0 and the LAPIC (100 ticks)"
-else ko ioapic "$(why ioapic)"; fi
+	pass "PIT interrupts through the IOAPIC pin the MP table names for IRQ 0 and the LAPIC (100 ticks)"
+else fail ioapic "$(why ioapic)"; fi
 
 for n in 1 2 4; do
 	run smp$n smp -c $n
 	ids=$(tr -d '\r' < "$T/smp$n.out" | sed -n 's/^cpu apic //p' | sort | tr '\n' ' ')
 	want=$(seq 0 $((n - 1)) | tr '\n' ' ')
-	if [ $rc = 0 ] && has smp$n "cpus $n" && [ "$ids" = "$want" ]; then ok "-c $n: every vCPU started and reported its APIC id ($ids)"; else ko "smp -c $n" "ids '$ids' want '$want': $(why smp$n)"; fi
+	if [ $rc = 0 ] && has smp$n "cpus $n" && [ "$ids" = "$want" ]; then pass "-c $n: every vCPU started and reported its APIC id ($ids)"; else fail "smp -c $n" "ids '$ids' want '$want': $(why smp$n)"; fi
 done
 
 run emul-off emul --no-emulate
 if [ $rc = 2 ] && grep -q "f3 0f b8" "$T/emul-off.err" && grep -q "rip " "$T/emul-off.err"; then
-	ok "--no-emulate: KVM's emulation failure stops the VM with the instruction bytes (f3 0f b8)"
-else ko "emulation failure report" "$(why emul-off)"; fi
+	pass "--no-emulate: KVM's emulation failure stops the VM with the instruction bytes (f3 0f b8)"
+else fail "emulation failure report" "$(why emul-off)"; fi
 run emul emul
 if [ $rc = 0 ] && has emul "popcnt 00000020" && has emul "popcnt64 0000000000000040" && has emul "popcnt16 12340010"; then
-	ok "popcnt (32/64/16-bit) on MMIO emulated in lkvm (KVM's emulator lacks it)"
-else ko emul "$(why emul)"; fi
+	pass "popcnt (32/64/16-bit) on MMIO emulated in lkvm (KVM's emulator lacks it)"
+else fail emul "$(why emul)"; fi
 
 # Every port, string I/O and unbacked MMIO from a hostile guest: lkvm survives.
 # Kernels QEMU's -kernel also boots: Multiboot (its header's address fields, and an ELF one) and
@@ -134,21 +132,21 @@ else ko "i386 ELF PVH kernel" "$(why pvh32)"; fi
 
 run hostile hostile -m 256 --network mode=none	# its MMIO sweep expects no device BARs
 if [ $rc = 0 ] && has hostile "hostile done" && ! grep -q "lkvm" "$T/hostile.err"; then
-	ok "hostile guest: all ports, string I/O, MMIO above RAM; unclaimed reads all ones"
-else ko hostile "$(why hostile)"; fi
+	pass "hostile guest: all ports, string I/O, MMIO above RAM; unclaimed reads all ones"
+else fail hostile "$(why hostile)"; fi
 
 # Seccomp on (the default) must not get in the way; off must also work.
 run hello-noseccomp hello16 --no-seccomp
-[ $rc = 0 ] && has hello-noseccomp "hello from real mode" && ok "--no-seccomp" || ko "--no-seccomp" "$(why hello-noseccomp)"
+[ $rc = 0 ] && has hello-noseccomp "hello from real mode" && pass "--no-seccomp" || fail "--no-seccomp" "$(why hello-noseccomp)"
 
 # Twenty small VMs at once on this 2-core machine all complete.
 i=0; while [ $i -lt 20 ]; do timeout 120 "$LKVM" run --flat -k "$G/hello16.bin" -m 16 < /dev/null > "$T/many$i.out" 2>&1 & i=$((i + 1)); done
 wait
 n=0; i=0; while [ $i -lt 20 ]; do grep -q "hello through int 10h" "$T/many$i.out" && n=$((n + 1)); i=$((i + 1)); done
-[ $n = 20 ] && ok "20 VMs at once all complete" || ko "20 VMs at once" "$n of 20 completed"
+[ $n = 20 ] && pass "20 VMs at once all complete" || fail "20 VMs at once" "$n of 20 completed"
 
 # SIGTERM ends a running VM with status 143, and its disk is flushed on the way out.
-if command -v strace > /dev/null 2>&1; then
+if need_tool strace strace "SIGTERM flush"; then
 	dd if=/dev/zero of="$T/term.img" bs=1M count=1 2>/dev/null
 	strace -f -qq -e trace=fdatasync -o "$T/term.trace" "$LKVM" run --flat -k "$G/counter.bin" -d "$T/term.img" \
 		--network mode=none < /dev/null > "$T/term.out" 2>&1 &
@@ -156,13 +154,10 @@ if command -v strace > /dev/null 2>&1; then
 	pkill -TERM -f "run --flat -k $G/counter.bin -d $T/term.img"
 	wait $!; rc=$?
 	if [ $rc = 143 ] && grep -q 'fdatasync(.*= 0' "$T/term.trace"; then
-		ok "SIGTERM: status 143, the disk flushed (fdatasync) on the way out"
+		pass "SIGTERM: status 143, the disk flushed (fdatasync) on the way out"
 	else
-		ko "SIGTERM flush" "status $rc, trace: $(tr '\n' '|' < "$T/term.trace" | head -c 300)"
+		fail "SIGTERM flush" "status $rc, trace: $(tr '\n' '|' < "$T/term.trace" | head -c 300)"
 	fi
-else
-	sk "SIGTERM flush" "strace not installed"
 fi
 
-echo "guest tests: $pass passed, $fail failed, $skip skipped"
-[ $fail = 0 ]
+suite_end

@@ -9,10 +9,21 @@
 # virtio-9p, with a fresh tmpfs /tmp, so CMD runs with the same tools and
 # paths. CMD's terminal is the machine's serial console (interactive use works);
 # its exit status comes back through a file in the checkout and becomes ours. Everything fetched is cached in .cache/l1/.
+#
+# The nested machine sometimes stops for good on its own (docs/kvm-hosts.md).
+# Its init writes a heartbeat and its kernel log to a second serial port (a
+# file here); when the heartbeat stops, that is the machine's stall, not a
+# test hanging: kvm-env saves the vCPUs' state (QEMU monitor) and the log
+# under .cache/l1/stalls/, says "kvm-env: STALL: ..." and exits 75. A test
+# that hangs while the machine lives runs into LKVM_ENV_TIMEOUT instead (124).
+# Every trip adds a line to .cache/l1/trips.log (status, seconds, command).
 #   LKVM_ENV_TIMEOUT  seconds before giving up (default 1500)
+#   LKVM_ENV_STALL    seconds without a heartbeat that make a stall (default 120)
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
 #   LKVM_ENV_TTY=1    CMD is interactive: give it the console as controlling terminal
+#   LKVM_ENV_SMP, LKVM_ENV_ACCEL, LKVM_ENV_KPARAMS  its vCPUs (2), QEMU -accel (tcg) and
+#                     extra kernel parameters: for measuring stalls
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -gt 0 ] || { echo "usage: kvm-env.sh CMD [ARGS...]" >&2; exit 2; }
@@ -60,7 +71,10 @@ if [ ! -f "$cache/vmlinuz" ] || ! grep -qx tun "$cache/modules/order" 2>/dev/nul
 fi
 
 # The initramfs: busybox, the modules, and an init that mounts the host and runs the job.
-if [ ! -f "$cache/initramfs.cpio.gz" ] || [ "$0" -nt "$cache/initramfs.cpio.gz" ]; then
+# Named by its init's hash: worktrees with different versions of this script share the cache.
+init_script=$(sed -n '/^#!\/bin\/busybox sh$/,/^INIT$/p' "$0")
+initramfs=$cache/initramfs-$( (echo "$init_script"; cat "$cache/modules/order") | sha256sum | cut -c1-12).cpio.gz
+if [ ! -f "$initramfs" ]; then
 	ir=$(mktemp -d)
 	mkdir -p "$ir/bin" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/host" "$ir/modules"
 	cp "$(command -v busybox || echo /bin/busybox)" "$ir/bin/busybox"
@@ -69,6 +83,13 @@ if [ ! -f "$cache/initramfs.cpio.gz" ] || [ "$0" -nt "$cache/initramfs.cpio.gz" 
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+# ttyS1 is kvm-env's log file: the whole kernel log, and a heartbeat every 5 s that stops
+# when this machine does (the host's watchdog tells that stall from a test that hangs).
+if [ -c /dev/ttyS1 ]; then
+	stty -F /dev/ttyS1 raw -echo 2>/dev/null
+	cat /proc/kmsg > /dev/ttyS1 2>&1 &
+	(while :; do echo "kvm-env-heartbeat $(cut -d' ' -f1 /proc/uptime)"; sleep 5; done) > /dev/ttyS1 2>&1 &
+fi
 for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "kvm-env: insmod $m failed"; done
 job=$(sed -n 's/.*lkvm_job=\([^ ]*\).*/\1/p' /proc/cmdline)
 work=$(sed -n 's/.*lkvm_work=\([^ ]*\).*/\1/p' /proc/cmdline)
@@ -79,6 +100,8 @@ mount -t tmpfs tmp /host/tmp; mount -t proc proc /host/proc; mount -t sysfs sys 
 mkdir -p "/host$work" 2>/dev/null
 mount -t 9p -o $opts work "/host$work" || echo "kvm-env: cannot mount $work"
 mount -t devtmpfs dev /host/dev; mkdir -p /host/dev/pts; mount -t devpts pts /host/dev/pts
+ksyms=$(sed -n 's/.*lkvm_ksyms=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$ksyms" ] && cat /proc/kallsyms > "/host$ksyms"
 mount -t tmpfs run /host/run 2>/dev/null
 ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
@@ -94,53 +117,105 @@ echo 0 > /proc/sys/kernel/printk	# not even the "Power down" line
 poweroff -f
 INIT
 	chmod +x "$ir/init"
-	(cd "$ir" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$cache/initramfs.cpio.gz")
+	(cd "$ir" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$initramfs.tmp") && mv "$initramfs.tmp" "$initramfs"
 	rm -rf "$ir"
 fi
+
+# The nested kernel's symbols, for naming where its vCPUs are when it stalls: the first trip
+# with this kernel has its init copy /proc/kallsyms into the checkout; kept in the cache after.
+ksyms=$cache/kallsyms-$(cksum < "$cache/vmlinuz" | cut -d' ' -f1)
+ksyms_arg=
+[ -s "$ksyms" ] || { ksyms_arg="lkvm_ksyms=$top/.l1-run/kallsyms-$$"; rm -f "$top/.l1-run/kallsyms-$$"; }
 
 # The job: same directory, the variables that matter, then CMD.
 # The same directory when the nested machine has it (the host's / is there read-only,
 # but /tmp is its own), else the checkout.
 cwd=$(pwd)
 job=$cache/job-$$.sh
-# The status comes back through the checkout, which the machine mounts read-write (.cache may
-# be a link to another checkout's, which it sees read-only).
-mkdir -p "$top/build"
-rcfile=$top/build/kvm-env-rc-$$
+# CMD's status comes back through the checkout, the one place the nested machine writes
+# (.cache may be a symlink to a shared cache, which it sees read-only).
+mkdir -p "$top/.l1-run"
+rcfile=$top/.l1-run/rc-$$
 rm -f "$rcfile"
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
 	# LKVM_ENV_NESTED: tests may tell the nested machine's own faults from ours.
 	echo "export PATH=$(q "$PATH") HOME=/tmp TERM=$(q "${TERM:-dumb}") XDG_RUNTIME_DIR=/tmp/xdg LKVM_ENV_NESTED=1"
-	env | grep -E '^(LKVM_|CI=|SANITIZE=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
+	env | grep -E '^(LKVM_|CI=|SANITIZE=|UBSAN_OPTIONS=|ASAN_OPTIONS=)' | while IFS='=' read -r k v; do echo "export $k=$(q "$v")"; done
 	echo "mkdir -p /tmp/xdg && { cd $(q "$cwd") 2>/dev/null || cd $(q "$top"); } || exit 125"
 	for a in "$@"; do printf ' %s' "$(q "$a")"; done
 	echo
 	echo "echo \$? > $(q "$rcfile")"
 } > "$job"
-trap 'rm -f "$job" "$rcfile"' EXIT
+klog=$cache/klog-$$
+mon=$cache/mon-$$.sock
+stalled=$cache/stalled-$$
+rm -f "$klog" "$mon" "$stalled"
+wd=
+trap 'rm -f "$job" "$rcfile" "$klog" "$mon" "$stalled"; [ -n "$wd" ] && kill "$wd" 2>/dev/null' EXIT
+
+# The machine's shape; the variables are for measuring its stalls (docs/kvm-hosts.md).
+smp=${LKVM_ENV_SMP:-2} accel=${LKVM_ENV_ACCEL:-tcg} kparams=${LKVM_ENV_KPARAMS:-}
 
 # qemu's stdio console needs a standard input (CI may run us without one).
 { true 3<&0; } 2>/dev/null || exec </dev/null
 exec 3<&0	# qemu runs in the background, where stdin would be /dev/null
+start=$(date +%s)
 # --foreground: qemu reads the terminal (interactive use); in a process group of
 # its own it would be stopped by SIGTTIN.
-timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m "${LKVM_ENV_MEM:-4096}" \
+timeout --foreground "${LKVM_ENV_TIMEOUT:-1500}" qemu-system-x86_64 -M q35 -accel "$accel" -cpu max -smp "$smp" -m "${LKVM_ENV_MEM:-4096}" \
 	-nodefaults -no-user-config -display none -no-reboot -chardev stdio,id=con,signal=off -serial chardev:con \
-	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
-	-append "console=ttyS0 quiet loglevel=1 panic=-1 lkvm_job=$job lkvm_work=$top lkvm_tty=${LKVM_ENV_TTY:-0}" \
+	-chardev file,id=klog,path="$klog" -serial chardev:klog -monitor unix:"$mon",server=on,wait=off \
+	-kernel "$cache/vmlinuz" -initrd "$initramfs" \
+	-append "console=ttyS0 quiet loglevel=1 panic=-1 nokaslr lkvm_job=$job lkvm_work=$top lkvm_tty=${LKVM_ENV_TTY:-0} $ksyms_arg $kparams" \
 	-fsdev local,id=root,path=/,security_model=passthrough,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
 	-fsdev local,id=work,path="$top",security_model=passthrough -device virtio-9p-pci,fsdev=work,mount_tag=work \
 	<&3 &
 qpid=$!
+
+# The watchdog: no heartbeat for LKVM_ENV_STALL seconds (or none within 5 minutes of the
+# start) is the machine's stall. The vCPUs' state and the kernel log are kept for the notes
+# (nokaslr above: the RIPs there match one /proc/kallsyms of that kernel).
+stall=${LKVM_ENV_STALL:-120}
+(
+	exec 3<&- </dev/null
+	last=0 since=$(date +%s) limit=300
+	while kill -0 "$qpid" 2>/dev/null; do
+		sleep 5
+		n=$(grep -c '^kvm-env-heartbeat' "$klog" 2>/dev/null)
+		now=$(date +%s)
+		if [ "${n:-0}" != "$last" ]; then last=${n:-0} since=$now limit=$stall; continue; fi
+		[ $((now - since)) -ge "$limit" ] || continue
+		d=$cache/stalls/$(date +%Y%m%d-%H%M%S)-$$
+		mkdir -p "$d"
+		cp "$klog" "$d/klog" 2>/dev/null
+		command -v python3 > /dev/null && python3 "$top/tests/kvm-env-stall.py" "$mon" "$ksyms" > "$d/vcpus" 2>&1
+		echo "no heartbeat for $((now - since)) s (after $last heartbeats, $((now - start)) s into the trip); vCPUs: $(grep -m2 '^sample 0' "$d/vcpus" 2>/dev/null | cut -d' ' -f3- | tr '\n' ';'); state in $d" > "$stalled"
+		kill "$qpid" 2>/dev/null
+		break
+	done
+) &
+cmdline="$*"
+wd=$!
 # A signal (timeout(1) around us, Ctrl-C) must stop the nested machine too:
 # the shell runs traps only between commands, so qemu runs in the background.
-trap 'kill "$qpid" 2>/dev/null; rm -f "$job" "$rcfile"; exit 143' INT TERM
+trap 'kill "$qpid" 2>/dev/null; rm -f "$job" "$rcfile" "$klog" "$mon" "$stalled"; [ -n "$wd" ] && kill "$wd" 2>/dev/null; exit 143' INT TERM
 wait "$qpid"
 qrc=$?
+kill "$wd" 2>/dev/null
+[ -n "$ksyms_arg" ] && [ -s "$top/.l1-run/kallsyms-$$" ] && mv "$top/.l1-run/kallsyms-$$" "$ksyms"
 rc=$(cat "$rcfile" 2>/dev/null)
+secs=$(( $(date +%s) - start ))
+trip() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1 ${secs}s smp=$smp accel=$accel kparams='$kparams' $cmdline" | cut -c1-300 >> "$cache/trips.log"; }
+if [ -f "$stalled" ]; then
+	trip stall
+	echo "kvm-env: STALL: the nested machine stopped on its own: $(cat "$stalled")" >&2
+	exit 75
+fi
 if [ -z "$rc" ]; then
-	echo "kvm-env: the nested machine ended without reporting CMD's status (timeout or crash, qemu status $qrc)" >&2
+	trip timeout
+	echo "kvm-env: the nested machine ended without reporting CMD's status (qemu status $qrc: $([ $qrc = 124 ] && echo "timed out after ${LKVM_ENV_TIMEOUT:-1500} s with its heartbeat alive: a test hung" || echo crashed))" >&2
 	exit 124
 fi
+trip "rc=$rc"
 exit "$rc"

@@ -7,19 +7,21 @@
 # So the check is the kernel's own "Run /init as init process", and the time.
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. tests/lib/suite.sh
+suite_init pvm-boot
 K=$(cat .cache/kernel/current 2>/dev/null)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 if [ -z "$K" ] || [ ! -f "$K/vmlinux" ]; then
-	echo "FAIL pvm boot: no test kernel (tests/prepare-kernels.sh)"
-	echo "pvm boot tests: 0 passed, 1 failed"; exit 1
+	fail "pvm boot" "no test kernel (tests/prepare-kernels.sh)"
+	suite_end; exit 1
 fi
 # The PVH entry (no decompressor runs in emulated ring 0) and a 10 KB initramfs whose
 # /init (tests/kernel/tiny-init.c) makes one write(2): it says whether user space runs.
 mkdir "$T/root"
 if ! cc -static -nostdlib -O2 -fno-stack-protector -o "$T/root/init" tests/kernel/tiny-init.c; then
-	echo "FAIL pvm boot: cannot build tests/kernel/tiny-init.c"
-	echo "pvm boot tests: 0 passed, 1 failed"; exit 1
+	fail "pvm boot" "cannot build tests/kernel/tiny-init.c"
+	suite_end; exit 1
 fi
 (cd "$T/root" && echo init | cpio -o -H newc 2>/dev/null) > "$T/init.cpio"
 start=$(date +%s)
@@ -34,10 +36,9 @@ sleep 3	# what user space does next, for the log
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 t=$(tr -d '\r' < "$T/out" | sed -n 's/^\[ *\([0-9.]*\)\] Run \/init as init process.*/\1/p')
 if [ -n "$t" ]; then
-	echo "PASS kvm_pvm: the test kernel ran through lkvm's emulator to the exec of /init (${t}s guest time, $(( $(date +%s) - start ))s wall)"
+	pass "kvm_pvm: the test kernel ran through lkvm's emulator to the exec of /init (${t}s guest time, $(( $(date +%s) - start ))s wall)"
 	tr -d '\r' < "$T/out" | grep -m1 -E "init\[1\]: segfault|LKVM-USERSPACE-SYSCALL-OK" | sed 's/^/  then: /'
-	echo "pvm boot tests: 1 passed, 0 failed"
 else
-	echo "FAIL kvm_pvm boot: no 'Run /init' in $(( $(date +%s) - start ))s: $(tail -n 4 "$T/out" | tr '\n' '|')"
-	echo "pvm boot tests: 0 passed, 1 failed"; exit 1
+	fail "kvm_pvm boot" "no 'Run /init' in $(( $(date +%s) - start ))s: $(tail -n 4 "$T/out" | tr '\n' '|')"
 fi
+suite_end

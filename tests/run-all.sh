@@ -1,89 +1,119 @@
 #!/bin/sh
-# make check, after the unit tests: host-side shell tests, then every test that
-# needs a working /dev/kvm in one go through tests/kvm-env.sh (directly where
-# /dev/kvm works, else inside a QEMU TCG guest with nested SVM).
-# Each suite prints "<suite>: N passed, N failed"; we sum them at the end.
+# make check after the build: every suite of tests/suites.txt where it can run
+# (here, directly on this host's KVM, or in tests/kvm-env.sh's nested machine,
+# one suite per trip), then one closing line that counts tests:
+#   all tests: N passed, N failed, N skipped (M checks in unit tests)
+# Above it, every skipped test or group is named with its reason. A suite that
+# was meant to run and did not (a missing script, no closing line, a nested
+# machine that stalled twice) is a failure, never a skip; one that is left out
+# on purpose (LKVM_CHECK_NESTED=0) is listed as such, and counted as skipped.
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-status=0
-UNITS=$(ls "$BUILD"/tests/unit/test_* 2>/dev/null | grep -v '\.d$')
+. tests/lib/suite.sh
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+: > "$T/skips"; : > "$T/left"; : > "$T/fails"; : > "$T/retries"
+pass=0 fail=0 skip=0 checks=0
 
-echo "== unit tests"
-sh tests/run-unit.sh $UNITS 2>&1 | tee -a "$log"
-grep -q '^unit tests: [0-9]* passed, 0 failed' "$log" || status=1
-
-for t in tests/host/*.sh; do	# (qcow2 interop runs as the test_qcow2 unit test)
-	[ -f "$t" ] || continue
-	echo "== $t"
-	sh "$t" "$BUILD" 2>&1 | tee -a "$log"
-	[ "$(tail -n 1 "$log" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')" = "0" ] || status=1
-done
-
-# Every libFuzzer target for a short smoke run (make fuzz runs them longer). They are
-# always built with ASan and UBSan, so a SANITIZE=1 run has nothing to add.
-if [ "$BUILD" != "${BUILD%-san}" ]; then
-	echo "fuzz smoke: the targets are sanitized builds already; run by the plain make check"
-elif command -v clang >/dev/null 2>&1; then
-	echo "== fuzz smoke"
-	sh tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-10}" 2>&1 | tee -a "$log"
-	tail -n 1 "$log" | grep -q ' 0 failed$' || status=1
-else
-	echo "fuzz: clang not installed, smoke run skipped (apt-get install clang libclang-rt-14-dev)"
+# What this host's KVM runs: full (Linux user space too), pvm (guest ring 0 emulated), none.
+kvm=none
+if [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
+	kvm=full
+	[ -d /sys/module/kvm_pvm ] && kvm=pvm
 fi
+echo "== KVM on this host: $kvm$([ "$kvm" != full ] && echo "; suites that need more run in the nested machine (tests/kvm-env.sh)")"
 
-# Kernels and images are built on the host (at native speed), then one trip
-# into the KVM environment runs the guest, control and boot suites.
-echo "== preparing kernels"
-if ! sh tests/prepare-kernels.sh; then
-	echo "prepare kernels: 0 passed, 1 failed"
-	status=1
-fi
-# Where KVM emulates guest ring 0 (kvm_pvm), our small guests and the control
-# plane run directly, with one real kernel taken as far as such a host allows
-# (the exec of /init); Linux user space needs the nested machine, so the
-# real-kernel suites go there. Elsewhere one trip runs everything.
-trips=1
-if [ -d /sys/module/kvm_pvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
-	echo "== guest and control tests, directly on kvm_pvm"
-	sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" small 2>&1 | tee -a "$log"
-	echo "== real kernel on kvm_pvm"
-	sh tests/pvm-boot-test.sh "$BUILD" 2>&1 | tee -a "$log"
-	if [ "${LKVM_CHECK_NESTED:-1}" = 0 ]; then
-		echo "== real-kernel suites in the nested machine: skipped (LKVM_CHECK_NESTED=0)"
-		trips=1
-	else
-		echo "== real-kernel suites, in the nested machine (user space does not run under kvm_pvm)"
-		# That machine has been seen to stall for good (soft lockups in its kernel, see the
-		# machine notes): a trip that does not finish in 10 minutes (3-5 is normal) is run once more, and only
-		# the last attempt's results count.
-		trip=$(mktemp)
-		for attempt in 1 2; do
-			LKVM_ENV_FORCE_L1=1 LKVM_ENV_TIMEOUT=${LKVM_ENV_TIMEOUT:-600} \
-				sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" linux 2>&1 | tee "$trip"
-			tr -d '\r' < "$trip" | grep -q '^KVM-SUITES-OK$' && break
-			grep -q 'without reporting' "$trip" || break	# a real failure (not a stall): no retry
-			[ $attempt = 1 ] && echo "== the nested machine stalled; running its suites once more"
-		done
-		cat "$trip" >> "$log"
-		rm -f "$trip"
-		trips=2
+group_fail() { echo "$1" >> "$T/fails"; fail=$((fail + 1)); }
+
+# record NAME OUTPUT STATUS: add the suite's closing line to the totals, keep its SKIP and FAIL lines.
+record() {
+	name=$1 out=$2 rc=$3
+	tr -d '\r' < "$out" > "$out.c"
+	line=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped\(.*\)$/\1 \2 \3 \4/p" "$out.c" | tail -n 1)
+	sed -n "s|^SKIP |$name/|p" "$out.c" >> "$T/skips"
+	sed -n "s|^FAIL |$name/|p" "$out.c" >> "$T/fails"
+	if [ -z "$line" ]; then
+		group_fail "$name: ended without its closing line (status $rc): the suite did not run to its end"
+		return
 	fi
-else
-	echo "== guest tests (needs /dev/kvm)"
-	sh tests/kvm-env.sh sh tests/kvm-suites.sh "$BUILD" all 2>&1 | tee -a "$log"
-fi
-kvm_rc=$(tr -d '\r' < "$log" | grep -c '^KVM-SUITES-OK$')
-if [ "$kvm_rc" -lt $trips ]; then	# a trip that never finished counts as a failure
-	echo "kvm suites: 0 passed, 1 failed (a trip into the KVM environment did not complete)" | tee -a "$log"
-	status=1
-fi
+	read -r p f s rest <<-LINE
+	$line
+	LINE
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+	c=$(echo "$rest" | sed -n 's/.*(\([0-9]*\) checks).*/\1/p')
+	checks=$((checks + ${c:-0}))
+	[ "$rc" = 0 ] || [ "$f" != 0 ] || group_fail "$name: status $rc, yet no test failed"
+}
 
-pass=0; fail=0
-for n in $(tr -d '\r' < "$log" | grep -v '^unit: ' | sed -n 's/^[a-z0-9 -]*: \([0-9]*\) passed, \([0-9]*\) failed.*/\1:\2/p'); do
-	pass=$((pass + ${n%%:*})); fail=$((fail + ${n##*:}))
-done
-[ "$fail" -eq 0 ] || status=1
-echo "all tests: $pass passed, $fail failed"
-exit $status
+# direct NAME SCRIPT / nested NAME SCRIPT: run a suite, output in $T/NAME.out, status in $T/rc.
+direct() {
+	{ sh "$2" "$BUILD" $args; echo $? > "$T/rc"; } 2>&1 | tee "$T/$1.out"
+	record "$1" "$T/$1.out" "$(cat "$T/rc")"
+}
+nested() {
+	name=$1 script=$2
+	for attempt in 1 2; do
+		{ LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh "$script" "$BUILD" $args; echo $? > "$T/rc"; } 2>&1 | tee "$T/$name.out"
+		grep -q '^kvm-env: STALL' "$T/$name.out" || break
+		why=$(sed -n 's/^kvm-env: STALL: //p' "$T/$name.out" | head -n 1)
+		if [ $attempt = 1 ]; then
+			echo "== $name: the nested machine stalled on its own (not a test failure: $why); running $name once more"
+			echo "$name: the nested machine stalled ($why); the suite ran once more, and only that trip counts" >> "$T/retries"
+		else
+			group_fail "$name: the nested machine stalled on both trips; the suite did not run ($why)"
+			return
+		fi
+	done
+	record "$name" "$T/$name.out" "$(cat "$T/rc")"
+}
+
+kernels=
+prepare_kernels() {
+	[ -z "$kernels" ] || return 0
+	echo "== preparing kernels (tests/prepare-kernels.sh)"
+	if sh tests/prepare-kernels.sh; then kernels=ok; else kernels=failed; group_fail "prepare-kernels: the test kernel, Debian's kernel or the initramfs could not be made"; fi
+}
+
+while read -r name where script args <&9; do	# (fd 9: suites may read stdin)
+	case $name in ''|'#'*) continue ;; esac
+	t0=$(date +%s)
+	if [ ! -f "$script" ]; then
+		echo "== $name: $script is missing"
+		group_fail "$name: $script is missing"
+		continue
+	fi
+	case $where in
+	host) how=direct ;;
+	kvm) how=direct; [ $kvm = none ] && how=nested ;;
+	linux) how=nested; [ $kvm = full ] && how=direct ;;
+	pvm) how=direct; [ $kvm = pvm ] || how="skip:this host's KVM is not kvm_pvm (the suite shows what such a host allows)" ;;
+	*) how="fail:unknown place '$where' in tests/suites.txt" ;;
+	esac
+	if [ "$how" = nested ] && [ "${LKVM_CHECK_NESTED:-1}" = 0 ]; then
+		how="left:LKVM_CHECK_NESTED=0 leaves out the nested machine's trips (CI runs them in its unsanitized pass)"
+	fi
+	echo "== $name ($where, $(echo "$how" | cut -d: -f1))"
+	case $how in
+	direct|nested)
+		[ $where = host ] || prepare_kernels
+		$how "$name" "$script"
+		echo "== $name: $(( $(date +%s) - t0 )) s" ;;
+	skip:*) echo "SKIP $name: ${how#skip:}"; echo "$name: ${how#skip:}" >> "$T/skips"; skip=$((skip + 1)) ;;
+	left:*) echo "$name: ${how#left:}"; echo "$name: ${how#left:}" >> "$T/left"; skip=$((skip + 1)) ;;
+	fail:*) group_fail "$name: ${how#fail:}" ;;
+	esac
+done 9< tests/suites.txt
+
+list() {	# HEADING FILE
+	[ -s "$2" ] || return 0
+	echo "== $1 ($(wc -l < "$2")):"
+	sed 's/^/  /' "$2"
+}
+echo
+list "nested trips run again after a stall of that machine" "$T/retries"
+list "skipped" "$T/skips"
+list "left out by choice" "$T/left"
+list "failed" "$T/fails"
+echo "all tests: $pass passed, $fail failed, $skip skipped ($checks checks in unit tests)"
+[ $fail = 0 ]

@@ -27,12 +27,12 @@ wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/nul
 sector2() { qemu-img convert -f qcow2 -O raw "$1" "$T/conv.raw" && dd if="$T/conv.raw" bs=512 skip=2 count=1 2>/dev/null | tr -d '\0'; }
 if [ ! -f "$K" ]; then
 	ko "snapshot linux tests" "no test kernel (tests/prepare-kernels.sh)"
-	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
 if [ ! -x "$BUILD/tests/kernel/reseed" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
 	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed"; then
 	ko "snapshot linux tests" "cannot build the initramfs"
-	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
 # The host's end: an HTTP server (64 KiB blob) and a port that holds connections open.
 python3 - > "$T/ports" <<'PY' &
@@ -66,7 +66,7 @@ P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold"
 	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
 if ! wait_for "$T/a.out" SNAP-READY 400; then
 	ko "boot to the snapshot point" "$(tailof a)"
-	echo "snapshot linux tests: $pass passed, $fail failed"; exit 1
+	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
 "$LKVM" snapshot a "$T/snap" > "$T/snap.out" 2>&1; src=$?
 img_md5=$(md5sum < "$T/disk.qcow2")
@@ -123,5 +123,5 @@ if [ $rr = 0 ] && [ "$(val r SNAP-GO)" = r ] && [ "$(sector2 "$T/snap/disk0.qcow
 	ok "a plain restore resumed the VM (its overlay DIR/disk0.qcow2); a second one is refused: $(tr -d '\r' < "$T/r2.out" | head -n 1 | cut -c1-90)..."
 else ko "plain restores" "status $rr then $rr2: $(tailof r) / $(cat "$T/r2.out")"; fi
 
-echo "snapshot linux tests: $pass passed, $fail failed"
+echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"
 [ $fail = 0 ]

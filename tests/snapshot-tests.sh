@@ -142,5 +142,5 @@ else
 	ko "raw disk" "no 2 lines: $(errs "$T/f.err")"
 fi
 
-echo "snapshot tests: $pass passed, $fail failed"
+echo "snapshot: $pass passed, $fail failed, 0 skipped"
 [ $fail = 0 ]

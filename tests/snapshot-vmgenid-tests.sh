@@ -43,5 +43,5 @@ else
 	ko "vmgenid" "no Debian kernel (tests/prepare-kernels.sh) or no initramfs"
 fi
 
-echo "snapshot vmgenid tests: $pass passed, $fail failed"
+echo "vmgenid: $pass passed, $fail failed, 0 skipped"
 [ $fail = 0 ]

@@ -23,7 +23,7 @@ ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 line() { tr -d '\r' < "$1" | grep -m1 "^$2=" | cut -d= -f2-; }
 field() { echo "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
 wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
-finish() { echo "vsock tests: $pass passed, $fail failed"; [ $fail = 0 ]; exit $?; }
+finish() { echo "vsock: $pass passed, $fail failed, 0 skipped"; [ $fail = 0 ]; exit $?; }
 if [ ! -f "$K" ]; then
 	ko "vsock tests" "no test kernel (tests/prepare-kernels.sh)"; finish
 fi

@@ -2,14 +2,17 @@
 # Build every libFuzzer target with clang (ASan+UBSan) and run each for a while.
 # usage: tests/fuzz/run.sh [SECONDS_PER_TARGET]   (make fuzz; CI uses a short smoke time)
 # A crash leaves its input in tests/fuzz/crashes/; turn it into a regression test.
+# Reports with tests/lib/suite.sh as suite $FUZZ_SUITE (default "fuzz").
 SECS=${1:-60}
 cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/suite.sh
+suite_init "${FUZZ_SUITE:-fuzz}"
 OUT=build-fuzz
 mkdir -p "$OUT" tests/fuzz/crashes
 CC=${FUZZ_CC:-clang}
-command -v "$CC" >/dev/null || { echo "fuzz: $CC not installed (apt-get install clang libclang-rt-14-dev)"; exit 1; }
-make -s build/gen/syscall_names.h build/bios/bios_blob.o || exit 1
-FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fno-sanitize-recover=undefined"
+command -v "$CC" >/dev/null || { fail fuzz "$CC not installed (apt-get install clang libclang-rt-14-dev)"; suite_end; exit 1; }
+make -s build/gen/syscall_names.h build/bios/bios_blob.o || { fail fuzz "cannot build the generated headers and the BIOS"; suite_end; exit 1; }
+FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fno-sanitize-recover=all"
 # All of lkvm's library code, built once with the fuzzers' sanitizers; each target links
 # against it and replaces, with -Wl,--wrap, only what must not run in a fuzzer.
 LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c 2>/dev/null)
@@ -19,7 +22,7 @@ for src in $LIBSRC; do
 	obj=$OUT/lib/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')
 	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find include -newer "$obj" -name '*.h' | head -n 1)" ]; then
 		$CC $FLAGS -fsanitize=fuzzer-no-link,address,undefined -c -o "$obj" "$src" 2>> "$OUT/lib.log" ||
-			{ echo "FAIL fuzz: $src does not build"; tail -5 "$OUT/lib.log"; exit 1; }
+			{ fail fuzz "$src does not build: $(tail -5 "$OUT/lib.log" | tr '\n' '|')"; suite_end; exit 1; }
 	fi
 	objs="$objs $obj"
 done
@@ -39,24 +42,23 @@ devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
 vsock:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 gdb:-Wl,--wrap=ioctl,--wrap=pr_warn
 snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
-pass=0; fail=0
-echo "$targets" | while IFS=: read -r name deps; do
+while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue
 	# shellcheck disable=SC2086
-	if ! $CC $FLAGS -o "$OUT/fuzz_$name" "tests/fuzz/fuzz_$name.c" $deps $LIBS 2> "$OUT/fuzz_$name.log"; then
-		echo "FAIL fuzz_$name: does not build"; tail -5 "$OUT/fuzz_$name.log"; echo x >> "$OUT/failed"; continue
+	if ! $CC $FLAGS -o "$OUT/fuzz_$name" "tests/fuzz/fuzz_$name.c" $deps $LIBS < /dev/null 2> "$OUT/fuzz_$name.log"; then
+		fail "fuzz_$name" "does not build: $(tail -5 "$OUT/fuzz_$name.log" | tr '\n' '|')"; continue
 	fi
 	mkdir -p "tests/fuzz/corpus/$name" "$OUT/corpus-$name"
 	log="$OUT/fuzz_$name.run"
 	if "$OUT/fuzz_$name" -max_total_time="$SECS" -rss_limit_mb=1024 -artifact_prefix=tests/fuzz/crashes/"$name"- \
-		"$OUT/corpus-$name" "tests/fuzz/corpus/$name" > "$log" 2>&1; then
+		"$OUT/corpus-$name" "tests/fuzz/corpus/$name" < /dev/null > "$log" 2>&1; then
 		runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")
-		echo "PASS fuzz_$name: $runs executions in ${SECS}s, no crash"
+		if [ "${runs:-0}" -gt 0 ]; then pass "fuzz_$name: $runs executions in ${SECS}s, no crash"
+		else fail "fuzz_$name" "ran no input: $(tail -3 "$log" | tr '\n' '|')"; fi
 	else
-		echo "FAIL fuzz_$name: crash, see $log and tests/fuzz/crashes/"; tail -20 "$log"; echo x >> "$OUT/failed"
+		fail "fuzz_$name" "crash, see $log and tests/fuzz/crashes/"; tail -20 "$log"
 	fi
-done
-n=$(cat "$OUT/failed" 2>/dev/null | wc -l); rm -f "$OUT/failed"
-total=$(echo "$targets" | grep -c .)
-echo "fuzz: $((total - n)) passed, $n failed"
-[ "$n" = 0 ]
+done <<TARGETS
+$targets
+TARGETS
+suite_end

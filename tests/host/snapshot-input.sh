@@ -95,5 +95,5 @@ case_ restore-used-overlay "d4/disk0.qcow2 holds what the VM restored from this 
 case_ snapshot-no-vm "no VM named 'nosuchvm'" snapshot nosuchvm "$T/snapdir"
 [ -e "$T/snapdir" ] && { echo "FAIL snapshot-no-vm left $T/snapdir behind"; fail=$((fail + 1)); }
 case_ snapshot-bad-option "unknown option '--frob'" snapshot vm "$T/x" --frob
-echo "snapshot input: $pass passed, $fail failed"
+echo "snapshot-input: $pass passed, $fail failed, 0 skipped"
 [ $fail = 0 ]

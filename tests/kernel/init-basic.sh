@@ -11,11 +11,24 @@ if grep -q lkvm_blk /proc/cmdline; then
 	echo "guest-wrote-sector-1" | dd of=/dev/vda bs=512 seek=1 conv=sync,notrunc 2>/dev/null && sync
 	echo "BLK-SIZE=$(cat /sys/block/vda/size 2>/dev/null)"
 fi
+arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+# lkvm_rng: 64 KiB from /dev/hwrng, which must be virtio-rng; random bytes do not compress
+# and take every byte value.
 if grep -q lkvm_rng /proc/cmdline; then
 	[ -c /dev/hwrng ] && echo HWRNG=yes || echo HWRNG=no
-	echo "RNG=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
+	echo "RNG-CURRENT=$(cat /sys/class/misc/hw_random/rng_current 2>&1)"
+	head -c 65536 /dev/hwrng > /tmp/rng 2>/dev/null
+	echo "RNG-BYTES=$(wc -c < /tmp/rng)"
+	echo "RNG-GZIP=$(gzip -c /tmp/rng | wc -c)"
+	echo "RNG-VALUES=$(od -An -v -tx1 /tmp/rng | tr ' ' '\n' | grep . | sort -u | wc -l)"
 fi
-arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+# lkvm_hvc=NONCE: the console is hvc0 (--console virtio); the host checks this line's hash of
+# its nonce, and ttyS0's transmit count says nothing went out through the UART.
+if grep -q lkvm_hvc= /proc/cmdline; then
+	echo "CONSOLE-ACTIVE=$(cat /sys/class/tty/console/active)"
+	echo "HVC-MD5=$(printf %s "$(arg lkvm_hvc)" | md5sum | cut -c1-32)"
+	echo "TTYS0-TX=$(sed -n 's/^0: .* tx:\([0-9]*\).*/\1/p' /proc/tty/driver/serial)"
+fi
 # lkvm_net=PORT lkvm_up=PORT2: the kernel took an address by DHCP (ip=dhcp);
 # fetch 10 MiB from the host's HTTP server on 10.0.2.2:PORT, send 10 MiB to PORT2.
 if grep -q lkvm_net= /proc/cmdline; then
@@ -52,6 +65,19 @@ fi
 if grep -q lkvm_balloon /proc/cmdline; then
 	echo BALLOON-READY
 	sleep 120
+fi
+# lkvm_power=poweroff|reboot: leave through the kernel's own power-off (ACPI S5) or reboot
+# (reboot=k: the i8042), never the debug-exit port; ACPI-S5 is what the kernel made of the
+# tables. Should the kernel come back, say so and end with status 99: a failure, at once.
+if grep -q lkvm_power= /proc/cmdline; then
+	echo "ACPI-S5=$(dmesg | grep -c 'ACPI: PM: (supports S0.* S5)')"
+	echo "POWER-ACTION=$(arg lkvm_power)"
+	sync
+	case $(arg lkvm_power) in poweroff) poweroff -f ;; reboot) reboot -f ;; esac
+	sleep 5
+	echo "LKVM-INIT: $(arg lkvm_power) returned"
+	printf '\143' | dd of=/dev/port bs=1 seek=244 2>/dev/null
+	sleep 1000
 fi
 # End the VM with status 0 through lkvm's debug-exit port (0xf4 = 244); if
 # that does not work, reboot=k resets through the i8042, which also ends lkvm.

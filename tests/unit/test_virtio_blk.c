@@ -124,9 +124,8 @@ TEST(host_errors_are_guest_io_errors)
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=64k lkvm-test %s 2>/dev/null", dir);
 	if (system(cmd)) {
-		printf("SKIP host_errors_are_guest_io_errors: cannot mount a small tmpfs (needs root)\n");
 		rmdir(dir);
-		return;
+		SKIP("cannot mount a small tmpfs (needs root)");
 	}
 	setup_vm();
 	snprintf(img, sizeof(img), "%s/sparse.img", dir);
@@ -161,10 +160,8 @@ TEST(host_errors_are_guest_io_errors)
 
 TEST(qcow2_disk_through_virtio)
 {
-	if (system("qemu-img --version >/dev/null 2>&1")) {
-		printf("SKIP qcow2_disk_through_virtio: qemu-img not installed (Debian: qemu-utils)\n");
-		return;
-	}
+	NEED_TOOL("qemu-img", "qemu-utils");
+	NEED_TOOL("qemu-io", "qemu-utils");
 	setup_vm();
 	char dir[] = "/tmp/lkvm-test-blkq-XXXXXX", img[64], cmd[256];
 	CHECK(mkdtemp(dir) != NULL);
