@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 #include "bus.h"
+#include "e820.h"
 #include "emulate.h"
 #include "guest_mem.h"
 #include "util.h"
@@ -125,7 +126,7 @@ static void setup(void)
 	static bool once;
 	if (!once) {
 		once = true;
-		CHECK_EQ(guest_mem_alloc(&vm.mem, MiB(16)), 0);
+		CHECK_EQ(guest_mem_alloc(&vm.mem, MiB(16), PCI_HOLE_START, PCI_HOLE_END), 0);
 		bus_init(&vm.pio, "pio");
 		bus_init(&vm.mmio, "mmio");
 		CHECK_EQ(bus_register(&vm.mmio, MMIO_BASE, sizeof(dev), &dev_ops, NULL, "test-dev"), 0);
