@@ -78,7 +78,7 @@ if [ $rc = 0 ] && [ "$(val 9p 9P-MOUNT)" = ok ] && [ "$r" = from-the-host ] &&
    [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ]; then
 	pass "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
 else
-	ko 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
+	fail 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
 fi
 
 # 4. The balloon: inflating 64 MiB reaches the guest's driver and the host gets the pages back.

@@ -121,14 +121,14 @@ for mb in mb32.bin mbelf.elf; do
 	if [ $rc = 0 ] && has "$mb" "mb magic ok, flags 0000024d" && has "$mb" "mb mem_lower 639 mem_upper 64512" &&
 	   has "$mb" "mb cmdline hello-from-mb $mb" && has "$mb" "mb mods 1 size 21" && has "$mb" "mb loader lkvm" &&
 	   tr -d '\r' < "$T/$mb.out" | grep -q '^mb mmap bytes [1-9][0-9]* first type 1$'; then
-		ok "Multiboot kernel ($mb): EAX magic, memory, e820 map, command line, initrd as module 0"
-	else ko "Multiboot kernel ($mb)" "$(why "$mb")"; fi
+		pass "Multiboot kernel ($mb): EAX magic, memory, e820 map, command line, initrd as module 0"
+	else fail "Multiboot kernel ($mb)" "$(why "$mb")"; fi
 done
 timeout 60 "$LKVM" run -k "$E/pvh32.elf" -m 64 --no-default-params -p "hello-from-pvh32" \
 	< /dev/null > "$T/pvh32.out" 2> "$T/pvh32.err"; rc=$?
 if [ $rc = 0 ] && has pvh32 "pvh32 start info ok, cmdline hello-from-pvh32"; then
-	ok "i386 ELF kernel with a PVH note: entered with the start info and the command line"
-else ko "i386 ELF PVH kernel" "$(why pvh32)"; fi
+	pass "i386 ELF kernel with a PVH note: entered with the start info and the command line"
+else fail "i386 ELF PVH kernel" "$(why pvh32)"; fi
 
 run hostile hostile -m 256 --network mode=none	# its MMIO sweep expects no device BARs
 if [ $rc = 0 ] && has hostile "hostile done" && ! grep -q "lkvm" "$T/hostile.err"; then

@@ -16,6 +16,11 @@ pass() { echo "PASS $*"; SUITE_PASS=$((SUITE_PASS + 1)); }
 fail() { _sn=$1; shift; echo "FAIL $_sn: $*"; SUITE_FAIL=$((SUITE_FAIL + 1)); }
 skip() { _sn=$1; shift; echo "SKIP $_sn: $*"; SUITE_SKIP=$((SUITE_SKIP + 1)); }
 
+# The names suites used before suite.sh: a leftover call fails loudly instead of "not found".
+ok() { fail "${1:-?}" "the suite called ok (suite.sh's name is pass)"; }
+ko() { fail "${1:-?}" "the suite called ko (suite.sh's name is fail): ${2:-}"; }
+sk() { fail "${1:-?}" "the suite called sk (suite.sh's name is skip): ${2:-}"; }
+
 need_tool() {
 	_st=$1 _sp=$2; shift 2
 	command -v "$_st" > /dev/null 2>&1 && return 0
