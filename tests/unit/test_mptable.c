@@ -72,6 +72,7 @@ TEST(mptable)
 	CHECK_EQ(pci_irqs, 1);
 	CHECK_EQ(isa0, 1);	/* the timer's pin, even with a host bridge (GSI 0) in slot 0 */
 	CHECK_EQ(isa10, 0);	/* the PCI device's pin is PCI's alone */
+	devices_destroy(&vm);
 	guest_mem_free(&vm.mem);
 }
 
