@@ -22,6 +22,7 @@
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
 #   LKVM_ENV_TTY=1    CMD is interactive: give it the console as controlling terminal
+#   LKVM_ENV_KEEPER=0 no idle VM kept open in it for the whole trip (see the init; default 1)
 #   LKVM_ENV_SMP, LKVM_ENV_ACCEL, LKVM_ENV_KPARAMS  its vCPUs (2), QEMU -accel (tcg) and
 #                     extra kernel parameters: for measuring stalls
 set -u
@@ -105,6 +106,16 @@ ksyms=$(sed -n 's/.*lkvm_ksyms=\([^ ]*\).*/\1/p' /proc/cmdline)
 mount -t tmpfs run /host/run 2>/dev/null
 ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
+# The keeper (lkvm_keeper=1): one idle VM with one vCPU for the whole trip, so that KVM's
+# static keys stay on and VMs coming and going patch no kernel text (docs/kvm-hosts.md).
+if grep -q lkvm_keeper=1 /proc/cmdline; then
+	chroot /host python3 -c 'import fcntl, os, time
+kvm = os.open("/dev/kvm", os.O_RDWR)
+vm = fcntl.ioctl(kvm, 0xAE01, 0)	# KVM_CREATE_VM
+fcntl.ioctl(vm, 0xAE60, 0)	# KVM_CREATE_IRQCHIP
+fcntl.ioctl(vm, 0xAE41, 0)	# KVM_CREATE_VCPU
+time.sleep(1 << 30)' > /dev/null 2>&1 &
+fi
 if grep -q lkvm_tty=1 /proc/cmdline; then
 	# Interactive (make demo): the console becomes the job's controlling terminal, so lkvm
 	# in it is in the foreground, puts it in raw mode and reads the keyboard.
@@ -156,6 +167,7 @@ trap 'rm -f "$job" "$rcfile" "$klog" "$mon" "$stalled"; [ -n "$wd" ] && kill "$w
 
 # The machine's shape; the variables are for measuring its stalls (docs/kvm-hosts.md).
 smp=${LKVM_ENV_SMP:-2} accel=${LKVM_ENV_ACCEL:-tcg} kparams=${LKVM_ENV_KPARAMS:-}
+[ "${LKVM_ENV_KEEPER:-1}" = 1 ] && kparams="$kparams lkvm_keeper=1"
 
 # qemu's stdio console needs a standard input (CI may run us without one).
 { true 3<&0; } 2>/dev/null || exec </dev/null
