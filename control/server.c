@@ -356,7 +356,7 @@ int control_listen(struct control *c)
 		return -1;
 	}
 	c->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (c->stop_fd < 0 || pthread_create(&c->thread, NULL, control_thread, c)) {
+	if (c->stop_fd < 0 || thread_start(&c->thread, control_thread, c)) {
 		err_errno("control socket %s: cannot start its thread", c->path);
 		unlink(c->path);
 		return -1;

@@ -1102,16 +1102,7 @@ int gdb_stub_start(struct vm *vm, const char *addr, bool wait)
 	if (wait)
 		vm_hold(vm, false);	/* the vCPU threads park as soon as they start */
 	__atomic_store_n(&vm->debug_fn, on_debug_event, __ATOMIC_RELEASE);
-	/* Signals are for the main thread (SIGINT/SIGTERM/SIGHUP) and vCPU kicks (SIGUSR1). */
-	sigset_t block, old;
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
-	int e = pthread_create(&s->thread, NULL, stub_thread, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int e = thread_start(&s->thread, stub_thread, s);
 	if (e) {
 		err_set("gdb stub: cannot start its thread");
 		vm->debug_fn = NULL;

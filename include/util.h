@@ -33,6 +33,14 @@ void pr_debug(const char *fmt, ...) PRINTF(1, 2);
 #define pr_warn_once(...) do { static int once_; if (!once_) { once_ = 1; pr_warn(__VA_ARGS__); } } while (0)
 
 void *xcalloc(size_t n, size_t size); /* aborts only on host OOM */
+
+/*
+ * Start one of lkvm's own threads (device I/O, control, gdb...) with the
+ * signals the main thread (SIGINT, SIGTERM, SIGHUP) and the vCPU kicks
+ * (SIGUSR1) take blocked, whoever starts it. 0, or pthread_create's error.
+ */
+#include <pthread.h>
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 char *xstrdup(const char *s);
 
 /* Whole-file helpers used by the loaders; they set err on failure. */

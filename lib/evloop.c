@@ -104,7 +104,7 @@ static void *evloop_thread(void *arg)
 
 int evloop_start(struct evloop *l)
 {
-	if (pthread_create(&l->thread, NULL, evloop_thread, l))
+	if (thread_start(&l->thread, evloop_thread, l))
 		return err_set("cannot start the event-loop thread");
 	l->running = true;
 	return 0;

@@ -111,14 +111,6 @@ static const struct virtio_ops v9p_ops = { .notify = v9p_notify };
 static int v9p_start(struct device *dev)
 {
 	struct v9p *v = dev->priv;
-	/* Signals are for the main thread and the vCPUs: workers never take them. */
-	sigset_t block, old;
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
 	v->stopping = false;
 	int e = 0;
 	for (; v->nworkers < V9P_WORKERS; v->nworkers++) {
@@ -128,10 +120,9 @@ static int v9p_start(struct device *dev)
 			w->req = xcalloc(1, P9_MAX_MSIZE);
 		if (!w->resp)
 			w->resp = xcalloc(1, P9_MAX_MSIZE);
-		if ((e = pthread_create(&w->thread, NULL, v9p_worker, w)))
+		if ((e = thread_start(&w->thread, v9p_worker, w)))
 			break;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (e && !v->nworkers)
 		return err_set("virtio-9p: cannot start its worker threads: %s", strerror(e));
 	return 0;	/* fewer workers than planned still serve */

@@ -356,7 +356,7 @@ static void blk_stop(struct device *dev)
 static int blk_start(struct device *dev)
 {
 	struct blk *b = dev->priv;
-	if (pthread_create(&b->worker, NULL, worker, b))
+	if (thread_start(&b->worker, worker, b))
 		return err_set("%s: cannot start its I/O thread", b->disk->path);
 	b->running = true;
 	return 0;

@@ -191,7 +191,7 @@ static const struct virtio_ops net_ops = { .notify = net_notify, .reset = net_re
 static int net_start(struct device *dev)
 {
 	struct vnet *n = dev->priv;
-	if (pthread_create(&n->thread, NULL, io_thread, n))
+	if (thread_start(&n->thread, io_thread, n))
 		return err_set("virtio-net: cannot start its I/O thread");
 	n->running = true;
 	return 0;

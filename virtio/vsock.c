@@ -977,17 +977,8 @@ static void *io_thread(void *arg)
 static int vsock_start(struct device *dev)
 {
 	struct vsock *v = dev->priv;
-	/* Signals are the main thread's (the runner blocks them too); SIGUSR1 only kicks vCPUs. */
-	sigset_t block, old;
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
 	__atomic_store_n(&v->stop_req, 0, __ATOMIC_RELEASE);
-	int r = pthread_create(&v->thread, NULL, io_thread, v);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int r = thread_start(&v->thread, io_thread, v);
 	if (r)
 		return err_set("virtio-vsock: cannot start its I/O thread");
 	v->running = true;
