@@ -40,4 +40,6 @@ cat "$out" "$dev"
 	cat "$dev"
 } > bench/README.md.new
 mv bench/README.md.new bench/README.md
+# The same ratios as a picture (bench/ratios.svg, linked from the README).
+python3 bench/chart.py bench/README.md bench/ratios.svg
 rm -f "$out" "$dev"
