@@ -9,6 +9,7 @@ O=$B/bench
 mkdir -p $O
 cc -O2 -o $O/timeit bench/timeit.c
 cc -O2 -o $O/bare_kvm bench/bare_kvm.c
+cc -O2 -o $O/floor_pvh bench/floor_pvh.c
 for e in 0 1; do
 	cc -m64 -DEXIT=$e -c -o $O/pvh$e.o bench/pvh.S
 	ld -m elf_x86_64 -T bench/pvh.ld -o $O/pvh$e.elf $O/pvh$e.o
@@ -40,4 +41,6 @@ cat "$out" "$dev"
 	cat "$dev"
 } > bench/README.md.new
 mv bench/README.md.new bench/README.md
+# The same ratios as a picture (bench/ratios.svg, linked from the README).
+python3 bench/chart.py bench/README.md bench/ratios.svg
 rm -f "$out" "$dev"

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include "util.h"
 
 struct p9_server;
@@ -103,6 +104,17 @@ struct p9_server *p9_server_new(const char *root, const struct p9_server_opts *o
  * Safe to call from several threads at once.
  */
 size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
+/*
+ * The same, with the bulk data of reads and writes left where the transport
+ * has it (no copy through resp or req): a Twrite's data is wdata (the message
+ * in req[0, len) ends where its data begins; the size field counts both), and
+ * a Tread's data goes straight into rdata (resp gets the reply up to its
+ * data, cap and the session's msize still bounding the whole reply). Both may
+ * be NULL. Returns the whole reply's length; *inresp how much of it is in resp
+ * (the rest, if any, is in rdata).
+ */
+size_t p9_handle_iov(struct p9_server *s, const uint8_t *req, size_t len, const struct iovec *wdata, int nwdata,
+		     uint8_t *resp, size_t cap, const struct iovec *rdata, int nrdata, size_t *inresp);
 /* Free the server; no p9_handle() may be running. */
 void p9_server_free(struct p9_server *s);
 

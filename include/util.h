@@ -64,6 +64,13 @@ static inline uint8_t sum8(const void *p, size_t n)
 }
 static inline uint8_t checksum8(const void *p, size_t n) { return (uint8_t)-sum8(p, n); }
 
+/*
+ * out[] = the bytes [skip, skip + len) of in[0, n), at most max entries (the
+ * slice then ends short). Returns the entries used; *got the bytes they hold.
+ */
+struct iovec;
+int iov_sub(const struct iovec *in, int n, size_t skip, size_t len, struct iovec *out, int max, size_t *got);
+
 /* Copy a little-endian value of 1..8 bytes between a register and a bus buffer. */
 static inline uint64_t bytes_to_u64(const void *data, int len)
 {

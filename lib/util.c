@@ -1,4 +1,5 @@
 /* Logging, error values and small file helpers shared by every layer. */
+#include <sys/uio.h>
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -176,4 +177,24 @@ int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	int e = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return e;
+}
+
+int iov_sub(const struct iovec *in, int n, size_t skip, size_t len, struct iovec *out, int max, size_t *got)
+{
+	int k = 0;
+	size_t done = 0;
+	for (int i = 0; i < n && done < len && k < max; i++) {
+		if (skip >= in[i].iov_len) {
+			skip -= in[i].iov_len;
+			continue;
+		}
+		size_t take = MIN(in[i].iov_len - skip, len - done);
+		out[k].iov_base = (uint8_t *)in[i].iov_base + skip;
+		out[k].iov_len = take;
+		k++;
+		done += take;
+		skip = 0;
+	}
+	*got = done;
+	return k;
 }

@@ -412,11 +412,21 @@ static int h_read(struct p9_server *s, struct rd *r, struct wr *w)
 	size_t got = 0;
 	count = MIN((size_t)count, w->cap - w->off);
 	uint8_t *data = w->p + w->off;
+	/* Straight into the transport's buffers: the slice of them the reply may fill. */
+	struct iovec dv[P9_MAX_IOV];
+	int ndv = 0;
+	if (w->xiov) {
+		size_t room;
+		ndv = iov_sub(w->xiov, w->nxiov, 0, count, dv, P9_MAX_IOV, &room);
+		count = room;
+	}
 	if (kind == FID_XATTR_WRITE || !cnt) {
 		e = cnt ? EBADF : EMSGSIZE;
 	} else if (kind == FID_XATTR_READ) {
 		got = offset < f->xlen ? MIN((uint64_t)count, f->xlen - offset) : 0;
-		if (got)
+		for (size_t done = 0, i = 0; w->xiov && done < got; done += dv[i++].iov_len)
+			memcpy(dv[i].iov_base, f->xbuf + offset + done, MIN(dv[i].iov_len, got - done));
+		if (got && !w->xiov)
 			memcpy(data, f->xbuf + offset, got);
 	} else if (!open) {
 		e = EBADF;
@@ -425,7 +435,8 @@ static int h_read(struct p9_server *s, struct rd *r, struct wr *w)
 	} else if (offset > INT64_MAX) {
 		e = EINVAL;
 	} else {
-		ssize_t n = pread(fd, data, count, (off_t)offset);
+		ssize_t n = !w->xiov ? pread(fd, data, count, (off_t)offset) :
+			    ndv ? preadv(fd, dv, ndv, (off_t)offset) : 0;
 		e = n < 0 ? errno : 0;
 		got = n < 0 ? 0 : n;
 	}
@@ -433,7 +444,10 @@ static int h_read(struct p9_server *s, struct rd *r, struct wr *w)
 	if (e)
 		return e;
 	put_le32(cnt, got);
-	w->off += got;
+	if (w->xiov)
+		w->xused = got;
+	else
+		w->off += got;
 	return 0;
 }
 
@@ -442,7 +456,19 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 	uint32_t fid = r32(r);
 	uint64_t offset = r64(r);
 	uint32_t count = r32(r);
-	const uint8_t *data = rd_take(r, count);
+	const uint8_t *data = NULL;
+	struct iovec dv[P9_MAX_IOV];
+	int ndv = 0;
+	if (!r->xiov) {
+		data = rd_take(r, count);
+	} else if (count != r->xlen || r->off != r->len) {
+		r->bad = true;	/* the data must be exactly what follows the fields */
+	} else {
+		size_t got;
+		ndv = iov_sub(r->xiov, r->nxiov, 0, count, dv, P9_MAX_IOV, &got);
+		if (got != count)
+			r->bad = true;
+	}
 	int e = rd_parsed(r);
 	if (e)
 		return e;
@@ -457,7 +483,11 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 		if (offset > f->xlen || count > f->xlen - offset) {
 			e = EINVAL;	/* more than Txattrcreate declared */
 		} else {
-			memcpy(f->xbuf + offset, data, count);
+			if (data)
+				memcpy(f->xbuf + offset, data, count);
+			else
+				for (size_t done = 0, i = 0; done < count; done += dv[i++].iov_len)
+					memcpy(f->xbuf + offset + done, dv[i].iov_base, dv[i].iov_len);
 			f->xfilled = MAX(f->xfilled, offset + count);
 			w32(w, count);
 		}
@@ -475,7 +505,7 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (!e) {
-		ssize_t n = pwrite(fd, data, count, (off_t)offset);
+		ssize_t n = data ? pwrite(fd, data, count, (off_t)offset) : ndv ? pwritev(fd, dv, ndv, (off_t)offset) : 0;
 		e = n < 0 ? errno : 0;
 		if (!e)
 			w32(w, n);
@@ -1148,14 +1178,20 @@ static const handler handlers[256] = {
 };
 
 /* Check the header, run the handler, and frame its reply or an Rlerror. */
-static int dispatch(struct p9_server *s, const uint8_t *req, size_t len, uint32_t msize, struct wr *w)
+static int dispatch(struct p9_server *s, const uint8_t *req, size_t len, const struct iovec *xv, int nxv,
+		    uint32_t msize, struct wr *w)
 {
 	if (len < P9_HDR_SIZE)
 		return EINVAL;
 	uint32_t size = get_le32(req);
 	uint8_t type = req[4];
-	if (size < P9_HDR_SIZE || size > len)
+	size_t xlen = 0;
+	for (int i = 0; xv && i < nxv; i++)
+		xlen += xv[i].iov_len;
+	if (size < P9_HDR_SIZE || size > len + xlen)
 		return EINVAL;
+	if (size > len && type != P9_TWRITE)
+		return EINVAL;	/* only a Twrite's data may stay outside req */
 	if (type != P9_TVERSION && !msize)
 		return EPROTO;	/* no session yet */
 	if (msize && size > msize)
@@ -1163,7 +1199,12 @@ static int dispatch(struct p9_server *s, const uint8_t *req, size_t len, uint32_
 	handler h = handlers[type];
 	if (!h)
 		return EOPNOTSUPP;
-	struct rd r = { .p = req + P9_HDR_SIZE, .len = size - P9_HDR_SIZE };
+	struct rd r = { .p = req + P9_HDR_SIZE, .len = MIN((size_t)size, len) - P9_HDR_SIZE };
+	if (size > len) {
+		r.xiov = xv;
+		r.nxiov = nxv;
+		r.xlen = size - len;
+	}
 	r.scap = r.len + P9_MAX_WALK + 1;	/* every string's bytes plus its NUL */
 	r.scratch = xcalloc(1, r.scap);
 	int e = h(s, &r, w);
@@ -1173,6 +1214,14 @@ static int dispatch(struct p9_server *s, const uint8_t *req, size_t len, uint32_
 
 size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *resp, size_t cap)
 {
+	size_t inresp;
+	return p9_handle_iov(s, req, len, NULL, 0, resp, cap, NULL, 0, &inresp);
+}
+
+size_t p9_handle_iov(struct p9_server *s, const uint8_t *req, size_t len, const struct iovec *wdata, int nwdata,
+		     uint8_t *resp, size_t cap, const struct iovec *rdata, int nrdata, size_t *inresp)
+{
+	*inresp = 0;
 	if (cap < P9_HDR_SIZE + 4)
 		return 0;
 	uint8_t type = len > 4 ? req[4] : 0;
@@ -1188,7 +1237,11 @@ size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *r
 
 	uint32_t msize = __atomic_load_n(&s->msize, __ATOMIC_ACQUIRE);
 	struct wr w = { .p = resp, .cap = msize ? MIN(cap, (size_t)msize) : cap, .off = P9_HDR_SIZE };
-	int e = dispatch(s, req, len, msize, &w);
+	if (rdata && type == P9_TREAD) {
+		w.xiov = rdata;
+		w.nxiov = nrdata;
+	}
+	int e = dispatch(s, req, len, wdata, nwdata, msize, &w);
 	if (!e && w.over)
 		e = EMSGSIZE;	/* the reply does not fit the client's buffer */
 
@@ -1203,16 +1256,18 @@ size_t p9_handle(struct p9_server *s, const uint8_t *req, size_t len, uint8_t *r
 	pthread_mutex_unlock(&s->flight_lock);
 	if (e) {
 		w.off = P9_HDR_SIZE;
+		w.xused = 0;
 		put_le32(resp + w.off, e);
 		w.off += 4;
 		type = P9_RLERROR;
 	} else {
 		type++;
 	}
-	put_le32(resp, w.off);
+	put_le32(resp, w.off + w.xused);
 	resp[4] = type;
 	put_le16(resp + 5, tag);
-	return w.off;
+	*inresp = w.off;
+	return w.off + w.xused;
 }
 
 struct p9_server *p9_server_new(const char *root, const struct p9_server_opts *o)

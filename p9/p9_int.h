@@ -6,6 +6,7 @@
 #ifndef LKVM_P9_INT_H
 #define LKVM_P9_INT_H
 
+#include <sys/uio.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,6 +16,8 @@
 
 /* ---- codec.c: reading a T-message, writing an R-message ---- */
 
+#define P9_MAX_IOV 160	/* buffers of one transfer (a virtio chain has fewer) */
+
 struct rd {
 	const uint8_t *p;
 	size_t len, off;
@@ -22,6 +25,10 @@ struct rd {
 	size_t scap, soff;
 	bool bad;		/* ran past the end */
 	bool nul;		/* a string held a NUL byte */
+	/* Twrite from p9_handle_iov: the data is here, not in p, xlen bytes of it */
+	const struct iovec *xiov;
+	int nxiov;
+	size_t xlen;
 };
 
 const uint8_t *rd_take(struct rd *r, size_t n);
@@ -37,6 +44,10 @@ struct wr {
 	uint8_t *p;
 	size_t cap, off;
 	bool over;		/* the reply did not fit */
+	/* Tread from p9_handle_iov: the data goes here, xused bytes of it, after p[0, off) */
+	const struct iovec *xiov;
+	int nxiov;
+	size_t xused;
 };
 
 uint8_t *wr_put(struct wr *w, size_t n);

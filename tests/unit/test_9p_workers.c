@@ -259,6 +259,134 @@ TEST(a_full_ring_of_requests)
 	drop_share();
 }
 
+
+/* ---- reads and writes straight between the file and the chain's buffers ---- */
+
+struct seg { uint64_t gpa; uint32_t len; bool in; };
+
+/* Post one chain of n segments (descriptors 0..n-1), kick, and wait: the used length. */
+static int64_t post_chain(const struct seg *sg, int n)
+{
+	uint16_t before = get_le16(g(USED + 2));
+	for (int i = 0; i < n; i++)
+		desc(i, sg[i].gpa, sg[i].len, (i + 1 < n ? 1 : 0) | (sg[i].in ? 2 : 0), i + 1);
+	post(0);
+	if (wait_used(before + 1) < 0)
+		return -1;
+	return get_le32(g(USED + 4 + 8 * (before % QSIZE) + 4));
+}
+
+/* Copy a message into guest memory, cut at the lengths in cuts[] (then the rest): one segment each. */
+static int lay_out(const uint8_t *msg, size_t len, uint64_t gpa, const uint32_t *cuts, int ncuts, struct seg *sg)
+{
+	int n = 0;
+	size_t off = 0;
+	for (int i = 0; i <= ncuts && off < len; i++) {
+		size_t k = i < ncuts ? MIN((size_t)cuts[i], len - off) : len - off;
+		memcpy(g(gpa + 0x1000 * n), msg + off, k);
+		sg[n] = (struct seg){ gpa + 0x1000 * n, k, false };
+		n++;
+		off += k;
+	}
+	return n;
+}
+
+static size_t file_bytes(const char *name, uint8_t *buf, size_t cap)
+{
+	char p[160];
+	snprintf(p, sizeof(p), "%s/%s", share, name);
+	int fd = open(p, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, cap) : -1;
+	close(fd);
+	return n < 0 ? 0 : n;
+}
+
+TEST(reads_and_writes_across_scattered_buffers)
+{
+	if (!device_up())
+		return;
+	CHECK_EQ(p9c_walk1(&qc, 0, 9, "data", NULL), 0);
+	CHECK_EQ(p9c_lopen(&qc, 9, P9_DOTL_RDWR), 0);
+	uint8_t data[3000], back[4096];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = i * 7 + 3;
+	struct p9c m = { .req = msgbuf, .resp = respbuf, .resp_cap = sizeof(respbuf) };
+	struct seg sg[8];
+
+	/* Twrite of 3000 bytes at 5: its fields cut at 10 and 20 bytes, the data over three more buffers. */
+	p9c_msg(&m, P9_TWRITE); p9c_32(&m, 9); p9c_64(&m, 5); p9c_32(&m, sizeof(data)); p9c_bytes(&m, data, sizeof(data));
+	put_le32(m.req, m.len);
+	int n = lay_out(m.req, m.len, BUF, (const uint32_t[]){ 10, 20, 1, 1000 }, 4, sg);
+	sg[n++] = (struct seg){ BUF + 0x8000, 64, true };
+	memset(g(BUF + 0x8000), 0xee, 64);
+	CHECK_EQ(post_chain(sg, n), 11);
+	CHECK_EQ(g(BUF + 0x8000)[4], P9_TWRITE + 1);
+	CHECK_EQ(get_le32(g(BUF + 0x8000) + 7), sizeof(data));
+	CHECK_EQ(file_bytes("data", back, sizeof(back)), 5 + sizeof(data));
+	CHECK(!memcmp(back, "01234", 5) && !memcmp(back + 5, data, sizeof(data)));
+
+	/* Tread of 2000 bytes at 100 into reply buffers of 5, 100 and 4000 bytes: header split, data after it. */
+	p9c_msg(&m, P9_TREAD); p9c_32(&m, 9); p9c_64(&m, 100); p9c_32(&m, 2000);
+	put_le32(m.req, m.len);
+	memcpy(g(BUF), m.req, m.len);
+	sg[0] = (struct seg){ BUF, m.len, false };
+	sg[1] = (struct seg){ BUF + 0x1000, 5, true };
+	sg[2] = (struct seg){ BUF + 0x2000, 100, true };
+	sg[3] = (struct seg){ BUF + 0x3000, 4000, true };
+	memset(g(BUF + 0x1000), 0, 0x3000 + 4000);
+	CHECK_EQ(post_chain(sg, 4), 11 + 2000);
+	uint8_t r[11 + 2000];
+	memcpy(r, g(BUF + 0x1000), 5);
+	memcpy(r + 5, g(BUF + 0x2000), 100);
+	memcpy(r + 105, g(BUF + 0x3000), sizeof(r) - 105);
+	CHECK_EQ(get_le32(r), 11 + 2000);
+	CHECK_EQ(r[4], P9_TREAD + 1);
+	CHECK_EQ(get_le32(r + 7), 2000);
+	CHECK(!memcmp(r + 11, back + 100, 2000));
+
+	/* A Tread asking more than the reply buffers hold gets what they hold. */
+	p9c_msg(&m, P9_TREAD); p9c_32(&m, 9); p9c_64(&m, 0); p9c_32(&m, 4000);
+	put_le32(m.req, m.len);
+	memcpy(g(BUF), m.req, m.len);
+	sg[0] = (struct seg){ BUF, m.len, false };
+	sg[1] = (struct seg){ BUF + 0x1000, 11 + 50, true };
+	sg[2] = (struct seg){ BUF + 0x2000, 30, true };
+	memset(g(BUF + 0x1000), 0, 0x2000);
+	memset(g(BUF + 0x2000 + 30), 0x5a, 16);
+	CHECK_EQ(post_chain(sg, 3), 11 + 80);
+	CHECK_EQ(get_le32(g(BUF + 0x1000) + 7), 80);
+	CHECK(!memcmp(g(BUF + 0x1000) + 11, back, 50) && !memcmp(g(BUF + 0x2000), back + 50, 30));
+	CHECK_EQ(g(BUF + 0x2000 + 30)[0], 0x5a);	/* nothing past the buffer */
+
+	/* Hostile Twrites: a count beyond the chain's bytes, and a size field that disagrees with the count. */
+	for (int k = 0; k < 2; k++) {
+		p9c_msg(&m, P9_TWRITE); p9c_32(&m, 9); p9c_64(&m, 0); p9c_32(&m, k ? 100 : 5000);
+		p9c_bytes(&m, data, 100);
+		put_le32(m.req, k ? m.len + 1 : 23 + 5000);
+		memcpy(g(BUF), m.req, m.len);
+		sg[0] = (struct seg){ BUF, m.len, false };
+		sg[1] = (struct seg){ BUF + 0x8000, 64, true };
+		CHECK_EQ(post_chain(sg, 2), 11);
+		CHECK_EQ(g(BUF + 0x8000)[4], P9_RLERROR);
+	}
+	uint8_t now[8192];
+	CHECK_EQ(file_bytes("data", now, sizeof(now)), 5 + sizeof(data));
+	CHECK(!memcmp(now, back, 5 + sizeof(data)));
+
+	/* Bytes in the chain past the message's size are not written. */
+	p9c_msg(&m, P9_TWRITE); p9c_32(&m, 9); p9c_64(&m, 4000); p9c_32(&m, 100); p9c_bytes(&m, data, 100);
+	put_le32(m.req, m.len);
+	memcpy(g(BUF), m.req, m.len);
+	memset(g(BUF) + m.len, 0x77, 50);
+	sg[0] = (struct seg){ BUF, m.len + 50, false };
+	sg[1] = (struct seg){ BUF + 0x8000, 64, true };
+	CHECK_EQ(post_chain(sg, 2), 11);
+	CHECK_EQ(get_le32(g(BUF + 0x8000) + 7), 100);
+	CHECK_EQ(file_bytes("data", now, sizeof(now)), 4100);
+	CHECK(!memcmp(now + 4000, data, 100));
+	drop_share();
+}
+
 /* ---- Tflush ---- */
 
 static struct p9_server *fsrv;
