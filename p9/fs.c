@@ -104,6 +104,7 @@ void node_clear(struct p9_node *n)
 	close_fd(&n->fd);
 	close_fd(&n->parent);
 	free(n->name);
+	free(n->vpath);
 	node_init(n);
 }
 
@@ -119,6 +120,7 @@ int node_dup(const struct p9_node *from, struct p9_node *to)
 		return e;
 	}
 	to->name = from->name ? xstrdup(from->name) : NULL;
+	to->vpath = from->vpath ? xstrdup(from->vpath) : NULL;
 	return 0;
 }
 
@@ -283,21 +285,70 @@ int fs_root_node(const struct p9_server *s, struct p9_node *out)
 {
 	node_init(out);
 	out->fd = dup_fd(s->root);
+	if (out->fd >= 0 && s->o.view)
+		out->vpath = xstrdup("");
 	return out->fd < 0 ? errno : 0;
+}
+
+/*
+ * The share's view on the node just walked to (name under dir): hidden is
+ * ENOENT, an "empty" path becomes an opaque folder (as a mount point the
+ * share does not cross), anything else carries its path for the next step.
+ */
+static int view_step(const struct p9_server *s, const struct p9_node *dir, const char *name, struct p9_node *out)
+{
+	char *path = view_child(dir->vpath ? dir->vpath : "", name);
+	struct stat st;
+	if (out->opaque)
+		st = out->ost;
+	else if (fstat(out->fd, &st)) {
+		free(path);
+		return errno;
+	}
+	switch (view_check(s->o.view, path, &st)) {
+	case VIEW_HIDDEN:
+		free(path);
+		return ENOENT;
+	case VIEW_EMPTY:
+		if (!out->opaque) {
+			close_fd(&out->fd);
+			out->opaque = true;
+			out->ost = (struct stat){
+				.st_dev = st.st_dev, .st_ino = st.st_ino, .st_mode = S_IFDIR | 0555, .st_nlink = 2,
+				.st_blksize = 4096, .st_atim = st.st_atim, .st_mtim = st.st_mtim, .st_ctim = st.st_ctim,
+			};
+		}
+		break;
+	case VIEW_SHOWN:
+		break;
+	}
+	out->vpath = path;
+	return 0;
 }
 
 int fs_walk(const struct p9_server *s, const struct p9_node *dir, const char *name, struct p9_node *out)
 {
 	node_init(out);
 	bool up = !strcmp(name, "..");
+	if (up && dir->vpath)	/* a view: the path walked, one level up (the root's parent is the root) */
+		out->vpath = view_parent(dir->vpath);
 	if (dir->opaque) {	/* nothing inside; ".." is where it was found */
 		if (!up)
 			return ENOENT;
 		out->fd = dup_fd(dir->parent);
-		return out->fd < 0 ? errno : 0;
+		if (out->fd < 0) {
+			int e = errno;
+			node_clear(out);
+			return e;
+		}
+		return 0;
 	}
-	if (up)
-		return walk_dotdot(s, dir->fd, &out->fd);
+	if (up) {
+		int e = walk_dotdot(s, dir->fd, &out->fd);
+		if (e)
+			node_clear(out);
+		return e;
+	}
 	int e = name_ok(name);
 	if (e || (e = lookup(s, dir->fd, name, out)))
 		return e;
@@ -308,7 +359,9 @@ int fs_walk(const struct p9_server *s, const struct p9_node *dir, const char *na
 		return e;
 	}
 	out->name = xstrdup(name);
-	return 0;
+	if (s->o.view && (e = view_step(s, dir, name, out)))
+		node_clear(out);
+	return e;
 }
 
 /* Find the name under parent of the object self (after a rename we did not see). */
@@ -477,6 +530,8 @@ int fs_reopen(const struct p9_server *s, struct p9_node *n, int flags, int *out)
 	if (fstat(n->fd, &self))
 		return errno;
 	if (S_ISDIR(self.st_mode)) {
+		if (s->o.view && !view_may_list(s->o.view, &self))
+			return EACCES;	/* its reader could not list it on the host */
 		*out = openat2_fd(n->fd, ".", flags | O_DIRECTORY, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
 		return *out < 0 ? errno : 0;
 	}
