@@ -30,6 +30,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "commands.h"
+#include "sandbox_confine.h"
 #include "scratch.h"
 #include "util.h"
 
@@ -39,10 +40,15 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: lkvm sandbox [run options] -- COMMAND [ARGS...]\n"
-			"Run COMMAND in a new VM whose root is this host's / (read-only) with a\n"
-			"writable scratch /tmp; its output passes through and its exit status is lkvm's.\n"
-			"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci and 9p built in.\n");
+	fprintf(stderr, "usage: lkvm sandbox [sandbox options] [run options] -- COMMAND [ARGS...]\n"
+			"Run COMMAND in a new VM whose root is a read-only view of this host's / (its\n"
+			"programs, libraries, /etc without secrets, the working tree) with a writable\n"
+			"scratch /tmp; its output passes through and its exit status is lkvm's.\n"
+			"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci and 9p built in.\n"
+			"  --expose PATH            add a host path to the view (repeatable)\n"
+			"  --host-root              share the host's whole / instead (read-only)\n"
+			"  --host-loopback          let 10.0.2.2 reach the host's 127.0.0.1\n"
+			"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n");
 	return EXIT_USAGE;
 }
 
@@ -53,6 +59,13 @@ int cmd_sandbox(int argc, char **argv)
 		dash++;
 	if (dash >= argc - 1)
 		return usage();
+	static struct sandbox_confine conf;
+	if (sandbox_confine_parse(&conf, argc, argv, &dash) < 0)
+		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
+	for (argc = dash; argv[argc]; argc++)	/* argv[dash] is "--" still */
+		;
+	bool has_net;
+	sandbox_confine_network(&conf, dash, argv, &has_net);
 	char self[PATH_MAX], cwd[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
@@ -73,6 +86,13 @@ int cmd_sandbox(int argc, char **argv)
 	free(job);
 	if (made < 0)
 		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
+	if (sandbox_confine_views(&conf, sc.path, cwd, self) < 0) {
+		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+		scratch_remove(&sc);
+		return EXIT_USAGE;
+	}
+	if (conf.host_root)
+		fprintf(stderr, "lkvm sandbox: --host-root: the guest sees this host's whole / (read-only)\n");
 
 	/*
 	 * lkvm run [user's options] --9p /,/dev/root,ro,xdev --9p SCRATCH,lkvm-scratch -p ...
@@ -80,12 +100,13 @@ int cmd_sandbox(int argc, char **argv)
 	 * command needs them; the server still never enters proc, sysfs, debugfs and
 	 * the like (they show as empty folders, which the guest mounts its own over).
 	 */
-	char root_share[] = "/,/dev/root,ro,xdev", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	char root_share[PATH_MAX + 64], scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	snprintf(root_share, sizeof(root_share), "/,/dev/root,ro,xdev%s%s", conf.view[0] ? ",view=" : "", conf.view);
 	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, sc.share);
 	snprintf(params, sizeof(params),
 		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
 		 "quiet loglevel=1 init=%s -- sandbox-init", self);
-	char **rargv = calloc(argc + 12, sizeof(char *));
+	char **rargv = calloc(argc + 14, sizeof(char *));
 	int k = 0;
 	rargv[k++] = "run";
 	rargv[k++] = "-p";	/* first: the user's own -p comes later and wins (e.g. loglevel=7) */
@@ -106,11 +127,16 @@ int cmd_sandbox(int argc, char **argv)
 		rargv[k++] = "-k";
 		rargv[k++] = (char *)kernel;
 	}
+	if (!has_net) {	/* the internet, not what only this host reaches (net/user_policy.c) */
+		rargv[k++] = "--network";
+		rargv[k++] = conf.net;
+	}
 	rargv[k++] = "--9p";
 	rargv[k++] = root_share;
-	char cwd_share[PATH_MAX + 32];
+	char cwd_share[2 * PATH_MAX + 32];
 	if (!strncmp(cwd, "/tmp/", 5)) {	/* under the guest's scratch /tmp: shared on its own */
-		snprintf(cwd_share, sizeof(cwd_share), "%s," CWD_TAG ",ro", cwd);
+		snprintf(cwd_share, sizeof(cwd_share), "%s," CWD_TAG ",ro%s%s", cwd, conf.cwd_view[0] ? ",view=" : "",
+			 conf.cwd_view);
 		rargv[k++] = "--9p";
 		rargv[k++] = cwd_share;
 	}
