@@ -30,6 +30,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "commands.h"
+#include "jail.h"
 #include "sandbox_confine.h"
 #include "scratch.h"
 #include "util.h"
@@ -50,6 +51,72 @@ static int usage(void)
 			"  --host-loopback          let 10.0.2.2 reach the host's 127.0.0.1\n"
 			"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n");
 	return EXIT_USAGE;
+}
+
+/* The runner's jail options among the run options argv[1, end): what cmd_run will decide. */
+static void jail_options(int end, char **argv, struct jail_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 1; i < end; i++) {
+		if (!strcmp(argv[i], "--jail"))
+			o->mode = JAIL_ON;
+		else if (!strcmp(argv[i], "--no-jail"))
+			o->mode = JAIL_OFF;
+		else if (!strcmp(argv[i], "--jail-user") && i + 1 < end)
+			o->user = argv[++i];
+		else if (!strncmp(argv[i], "--jail-user=", 12))
+			o->user = argv[i] + 12;
+	}
+}
+
+static pid_t runner;
+
+static void forward(int sig)
+{
+	if (runner > 0)
+		kill(runner, sig);
+}
+
+/*
+ * cmd_run, jailed (lib/jail.c) when it will be: then in a child, so that
+ * this process keeps the host's files to remove the scratch folder after it;
+ * the jail user gets the guest's /tmp and its job file.
+ */
+static int run_jailable(struct scratch *sc, int k, char **rargv, int end, char **argv)
+{
+	struct jail_opts o;
+	jail_options(end, argv, &o);
+	if (!jail_wanted(&o))
+		return cmd_run(k, rargv);
+	uid_t uid;
+	gid_t gid;
+	char job[PATH_MAX + 32];
+	snprintf(job, sizeof(job), "%s/" SCRATCH_JOB, sc->share);
+	if (jail_user(&o, &uid, &gid) < 0) {
+		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+		return EXIT_USAGE;
+	}
+	if (lchown(sc->share, uid, gid) < 0 || lchown(job, uid, gid) < 0) {
+		fprintf(stderr, "lkvm sandbox: giving the scratch folder to the jail user: %s\n", strerror(errno));
+		return EXIT_USAGE;
+	}
+	fflush(NULL);
+	runner = fork();
+	if (runner < 0) {
+		fprintf(stderr, "lkvm sandbox: fork: %s\n", strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (runner == 0)
+		_exit(cmd_run(k, rargv));
+	struct sigaction sa = { .sa_handler = forward };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	int st = 0;
+	while (waitpid(runner, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 int cmd_sandbox(int argc, char **argv)
@@ -143,7 +210,7 @@ int cmd_sandbox(int argc, char **argv)
 	rargv[k++] = "--9p";
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
-	int status = cmd_run(k, rargv);
+	int status = run_jailable(&sc, k, rargv, dash, argv);
 	if (scratch_remove(&sc) < 0)
 		fprintf(stderr, "lkvm sandbox: warning: %s\n", err_msg());
 	free(rargv);

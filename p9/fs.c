@@ -513,6 +513,22 @@ static void proc_path(char *buf, size_t cap, int fd)
 }
 
 /*
+ * After a call through proc_path() that returned r: was it refused because
+ * /proc itself is gone (lkvm jailed in an empty root after the share was
+ * opened)? Then the caller goes by name, as without /proc.
+ */
+static bool proc_gone(int r)
+{
+	if (r >= 0 || errno != ENOENT)
+		return false;
+	int fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);	/* openat: on the seccomp list */
+	if (fd >= 0)
+		close(fd);
+	errno = ENOENT;
+	return fd < 0;
+}
+
+/*
  * A real descriptor (flags: access mode and status flags) for n's object:
  * directories reopen themselves through "."; a regular file must still be
  * found by its name in its directory (else ESTALE: moved away on the host),
@@ -542,11 +558,13 @@ int fs_reopen(const struct p9_server *s, struct p9_node *n, int flags, int *out)
 	int fd, e = fs_locate(s, n);
 	if (e)
 		return e;
+	fd = -1;
 	if (s->use_proc) {
 		char path[32];
 		proc_path(path, sizeof(path), n->fd);
 		fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-	} else {
+	}
+	if (!s->use_proc || proc_gone(fd)) {
 		/* O_NONBLOCK: if the name became a fifo meanwhile, opening it must not hang. */
 		fd = openat2_fd(n->parent, n->name, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0,
 				RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
@@ -672,7 +690,9 @@ static int host_chmod(const struct p9_server *s, struct p9_node *n, const struct
 	if (s->use_proc) {	/* the inode itself, through its magic link */
 		char path[32];
 		proc_path(path, sizeof(path), n->fd);
-		return fchmodat(AT_FDCWD, path, mode, 0) ? errno : 0;
+		int r = fchmodat(AT_FDCWD, path, mode, 0);
+		if (!proc_gone(r))
+			return r ? errno : 0;
 	}
 	if (S_ISDIR(st->st_mode))
 		return chmod_by_name(n->fd, ".", st, mode);
