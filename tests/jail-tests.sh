@@ -45,10 +45,10 @@ if start j1; then
 	passwd=$(cat /proc/$vm/root/etc/passwd 2>/dev/null | head -c 10)
 	if [ "$uid" = "65534 65534 65534 65534" ] && [ "$capeff" = 0000000000000000 ] && [ "$capprm" = 0000000000000000 ] &&
 	   [ "$capbnd" = 0000000000000000 ] && [ "$nnp" = 1 ] && [ "$sec" = 2 ] && [ "$ns" = " mnt ipc uts" ] &&
-	   [ -z "$root" ] && [ -z "$passwd" ] && grep -q '"state"' "$T/j1.stat"; then
+	   [ -z "$root" ] && [ -z "$passwd" ] && grep -q '"pio_writes"' "$T/j1.stat"; then
 		pass "a running lkvm started as root: uid 65534, CapEff/CapPrm/CapBnd 0, NoNewPrivs 1, Seccomp 2, own mnt/ipc/uts namespaces, an empty /; lkvm stat answers"
 	else
-		fail "jailed lkvm" "Uid='$uid' CapEff=$capeff CapPrm=$capprm CapBnd=$capbnd NoNewPrivs=$nnp Seccomp=$sec namespaces:'$ns' root:'$root' passwd:'$passwd' err: $(tail -n 3 "$T/j1.err" | tr '\n' '|')"
+		fail "jailed lkvm" "Uid='$uid' CapEff=$capeff CapPrm=$capprm CapBnd=$capbnd NoNewPrivs=$nnp Seccomp=$sec namespaces:'$ns' root:'$root' passwd:'$passwd' stat: $(head -c 200 "$T/j1.stat") err: $(tail -n 3 "$T/j1.err" | tr '\n' '|')"
 	fi
 	sock=$T/lkvm/j1.sock
 	[ -S "$sock" ] && had=1 || had=0
@@ -90,7 +90,8 @@ else
 	fail "--jail --gdb" "rc=$rc: $out"
 fi
 if [ -n "${LKVM_ENV_NESTED:-}" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
-	out=$(cd "$T" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$T/u" \
+	chmod 0755 "$T" && mkdir -p "$T/u" && chown 65534:65534 "$T/u"	# its control socket's folder
+	out=$(cd "$T/u" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$T/u" \
 		timeout 60 "$LKVM" run --flat --jail -k "$G" < /dev/null 2>&1); rc=$?
 	chmod o-rw /dev/kvm
 	if [ $rc != 0 ] && echo "$out" | grep -q "jail: namespaces: unshare"; then
