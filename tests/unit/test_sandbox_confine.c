@@ -84,9 +84,11 @@ static int walk(const char *path)
 	return e ? e : got < n ? ENOENT : 0;
 }
 
+static struct p9_view *served_view;
+
 static bool serve(const char *root, const char *viewfile)
 {
-	struct p9_view *v = p9_view_load(viewfile);
+	struct p9_view *v = served_view = p9_view_load(viewfile);
 	CHECK(v != NULL);
 	struct p9_server_opts o = { .ro = true, .xdev = true, .view = v };
 	cl.srv = v ? p9_server_new(root, &o) : NULL;
@@ -184,6 +186,7 @@ TEST(the_default_view_of_this_host)
 	else
 		printf("  (no file in /etc unreadable by others on this host: that case is not checked)\n");
 	p9_server_free(cl.srv);
+	p9_view_free(served_view);
 
 	/* --host-root: no view */
 	c.host_root = true;
@@ -222,6 +225,7 @@ TEST(the_working_directory_share_keeps_what_its_user_cannot_read)
 	CHECK_EQ(walk("readable"), 0);
 	gone("unreadable");
 	p9_server_free(cl.srv);
+	p9_view_free(served_view);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, tree);
 	if (system(cmd)) {}
