@@ -169,7 +169,7 @@ static void wait_for_end(struct vm *vm, int sigfd)
  * Is this run jailed? --jail: yes, or an error when it cannot be (the gdb
  * stub's thread starts before the jail could; seccomp is one of its steps;
  * a restore removes its clone's overlays by path when it ends). The default
- * (as root) steps back from those cases, and from vsock, saying so.
+ * (as root) steps back from those cases, and from vsock (-v says so).
  */
 static int jail_decide(const struct vm_config *cfg, const struct vm *vm, bool gdb)
 {
@@ -187,7 +187,7 @@ static int jail_decide(const struct vm_config *cfg, const struct vm *vm, bool gd
 		err_set("--jail cannot go with %s (its thread, seccomp or clean-up needs the host after set-up)", why);
 		return -1;
 	}
-	pr_info("not jailed: %s (give --no-jail to say so)", why);
+	pr_debug("not jailed: %s (give --no-jail to say so)", why);	/* quietly: their output stays theirs */
 	return 0;
 }
 
