@@ -22,6 +22,7 @@
 #include "devices.h"
 #include "evloop.h"
 #include "gdb.h"
+#include "jail.h"
 #include "options.h"
 #include "run.h"
 #include "seccomp.h"
@@ -123,6 +124,7 @@ void run_options(struct opt_set *set, struct vm_config *cfg, void *ctx)
 		opt_set_add(set, "devices", t->opts, vm_config_part(cfg, t, t->cfg_size));
 	}
 	opt_set_add(set, "debugging", gdb_run_opts, vm_config_part(cfg, gdb_run_opts, sizeof(struct gdb_opts)));
+	opt_set_add(set, "confinement", jail_run_opts, vm_config_part(cfg, jail_run_opts, sizeof(struct jail_opts)));
 }
 
 /* Every option as "--name=value": what a snapshot keeps of the VM's configuration. */
@@ -163,6 +165,32 @@ static void wait_for_end(struct vm *vm, int sigfd)
 	}
 }
 
+/*
+ * Is this run jailed? --jail: yes, or an error when it cannot be (the gdb
+ * stub's thread starts before the jail could; seccomp is one of its steps;
+ * a restore removes its clone's overlays by path when it ends). The default
+ * (as root) steps back from those cases, and from vsock (-v says so).
+ */
+static int jail_decide(const struct vm_config *cfg, const struct vm *vm, bool gdb)
+{
+	const struct jail_opts *o = vm_config_find(cfg, jail_run_opts);
+	if (!jail_wanted(o))
+		return 0;
+	const char *why = gdb ? "--gdb" : cfg->no_seccomp ? "--no-seccomp" : cfg->restore ? "--restore" : NULL;
+	bool on = o && o->mode == JAIL_ON;
+	/* vsock: the guest's connections reach the host's PATH_PORT sockets, which the jail user may not */
+	if (!why && !on && vm->jail_sock)
+		why = "--vsock";
+	if (!why)
+		return 1;
+	if (on) {
+		err_set("--jail cannot go with %s (its thread, seccomp or clean-up needs the host after set-up)", why);
+		return -1;
+	}
+	pr_debug("not jailed: %s (give --no-jail to say so)", why);	/* quietly: their output stays theirs */
+	return 0;
+}
+
 int run_vm(struct vm_config *cfg)
 {
 	/* Before any thread exists: every thread inherits these blocked. */
@@ -194,13 +222,25 @@ int run_vm(struct vm_config *cfg)
 		goto fail;
 	ctl = control_new(&vm, cfg->name);
 	struct gdb_opts *gdb = vm_config_find(cfg, gdb_run_opts);
-	if (control_listen(ctl) < 0 || vm_snapshot_register(ctl, &snap) < 0 || gdb_stub_init(&vm, ctl) < 0 ||
-	    (gdb && gdb->addr && gdb_stub_start(&vm, gdb->addr, gdb->wait) < 0) ||
+	int jailed = jail_decide(cfg, &vm, gdb && gdb->addr);
+	if (jailed < 0)
+		goto fail;
+	if (control_bind(ctl) < 0 || (!jailed && control_start(ctl) < 0) || vm_snapshot_register(ctl, &snap) < 0 ||
+	    gdb_stub_init(&vm, ctl) < 0 || (gdb && gdb->addr && gdb_stub_start(&vm, gdb->addr, gdb->wait) < 0) ||
 	    term_start(vm.loop, pc_board.console(&vm), on_quit, &vm) < 0)
 		goto fail;
 	/* glibc reads /etc/localtime on the first gmtime_r (the RTC's); do it while files may be opened. */
 	tzset();
-	/* Set-up is over: from here on only the allowlisted syscalls. */
+	/* Set-up is over: the jail (lib/jail.c), then only the allowlisted syscalls. */
+	if (jailed) {
+		struct jail_limits lim = { .mem_bytes = GiB(2) + (uint64_t)cfg->nr_cpus * MiB(16), .nproc = 4096 };
+		for (int i = 0; i < vm.nr_jail_keep; i++)
+			lim.keep[lim.nr_keep++] = vm.jail_keep[i];
+		const char *reap[] = { control_path(ctl), vm.jail_sock };
+		if (jail_reaper(reap, 2) < 0 || jail_enter(vm_config_find(cfg, jail_run_opts), &lim) < 0 ||
+		    control_start(ctl) < 0)
+			goto fail;
+	}
 	seccomp_on_trap(term_restore);
 	if (!cfg->no_seccomp && seccomp_install(vm.needs_files) < 0)
 		goto fail;
@@ -223,6 +263,7 @@ fail:
 	term_stop();
 	vm_destroy(&vm);
 	pc_board.destroy(&vm);
+	jail_leave();	/* its reaper removes the sockets lkvm no longer can */
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (sigfd >= 0)
 		close(sigfd);

@@ -30,6 +30,8 @@
 #include <termios.h>
 #include <unistd.h>
 #include "commands.h"
+#include "jail.h"
+#include "sandbox_confine.h"
 #include "scratch.h"
 #include "util.h"
 
@@ -39,11 +41,82 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: lkvm sandbox [run options] -- COMMAND [ARGS...]\n"
-			"Run COMMAND in a new VM whose root is this host's / (read-only) with a\n"
-			"writable scratch /tmp; its output passes through and its exit status is lkvm's.\n"
-			"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci and 9p built in.\n");
+	fprintf(stderr, "usage: lkvm sandbox [sandbox options] [run options] -- COMMAND [ARGS...]\n"
+			"Run COMMAND in a new VM whose root is a read-only view of this host's / (its\n"
+			"programs, libraries, /etc without secrets, the working tree) with a writable\n"
+			"scratch /tmp; its output passes through and its exit status is lkvm's.\n"
+			"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci and 9p built in.\n"
+			"  --expose PATH            add a host path to the view (repeatable)\n"
+			"  --host-root              share the host's whole / instead (read-only)\n"
+			"  --host-loopback          let 10.0.2.2 reach the host's 127.0.0.1\n"
+			"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n");
 	return EXIT_USAGE;
+}
+
+/* The runner's jail options among the run options argv[1, end): what cmd_run will decide. */
+static void jail_options(int end, char **argv, struct jail_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 1; i < end; i++) {
+		if (!strcmp(argv[i], "--jail"))
+			o->mode = JAIL_ON;
+		else if (!strcmp(argv[i], "--no-jail"))
+			o->mode = JAIL_OFF;
+		else if (!strcmp(argv[i], "--jail-user") && i + 1 < end)
+			o->user = argv[++i];
+		else if (!strncmp(argv[i], "--jail-user=", 12))
+			o->user = argv[i] + 12;
+	}
+}
+
+static pid_t runner;
+
+static void forward(int sig)
+{
+	if (runner > 0)
+		kill(runner, sig);
+}
+
+/*
+ * cmd_run, jailed (lib/jail.c) when it will be: then in a child, so that
+ * this process keeps the host's files to remove the scratch folder after it;
+ * the jail user gets the guest's /tmp and its job file.
+ */
+static int run_jailable(struct scratch *sc, int k, char **rargv, int end, char **argv)
+{
+	struct jail_opts o;
+	jail_options(end, argv, &o);
+	if (!jail_wanted(&o))
+		return cmd_run(k, rargv);
+	uid_t uid;
+	gid_t gid;
+	char job[PATH_MAX + 32];
+	snprintf(job, sizeof(job), "%s/" SCRATCH_JOB, sc->share);
+	if (jail_user(&o, &uid, &gid) < 0) {
+		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+		return EXIT_USAGE;
+	}
+	if (lchown(sc->share, uid, gid) < 0 || lchown(job, uid, gid) < 0) {
+		fprintf(stderr, "lkvm sandbox: giving the scratch folder to the jail user: %s\n", strerror(errno));
+		return EXIT_USAGE;
+	}
+	fflush(NULL);
+	runner = fork();
+	if (runner < 0) {
+		fprintf(stderr, "lkvm sandbox: fork: %s\n", strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (runner == 0)
+		_exit(cmd_run(k, rargv));
+	struct sigaction sa = { .sa_handler = forward };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	int st = 0;
+	while (waitpid(runner, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 int cmd_sandbox(int argc, char **argv)
@@ -53,6 +126,13 @@ int cmd_sandbox(int argc, char **argv)
 		dash++;
 	if (dash >= argc - 1)
 		return usage();
+	static struct sandbox_confine conf;
+	if (sandbox_confine_parse(&conf, argc, argv, &dash) < 0)
+		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
+	for (argc = dash; argv[argc]; argc++)	/* argv[dash] is "--" still */
+		;
+	bool has_net;
+	sandbox_confine_network(&conf, dash, argv, &has_net);
 	char self[PATH_MAX], cwd[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
@@ -73,6 +153,13 @@ int cmd_sandbox(int argc, char **argv)
 	free(job);
 	if (made < 0)
 		return fprintf(stderr, "lkvm sandbox: %s\n", err_msg()), EXIT_USAGE;
+	if (sandbox_confine_views(&conf, sc.path, cwd, self) < 0) {
+		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+		scratch_remove(&sc);
+		return EXIT_USAGE;
+	}
+	if (conf.host_root)
+		fprintf(stderr, "lkvm sandbox: --host-root: the guest sees this host's whole / (read-only)\n");
 
 	/*
 	 * lkvm run [user's options] --9p /,/dev/root,ro,xdev --9p SCRATCH,lkvm-scratch -p ...
@@ -80,12 +167,13 @@ int cmd_sandbox(int argc, char **argv)
 	 * command needs them; the server still never enters proc, sysfs, debugfs and
 	 * the like (they show as empty folders, which the guest mounts its own over).
 	 */
-	char root_share[] = "/,/dev/root,ro,xdev", scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	char root_share[PATH_MAX + 64], scratch_share[PATH_MAX + 32], params[PATH_MAX + 256];
+	snprintf(root_share, sizeof(root_share), "/,/dev/root,ro,xdev%s%s", conf.view[0] ? ",view=" : "", conf.view);
 	snprintf(scratch_share, sizeof(scratch_share), "%s," SCRATCH_TAG, sc.share);
 	snprintf(params, sizeof(params),
 		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro "
 		 "quiet loglevel=1 init=%s -- sandbox-init", self);
-	char **rargv = calloc(argc + 12, sizeof(char *));
+	char **rargv = calloc(argc + 14, sizeof(char *));
 	int k = 0;
 	rargv[k++] = "run";
 	rargv[k++] = "-p";	/* first: the user's own -p comes later and wins (e.g. loglevel=7) */
@@ -106,18 +194,23 @@ int cmd_sandbox(int argc, char **argv)
 		rargv[k++] = "-k";
 		rargv[k++] = (char *)kernel;
 	}
+	if (!has_net) {	/* the internet, not what only this host reaches (net/user_policy.c) */
+		rargv[k++] = "--network";
+		rargv[k++] = conf.net;
+	}
 	rargv[k++] = "--9p";
 	rargv[k++] = root_share;
-	char cwd_share[PATH_MAX + 32];
+	char cwd_share[2 * PATH_MAX + 32];
 	if (!strncmp(cwd, "/tmp/", 5)) {	/* under the guest's scratch /tmp: shared on its own */
-		snprintf(cwd_share, sizeof(cwd_share), "%s," CWD_TAG ",ro", cwd);
+		snprintf(cwd_share, sizeof(cwd_share), "%s," CWD_TAG ",ro%s%s", cwd, conf.cwd_view[0] ? ",view=" : "",
+			 conf.cwd_view);
 		rargv[k++] = "--9p";
 		rargv[k++] = cwd_share;
 	}
 	rargv[k++] = "--9p";
 	rargv[k++] = scratch_share;
 	rargv[k] = NULL;
-	int status = cmd_run(k, rargv);
+	int status = run_jailable(&sc, k, rargv, dash, argv);
 	if (scratch_remove(&sc) < 0)
 		fprintf(stderr, "lkvm sandbox: warning: %s\n", err_msg());
 	free(rargv);

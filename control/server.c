@@ -330,7 +330,7 @@ static void *control_thread(void *arg)
 	return NULL;
 }
 
-int control_listen(struct control *c)
+int control_bind(struct control *c)
 {
 	if (control_socket_path(c->name, c->path, sizeof(c->path)) < 0)
 		return -1;
@@ -355,6 +355,11 @@ int control_listen(struct control *c)
 		c->fd = -1;
 		return -1;
 	}
+	return 0;
+}
+
+int control_start(struct control *c)
+{
 	c->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (c->stop_fd < 0 || thread_start(&c->thread, control_thread, c)) {
 		err_errno("control socket %s: cannot start its thread", c->path);
@@ -363,6 +368,16 @@ int control_listen(struct control *c)
 	}
 	c->running = true;
 	return 0;
+}
+
+const char *control_path(const struct control *c)
+{
+	return c && c->fd >= 0 ? c->path : NULL;
+}
+
+int control_listen(struct control *c)
+{
+	return control_bind(c) < 0 ? -1 : control_start(c);
 }
 
 void control_free(struct control *c)

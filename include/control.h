@@ -29,6 +29,11 @@ int control_dir(char *buf, size_t len);
 struct control *control_new(struct vm *vm, const char *name);
 /* Bind the socket (refused if a VM of that name runs) and serve it on a thread of its own. */
 int control_listen(struct control *c);
+/* control_listen in two: the socket (before lkvm's jail), then its thread (after it). */
+int control_bind(struct control *c);
+int control_start(struct control *c);
+/* The socket's path once bound, else NULL. */
+const char *control_path(const struct control *c);
 /* Stop serving, remove the socket, free. */
 void control_free(struct control *c);
 

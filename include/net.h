@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 #include <linux/virtio_net.h>
+#include "net_user.h"
 
 struct vm;
 struct vnet;
@@ -23,6 +24,10 @@ enum net_mode { NET_USER, NET_TAP, NET_NONE };
 struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
 	enum net_mode mode;
 	bool restricted;	/* user mode: no NAT to the outside, forwards only */
+	bool policy_sandbox;	/* user mode, policy=sandbox: net/user_policy.c */
+	bool host_loopback;	/* host_loopback=on */
+	int nr_allow;
+	struct net_user_rule allow[NET_USER_MAX_ALLOW];	/* allow=HOST[/BITS][:PORT] */
 	const char *tapif;
 	uint8_t mac[6];
 	bool mac_set;
@@ -50,6 +55,8 @@ struct net_backend_ops {
 	/* Optional (user mode), for snapshots while the NIC's thread is stopped: see net_user.h. */
 	void (*get_state)(void *be, struct net_user_state *st);
 	void (*set_state)(void *be, const struct net_user_state *st);
+	/* Optional (user mode): connections its policy refused so far, from any thread. */
+	uint64_t (*refused)(void *be);
 };
 
 struct net_backend {

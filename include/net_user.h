@@ -47,6 +47,14 @@ struct net_user_fwd {
 	uint16_t host_port, guest_port;
 };
 
+/* policy=sandbox: an address (host order) and prefix the guest may reach anyway; port 0: any. */
+struct net_user_rule {
+	uint32_t ip;
+	int bits;
+	uint16_t port;
+};
+#define NET_USER_MAX_ALLOW 16
+
 struct net_user_cfg {
 	uint8_t guest_mac[6];		/* all zero: learnt from the guest's first frame */
 	int nr_fwds;
@@ -54,6 +62,10 @@ struct net_user_cfg {
 	const char *fwd_addr;		/* address the forwards listen on; NULL: 127.0.0.1 */
 	const char *dns;		/* resolver "IP[:PORT]"; NULL: from /etc/resolv.conf */
 	bool restricted;		/* guest reaches nothing (no NAT); forwards still work */
+	bool policy_sandbox;		/* no host loopback, link-local or private ranges (net/user_policy.c) */
+	bool host_loopback;		/* policy_sandbox: 10.0.2.2 reaches the host's 127.0.0.1 anyway */
+	int nr_allow;
+	const struct net_user_rule *allow; /* policy_sandbox: reachable anyway */
 	uint32_t seed;			/* initial sequence numbers; 0: random */
 	uint64_t (*clock_ms)(void *opaque); /* monotonic ms; NULL: CLOCK_MONOTONIC */
 };
@@ -63,7 +75,13 @@ struct net_user_stats {
 	uint64_t rx_frames, rx_dropped;	/* frames from the guest; dropped as invalid or unroutable */
 	uint64_t tx_frames;		/* frames to the guest */
 	uint64_t tcp_rst_sent, tcp_retransmits;
+	uint64_t policy_refused;	/* connections and datagrams policy_sandbox refused (atomic) */
 };
+
+/* "HOST[/BITS][:PORT]" (an IPv4 address, or a name resolved now; 10.0.2.2 is 127.0.0.1): 0, or -1 with err set. */
+int net_user_parse_rule(const char *s, struct net_user_rule *r);
+/* Connections policy_sandbox refused so far (any thread). */
+uint64_t net_user_refused(const struct net_user *nu);
 
 /*
  * A stack for one guest NIC; to_guest(opaque, frame, len) receives every frame

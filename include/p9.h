@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include "util.h"
 
@@ -84,8 +85,24 @@ enum p9_model { P9_PASSTHROUGH, P9_MAPPED };
 #define P9_FID_DESCRIPTORS 3		/* at most, per fid: the object, its directory, an open file */
 #define P9_DEFAULT_MAX_BYTES MiB(8)	/* xattr values and lists held by a share's fids */
 
+/*
+ * A view (p9/view.c): the paths below the root a guest may see, and whose
+ * reading rights apply. Walks and listings outside it answer ENOENT. Views
+ * are built once and outlive every server that uses them.
+ */
+struct p9_view;
+struct p9_view *p9_view_new(void);
+/* The file's "allow PATH", "deny PATTERN", "empty PATH" and "reader UID GID [GROUP...]" lines. */
+struct p9_view *p9_view_load(const char *file);
+int p9_view_allow(struct p9_view *v, const char *path);
+int p9_view_deny(struct p9_view *v, const char *pattern);
+int p9_view_empty(struct p9_view *v, const char *path);
+int p9_view_reader(struct p9_view *v, uid_t uid, gid_t gid, const gid_t *groups, int n);
+void p9_view_free(struct p9_view *v);
+
 struct p9_server_opts {
 	bool ro;		/* every change is EROFS */
+	const struct p9_view *view;	/* NULL: the whole tree (a view needs ro) */
 	enum p9_model model;
 	bool xdev;		/* walks may enter other mounts (never kernel pseudo-filesystems) */
 	unsigned max_fids;	/* 0: P9_DEFAULT_MAX_FIDS */
@@ -138,6 +155,7 @@ struct share_opt {		/* --9p HOSTDIR,TAG[,ro][,security_model=passthrough|mapped]
 	bool ro;
 	bool mapped;		/* security_model=mapped (else passthrough) */
 	bool xdev;		/* walks may cross into other mounts */
+	struct p9_view *view;	/* view=FILE: only what it shows */
 };
 struct p9_opts {
 	int n;

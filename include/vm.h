@@ -120,6 +120,9 @@ struct vm {
 	uint64_t ioeventfd_kicks;	/* virtqueue kicks that came without an exit (atomic) */
 	uint64_t irqfd_msis;		/* MSI-X interrupts sent through an irqfd (atomic) */
 	bool needs_files;		/* a device serves host files (9p): seccomp allows path calls */
+	const char *jail_keep[4];	/* host folders a device still reaches by path (vsock PATH_PORT) */
+	int nr_jail_keep;
+	const char *jail_sock;		/* a socket a device made by path (vsock PATH): the jail's reaper removes it */
 
 	/* Set once; the first reason to stop wins. exit_efd wakes whoever waits for it. */
 	int exit_reason;	/* enum vm_exit_reason, atomic */

@@ -45,12 +45,13 @@ static const int allowed[] = {
 	SYS_copy_file_range,	/* snapshots: a raw disk copied between descriptors the client passed */
 	SYS_io_setup, SYS_io_submit, SYS_io_getevents, SYS_io_destroy, SYS_io_cancel,
 	SYS_getrandom, SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep, SYS_gettimeofday,
-	SYS_gettid, SYS_getpid, SYS_getpgrp, SYS_tgkill, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,
+	SYS_gettid, SYS_getpid, SYS_getpgrp, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,
 	SYS_sigaltstack, SYS_exit, SYS_exit_group, SYS_clone, SYS_clone3, SYS_set_robust_list,
 	SYS_rseq, SYS_sched_yield, SYS_sched_getaffinity, SYS_prctl, SYS_unlink, SYS_unlinkat,
 	SYS_restart_syscall, SYS_pipe2, SYS_timerfd_create, SYS_timerfd_settime, SYS_membarrier,
 	SYS_seccomp,	/* only ever narrows: the vCPU threads add their own filter */
 	SYS_fchmod,	/* on a socket before bind(): a gdb stub's unix socket is made 0600 */
+	SYS_wait4,	/* the jail's reaper (lib/jail.c), at the end */
 };
 
 /* Shared folders: path operations, all relative to an fd the device holds. */
@@ -133,13 +134,19 @@ int seccomp_narrow_vcpu(void)
 int seccomp_install(bool with_files)
 {
 	size_t n = ARRAY_SIZE(allowed) + (with_files ? ARRAY_SIZE(allowed_files) : 0);
-	size_t len = 4 + 2 * n + 2;
+	size_t len = 4 + 5 + 2 * n + 2;
 	struct sock_filter *f = xcalloc(len, sizeof(*f));
 	size_t i = 0;
 	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
 	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
 	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
 	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	/* tgkill: lkvm's own threads only (vCPU kicks), never another process of the same user */
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 0, 4);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)getpid(), 0, 1);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
 	for (size_t k = 0; k < n; k++) {
 		int nr = k < ARRAY_SIZE(allowed) ? allowed[k] : allowed_files[k - ARRAY_SIZE(allowed)];
 		f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1);

@@ -87,7 +87,7 @@ bool nu_map_dst(struct net_user *nu, uint32_t ip, uint16_t port, struct sockaddr
 		return false;
 	if (ip == NU_GW) {
 		sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		return true;
+		return nu_policy_allows(nu, INADDR_LOOPBACK, port);
 	}
 	if (ip == NU_DNS) {
 		if (port != 53 || !nu->have_dns)
@@ -100,7 +100,7 @@ bool nu_map_dst(struct net_user *nu, uint32_t ip, uint16_t port, struct sockaddr
 	if ((ip & NU_MASK) == NU_NET || a == 0 || a == 127 || a >= 224)
 		return false;
 	sa->sin_addr.s_addr = htonl(ip);
-	return true;
+	return nu_policy_allows(nu, ip, port);
 }
 
 void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
@@ -370,6 +370,11 @@ void net_user_timer(struct net_user *nu, uint64_t now_ms)
 	reap(nu);
 }
 
+uint64_t net_user_refused(const struct net_user *nu)
+{
+	return __atomic_load_n(&nu->st.policy_refused, __ATOMIC_RELAXED);
+}
+
 void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st)
 {
 	*st = nu->st;
@@ -438,6 +443,16 @@ struct net_user *net_user_new(const struct net_user_cfg *cfg,
 	nu->clock_ms = cfg->clock_ms ? cfg->clock_ms : monotonic_ms;
 	nu->now = net_user_now(nu);
 	nu->restricted = cfg->restricted;
+	nu->policy_sandbox = cfg->policy_sandbox;
+	nu->host_loopback = cfg->host_loopback;
+	if (cfg->nr_allow < 0 || cfg->nr_allow > NET_USER_MAX_ALLOW) {
+		free(nu);
+		err_set("user network: at most %d allow rules", NET_USER_MAX_ALLOW);
+		return NULL;
+	}
+	nu->nr_allow = cfg->nr_allow;
+	if (cfg->nr_allow)
+		memcpy(nu->allow, cfg->allow, cfg->nr_allow * sizeof(*cfg->allow));
 	memcpy(nu->guest_mac, cfg->guest_mac, 6);
 	nu->rng = cfg->seed;
 	if (!nu->rng && getrandom(&nu->rng, sizeof(nu->rng), GRND_NONBLOCK) != sizeof(nu->rng))

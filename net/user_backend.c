@@ -110,16 +110,24 @@ static void user_set_state(void *p, const struct net_user_state *st)
 	net_user_set_state(((struct user_be *)p)->nu, st);
 }
 
+static uint64_t user_refused(void *p)
+{
+	return net_user_refused(((struct user_be *)p)->nu);
+}
+
 static const struct net_backend_ops user_ops = {
 	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
 	.close = user_close, .get_state = user_get_state, .set_state = user_set_state,
+	.refused = user_refused,
 };
 
 int user_net_open(const struct net_opt *o, struct net_backend *be)
 {
 	struct user_be *u = xcalloc(1, sizeof(*u));
 	u->be = be;
-	struct net_user_cfg cfg = { .nr_fwds = o->nr_fwds, .fwds = u->fwds, .restricted = o->restricted };
+	struct net_user_cfg cfg = { .nr_fwds = o->nr_fwds, .fwds = u->fwds, .restricted = o->restricted,
+				   .policy_sandbox = o->policy_sandbox, .host_loopback = o->host_loopback,
+				   .nr_allow = o->nr_allow, .allow = o->allow };
 	memcpy(cfg.guest_mac, o->mac, 6);
 	for (int i = 0; i < o->nr_fwds; i++)
 		u->fwds[i] = (struct net_user_fwd){ o->fwds[i].udp, o->fwds[i].host_port, o->fwds[i].guest_port };

@@ -64,6 +64,9 @@ struct net_user {
 	int epfd;
 	uint8_t guest_mac[6];
 	bool restricted;
+	bool policy_sandbox, host_loopback;
+	int nr_allow;
+	struct net_user_rule allow[NET_USER_MAX_ALLOW];
 	bool have_dns;
 	bool icmp_unavailable;		/* unprivileged ICMP sockets refused once: stop trying */
 	struct sockaddr_in dns;
@@ -87,6 +90,9 @@ struct net_user {
 	/* Every frame to the guest is built here, then handed to to_guest(). */
 	uint8_t frame[ETH_HLEN + NET_USER_MTU] __attribute__((aligned(8)));
 };
+
+/* net/user_policy.c: may the guest reach the host address ip (host order), port? Counts refusals. */
+bool nu_policy_allows(struct net_user *nu, uint32_t ip, uint16_t port);
 
 /* net/user.c */
 static inline uint8_t *nu_l4(struct net_user *nu) { return nu->frame + ETH_HLEN + IP_HLEN; }

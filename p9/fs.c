@@ -104,6 +104,7 @@ void node_clear(struct p9_node *n)
 	close_fd(&n->fd);
 	close_fd(&n->parent);
 	free(n->name);
+	free(n->vpath);
 	node_init(n);
 }
 
@@ -119,6 +120,7 @@ int node_dup(const struct p9_node *from, struct p9_node *to)
 		return e;
 	}
 	to->name = from->name ? xstrdup(from->name) : NULL;
+	to->vpath = from->vpath ? xstrdup(from->vpath) : NULL;
 	return 0;
 }
 
@@ -283,21 +285,70 @@ int fs_root_node(const struct p9_server *s, struct p9_node *out)
 {
 	node_init(out);
 	out->fd = dup_fd(s->root);
+	if (out->fd >= 0 && s->o.view)
+		out->vpath = xstrdup("");
 	return out->fd < 0 ? errno : 0;
+}
+
+/*
+ * The share's view on the node just walked to (name under dir): hidden is
+ * ENOENT, an "empty" path becomes an opaque folder (as a mount point the
+ * share does not cross), anything else carries its path for the next step.
+ */
+static int view_step(const struct p9_server *s, const struct p9_node *dir, const char *name, struct p9_node *out)
+{
+	char *path = view_child(dir->vpath ? dir->vpath : "", name);
+	struct stat st;
+	if (out->opaque)
+		st = out->ost;
+	else if (fstat(out->fd, &st)) {
+		free(path);
+		return errno;
+	}
+	switch (view_check(s->o.view, path, &st)) {
+	case VIEW_HIDDEN:
+		free(path);
+		return ENOENT;
+	case VIEW_EMPTY:
+		if (!out->opaque) {
+			close_fd(&out->fd);
+			out->opaque = true;
+			out->ost = (struct stat){
+				.st_dev = st.st_dev, .st_ino = st.st_ino, .st_mode = S_IFDIR | 0555, .st_nlink = 2,
+				.st_blksize = 4096, .st_atim = st.st_atim, .st_mtim = st.st_mtim, .st_ctim = st.st_ctim,
+			};
+		}
+		break;
+	case VIEW_SHOWN:
+		break;
+	}
+	out->vpath = path;
+	return 0;
 }
 
 int fs_walk(const struct p9_server *s, const struct p9_node *dir, const char *name, struct p9_node *out)
 {
 	node_init(out);
 	bool up = !strcmp(name, "..");
+	if (up && dir->vpath)	/* a view: the path walked, one level up (the root's parent is the root) */
+		out->vpath = view_parent(dir->vpath);
 	if (dir->opaque) {	/* nothing inside; ".." is where it was found */
 		if (!up)
 			return ENOENT;
 		out->fd = dup_fd(dir->parent);
-		return out->fd < 0 ? errno : 0;
+		if (out->fd < 0) {
+			int e = errno;
+			node_clear(out);
+			return e;
+		}
+		return 0;
 	}
-	if (up)
-		return walk_dotdot(s, dir->fd, &out->fd);
+	if (up) {
+		int e = walk_dotdot(s, dir->fd, &out->fd);
+		if (e)
+			node_clear(out);
+		return e;
+	}
 	int e = name_ok(name);
 	if (e || (e = lookup(s, dir->fd, name, out)))
 		return e;
@@ -308,7 +359,9 @@ int fs_walk(const struct p9_server *s, const struct p9_node *dir, const char *na
 		return e;
 	}
 	out->name = xstrdup(name);
-	return 0;
+	if (s->o.view && (e = view_step(s, dir, name, out)))
+		node_clear(out);
+	return e;
 }
 
 /* Find the name under parent of the object self (after a rename we did not see). */
@@ -460,6 +513,22 @@ static void proc_path(char *buf, size_t cap, int fd)
 }
 
 /*
+ * After a call through proc_path() that returned r: was it refused because
+ * /proc itself is gone (lkvm jailed in an empty root after the share was
+ * opened)? Then the caller goes by name, as without /proc.
+ */
+static bool proc_gone(int r)
+{
+	if (r >= 0 || errno != ENOENT)
+		return false;
+	int fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);	/* openat: on the seccomp list */
+	if (fd >= 0)
+		close(fd);
+	errno = ENOENT;
+	return fd < 0;
+}
+
+/*
  * A real descriptor (flags: access mode and status flags) for n's object:
  * directories reopen themselves through "."; a regular file must still be
  * found by its name in its directory (else ESTALE: moved away on the host),
@@ -477,6 +546,8 @@ int fs_reopen(const struct p9_server *s, struct p9_node *n, int flags, int *out)
 	if (fstat(n->fd, &self))
 		return errno;
 	if (S_ISDIR(self.st_mode)) {
+		if (s->o.view && !view_may_list(s->o.view, &self))
+			return EACCES;	/* its reader could not list it on the host */
 		*out = openat2_fd(n->fd, ".", flags | O_DIRECTORY, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
 		return *out < 0 ? errno : 0;
 	}
@@ -487,11 +558,13 @@ int fs_reopen(const struct p9_server *s, struct p9_node *n, int flags, int *out)
 	int fd, e = fs_locate(s, n);
 	if (e)
 		return e;
+	fd = -1;
 	if (s->use_proc) {
 		char path[32];
 		proc_path(path, sizeof(path), n->fd);
 		fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-	} else {
+	}
+	if (!s->use_proc || proc_gone(fd)) {
 		/* O_NONBLOCK: if the name became a fifo meanwhile, opening it must not hang. */
 		fd = openat2_fd(n->parent, n->name, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0,
 				RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
@@ -617,7 +690,9 @@ static int host_chmod(const struct p9_server *s, struct p9_node *n, const struct
 	if (s->use_proc) {	/* the inode itself, through its magic link */
 		char path[32];
 		proc_path(path, sizeof(path), n->fd);
-		return fchmodat(AT_FDCWD, path, mode, 0) ? errno : 0;
+		int r = fchmodat(AT_FDCWD, path, mode, 0);
+		if (!proc_gone(r))
+			return r ? errno : 0;
 	}
 	if (S_ISDIR(st->st_mode))
 		return chmod_by_name(n->fd, ".", st, mode);

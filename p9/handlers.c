@@ -514,6 +514,20 @@ static int h_write(struct p9_server *s, struct rd *r, struct wr *w)
 	return e;
 }
 
+/* A view: is the entry name of f's directory in it? ("." and ".." always are) */
+static enum view_is listed(struct p9_server *s, struct p9_fid *f, const char *name)
+{
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return VIEW_SHOWN;
+	struct stat st;
+	if (!f->n.vpath || fstatat(f->open_fd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return VIEW_HIDDEN;
+	char *path = view_child(f->n.vpath, name);
+	enum view_is vi = view_check(s->o.view, path, &st);
+	free(path);
+	return vi;
+}
+
 static int h_readdir(struct p9_server *s, struct rd *r, struct wr *w)
 {
 	uint32_t fid = r32(r);
@@ -562,6 +576,13 @@ static int h_readdir(struct p9_server *s, struct rd *r, struct wr *w)
 			}
 			/* mapped: a host file may be the guest's symlink or device, so it must look */
 			uint8_t type = mapped && d->d_type == DT_REG ? DT_UNKNOWN : d->d_type;
+			if (s->o.view) {	/* what the view hides is not listed either */
+				enum view_is vi = listed(s, f, d->d_name);
+				if (vi == VIEW_HIDDEN)
+					continue;
+				if (vi == VIEW_EMPTY)
+					type = DT_DIR;
+			}
 			struct wr ew = { .p = w->p + w->off + used, .cap = rec };
 			w8(&ew, type == DT_DIR ? P9_QTDIR : type == DT_LNK ? P9_QTSYMLINK : P9_QTFILE);
 			w32(&ew, 0);
@@ -1279,6 +1300,11 @@ struct p9_server *p9_server_new(const char *root, const struct p9_server_opts *o
 	if (!s->o.max_bytes)
 		s->o.max_bytes = P9_DEFAULT_MAX_BYTES;
 	s->root = -1;
+	if (s->o.view && !s->o.ro) {
+		free(s);
+		err_set("9p: %s: a view needs a read-only share", root);
+		return NULL;
+	}
 	if (fs_open_root(s, root) < 0) {
 		free(s);
 		return NULL;

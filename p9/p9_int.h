@@ -66,6 +66,7 @@ struct p9_node {
 	char *name;		/* its name there; NULL when unknown */
 	bool opaque;		/* a mount point the share does not cross: an empty directory */
 	struct stat ost;	/* opaque: what the guest is told about it */
+	char *vpath;		/* a share with a view: the path walked from the root ("" for it) */
 };
 
 struct p9_server {
@@ -143,6 +144,17 @@ int fs_readlink(const struct p9_server *s, struct p9_node *n, char *buf, size_t 
 bool fs_xattr_readable(const char *name);
 bool fs_xattr_writable(const char *name);
 size_t fs_xattr_filter_list(char *list, size_t len);
+
+/* ---- view.c: what of the share the guest may see ---- */
+
+enum view_is { VIEW_HIDDEN, VIEW_SHOWN, VIEW_EMPTY };
+/* The object st at path (below the root, "a/b") by the view: hidden, shown, or an empty folder. */
+enum view_is view_check(const struct p9_view *v, const char *path, const struct stat *st);
+/* May the view's reader list the folder st? */
+bool view_may_list(const struct p9_view *v, const struct stat *st);
+/* "dir/name" ("name" under the root); the path one level up. Both allocated. */
+char *view_child(const char *dir, const char *name);
+char *view_parent(const char *path);
 
 /* ---- fid.c: the fid table ---- */
 

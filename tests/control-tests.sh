@@ -16,7 +16,9 @@ wait_for() {	# file pattern seconds
 cleanup() { kill -9 $P1 $P2 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 
-$LKVM run --flat --name c1 -k "$G" > "$T/c1.out" 2> "$T/c1.err" & P1=$!
+# c1 unjailed: killed, it leaves its socket for list to clean (as root, a jailed lkvm's
+# reaper removes its socket however it ends: docs/jail.md)
+$LKVM run --flat --no-jail --name c1 -k "$G" > "$T/c1.out" 2> "$T/c1.err" & P1=$!
 $LKVM run --flat --name c2 -k "$G" > "$T/c2.out" 2> "$T/c2.err" & P2=$!
 if wait_for "$T/c1.out" '\.\.' 60 && wait_for "$T/c2.out" '\.' 60; then pass "two VMs start"; else fail "two VMs start" "no output: $(cat $T/c1.err)"; fi
 

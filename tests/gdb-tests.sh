@@ -196,7 +196,9 @@ small() {
 		ko "second debugger" "$(head -c 300 "$T/p.err")"
 
 	# 3. lkvm gdb NAME: a stub opened on a running VM; detach lets it run on.
-	"$LKVM" run --flat --name gdbrun -k "$G/counter.bin" --network mode=none < /dev/null > "$T/run.out" 2> "$T/run.err" &
+	# --no-jail: the stub's unix:PATH is bound by the running lkvm, which jailed (as root by
+	# default) has no path to it (docs/jail.md: use tcp: with a jailed VM)
+	"$LKVM" run --flat --no-jail --name gdbrun -k "$G/counter.bin" --network mode=none < /dev/null > "$T/run.out" 2> "$T/run.err" &
 	lp=$!; pids="$pids $lp"
 	wait_for "$T/run.out" "done" 60
 	"$LKVM" gdb gdbrun "unix:$T/r.sock" > "$T/lg.out" 2>&1

@@ -59,10 +59,12 @@ printf 'disk-base' > "$T/base.raw" && truncate -s 8M "$T/base.raw"
 qemu-img convert -f raw -O qcow2 "$T/base.raw" "$T/disk.qcow2"
 for s in shareA share1 share2 shareR; do mkdir "$T/$s"; echo keep-data > "$T/$s/keep"; echo "new-in-$s" > "$T/$s/new"; done
 echo gone-data > "$T/shareA/gone"
+# Started as root, VM a is jailed (docs/jail.md): its share is its jail user's (restores are not jailed).
+[ "$(id -u)" = 0 ] && chown -R 65534:65534 "$T/shareA"
 P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold"
 
 # 1. Boot, snapshot while it runs: the VM goes on into a new overlay, the image is the snapshot's.
-"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --9p "$T/shareA,share" \
+"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --jail-user 65534:65534 --9p "$T/shareA,share" \
 	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
 if ! wait_for "$T/a.out" SNAP-READY 400; then
 	ko "boot to the snapshot point" "$(tailof a)"

@@ -224,7 +224,7 @@ static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
 	size_t tag_len = o->tag ? strlen(o->tag) : 0;
 	if (!tag_len || tag_len > TAG_MAX)
 		return err_set("--9p %s: the mount tag must be 1 to %d bytes", o->dir, TAG_MAX);
-	struct p9_server_opts so = { .ro = o->ro, .model = o->mapped ? P9_MAPPED : P9_PASSTHROUGH, .xdev = o->xdev,
+	struct p9_server_opts so = { .ro = o->ro, .model = o->mapped ? P9_MAPPED : P9_PASSTHROUGH, .xdev = o->xdev, .view = o->view,
 				     .max_fids = max_fids };
 	struct p9_server *srv = p9_server_new(o->dir, &so);
 	if (!srv)
@@ -276,15 +276,21 @@ static int parse_share(void *own, const char *arg)
 			sh->mapped = true;
 		else if (!strcmp(tok, "security_model=passthrough"))
 			sh->mapped = false;
-		else
-			return err_set("unknown option '%s' (ro, xdev, security_model=passthrough|mapped)", tok);
+		else if (!strncmp(tok, "view=", 5)) {
+			p9_view_free(sh->view);
+			if (!(sh->view = p9_view_load(tok + 5)))
+				return -1;
+		} else
+			return err_set("unknown option '%s' (ro, xdev, view=FILE, security_model=passthrough|mapped)", tok);
 	}
+	if (sh->view && !sh->ro)
+		return err_set("%s: view=FILE needs ro", dir);
 	all->n++;
 	return 0;
 }
 
 static const struct opt v9p_opts[] = {
-	{ "9p", 0, "HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev]",
+	{ "9p", 0, "HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev][,view=FILE]",
 	  "share a host folder (virtio-9p, 9P2000.L), repeatable", parse_share, OPT_COMPLETE_FILE },
 	{ 0 }
 };

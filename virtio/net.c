@@ -234,6 +234,10 @@ static void net_stat_members(struct device *dev, struct json_writer *j)
 	json_u64(j, key, __atomic_load_n(&n->tx_frames, __ATOMIC_RELAXED));
 	snprintf(key, sizeof(key), "net%d_rx_dropped", dev->index);
 	json_u64(j, key, __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED));
+	if (n->be && n->be->ops && n->be->ops->refused) {
+		snprintf(key, sizeof(key), "net%d_refused", dev->index);
+		json_u64(j, key, n->be->ops->refused(n->be->priv));
+	}
 }
 
 /*
@@ -419,8 +423,22 @@ static int parse_network(void *own, const char *arg)
 			if (strcmp(v, "on") && strcmp(v, "off"))
 				r = err_set("restrict must be on or off: '%s'", v);
 			n->restricted = !strcmp(v, "on");
+		} else if (!strcmp(tok, "policy")) {
+			if (strcmp(v, "sandbox") && strcmp(v, "open"))
+				r = err_set("policy must be sandbox or open: '%s'", v);
+			n->policy_sandbox = !strcmp(v, "sandbox");
+		} else if (!strcmp(tok, "host_loopback")) {
+			if (strcmp(v, "on") && strcmp(v, "off"))
+				r = err_set("host_loopback must be on or off: '%s'", v);
+			n->host_loopback = !strcmp(v, "on");
+		} else if (!strcmp(tok, "allow")) {
+			if (n->nr_allow == NET_USER_MAX_ALLOW)
+				r = err_set("at most %d allow= rules", NET_USER_MAX_ALLOW);
+			else if (!(r = net_user_parse_rule(v, &n->allow[n->nr_allow])))
+				n->nr_allow++;
 		} else {
-			r = err_set("unknown option '%s' (mode, tapif, guest_mac, hostfwd, restrict)", tok);
+			r = err_set("unknown option '%s' (mode, tapif, guest_mac, hostfwd, restrict, policy, host_loopback, "
+				    "allow)", tok);
 		}
 		if (r < 0)
 			return -1;
@@ -429,12 +447,17 @@ static int parse_network(void *own, const char *arg)
 		return err_set("needs mode=user, mode=tap or mode=none");
 	if ((n->tapif && n->mode != NET_TAP) || ((n->nr_fwds || n->restricted) && n->mode != NET_USER))
 		return err_set("tapif= goes with mode=tap; hostfwd= and restrict= with mode=user");
+	if ((n->policy_sandbox || n->host_loopback || n->nr_allow) && n->mode != NET_USER)
+		return err_set("policy=, host_loopback= and allow= go with mode=user");
+	if ((n->host_loopback || n->nr_allow) && !n->policy_sandbox)
+		return err_set("host_loopback= and allow= go with policy=sandbox");
 	all->n++;
 	return 0;
 }
 
 static const struct opt net_opts[] = {
-	{ "network", 0, "mode=user|tap|none[,tapif=NAME][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT][,restrict=on]",
+	{ "network", 0, "mode=user|tap|none[,tapif=NAME][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT][,restrict=on]"
+	  "[,policy=sandbox[,host_loopback=on][,allow=HOST[/BITS][:PORT]]...]",
 	  "virtio-net NIC, repeatable (default: one in user mode)", parse_network },
 	{ 0 }
 };

@@ -1063,6 +1063,16 @@ struct vsock *vsock_create(struct vm *vm, uint32_t guest_cid, const char *path)
 	}
 	snprintf(v->path, sizeof(v->path), "%s", path);
 	v->cid = guest_cid;
+	vm->jail_sock = v->path;
+	if (vm->nr_jail_keep < 4) {	/* guest connections reach PATH_PORT sockets by path: the jail keeps the folder */
+		char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = 0;
+			vm->jail_keep[vm->nr_jail_keep++] = dir;	/* lives as long as the process */
+		} else {
+			free(dir);
+		}
+	}
 	v->listen_fd = v->kick_fd = -1;
 	v->next_port = FIRST_HOST_PORT;
 	device_add(vm, "virtio-vsock", &vsock_dev_ops, v);	/* from here on its destroy frees what was made */

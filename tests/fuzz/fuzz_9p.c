@@ -131,6 +131,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	reset_share();
 	struct p9_server_opts o = { .ro = data[0] & 1, .model = data[0] & 4 ? P9_MAPPED : P9_PASSTHROUGH, .xdev = data[0] & 8 };
+	static struct p9_view *view;	/* bit 4: a read-only share seen through a view (p9/view.c) */
+	if (data[0] & 16) {
+		if (!view) {
+			static const gid_t groups[] = { 4, 27 };
+			view = p9_view_new();
+			if (p9_view_allow(view, "a") || p9_view_allow(view, "d/e/f") || p9_view_deny(view, "a/*secret*") ||
+			    p9_view_empty(view, "e") || p9_view_reader(view, 1000, 1000, groups, 2))
+				abort();
+		}
+		o.ro = true;
+		o.view = view;
+	}
 	struct p9_server *s = p9_server_new(share, &o);
 	if (!s)
 		abort();

@@ -1170,6 +1170,127 @@ TEST(tcp_closed_port_rst)
 	q_clear();
 }
 
+/* A SYN to dst:port; the first TCP answer's flags within ms, or 0 for none. */
+static uint8_t syn_answer(struct net_user *nu, uint16_t sport, uint32_t dst, uint16_t port, int ms)
+{
+	struct pkt p;
+	send_frame(nu, mk_tcp(fb, sport, dst, port, 1000, 0, SYN, 65535, NULL, 0));
+	struct frame *f = wait_frame(nu, 6, ms, &p);
+	uint8_t flags = f && p.src == dst && p.sport == port ? p.flags : 0;
+	free(f);
+	return flags;
+}
+
+static int listener(uint16_t *port)
+{
+	int s = bound_socket(SOCK_STREAM, port);
+	if (s >= 0 && listen(s, 4) < 0) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* Nothing connected to the listener s (a refused SYN never reached the host). */
+static bool nobody_came(int s)
+{
+	struct pollfd p = { s, POLLIN, 0 };
+	return poll(&p, 1, 50) == 0;
+}
+
+TEST(sandbox_policy_refuses_what_only_the_host_reaches)
+{
+	uint16_t port, uport;
+	int s = listener(&port), u = bound_socket(SOCK_DGRAM, &uport);
+	CHECK(s >= 0 && u >= 0);
+	/* Today's default: 10.0.2.2 is the host's 127.0.0.1. */
+	struct net_user *nu = mk(NULL);
+	CHECK_EQ(syn_answer(nu, 41000, GW, port, 1000), SYN | ACK);
+	net_user_free(nu);
+	int c = accept(s, NULL, NULL);
+	CHECK(c >= 0);
+	if (c >= 0)
+		close(c);
+	q_clear();
+
+	struct net_user_cfg cfg = { .policy_sandbox = true };
+	nu = mk(&cfg);
+	uint64_t t0 = now_ms();
+	CHECK_EQ(syn_answer(nu, 41001, GW, port, 100), RST | ACK);
+	CHECK(nobody_came(s));
+	/* loopback, link-local (cloud metadata), private and shared ranges, "this network": RST at once */
+	const uint32_t closed[] = { 0xa9fea9fe, 0xa9fe0001, 0x0a010203, 0xac100001, 0xac1fffff, 0xc0a80101,
+				    0x64400001, 0x7f000001, 0x7f000101, 0x00000001 };
+	for (size_t i = 0; i < ARRAY_SIZE(closed); i++) {
+		uint8_t fl = syn_answer(nu, 41010 + i, closed[i], 80, 100);
+		if (fl != (RST | ACK))
+			fprintf(stderr, "  %08x: flags %#x\n", closed[i], fl);
+		CHECK_EQ(fl, RST | ACK);
+	}
+	CHECK(now_ms() - t0 < 1000);	/* answered, not left to time out */
+	/* a UDP datagram to the host's loopback is dropped, a ping to a private address too */
+	const char msg[] = "x";
+	send_frame(nu, mk_udp(fb, GUEST, 5555, GW, uport, msg, sizeof(msg)));
+	step(nu, 10);
+	struct pollfd pu = { u, POLLIN, 0 };
+	CHECK_EQ(poll(&pu, 1, 100), 0);
+	send_frame(nu, mk_ping(fb, 0xc0a80101, 7, 1, 8));
+	struct net_user_stats st;
+	net_user_get_stats(nu, &st);
+	/* counted: all but 127/8 and 0/8, which are no destination in any mode (RST all the same) */
+	CHECK_EQ(st.policy_refused, 1 + ARRAY_SIZE(closed) - 3 + 2);
+	CHECK_EQ(net_user_refused(nu), st.policy_refused);
+	CHECK_EQ(st.tcp_conns, 0);
+	/* the internet is not refused (whether the host reaches it is another matter) */
+	send_frame(nu, mk_tcp(fb, 41100, 0x08080808, 53, 1000, 0, SYN, 65535, NULL, 0));
+	send_frame(nu, mk_tcp(fb, 41101, 0xac200001, 80, 1000, 0, SYN, 65535, NULL, 0));	/* 172.32/12: public */
+	CHECK_EQ(net_user_refused(nu), st.policy_refused);
+	net_user_free(nu);
+	close(s);
+	close(u);
+	q_clear();
+}
+
+TEST(sandbox_policy_host_loopback_and_allow_rules)
+{
+	uint16_t port, other;
+	int s = listener(&port), s2 = listener(&other);
+	CHECK(s >= 0 && s2 >= 0);
+	struct net_user_cfg cfg = { .policy_sandbox = true, .host_loopback = true };
+	struct net_user *nu = mk(&cfg);
+	CHECK_EQ(syn_answer(nu, 42000, GW, port, 1000), SYN | ACK);
+	CHECK_EQ(syn_answer(nu, 42001, 0xa9fea9fe, 80, 100), RST | ACK);	/* loopback only */
+	net_user_free(nu);
+	q_clear();
+	/* allow=10.0.2.2:PORT: that port of the host's loopback, no other */
+	struct net_user_rule r[2];
+	char rule[32];
+	snprintf(rule, sizeof(rule), "10.0.2.2:%u", port);
+	CHECK_EQ(net_user_parse_rule(rule, &r[0]), 0);
+	CHECK_EQ(r[0].ip, 0x7f000001);
+	CHECK_EQ(r[0].port, port);
+	CHECK_EQ(net_user_parse_rule("169.254.0.0/16", &r[1]), 0);
+	CHECK_EQ(r[1].bits, 16);
+	CHECK_EQ(r[1].port, 0);
+	cfg = (struct net_user_cfg){ .policy_sandbox = true, .nr_allow = 1, .allow = r };
+	nu = mk(&cfg);
+	CHECK_EQ(syn_answer(nu, 42002, GW, port, 1000), SYN | ACK);
+	CHECK_EQ(syn_answer(nu, 42003, GW, other, 100), RST | ACK);
+	CHECK(nobody_came(s2));
+	CHECK_EQ(net_user_refused(nu), 1);
+	net_user_free(nu);
+	q_clear();
+	/* bad rules are refused, naming themselves */
+	const char *bad[] = { "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.0/33", ":80", "", "1.2.3.4:x",
+			      "no-such-host.invalid" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		CHECK_EQ(net_user_parse_rule(bad[i], &r[0]), -1);
+		CHECK(strstr(err_msg(), bad[i]) != NULL);
+	}
+	close(s);
+	close(s2);
+}
+
 TEST(tcp_guest_reset)
 {
 	/* A RST from the guest resets the host side too. */

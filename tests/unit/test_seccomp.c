@@ -104,4 +104,32 @@ TEST(vcpu_thread_is_narrower)
 	CHECK_EQ(in_child(vcpu_then_main, 0, err, sizeof(err)), 0);
 }
 
+static void *sleeper(void *arg) { for (;;) sleep(1); return arg; }	/* nanosleep: allowed */
+static void on_usr2(int sig) { (void)sig; }
+
+/* tgkill: to lkvm's own threads (a vCPU kick) yes; to another process (of the same user) never. */
+static void tgkill_after_install(int other)
+{
+	signal(SIGUSR2, on_usr2);
+	pthread_t t;
+	pthread_create(&t, NULL, sleeper, NULL);
+	pid_t parent = getppid();
+	if (seccomp_install(false) < 0)
+		_exit(99);
+	if (pthread_kill(t, SIGUSR2) != 0)
+		_exit(97);
+	syscall(SYS_tgkill, other ? parent : getpid(), other ? parent : getpid(), 0);
+	_exit(0);
+}
+
+TEST(tgkill_reaches_only_own_threads)
+{
+	char err[256];
+	CHECK_EQ(in_child(tgkill_after_install, 0, err, sizeof(err)), 0);
+	CHECK_EQ(in_child(tgkill_after_install, 1, err, sizeof(err)), 2);
+	if (!strstr(err, "seccomp blocked syscall tgkill"))
+		fprintf(stderr, "  child said: %s\n", err);
+	CHECK(strstr(err, "seccomp blocked syscall tgkill") != NULL);
+}
+
 TEST_MAIN()

@@ -1,0 +1,105 @@
+#!/bin/sh
+# lkvm jailed (lib/jail.c), read from the host's /proc while it runs: started
+# as root, a running lkvm has a uid other than 0, no capabilities (effective,
+# permitted, bounding), NoNewPrivs 1, Seccomp 2, its own mount, IPC and UTS
+# namespaces and an empty / ; its control socket still answers and is removed
+# when it ends. --no-jail keeps root (the test can tell); --jail with --gdb,
+# or as an ordinary user, fails naming why. The counter test guest (--flat).
+# The test confines itself: a private mount namespace with a fresh /tmp.
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib/suite.sh
+suite_init jail
+if [ "$(id -u)" != 0 ]; then
+	skip jail "needs root (the jail is what lkvm started as root does)"
+	suite_end; exit 0
+fi
+if [ -z "${LKVM_CONFINED:-}" ]; then
+	exec env LKVM_CONFINED=1 unshare -m --propagation private sh "$0" "$@"
+fi
+mount -t tmpfs tmp /tmp || { fail jail "cannot mount a fresh /tmp"; suite_end; exit 1; }
+LKVM=$(pwd)/$BUILD/lkvm
+G=$(pwd)/$BUILD/tests/guests/counter.bin
+T=$(mktemp -d)
+export XDG_RUNTIME_DIR=$T
+vm=
+trap '[ -n "$vm" ] && kill $vm 2>/dev/null; rm -rf "$T"' EXIT
+field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" | tr -s '\t ' ' '; }
+
+# start NAME [options]: lkvm in the background ($vm) until its control socket answers
+start() {
+	n=$1; shift
+	"$LKVM" run --flat --name "$n" -k "$G" "$@" < /dev/null > "$T/$n.out" 2> "$T/$n.err" &
+	vm=$!
+	i=0; while [ $i -lt 300 ]; do "$LKVM" stat "$n" > "$T/$n.stat" 2>/dev/null && return 0; kill -0 $vm 2>/dev/null || return 1; sleep 0.1; i=$((i + 1)); done
+	return 1
+}
+finish() { "$LKVM" stop "$1" > /dev/null 2>&1; wait $vm; vm=; }
+
+# 1. Jailed by default as root.
+if start j1; then
+	uid=$(field $vm Uid) capeff=$(field $vm CapEff) capprm=$(field $vm CapPrm) capbnd=$(field $vm CapBnd)
+	nnp=$(field $vm NoNewPrivs) sec=$(field $vm Seccomp)
+	ns=; for k in mnt ipc uts; do [ "$(readlink /proc/$vm/ns/$k)" != "$(readlink /proc/self/ns/$k)" ] && ns="$ns $k"; done
+	root=$(ls -A /proc/$vm/root/ 2>&1 | tr '\n' ' ')
+	passwd=$(cat /proc/$vm/root/etc/passwd 2>/dev/null | head -c 10)
+	if [ "$uid" = "65534 65534 65534 65534" ] && [ "$capeff" = 0000000000000000 ] && [ "$capprm" = 0000000000000000 ] &&
+	   [ "$capbnd" = 0000000000000000 ] && [ "$nnp" = 1 ] && [ "$sec" = 2 ] && [ "$ns" = " mnt ipc uts" ] &&
+	   [ -z "$root" ] && [ -z "$passwd" ] && grep -q '"pio_writes"' "$T/j1.stat"; then
+		pass "a running lkvm started as root: uid 65534, CapEff/CapPrm/CapBnd 0, NoNewPrivs 1, Seccomp 2, own mnt/ipc/uts namespaces, an empty /; lkvm stat answers"
+	else
+		fail "jailed lkvm" "Uid='$uid' CapEff=$capeff CapPrm=$capprm CapBnd=$capbnd NoNewPrivs=$nnp Seccomp=$sec namespaces:'$ns' root:'$root' passwd:'$passwd' stat: $(head -c 200 "$T/j1.stat") err: $(tail -n 3 "$T/j1.err" | tr '\n' '|')"
+	fi
+	sock=$T/lkvm/j1.sock
+	[ -S "$sock" ] && had=1 || had=0
+	finish j1
+	if [ $had = 1 ] && [ ! -e "$sock" ]; then pass "the jailed lkvm's control socket is removed when it ends"
+	else fail "control socket removal" "$([ $had = 1 ] && echo "still there" || echo "never there: $sock")"; fi
+else
+	fail "jailed lkvm" "did not start: $(tail -n 3 "$T/j1.err" | tr '\n' '|')"
+	vm=
+fi
+
+# 2. --jail-user picks the user.
+if start j2 --jail-user 12345:23456; then
+	uid=$(field $vm Uid) gid=$(field $vm Gid)
+	[ "$uid" = "12345 12345 12345 12345" ] && [ "$gid" = "23456 23456 23456 23456" ] &&
+		pass "--jail-user 12345:23456: the running lkvm is uid 12345 gid 23456" ||
+		fail "--jail-user" "Uid='$uid' Gid='$gid'"
+	finish j2
+else
+	fail "--jail-user" "did not start: $(tail -n 3 "$T/j2.err" | tr '\n' '|')"; vm=
+fi
+
+# 3. The control: --no-jail keeps root and the host's /.
+if start j3 --no-jail; then
+	uid=$(field $vm Uid) capeff=$(field $vm CapEff)
+	[ "$uid" = "0 0 0 0" ] && [ "$capeff" != 0000000000000000 ] && [ "$(readlink /proc/$vm/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] &&
+		pass "--no-jail: uid 0 with capabilities, the host's mount namespace (what the checks above tell apart)" ||
+		fail "--no-jail" "Uid='$uid' CapEff=$capeff"
+	finish j3
+else
+	fail "--no-jail" "did not start: $(tail -n 3 "$T/j3.err" | tr '\n' '|')"; vm=
+fi
+
+# 4. What cannot be jailed is refused, never run unjailed.
+out=$(timeout 60 "$LKVM" run --flat --jail --gdb tcp:127.0.0.1:0 -k "$G" < /dev/null 2>&1); rc=$?
+if [ $rc != 0 ] && echo "$out" | grep -q -- "--jail cannot go with --gdb"; then
+	pass "--jail --gdb: refused ($(echo "$out" | tail -n 1))"
+else
+	fail "--jail --gdb" "rc=$rc: $out"
+fi
+if [ -n "${LKVM_ENV_NESTED:-}" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
+	chmod 0755 "$T" && mkdir -p "$T/u" && chown 65534:65534 "$T/u"	# its control socket's folder
+	out=$(cd "$T/u" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$T/u" \
+		timeout 60 "$LKVM" run --flat --jail -k "$G" < /dev/null 2>&1); rc=$?
+	chmod o-rw /dev/kvm
+	if [ $rc != 0 ] && echo "$out" | grep -q "jail: namespaces: unshare"; then
+		pass "--jail as an ordinary user: the step that cannot be done is named and lkvm ends ($(echo "$out" | tail -n 1))"
+	else
+		fail "--jail as an ordinary user" "rc=$rc: $out"
+	fi
+else
+	skip "--jail as an ordinary user" "only in the nested machine (it opens /dev/kvm to uid 65534 there)"
+fi
+suite_end
