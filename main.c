@@ -15,6 +15,7 @@ const struct command commands[] = {
 	{ "gdb", "open a gdb stub on a running VM", cmd_gdb },
 	{ "snapshot", "save a running VM into a directory (lkvm run --restore DIR runs it again)", cmd_snapshot },
 	{ "sandbox", "run one command in a fresh VM on the host's own files", cmd_sandbox },
+	{ "exec", "run another command in a running sandbox (lkvm sandbox --name NAME)", cmd_exec },
 	{ "setup", "make a reusable busybox guest root folder", cmd_setup },
 	{ "sandbox-init", "(inside a sandbox guest: its init)", cmd_sandbox_init },
 	{ "version", "print the version", cmd_version },
