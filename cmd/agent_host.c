@@ -59,8 +59,11 @@ static int queue(struct hs *h, uint8_t type, const void *p, uint32_t len)
 {
 	uint8_t hdr[AGENT_HDR];
 	agent_hdr(hdr, type, len);
-	if (h->qoff && h->qoff == h->q.len)
-		h->q.len = h->qoff = 0;
+	if (h->qoff && (h->qoff == h->q.len || h->qoff > AGENT_MAX_DATA)) {	/* what was sent goes */
+		memmove(h->q.data, h->q.data + h->qoff, h->q.len - h->qoff);
+		h->q.len -= h->qoff;
+		h->qoff = 0;
+	}
 	return agent_buf_put(&h->q, hdr, sizeof(hdr)) < 0 || (len && agent_buf_put(&h->q, p, len) < 0) ? -1 : 0;
 }
 
@@ -197,7 +200,7 @@ int agent_host_run(struct agent_session *s)
 			p[i_vm = np++] = (struct pollfd){ .fd = s->vm_fd, .events = POLLIN };
 		/* The timeout's steps: SIGTERM at the deadline, SIGKILL later, then the VM is given up. */
 		long long step_at = deadline + (timed_out >= 1 ? AGENT_KILL_AFTER_MS : 0) +
-				    (timed_out >= 2 ? 5 * AGENT_KILL_AFTER_MS : 0);
+				    (timed_out >= 2 ? 3 * AGENT_KILL_AFTER_MS : 0);
 		int wait = -1;
 		if (deadline)
 			wait = step_at - now_ms() < 0 ? 0 : (int)(step_at - now_ms());
@@ -245,10 +248,10 @@ int agent_host_run(struct agent_session *s)
 			ssize_t w = send(s->fd, h.q.data + h.qoff, h.q.len - h.qoff, MSG_NOSIGNAL);
 			if (w > 0)
 				h.qoff += w;
-			else if (w < 0 && errno != EAGAIN && errno != EINTR && !h.exited) {
-				err_errno("the connection to the guest's agent");
-				goto out;
-			}
+			else if (w < 0 && errno != EAGAIN && errno != EINTR)
+				h.q.len = h.qoff = 0;	/* the agent stopped reading: what it sent still counts */
+			if (w < 0 && errno != EAGAIN && errno != EINTR)
+				h.in_eof = true;
 		}
 		if (p[i_sock].revents & (POLLIN | POLLHUP | POLLERR) && (ev & POLLIN)) {
 			ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
