@@ -252,15 +252,100 @@ static int mount_9p(const char *tag, const char *at, unsigned long flags, bool o
 	return 0;
 }
 
-/* A kernel tree's modules as /lib/modules/RELEASE: the tree is shared; modules.dep is made here. */
+static int copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	char b[65536];
+	ssize_t n;
+	while (out >= 0 && (n = read(in, b, sizeof(b))) > 0)
+		write_all(out, b, n);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return out >= 0 ? 0 : -1;
+}
+
+/*
+ * --kdir: the modules a tree (or an out-of-tree module's folder) built, as
+ * /lib/modules/$(uname -r): its modules.order names the .ko files (relative,
+ * or absolute under the host's path of the tree), each linked under kernel/
+ * to the shared tree, then depmod (the host's, on the shared root) indexes them.
+ */
+#define KDIR_AT "/run/lkvm-kdir"
 static int setup_kdir(const char *rec)
 {
-	char tag[64], rel[128], at[PATH_MAX];
-	if (sscanf(rec, "%63s %127s", tag, rel) != 2)
+	char tag[64], base[PATH_MAX], line[PATH_MAX], path[2 * PATH_MAX + 64];
+	int hp = 0;
+	if (sscanf(rec, "%63s %n", tag, &hp) != 1 || !hp || rec[hp] != '/')
 		return fail("bad kernel tree record");
-	snprintf(at, sizeof(at), "/lib/modules/%s", rel);
-	if (mount_9p(tag, at, 0, true) < 0)
+	const char *host_path = rec + hp;
+	size_t hl = strlen(host_path);
+	if (mount_9p(tag, KDIR_AT, MS_RDONLY, true) < 0)
 		return -1;
+	struct utsname u;
+	uname(&u);
+	snprintf(base, sizeof(base), "/lib/modules/%s", u.release);
+	if (mkdir_p(base) < 0 && (mount("tmpfs", "/lib/modules", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
+				  mkdir_p(base) < 0))
+		return fail("--kdir: cannot make %s: %s", base, strerror(errno));
+	FILE *f = fopen(KDIR_AT "/modules.order", "r");
+	snprintf(path, sizeof(path), "%s/modules.order", base);
+	FILE *o = fopen(path, "w");
+	if (!f || !o)
+		return fail("--kdir: modules.order: %s", strerror(errno));
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *rel = line;
+		if (rel[0] == '/') {	/* an out-of-tree build names its modules by their host path */
+			if (strncmp(rel, host_path, hl) || rel[hl] != '/')
+				continue;
+			rel += hl + 1;
+		}
+		size_t l = strlen(rel);
+		if (l > 2 && !strcmp(rel + l - 2, ".o"))	/* newer kernels list the objects */
+			strcpy(rel + l - 2, ".ko");
+		if (!*rel || strstr(rel, "..") || strlen(rel) < 4 || strcmp(rel + strlen(rel) - 3, ".ko"))
+			continue;
+		snprintf(path, sizeof(path), "%s/kernel/%s", base, rel);
+		char *slash = strrchr(path, '/');
+		*slash = 0;
+		mkdir_p(path);
+		*slash = '/';
+		char target[PATH_MAX + 32];
+		snprintf(target, sizeof(target), KDIR_AT "/%s", rel);
+		unlink(path);
+		if (symlink(target, path) == 0) {
+			fprintf(o, "kernel/%s\n", rel);
+			n++;
+		}
+	}
+	fclose(f);
+	fclose(o);
+	static const char *const extra[] = { "modules.builtin", "modules.builtin.modinfo" };
+	for (int i = 0; i < 2; i++) {
+		char from[PATH_MAX];
+		snprintf(from, sizeof(from), KDIR_AT "/%s", extra[i]);
+		snprintf(path, sizeof(path), "%s/%s", base, extra[i]);
+		if (access(from, R_OK) == 0)
+			copy_file(from, path);
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 1);
+		setenv("PATH", "/usr/sbin:/sbin:/usr/bin:/bin", 1);
+		execlp("depmod", "depmod", "-a", u.release, (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return fail("--kdir: depmod -a %s failed (status %d%s)", u.release, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+			    WIFEXITED(st) && WEXITSTATUS(st) == 127 ? ": no depmod on the host; install kmod" : "");
+	if (!n)
+		return fail("--kdir: modules.order names no module of the tree");
 	return 0;
 }
 

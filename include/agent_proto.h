@@ -87,6 +87,6 @@ int agent_rec_next(const uint8_t *payload, uint32_t len, uint32_t *off, char *ta
 #define REC_VOLUME 'V'	/* SETUP: "TAG ro|rw GUESTPATH" */
 #define REC_CWDSHARE 'C'	/* SETUP: the cwd under /tmp is shared as lkvm-cwd (read-only) */
 #define REC_NET 'N'	/* SETUP: configure eth0 for user-mode networking */
-#define REC_KDIR 'K'	/* SETUP: "TAG RELEASE": a kernel tree whose modules become /lib/modules/RELEASE */
+#define REC_KDIR 'K'	/* SETUP: "TAG HOSTPATH": a tree whose modules.order becomes /lib/modules/$(uname -r) */
 
 #endif

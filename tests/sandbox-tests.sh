@@ -151,4 +151,60 @@ wait $bg; rc=$?; bg=
 [ $rc = 130 ] && pass "SIGINT to lkvm: the command (sleep 600) died of it, status 130, in $(($(date +%s) - s0))s" ||
 	fail "SIGINT" "rc=$rc $(err1 int.err)"
 
+# 10. --kdir: a tiny module built here against the test kernel's tree (into a scratch
+# folder: the tree itself is only read) loads with modprobe in the guest.
+KT=$(pwd)/.cache/linux-source-6.1
+if [ ! -f "$KT/scripts/module.lds.S" ] || [ ! -x "$KT/scripts/mod/modpost" ]; then
+	skip "--kdir modprobe" "no built test kernel tree at $KT"
+elif ! command -v depmod > /dev/null && [ ! -x /usr/sbin/depmod ] && [ ! -x /sbin/depmod ]; then
+	skip "--kdir modprobe" "no depmod on the host (Debian: kmod)"
+else
+	M=$D/mod; mkdir -p "$M"
+	cat > "$M/lkvm_hello.c" <<-'EOC'
+	#include <linux/module.h>
+	static char *token = "none";
+	module_param(token, charp, 0444);
+	static int __init lkvm_hello_init(void) { pr_info("lkvm-hello: loaded token=%s\n", token); return 0; }
+	static void __exit lkvm_hello_exit(void) { }
+	module_init(lkvm_hello_init);
+	module_exit(lkvm_hello_exit);
+	MODULE_LICENSE("GPL");
+	EOC
+	echo 'obj-m := lkvm_hello.o' > "$M/Makefile"
+	# The tree never ran modules_prepare: the module linker script is made here, in $M.
+	(cd "$KT" && gcc -E -P -nostdinc -Iarch/x86/include -Iarch/x86/include/generated -Iinclude -Iarch/x86/include/uapi \
+		-Iarch/x86/include/generated/uapi -Iinclude/uapi -Iinclude/generated/uapi -include include/linux/kconfig.h \
+		-D__KERNEL__ -Ux86 -D__ASSEMBLY__ -DLINKER_SCRIPT -x c scripts/module.lds.S -o "$M/module.lds" &&
+		make -s M="$M" ARCH_MODULE_LDS="$M/module.lds" modules) > "$D/mod.log" 2>&1
+	token=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+	if [ ! -f "$M/lkvm_hello.ko" ]; then
+		fail "--kdir modprobe" "the module did not build: $(grep -v WARNING "$D/mod.log" | tail -n 3 | tr '\n' '|')"
+	else
+		out=$(timeout 300 $SB --root --kdir "$M" -- sh -c "modprobe lkvm_hello token=$token && grep -c '^lkvm_hello ' /proc/modules &&
+			dmesg | grep -o 'lkvm-hello: loaded token=[0-9a-f]*'" < /dev/null 2> "$D/kdir.err")
+		rc=$?
+		[ $rc = 0 ] && [ "$(echo "$out" | tr '\n' '|')" = "1|lkvm-hello: loaded token=$token|" ] &&
+			pass "--kdir: a module built here (vermagic $(modinfo -F vermagic "$M/lkvm_hello.ko" 2>/dev/null | cut -d' ' -f1)) loaded with modprobe in the guest and printed the host's token $token" ||
+			fail "--kdir modprobe" "rc=$rc out='$(echo "$out" | tr '\n' '|')' $(err1 kdir.err)"
+	fi
+fi
+
+# 11. The guest's network (user mode): address, route and resolv.conf made by the agent; the
+# guest fetches a token from a host server through 10.0.2.2.
+mkdir -p "$D/www"; tok=$(od -An -N8 -tx8 /dev/urandom | tr -d ' '); echo "$tok" > "$D/www/tok"
+python3 -c 'import http.server, functools, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.HTTPServer(("127.0.0.1", 0), h); print(s.server_address[1], flush=True); s.serve_forever()' "$D/www" \
+	> "$D/port" 2> /dev/null &
+bg=$!
+i=0; while [ $i -lt 100 ] && [ ! -s "$D/port" ]; do sleep 0.1; i=$((i + 1)); done
+port=$(cat "$D/port")
+out=$(timeout 300 "$LKVM" sandbox -k "$K" -m 512 -- sh -c "cat /etc/resolv.conf; python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://10.0.2.2:$port/tok\", timeout=60).read().decode().strip())'" \
+	< /dev/null 2> "$D/net.err")
+rc=$?
+kill $bg 2>/dev/null; wait $bg 2>/dev/null; bg=
+[ $rc = 0 ] && [ "$(echo "$out" | tr '\n' '|')" = "nameserver 10.0.2.3|$tok|" ] &&
+	pass "network: the agent set eth0, the default route and resolv.conf (nameserver 10.0.2.3); the guest fetched the host's token over 10.0.2.2" ||
+	fail network "rc=$rc out='$(echo "$out" | tr '\n' '|')' want 'nameserver 10.0.2.3|$tok|' $(err1 net.err)"
+
 suite_end
