@@ -175,6 +175,7 @@ int agent_host_run(struct agent_session *s)
 		goto out;
 	long long deadline = s->timeout_s ? now_ms() + s->timeout_s * 1000LL : 0;
 	int timed_out = 0;	/* 1: SIGTERM sent, 2: SIGKILL sent */
+	int nr_sigs = 0;	/* SIGINT, SIGTERM, SIGHUP forwarded */
 	static uint8_t buf[AGENT_MAX_DATA + AGENT_HDR];
 	for (;;) {
 		if (h.exited && !out_pending(&h)) {
@@ -210,6 +211,7 @@ int agent_host_run(struct agent_session *s)
 		}
 		if (deadline && now_ms() >= step_at) {
 			if (timed_out == 2) {
+				s->gave_up = true;
 				ret = AGENT_TIMEOUT_STATUS;
 				break;
 			}
@@ -226,6 +228,11 @@ int agent_host_run(struct agent_session *s)
 				if (si.ssi_signo == SIGWINCH) {
 					if (s->tty && queue_winsize(&h) < 0)
 						goto out;
+				} else if (++nr_sigs >= 3) {	/* the third: the guest does not answer; give up */
+					fprintf(stderr, "lkvm: signal %d a third time: stopping the VM\n", (int)si.ssi_signo);
+					s->gave_up = true;
+					ret = 128 + si.ssi_signo;
+					goto out;
 				} else if (queue_u32(&h, AGENT_SIGNAL, si.ssi_signo) < 0) {
 					goto out;
 				}

@@ -485,7 +485,9 @@ int cmd_sandbox(int argc, char **argv)
 			status = st && st != 128 + SIGTERM ? st : EXIT_USAGE;
 		} else {
 			/* The agent powers off after the command; a VM that does not is stopped. */
-			reap_vm(vm, pidfd, 10000);
+			if (s.gave_up)
+				kill(vm, SIGTERM);
+			reap_vm(vm, pidfd, s.gave_up ? 5000 : 10000);
 		}
 	}
 	if (pidfd >= 0)

@@ -23,6 +23,7 @@ struct agent_session {
 	int sigfd;			/* signalfd for SIGINT, SIGTERM, SIGHUP, SIGWINCH; -1: none */
 	int vm_fd;			/* readable when the VM has ended (a pidfd); -1: none */
 	int in_fd, out_fd, err_fd;	/* normally 0, 1, 2 */
+	bool gave_up;			/* out: the guest did not answer (the timeout's SIGKILL, a third signal) */
 };
 
 /*

@@ -29,7 +29,7 @@ sha() { sha256sum < "$1" | cut -d' ' -f1; }
 head -c 16777216 /dev/urandom > "$D/out.bin"
 head -c 4194304 /dev/urandom > "$D/err.bin"
 t0=$(date +%s)
-timeout 600 $SB --console-log "$D/console1" -- sh -c "cat '$D/out.bin'; cat '$D/err.bin' >&2; cat '$D/out.bin' | head -c 1000; exit 0" \
+timeout -k 10 600 $SB --console-log "$D/console1" -- sh -c "cat '$D/out.bin'; cat '$D/err.bin' >&2; cat '$D/out.bin' | head -c 1000; exit 0" \
 	< /dev/null > "$D/got.out" 2> "$D/got.err"
 rc=$?
 head -c 1000 "$D/out.bin" | cat "$D/out.bin" - > "$D/want.out"
@@ -46,9 +46,9 @@ fi
 
 # 2. stdin piped in comes back intact (8 MiB, through cat and through sha256sum in the guest).
 head -c 8388608 /dev/urandom > "$D/in.bin"
-timeout 600 $SB -- cat < "$D/in.bin" > "$D/in.back" 2> "$D/in.err"
+timeout -k 10 600 $SB -- cat < "$D/in.bin" > "$D/in.back" 2> "$D/in.err"
 rc=$?
-g=$(timeout 600 $SB -- sha256sum < "$D/in.bin" 2> "$D/in2.err" | cut -d' ' -f1)
+g=$(timeout -k 10 600 $SB -- sha256sum < "$D/in.bin" 2> "$D/in2.err" | cut -d' ' -f1)
 if [ $rc = 0 ] && [ "$(sha "$D/in.back")" = "$(sha "$D/in.bin")" ] && [ "$g" = "$(sha "$D/in.bin")" ]; then
 	pass "8 MiB on stdin: came back through cat intact, and the guest's sha256sum agrees with the host's"
 else
@@ -58,7 +58,7 @@ fi
 # 3. Exit statuses: 0, 1, 7, 255 and a SIGKILLed command (137); a missing command 127.
 st=
 for c in "exit 0" "exit 1" "exit 7" "exit 255" 'kill -9 $$' "exec /no/such/command"; do
-	timeout 300 $SB -- sh -c "$c" < /dev/null > /dev/null 2> "$D/st.err"
+	timeout -k 10 300 $SB -- sh -c "$c" < /dev/null > /dev/null 2> "$D/st.err"
 	st="$st $?"
 done
 [ "$st" = " 0 1 7 255 137 127" ] && pass "exit statuses 0 1 7 255, SIGKILL -> 137, a missing command -> 127" ||
@@ -66,7 +66,7 @@ done
 
 # 4. --timeout 2 on sleep 60: 124 within seconds (of the command's run, not the boot).
 s0=$(date +%s)
-timeout 300 $SB --timeout 2 -- sleep 60 < /dev/null > /dev/null 2> "$D/to.err"
+timeout -k 10 300 $SB --timeout 2 -- sleep 60 < /dev/null > /dev/null 2> "$D/to.err"
 rc=$?; secs=$(($(date +%s) - s0))
 [ $rc = 124 ] && [ $secs -lt 50 ] && pass "--timeout 2 on sleep 60: status 124 after ${secs}s (boot included)" ||
 	fail "--timeout" "rc=$rc after ${secs}s: $(err1 to.err)"
@@ -74,7 +74,7 @@ rc=$?; secs=$(($(date +%s) - s0))
 # 5. The environment: -e NAME=VALUE (spaces, =, newline), -e NAME (the host's), --env-file, defaults.
 printf 'FROMFILE=file value\n# a comment\nOVER=from-file\n' > "$D/env"
 export LKVM_T_HOSTVAL="host's value" LC_LKVMTEST=lc-passes
-out=$(timeout 300 $SB -e 'A=x y=z' -e LKVM_T_HOSTVAL -e UNSET_LKVM_T --env-file "$D/env" -e OVER=from-e -- \
+out=$(timeout -k 10 300 $SB -e 'A=x y=z' -e LKVM_T_HOSTVAL -e UNSET_LKVM_T --env-file "$D/env" -e OVER=from-e -- \
 	sh -c 'echo "A=$A|H=$LKVM_T_HOSTVAL|F=$FROMFILE|O=$OVER|U=${UNSET_LKVM_T-unset}|LC=$LC_LKVMTEST|P=$PATH"' < /dev/null 2> "$D/env.err")
 want="A=x y=z|H=host's value|F=file value|O=from-e|U=unset|LC=lc-passes|P=$PATH"
 [ "$out" = "$want" ] && pass "-e NAME=VALUE, -e NAME (host's), --env-file, later -e wins, unset stays unset, LC_* and PATH pass" ||
@@ -83,7 +83,7 @@ want="A=x y=z|H=host's value|F=file value|O=from-e|U=unset|LC=lc-passes|P=$PATH"
 # 6. -v shares: written by the guest, owned on the host by the invoking user; :ro refused; -w.
 mkdir -p "$D/share" "$D/ro"
 echo host-data > "$D/ro/f"
-out=$(timeout 300 $SB -v "$D/share:/mnt/rw" -v "$D/ro:/mnt/ro:ro" -w /mnt/rw -- \
+out=$(timeout -k 10 300 $SB -v "$D/share:/mnt/rw" -v "$D/ro:/mnt/ro:ro" -w /mnt/rw -- \
 	sh -c 'echo from-guest > made; mkdir dir; echo x > dir/y; echo "pwd=$(pwd) uid=$(id -u) ro=$(cat /mnt/ro/f)"; echo z > /mnt/ro/new 2>/dev/null && echo ro-written' \
 	< /dev/null 2> "$D/v.err")
 me=$(id -u)
@@ -98,7 +98,7 @@ fi
 if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
 	U=$(mktemp -d); chmod 0755 "$U"; mkdir "$U/share" "$U/run"; chown 65534:65534 "$U/share" "$U/run"
 	out=$(cd / && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$U/run" HOME=/ TMPDIR=/tmp \
-		timeout 300 $SB -v "$U/share:/work" -w /work -- sh -c 'echo hi > f; mkdir d; echo "uid=$(id -u) gid=$(id -g)"' \
+		timeout -k 10 300 $SB -v "$U/share:/work" -w /work -- sh -c 'echo hi > f; mkdir d; echo "uid=$(id -u) gid=$(id -g)"' \
 		< /dev/null 2> "$D/vu.err")
 	notmine=$(find "$U/share" -mindepth 1 ! -user 65534 | tr '\n' ' ')
 	[ "$out" = "uid=65534 gid=65534" ] && [ "$(cat "$U/share/f" 2>/dev/null)" = hi ] && [ -d "$U/share/d" ] && [ -z "$notmine" ] &&
@@ -111,7 +111,7 @@ fi
 
 # 7. The overlay: the command writes /etc and /usr (as root), nothing reaches the host.
 tag=lkvm-overlay-$$
-out=$(timeout 300 $SB --root -- sh -c "echo e > /etc/$tag && echo u > /usr/$tag && rm -f /etc/hostname; cat /etc/$tag /usr/$tag; id -u; [ -e /etc/hostname ] || echo gone" \
+out=$(timeout -k 10 300 $SB --root -- sh -c "echo e > /etc/$tag && echo u > /usr/$tag && rm -f /etc/hostname; cat /etc/$tag /usr/$tag; id -u; [ -e /etc/hostname ] || echo gone" \
 	< /dev/null 2> "$D/ov.err")
 if [ "$(echo "$out" | tr '\n' ' ')" = "e u 0 gone " ] && [ ! -e "/etc/$tag" ] && [ ! -e "/usr/$tag" ] &&
    { [ ! -e /etc/hostname ] || [ -e /etc/hostname ]; }; then
@@ -119,7 +119,7 @@ if [ "$(echo "$out" | tr '\n' ' ')" = "e u 0 gone " ] && [ ! -e "/etc/$tag" ] &&
 else
 	fail overlay "out='$(echo "$out" | tr '\n' ' ')' host: $(ls -d "/etc/$tag" "/usr/$tag" 2>/dev/null) $(err1 ov.err)"
 fi
-out=$(timeout 300 $SB --no-overlay --root -- sh -c "echo e > /etc/$tag 2>/dev/null && echo written; echo done" < /dev/null 2> "$D/noov.err")
+out=$(timeout -k 10 300 $SB --no-overlay --root -- sh -c "echo e > /etc/$tag 2>/dev/null && echo written; echo done" < /dev/null 2> "$D/noov.err")
 [ "$out" = done ] && pass "--no-overlay: / stays read-only" || fail "--no-overlay" "out='$out' $(err1 noov.err)"
 
 # 8. lkvm exec: a second command in a running sandbox, then SIGTERM to the sandbox's lkvm.
@@ -180,7 +180,7 @@ else
 	if [ ! -f "$M/lkvm_hello.ko" ]; then
 		fail "--kdir modprobe" "the module did not build: $(grep -v WARNING "$D/mod.log" | tail -n 3 | tr '\n' '|')"
 	else
-		out=$(timeout 300 $SB --root --kdir "$M" -- sh -c "modprobe lkvm_hello token=$token && grep -c '^lkvm_hello ' /proc/modules &&
+		out=$(timeout -k 10 300 $SB --root --kdir "$M" -- sh -c "modprobe lkvm_hello token=$token && grep -c '^lkvm_hello ' /proc/modules &&
 			dmesg | grep -o 'lkvm-hello: loaded token=[0-9a-f]*'" < /dev/null 2> "$D/kdir.err")
 		rc=$?
 		[ $rc = 0 ] && [ "$(echo "$out" | tr '\n' '|')" = "1|lkvm-hello: loaded token=$token|" ] &&
@@ -197,9 +197,9 @@ h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1
 s = http.server.HTTPServer(("127.0.0.1", 0), h); print(s.server_address[1], flush=True); s.serve_forever()' "$D/www" \
 	> "$D/port" 2> /dev/null &
 bg=$!
-i=0; while [ $i -lt 100 ] && [ ! -s "$D/port" ]; do sleep 0.1; i=$((i + 1)); done
+i=0; while [ $i -lt 300 ] && [ ! -s "$D/port" ]; do sleep 0.1; i=$((i + 1)); done
 port=$(cat "$D/port")
-out=$(timeout 300 "$LKVM" sandbox -k "$K" -m 512 -- sh -c "cat /etc/resolv.conf; python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://10.0.2.2:$port/tok\", timeout=60).read().decode().strip())'" \
+out=$(timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 512 -- sh -c "cat /etc/resolv.conf; busybox wget -q -O - http://10.0.2.2:$port/tok" \
 	< /dev/null 2> "$D/net.err")
 rc=$?
 kill $bg 2>/dev/null; wait $bg 2>/dev/null; bg=
