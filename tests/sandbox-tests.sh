@@ -207,4 +207,19 @@ kill $bg 2>/dev/null; wait $bg 2>/dev/null; bg=
 	pass "network: the agent set eth0, the default route and resolv.conf (nameserver 10.0.2.3); the guest fetched the host's token over 10.0.2.2" ||
 	fail network "rc=$rc out='$(echo "$out" | tr '\n' '|')' want 'nameserver 10.0.2.3|$tok|' $(err1 net.err)"
 
+# 12. A terminal: lkvm's stdin is one (script(1) gives it a pty), so the command gets a pty too,
+# sized as lkvm's; without one (the sections above) it has pipes. (script(1) sends the EOF of its own
+# stdin into the terminal, which the guest's pty echoes: the tty line is matched at its end.)
+if command -v script > /dev/null; then
+	out=$(COLUMNS=97 LINES=31 timeout -k 10 300 script -qec "stty cols 97 rows 31; $SB -- sh -c 'tty; stty size; test -t 0 && echo in-tty'" /dev/null < /dev/null 2> "$D/tty.err" | tr -d '\r')
+	pipes=$(timeout -k 10 300 $SB -- sh -c 'test -t 0 || test -t 1 || echo no-tty' < /dev/null 2>&1)
+	if echo "$out" | grep -q '/dev/pts/[0-9]*$' && echo "$out" | grep -qx '31 97' && echo "$out" | grep -qx in-tty && [ "$pipes" = no-tty ]; then
+		pass "a terminal on lkvm's stdin gives the command a pty of the same size (31x97); without one it has pipes"
+	else
+		fail terminal "with a tty: '$(echo "$out" | tr '\n' '|')' without: '$pipes' $(err1 tty.err)"
+	fi
+else
+	skip terminal "no script(1) (Debian: bsdutils)"
+fi
+
 suite_end
