@@ -333,6 +333,16 @@ int cmd_sandbox(int argc, char **argv)
 	char dir[256];
 	if (control_dir(dir, sizeof(dir)) == 0) {
 		snprintf(link, sizeof(link), "%s/%s.agent", dir, name);
+		char prev[PATH_MAX];
+		ssize_t pl = readlink(link, prev, sizeof(prev) - 1);
+		if (pl > 0) {	/* another sandbox's, if its socket still listens */
+			prev[pl] = 0;
+			if (vsock_check_path(prev) < 0 && strstr(err_msg(), "in use")) {
+				link[0] = 0;
+				err_set("a sandbox named %s is running (lkvm exec %s -- ... reaches it)", name, name);
+				goto fail;
+			}
+		}
 		unlink(link);
 		if (symlink(vpath, link) < 0)
 			link[0] = 0;

@@ -108,6 +108,10 @@ s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); print("up",
 	lis=$!
 	i=0; while [ $i -lt 100 ] && [ ! -s "$T/lis" ]; do sleep 0.1; i=$((i + 1)); done
 	case_ sandbox-vsock-in-use "vsock socket $T/inuse.sock: in use" sandbox -k x --vsock "3,uds=$T/inuse.sock" -- true
+	# A sandbox of that name is running (its agent link leads to a listening socket).
+	mkdir -p "$T/rt/lkvm" && chmod 700 "$T/rt" "$T/rt/lkvm" && ln -s "$T/inuse.sock" "$T/rt/lkvm/busy.agent"
+	XDG_RUNTIME_DIR=$T/rt case_ sandbox-name-in-use "a sandbox named busy is running" sandbox -k x --name busy -- true
+	[ -L "$T/rt/lkvm/busy.agent" ] && pass "the running sandbox's agent link was left alone" || fail "sandbox-name-in-use" "the other sandbox's link is gone"
 	kill $lis 2>/dev/null; wait $lis 2>/dev/null
 fi
 XDG_RUNTIME_DIR=$T case_ exec-no-such-sandbox "no sandbox named nosuch is running" exec nosuch -- true
