@@ -45,6 +45,7 @@ struct hs {
 	struct out out[2];	/* stdout, stderr */
 	uint32_t inflight;	/* stdin bytes not yet acknowledged */
 	bool in_eof, exited;
+	int sent_sigpipe;
 	int status;
 };
 
@@ -220,8 +221,13 @@ int agent_host_run(struct agent_session *s)
 			timed_out++;
 		}
 		for (int k = 0; k < 2; k++)
-			if (i_out[k] >= 0 && p[i_out[k]].revents && !out_write(&h.out[k]))
-				h.out[k].b.len = h.out[k].off = 0;	/* its reader is gone: what is left is dropped */
+			if (i_out[k] >= 0 && p[i_out[k]].revents && !out_write(&h.out[k])) {
+				/* Its reader is gone: what is left is dropped, and the command learns it
+				 * as it would on a local pipe (once: SIGPIPE to its process group). */
+				h.out[k].b.len = h.out[k].off = 0;
+				if (errno == EPIPE && !h.sent_sigpipe++ && queue_u32(&h, AGENT_SIGNAL, SIGPIPE) < 0)
+					goto out;
+			}
 		if (i_sig >= 0 && (p[i_sig].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 			while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {

@@ -119,6 +119,8 @@ TEST(env_names_are_checked_and_later_ones_win)
 
 /* ---- whole sessions against a scripted guest ---- */
 
+static bool closed_stdout;	/* the session's stdout: a pipe nobody reads any more */
+
 struct run {
 	int status;		/* agent_host_run's */
 	char out[4096], err[4096], msg[512];
@@ -143,6 +145,14 @@ static void session(struct run *r, void (*guest)(int fd, void *arg), void *arg, 
 	if (pid == 0) {
 		close(sv[0]);
 		int out = open(path[0], O_WRONLY | O_CREAT, 0600), err = open(path[1], O_WRONLY | O_CREAT, 0600);
+		if (closed_stdout) {
+			int pp[2];
+			if (pipe(pp) == 0) {
+				close(pp[0]);
+				out = pp[1];
+			}
+			signal(SIGPIPE, SIG_IGN);
+		}
 		struct agent_buf exec = { 0 };
 		agent_rec_add(&exec, REC_ARG, "true");
 		struct agent_session s = { .fd = sv[1], .exec = &exec, .timeout_s = timeout_s, .sigfd = -1, .vm_fd = -1,
@@ -155,6 +165,7 @@ static void session(struct run *r, void (*guest)(int fd, void *arg), void *arg, 
 		_exit(0);
 	}
 	close(sv[1]);
+	signal(SIGPIPE, SIG_IGN);	/* a session that died must fail a check, not end the test */
 	guest(sv[0], arg);
 	close(sv[0]);
 	int st;
@@ -290,6 +301,33 @@ TEST(a_guest_that_never_answers_the_timeout_still_ends)
 	CHECK(!r.crashed);
 	CHECK_EQ(r.status, AGENT_TIMEOUT_STATUS);
 	CHECK_EQ(sigs, SIGTERM * 100 + SIGKILL);	/* SIGTERM, then SIGKILL */
+}
+
+static void g_writer(int fd, void *arg)
+{
+	int *got = arg;
+	*got = 0;
+	put(fd, AGENT_STDOUT, "to-a-closed-pipe", 16);
+	uint8_t b[4096];
+	ssize_t n;
+	while (!*got && (n = read(fd, b, sizeof(b))) > 0)	/* EXEC, then the SIGNAL */
+		for (ssize_t i = 0; i + 8 < n; i++)
+			if (b[i + 4] == AGENT_SIGNAL && b[i] == 4 && !b[i + 1] && !b[i + 5])
+				*got = b[i + 8];
+	put(fd, AGENT_EXIT, "\1\15\0\0", 4);	/* died of SIGPIPE */
+	while (read(fd, b, sizeof(b)) > 0) {}
+}
+
+TEST(a_stdout_whose_reader_is_gone_sends_the_command_sigpipe)
+{
+	struct run r;
+	int got = 0;
+	closed_stdout = true;
+	session(&r, g_writer, &got, 0);
+	closed_stdout = false;
+	CHECK(!r.crashed);
+	CHECK_EQ(got, SIGPIPE);
+	CHECK_EQ(r.status, 128 + SIGPIPE);
 }
 
 TEST_MAIN()
