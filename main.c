@@ -17,6 +17,7 @@ const struct command commands[] = {
 	{ "sandbox", "run one command in a fresh VM on the host's own files", cmd_sandbox },
 	{ "exec", "run another command in a running sandbox (lkvm sandbox --name NAME)", cmd_exec },
 	{ "setup", "make a reusable busybox guest root folder", cmd_setup },
+	{ "agent-init", "(inside a guest of lkvm run --agent: starts the agent, then the guest's init)", cmd_agent_init },
 	{ "sandbox-init", "(inside a sandbox guest: its init)", cmd_sandbox_init },
 	{ "version", "print the version", cmd_version },
 	{ "help", "list the commands", cmd_help },

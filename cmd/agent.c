@@ -813,3 +813,65 @@ int cmd_sandbox_init(int argc, char **argv)
 	power_off(status);
 	return 0;
 }
+
+/*
+ * lkvm run --agent: the kernel runs `lkvm agent-init INIT` as PID 1; the
+ * agent goes to a child of its own (lkvm exec's sessions on AGENT_PORT_EXEC)
+ * and PID 1 becomes the guest's own init.
+ */
+static void agent_daemon(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGCHLD, SIG_IGN);	/* sessions reap themselves; each sets SIGCHLD back for its command */
+	int lis = -1;
+	for (int tries = 0; lis < 0 && tries < 50; tries++) {
+		lis = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_vm me = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = AGENT_PORT_EXEC };
+		if (lis >= 0 && (bind(lis, (struct sockaddr *)&me, sizeof(me)) < 0 || listen(lis, 16) < 0)) {
+			close(lis);
+			lis = -1;
+		}
+		if (lis < 0)
+			usleep(100000);
+	}
+	if (lis < 0)
+		_exit(1);
+	for (;;) {
+		struct sockaddr_vm peer;
+		socklen_t pl = sizeof(peer);
+		int c = accept4(lis, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		if (peer.svm_cid != VMADDR_CID_HOST) {
+			close(c);
+			continue;
+		}
+		if (fork() == 0) {
+			close(lis);
+			signal(SIGCHLD, SIG_DFL);
+			uint8_t t, *e = NULL;
+			uint32_t el;
+			if (read_frame(c, &t, &e, &el) < 0 || t != AGENT_EXEC)
+				_exit(125);
+			_exit(session(c, e, el));
+		}
+		close(c);
+	}
+}
+
+int cmd_agent_init(int argc, char **argv)
+{
+	if (getpid() != 1 || argc < 2) {
+		fprintf(stderr, "lkvm agent-init: runs only as a guest's init (lkvm run --agent)\n");
+		return EXIT_USAGE;
+	}
+	if (fork() == 0) {
+		setsid();
+		agent_daemon();
+		_exit(0);
+	}
+	execv(argv[1], argv + 1);
+	fprintf(stderr, "lkvm agent-init: cannot start the guest's init %s: %s\n", argv[1], strerror(errno));
+	power_off(EXIT_USAGE);
+	return 0;
+}

@@ -82,9 +82,13 @@ int cmd_exec(int argc, char **argv)
 		goto bad;
 	}
 	snprintf(link, sizeof(link), "%s/%s.agent", dir, name);
-	if (access(link, F_OK) < 0) {
-		err_set("no sandbox named %s is running (no %s)", name, link);
-		goto bad;
+	if (access(link, F_OK) < 0) {	/* lkvm run --agent: the VM's own vsock socket */
+		char vs[512];
+		if (vsock_default_path(name, vs, sizeof(vs)) < 0 || access(vs, F_OK) < 0) {
+			err_set("no sandbox named %s is running (no %s)", name, link);
+			goto bad;
+		}
+		snprintf(link, sizeof(link), "%s", vs);
 	}
 	int fd = vsock_host_connect(link, AGENT_PORT_EXEC, VSOCK_HANDSHAKE_MS, NULL);
 	if (fd < 0)
