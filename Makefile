@@ -67,6 +67,7 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(
 # Command-layer code with a unit test of its own links its object too.
 $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/tests/unit/test_sandbox_confine: $(BUILD)/cmd/sandbox_confine.o
+$(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o
 
 # The KVM glue of the emulator meets a fake vCPU: the test answers its ioctls.
 $(BUILD)/tests/unit/test_emulate_kvm: LDFLAGS += -Wl,--wrap=ioctl

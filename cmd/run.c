@@ -6,6 +6,7 @@
  * the mask) and read on a signalfd next to the VM's exit eventfd.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ struct run_ctx {
 	const char *rootfs;	/* --rootfs folder, shared as the guest's root */
 	const char *restore;	/* --restore DIR */
 	bool clone;		/* --clone */
+	bool agent;		/* --agent */
 };
 
 static int opt_kernel(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->kernel = arg; return 0; }
@@ -92,6 +94,7 @@ static int opt_debug_ioport(void *own, const char *arg) { ((struct run_ctx *)own
 static int opt_no_seccomp(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->no_seccomp = true; return 0; }
 static int opt_restore(void *own, const char *arg) { ((struct run_ctx *)own)->restore = arg; return 0; }
 static int opt_clone(void *own, const char *arg) { ((struct run_ctx *)own)->clone = true; return 0; }
+static int opt_agent(void *own, const char *arg) { ((struct run_ctx *)own)->agent = true; return 0; }
 static int opt_quiet(void *own, const char *arg) { log_level = 0; return 0; }
 static int opt_verbose(void *own, const char *arg) { log_level = 2; return 0; }
 
@@ -110,6 +113,8 @@ static const struct opt run_opts[] = {
 	{ "restore", 0, "DIR", "run the VM saved in DIR by `lkvm snapshot` (its options come from there)", opt_restore,
 	  OPT_COMPLETE_FILE },
 	{ "clone", 0, NULL, "with --restore: a new VM with disk overlays of its own (DIR/clones/NAME)", opt_clone },
+	{ "agent", 0, NULL, "start lkvm's agent beside the guest's init (lkvm must be at this path in the guest's root): "
+	  "lkvm exec NAME runs commands in it", opt_agent },
 	{ "quiet", 'q', NULL, "print only errors", opt_quiet },
 	{ "verbose", 'v', NULL, "print debugging messages", opt_verbose },
 	{ 0 }
@@ -271,6 +276,29 @@ fail:
 }
 
 /*
+ * --agent: a vsock device (CID 3 unless --vsock gave one) and the kernel's init
+ * becomes `lkvm agent-init INIT`, which starts the agent and execs the guest's
+ * own init (the last init= given, else /init with --rootfs, else /sbin/init).
+ */
+static int agent_setup(struct vm_config *cfg, struct run_ctx *rc, const char *rootfs_params, char *out, size_t len)
+{
+	char self[PATH_MAX], init[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return err_set("cannot find my own binary (/proc/self/exe)");
+	self[n] = 0;
+	snprintf(init, sizeof(init), "%s", rootfs_params ? "/init" : "/sbin/init");
+	for (const char *p = rc->params; p && (p = strstr(p, "init=")); p += 5)
+		if (p == rc->params || p[-1] == ' ')
+			snprintf(init, sizeof(init), "%.*s", (int)strcspn(p + 5, " "), p + 5);
+	if (device_type_option(cfg, &virtio_vsock_device, "vsock", "3") < 0 && !strstr(err_msg(), "given twice"))
+		return -1;
+	if ((size_t)snprintf(out, len, " init=%s -- agent-init %s", self, init) >= len)
+		return err_set("path too long");
+	return 0;
+}
+
+/*
  * lkvm run's work on a command line; restore (with its RAM file) when it is
  * the one cmd/restore.c made from a snapshot's options.
  */
@@ -320,9 +348,13 @@ int run_command(int argc, char **argv, struct snap_reader *restore, const char *
 		rootfs_params = "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 rw "
 				"init=/init";
 	}
-	char cmdline[8192];
-	snprintf(cmdline, sizeof(cmdline), "%s%s%s", rootfs_params ? rootfs_params : "",
-		 rootfs_params && rc.params ? " " : "", rc.params ? rc.params : "");
+	char cmdline[8192], agent_params[PATH_MAX + 300] = "";
+	if (rc.agent && agent_setup(&cfg, &rc, rootfs_params, agent_params, sizeof(agent_params)) < 0) {
+		fprintf(stderr, "lkvm run: --agent: %s\n", err_msg());
+		goto out;
+	}
+	snprintf(cmdline, sizeof(cmdline), "%s%s%s%s", rootfs_params ? rootfs_params : "",
+		 rootfs_params && rc.params ? " " : "", rc.params ? rc.params : "", agent_params);
 	cfg.cmdline = cmdline;
 	/* Input is checked before /dev/kvm is even opened. */
 	if (pc_board.check(&cfg, vm_config_part(&cfg, &pc_board, pc_board.cfg_size)) < 0) {

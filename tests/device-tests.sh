@@ -110,9 +110,9 @@ else
 	fail balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
 fi
 
-# 5. lkvm sandbox: the command's output and exit status pass through; / is read-only, /tmp writable.
+# 5. lkvm sandbox --no-overlay: the output and exit status pass through; / is read-only, /tmp writable.
 cwd=$(pwd)/tests	# the guest's /tmp is the scratch folder: $T is not visible there
-out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none -- \
+out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --no-overlay -- \
 	sh -c 'echo "in the sandbox: $(pwd)"; touch /usr/x 2>/dev/null && echo rw; echo t > /tmp/t && cat /tmp/t; exit 7' \
 	< /dev/null 2> "$T/sb.err")
 rc=$?
@@ -230,7 +230,7 @@ if [ $# = 4 ]; then
 	fi
 fi
 
-# 9. The same as an ordinary user (uid 65534) running lkvm: chown 0 fails, and nothing becomes
+# 9. The same as an ordinary user (uid 65534) running lkvm (the guest command --root, so it can mount): chown 0 fails, and nothing becomes
 # setuid either. Only in the nested machine, where /dev/kvm may be opened to that user.
 if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
 	chmod 0755 "$U" && mkdir "$U/share" "$U/run" && echo host-u > "$U/share/from-host" && chown -R 65534:65534 "$U/share" "$U/run"
@@ -239,7 +239,7 @@ if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /de
 		chmod 4755 f; su=$(command -v su) && cp -p "$su" su-copy 2>/dev/null; cp /bin/sh shcopy && chmod 6755 shcopy
 		mkdir d && chmod 2777 d; mknod null c 1 3 2>/dev/null; echo from-the-guest > guest-wrote; sync'
 	sec_out=$(cd "$U" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$U/run" TMPDIR=/tmp \
-		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --9p "$U/share,u" -- sh -c "$user_script" \
+		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --root --9p "$U/share,u" -- sh -c "$user_script" \
 		< /dev/null 2> "$T/secu.err")
 	rc=$?
 	notmine=$(find "$U/share" ! -user 65534 | tr '\n' ' ')

@@ -41,7 +41,8 @@ qcow2:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
 vsock:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 gdb:-Wl,--wrap=ioctl,--wrap=pr_warn
-snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c"
+snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
+agent:cmd/agent_host.c"
 while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue
 	# shellcheck disable=SC2086

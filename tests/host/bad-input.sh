@@ -90,4 +90,30 @@ busy=$!
 i=0; while [ ! -S "$T/busy.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 case_ vsock-in-use "$T/busy.sock: in use" run -k "$T/truncated.bzImage" --flat --vsock "3,uds=$T/busy.sock"
 kill $busy; wait $busy 2>/dev/null
+# lkvm sandbox's own options: checked before any VM (no /dev/kvm needed).
+case_ sandbox-missing-volume "no such folder $T/no-such" sandbox -k x -v "$T/no-such:/mnt" -- true
+case_ sandbox-volume-not-folder "is not a folder" sandbox -k x -v "$T/empty" -- true
+case_ sandbox-volume-relative-guest "guest path must be absolute" sandbox -k x -v "$T/dir:mnt" -- true
+case_ sandbox-volume-mode "the mode is ro or rw" sandbox -k x -v "$T/dir:/mnt:rx" -- true
+case_ sandbox-bad-env-name "bad variable name '1A'" sandbox -k x -e 1A=b -- true
+case_ sandbox-bad-env-dash "bad variable name 'A-B'" sandbox -k x -e A-B -- true
+printf 'GOOD=1\nBAD NAME=2\n' > "$T/envfile"
+case_ sandbox-env-file-line "--env-file $T/envfile line 2: " sandbox -k x --env-file "$T/envfile" -- true
+case_ sandbox-env-file-missing "--env-file $T/none" sandbox -k x --env-file "$T/none" -- true
+case_ sandbox-bad-timeout "--timeout 0: a number of seconds" sandbox -k x --timeout 0 -- true
+case_ sandbox-kdir-no-modules "--kdir $T/dir: no modules.order" sandbox -k x --kdir "$T/dir" -- true
+if [ $have_py = 1 ]; then
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); print("up", flush=True); time.sleep(30)' "$T/inuse.sock" > "$T/lis" &
+	lis=$!
+	i=0; while [ $i -lt 100 ] && [ ! -s "$T/lis" ]; do sleep 0.1; i=$((i + 1)); done
+	case_ sandbox-vsock-in-use "vsock socket $T/inuse.sock: in use" sandbox -k x --vsock "3,uds=$T/inuse.sock" -- true
+	# A sandbox of that name is running (its agent link leads to a listening socket).
+	mkdir -p "$T/rt/lkvm" && chmod 700 "$T/rt" "$T/rt/lkvm" && ln -s "$T/inuse.sock" "$T/rt/lkvm/busy.agent"
+	XDG_RUNTIME_DIR=$T/rt case_ sandbox-name-in-use "a sandbox named busy is running" sandbox -k x --name busy -- true
+	[ -L "$T/rt/lkvm/busy.agent" ] && pass "the running sandbox's agent link was left alone" || fail "sandbox-name-in-use" "the other sandbox's link is gone"
+	kill $lis 2>/dev/null; wait $lis 2>/dev/null
+fi
+XDG_RUNTIME_DIR=$T case_ exec-no-such-sandbox "no sandbox named nosuch is running" exec nosuch -- true
+case_ exec-bad-env "bad variable name" exec x -e 9=1 -- true
 suite_end

@@ -22,7 +22,7 @@ check() {	# check "FILES" ALLOWED-HEADERS...
 		fi
 	done
 }
-LIB="util.h json.h evloop.h seccomp.h options.h snapshot.h syscall_names.h jail.h"
+LIB="agent_proto.h util.h json.h evloop.h seccomp.h options.h snapshot.h syscall_names.h jail.h"
 KVM="vm.h bus.h guest_mem.h device.h"
 check "lib/*.c include/util.h include/json.h include/evloop.h include/seccomp.h include/options.h include/snapshot.h include/jail.h" $LIB
 check "kvm/*.c include/vm.h include/bus.h include/guest_mem.h include/device.h" $LIB $KVM
