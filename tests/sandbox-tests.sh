@@ -190,7 +190,8 @@ else
 fi
 
 # 11. The guest's network (user mode): address, route and resolv.conf made by the agent; the
-# guest fetches a token from a host server through 10.0.2.2.
+# guest fetches a token from a host server through 10.0.2.2, which the sandbox's network policy
+# opens only with --host-loopback (sandbox-confine-tests.sh checks that it is closed without).
 mkdir -p "$D/www"; tok=$(od -An -N8 -tx8 /dev/urandom | tr -d ' '); echo "$tok" > "$D/www/tok"
 python3 -c 'import http.server, functools, sys
 h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
@@ -199,12 +200,12 @@ s = http.server.HTTPServer(("127.0.0.1", 0), h); print(s.server_address[1], flus
 bg=$!
 i=0; while [ $i -lt 300 ] && [ ! -s "$D/port" ]; do sleep 0.1; i=$((i + 1)); done
 port=$(cat "$D/port")
-out=$(timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 512 -- sh -c "cat /etc/resolv.conf; busybox wget -q -O - http://10.0.2.2:$port/tok" \
+out=$(timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 512 --host-loopback -- sh -c "cat /etc/resolv.conf; busybox wget -q -O - http://10.0.2.2:$port/tok" \
 	< /dev/null 2> "$D/net.err")
 rc=$?
 kill $bg 2>/dev/null; wait $bg 2>/dev/null; bg=
 [ $rc = 0 ] && [ "$(echo "$out" | tr '\n' '|')" = "nameserver 10.0.2.3|$tok|" ] &&
-	pass "network: the agent set eth0, the default route and resolv.conf (nameserver 10.0.2.3); the guest fetched the host's token over 10.0.2.2" ||
+	pass "network: the agent set eth0, the default route and resolv.conf (nameserver 10.0.2.3); the guest fetched the host's token over 10.0.2.2 (--host-loopback)" ||
 	fail network "rc=$rc out='$(echo "$out" | tr '\n' '|')' want 'nameserver 10.0.2.3|$tok|' $(err1 net.err)"
 
 # 12. A terminal: lkvm's stdin is one (script(1) gives it a pty), so the command gets a pty too,
