@@ -22,7 +22,7 @@
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
 #   LKVM_ENV_TTY=1    CMD is interactive: give it the console as controlling terminal
-#   LKVM_ENV_KEEPER=0 no idle VM kept open in it for the whole trip (see the init; default 1)
+#   LKVM_ENV_KEEPER=1 keep one idle VM open in it for the whole trip (see the init; an experiment)
 #   LKVM_ENV_SMP, LKVM_ENV_ACCEL, LKVM_ENV_KPARAMS  its vCPUs (2), QEMU -accel (tcg) and
 #                     extra kernel parameters: for measuring stalls
 set -u
@@ -167,7 +167,7 @@ trap 'rm -f "$job" "$rcfile" "$klog" "$mon" "$stalled"; [ -n "$wd" ] && kill "$w
 
 # The machine's shape; the variables are for measuring its stalls (docs/kvm-hosts.md).
 smp=${LKVM_ENV_SMP:-2} accel=${LKVM_ENV_ACCEL:-tcg} kparams=${LKVM_ENV_KPARAMS:-}
-[ "${LKVM_ENV_KEEPER:-1}" = 1 ] && kparams="$kparams lkvm_keeper=1"
+[ "${LKVM_ENV_KEEPER:-0}" = 1 ] && kparams="$kparams lkvm_keeper=1"
 
 # qemu's stdio console needs a standard input (CI may run us without one).
 { true 3<&0; } 2>/dev/null || exec </dev/null
