@@ -115,6 +115,9 @@ TEST(env_names_are_checked_and_later_ones_win)
 	CHECK(agent_env_add(&env, &nr, "LKVM_T_UNSET") == 0);
 	CHECK_EQ(nr, 2);
 	CHECK(nr == 2 && !strcmp(env[0], "GOOD_1=c") && !strcmp(env[1], "LKVM_T_FROM_HOST=hv"));
+	for (int i = 0; i < nr; i++)
+		free(env[i]);
+	free(env);
 }
 
 /* ---- whole sessions against a scripted guest ---- */
