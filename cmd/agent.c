@@ -700,6 +700,33 @@ static void early_failure(void)
 	power_off(EXIT_USAGE);
 }
 
+/*
+ * One lkvm exec connection on lis (only the host, CID 2, may connect): its
+ * session runs in a child of its own with no signal blocked; we go back to
+ * listening at once.
+ */
+static void serve_exec(int lis)
+{
+	struct sockaddr_vm peer;
+	socklen_t pl = sizeof(peer);
+	int c = accept4(lis, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	if (peer.svm_cid == VMADDR_CID_HOST && fork() == 0) {
+		close(lis);
+		signal(SIGCHLD, SIG_DFL);
+		uint8_t t, *e = NULL;
+		uint32_t el;
+		if (read_frame(c, &t, &e, &el) < 0 || t != AGENT_EXEC)
+			_exit(125);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		_exit(session(c, e, el));
+	}
+	close(c);
+}
+
 static pid_t fork_session(int sock, uint8_t *exec, uint32_t len, int listener)
 {
 	pid_t pid = fork();
@@ -784,31 +811,8 @@ int cmd_sandbox_init(int argc, char **argv)
 			}
 		if (done)
 			break;
-		if (lis >= 0 && (p[1].revents & POLLIN)) {
-			struct sockaddr_vm peer;
-			socklen_t pl = sizeof(peer);
-			int c = accept4(lis, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
-			if (c < 0)
-				continue;
-			if (peer.svm_cid != VMADDR_CID_HOST) {
-				close(c);
-				continue;
-			}
-			pid_t pid = fork();
-			if (pid == 0) {
-				close(lis);
-				signal(SIGCHLD, SIG_DFL);
-				uint8_t t, *e = NULL;
-				uint32_t el;
-				if (read_frame(c, &t, &e, &el) < 0 || t != AGENT_EXEC)
-					_exit(125);
-				sigset_t none;
-				sigemptyset(&none);
-				sigprocmask(SIG_SETMASK, &none, NULL);
-				_exit(session(c, e, el));
-			}
-			close(c);
-		}
+		if (lis >= 0 && (p[1].revents & POLLIN))
+			serve_exec(lis);
 	}
 	power_off(status);
 	return 0;
@@ -836,27 +840,8 @@ static void agent_daemon(void)
 	}
 	if (lis < 0)
 		_exit(1);
-	for (;;) {
-		struct sockaddr_vm peer;
-		socklen_t pl = sizeof(peer);
-		int c = accept4(lis, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
-		if (c < 0)
-			continue;
-		if (peer.svm_cid != VMADDR_CID_HOST) {
-			close(c);
-			continue;
-		}
-		if (fork() == 0) {
-			close(lis);
-			signal(SIGCHLD, SIG_DFL);
-			uint8_t t, *e = NULL;
-			uint32_t el;
-			if (read_frame(c, &t, &e, &el) < 0 || t != AGENT_EXEC)
-				_exit(125);
-			_exit(session(c, e, el));
-		}
-		close(c);
-	}
+	for (;;)
+		serve_exec(lis);
 }
 
 int cmd_agent_init(int argc, char **argv)
