@@ -421,3 +421,19 @@ int agent_env_file(char ***env, int *nr, const char *path)
 	fclose(f);
 	return r;
 }
+
+int agent_session_signals(bool block_chld, sigset_t *old)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGWINCH);
+	int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (block_chld)
+		sigaddset(&sigs, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &sigs, old);
+	signal(SIGPIPE, SIG_IGN);
+	return sigfd;
+}

@@ -97,15 +97,8 @@ int cmd_exec(int argc, char **argv)
 	struct agent_cmd cmd = { .argv = argv + dash + 1, .env = env, .nr_env = nr_env, .cwd = workdir, .root = root, .tty = tty };
 	if (agent_exec_records(&exec, &cmd) < 0)
 		goto bad;
-	sigset_t sigs, old;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGWINCH);
-	int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	sigprocmask(SIG_BLOCK, &sigs, &old);
-	signal(SIGPIPE, SIG_IGN);
+	sigset_t old;
+	int sigfd = agent_session_signals(false, &old);
 	struct agent_session s = { .fd = fd, .exec = &exec, .tty = tty, .timeout_s = timeout, .sigfd = sigfd, .vm_fd = -1,
 				   .in_fd = 0, .out_fd = 1, .err_fd = 2 };
 	int status = agent_host_run(&s);

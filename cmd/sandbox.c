@@ -463,16 +463,8 @@ int cmd_sandbox(int argc, char **argv)
 	if (agent_exec_records(&exec, &cmd) < 0)
 		goto fail;
 
-	sigset_t sigs, old;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGWINCH);
-	int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	sigaddset(&sigs, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &sigs, &old);
-	signal(SIGPIPE, SIG_IGN);
+	sigset_t old;	/* SIGCHLD too: the VM's end is read on its pidfd */
+	int sigfd = agent_session_signals(true, &old);
 	fflush(NULL);
 	pid_t vm = fork();
 	if (vm < 0) {

@@ -33,6 +33,16 @@ struct agent_session {
  */
 int agent_host_run(struct agent_session *s);
 
+/*
+ * A session's signals: SIGINT, SIGTERM, SIGHUP (forwarded to the command)
+ * and SIGWINCH (its terminal size) blocked and read on the signalfd this
+ * returns; SIGCHLD blocked too with block_chld; SIGPIPE ignored. *old gets
+ * the mask to put back afterwards.
+ */
+#include <signal.h>
+#include <stdbool.h>
+int agent_session_signals(bool block_chld, sigset_t *old);
+
 /* The records every EXEC carries: argv, environment, cwd, ids, terminal size. */
 struct agent_cmd {
 	char **argv;
