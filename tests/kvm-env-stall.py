@@ -58,14 +58,14 @@ def main():
     keys = [a for a, _ in syms]
     raw = ''
     for sample in range(3):
-        out = monitor(sys.argv[1], ['info registers -a'])
+        out = monitor(sys.argv[1], ['info registers -a']).replace('\r', '')
         raw += out
         for cpu, rip, rfl, cpl, hlt in re.findall(
                 r'CPU#(\d+)\n(?:.*\n)*?RIP=([0-9a-f]+) RFL=([0-9a-f]+) \[.*?\] CPL=(\d) .*?HLT=(\d)', out):
             r, f = int(rip, 16), int(rfl, 16)
             print('sample %d cpu %s rip %s %s cpl %s if=%d halted=%s'
                   % (sample, cpu, rip, name(syms, keys, r), cpl, (f >> 9) & 1, hlt))
-    raw += monitor(sys.argv[1], ['info cpus', 'info irq', 'info pic'])
+    raw += monitor(sys.argv[1], ['info cpus', 'info irq', 'info pic']).replace('\r', '')
     print('\n--- raw monitor output ---')
     print(re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', raw))
 
