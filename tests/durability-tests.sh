@@ -26,7 +26,7 @@ need_tool strace strace "flush order" "flushed data after kill -9" || { suite_en
 need_tool python3 python3 "flush order" "flushed data after kill -9" || { suite_end; exit; }
 sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" tests/kernel/init-durability.sh
 dd if=/dev/zero of="$T/disk.img" bs=1M count=4 2>/dev/null
-strace -f --seccomp-bpf -ttt -T -y -x -s 256 -o "$T/trace" \
+strace -f --seccomp-bpf -ttt -T -y -x -s 65536 -o "$T/trace" \
 	-e trace=fdatasync,io_submit,io_getevents,pwritev,pwritev2,pwrite64,write \
 	-e inject=fdatasync:delay_exit=$((DELAY * 1000000)) \
 	"$BUILD/lkvm" run -k "$K/bzImage" -i "$T/init.cpio.gz" -d "$T/disk.img" -p "quiet lkvm_flushes=$N" \

@@ -2,7 +2,7 @@
 """The order of a FLUSH on the host, from strace (tests/durability-tests.sh).
 
 usage: flush-trace.py TRACE IMAGE N DELAY
-TRACE is `strace -f -ttt -T -y -x -s 4096` output of lkvm with every fdatasync delayed
+TRACE is `strace -f -ttt -T -y -x -s 65536` output of lkvm with every fdatasync delayed
 DELAY seconds (-e inject=fdatasync:delay_exit=...). The guest wrote 4 KiB block i, fsynced
 it and printed "LKVM-FLUSHED i", for i below N. For each i this checks that the image got
 a write covering block i, that the write completed, that an fdatasync of the image started
