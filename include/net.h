@@ -55,8 +55,8 @@ struct net_backend_ops {
 	/* Optional (user mode), for snapshots while the NIC's thread is stopped: see net_user.h. */
 	void (*get_state)(void *be, struct net_user_state *st);
 	void (*set_state)(void *be, const struct net_user_state *st);
-	/* Optional (user mode): connections its policy refused so far, from any thread. */
-	uint64_t (*refused)(void *be);
+	/* Optional (user mode): the stack's counters for `lkvm stat`, from any thread. */
+	void (*stats)(void *be, struct net_user_stats *st, uint64_t *backlog_dropped);
 };
 
 struct net_backend {

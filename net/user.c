@@ -375,11 +375,17 @@ uint64_t net_user_refused(const struct net_user *nu)
 	return __atomic_load_n(&nu->st.policy_refused, __ATOMIC_RELAXED);
 }
 
+/* Field by field, relaxed: the control thread reads what the NIC's thread counts. */
 void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st)
 {
-	*st = nu->st;
-	st->tcp_conns = nu->nr_tcp;
-	st->udp_flows = nu->nr_udp;
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+	*st = (struct net_user_stats){
+		.tcp_conns = LD(nu->nr_tcp), .udp_flows = LD(nu->nr_udp),
+		.rx_frames = LD(nu->st.rx_frames), .rx_dropped = LD(nu->st.rx_dropped), .tx_frames = LD(nu->st.tx_frames),
+		.tcp_rst_sent = LD(nu->st.tcp_rst_sent), .tcp_retransmits = LD(nu->st.tcp_retransmits),
+		.policy_refused = LD(nu->st.policy_refused),
+	};
+#undef LD
 }
 
 /* "IP" or "IP:PORT" */

@@ -29,7 +29,7 @@ static void to_guest(void *p, const void *frame, size_t len)
 	if (!u->count && vnet_rx(u->be->owner, NULL, frame, len) >= 0)
 		return;
 	if (u->count == BACKLOG) {
-		u->dropped++;
+		__atomic_fetch_add(&u->dropped, 1, __ATOMIC_RELAXED);	/* `lkvm stat` reads it */
 		return;
 	}
 	int i = (u->head + u->count++) % BACKLOG;
@@ -110,15 +110,17 @@ static void user_set_state(void *p, const struct net_user_state *st)
 	net_user_set_state(((struct user_be *)p)->nu, st);
 }
 
-static uint64_t user_refused(void *p)
+static void user_stats(void *p, struct net_user_stats *st, uint64_t *backlog_dropped)
 {
-	return net_user_refused(((struct user_be *)p)->nu);
+	struct user_be *u = p;
+	net_user_get_stats(u->nu, st);
+	*backlog_dropped = __atomic_load_n(&u->dropped, __ATOMIC_RELAXED);
 }
 
 static const struct net_backend_ops user_ops = {
 	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
 	.close = user_close, .get_state = user_get_state, .set_state = user_set_state,
-	.refused = user_refused,
+	.stats = user_stats,
 };
 
 int user_net_open(const struct net_opt *o, struct net_backend *be)

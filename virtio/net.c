@@ -234,9 +234,19 @@ static void net_stat_members(struct device *dev, struct json_writer *j)
 	json_u64(j, key, __atomic_load_n(&n->tx_frames, __ATOMIC_RELAXED));
 	snprintf(key, sizeof(key), "net%d_rx_dropped", dev->index);
 	json_u64(j, key, __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED));
-	if (n->be && n->be->ops && n->be->ops->refused) {
-		snprintf(key, sizeof(key), "net%d_refused", dev->index);
-		json_u64(j, key, n->be->ops->refused(n->be->priv));
+	if (n->be && n->be->ops && n->be->ops->stats) {	/* user mode: its TCP/UDP stack */
+		struct net_user_stats st;
+		uint64_t backlog_dropped;
+		n->be->ops->stats(n->be->priv, &st, &backlog_dropped);
+		const struct { const char *name; uint64_t v; } f[] = {
+			{ "refused", st.policy_refused }, { "tcp_conns", st.tcp_conns }, { "udp_flows", st.udp_flows },
+			{ "tcp_rst_sent", st.tcp_rst_sent }, { "tcp_retransmits", st.tcp_retransmits },
+			{ "stack_dropped", st.rx_dropped }, { "backlog_dropped", backlog_dropped },
+		};
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			snprintf(key, sizeof(key), "net%d_%s", dev->index, f[i].name);
+			json_u64(j, key, f[i].v);
+		}
 	}
 }
 
