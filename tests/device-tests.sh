@@ -18,6 +18,7 @@ export XDG_RUNTIME_DIR=$T
 srv=
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T" "$MP" "$U"' EXIT
 val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
+took() { val net "$1" | awk -F'[.][.]' '{ printf "%.1f s", $2 - $1 }'; }	# "START..END" in guest seconds
 tailof() { tail -n 4 "$T/$1.out" | tr '\n' '|'; }
 wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
 if [ ! -f "$K" ] || [ ! -f "$INITRD" ]; then
@@ -30,12 +31,17 @@ fi
 # itself: the L2 guest triple-faults or stops, and QEMU's own guests stop there too
 # (docs/kvm-hosts.md). There, and only for those two signatures, one more attempt.
 net_test() {
-	python3 tests/net-server.py > "$T/port" & srv=$!
+	python3 tests/net-server.py > "$T/port" 2> "$T/srv.log" & srv=$!
 	wait_for "$T/port" . 60
 	port=$(cut -d' ' -f1 "$T/port"); up=$(cut -d' ' -f2 "$T/port")
-	timeout 150 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=user -p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" \
-		< /dev/null > "$T/net.out" 2>&1
+	# The stack's counters every 10 s (retransmits, drops): a failure shows them.
+	rm -f "$T/net.stat"
+	(while sleep 10; do "$LKVM" stat net > "$T/net.stat.new" 2>/dev/null && mv "$T/net.stat.new" "$T/net.stat"; done) &
+	sampler=$!
+	timeout 150 "$LKVM" run --name net -k "$K" -i "$INITRD" -m 256 --network mode=user \
+		-p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" < /dev/null > "$T/net.out" 2>&1
 	rc=$?
+	kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
 	kill $srv 2>/dev/null; wait $srv 2>/dev/null; srv=
 	want=$(python3 tests/net-server.py md5)
 	a=$(val net NET-ADDR); p=$(val net NET-PING); g=$(val net NET-GET); u=$(val net NET-UP-MD5); s=$(val net NET-POST)
@@ -44,12 +50,12 @@ net_test() {
 # Sections 1 and 2 need python3 for the host ends.
 if need_tool python3 python3 "user-mode network" hostfwd; then
 	if net_test; then
-		pass "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+		pass "user-mode network: DHCP gave $a, gateway answers ping, 10 MiB down ($(took NET-GET-TIME)) and 10 MiB up ($(took NET-UP-TIME)) intact"
 	elif [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; } &&
 		echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r")); one more attempt" && net_test; then
-		pass "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down and 10 MiB up intact"
+		pass "user-mode network (second attempt): DHCP gave $a, gateway answers ping, 10 MiB down ($(took NET-GET-TIME)) and 10 MiB up ($(took NET-UP-TIME)) intact"
 	else
-		fail "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s': $(tailof net)"
+		fail "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s'; guest times: get $(val net NET-GET-TIME), up $(val net NET-UP-TIME); host server: $(tail -n 3 "$T/srv.log" | tr '\n' '|') lkvm stat: $(grep -o '"net0_[a-z_]*":[0-9]*' "$T/net.stat" 2>/dev/null | tr '\n' ' ') $(tailof net)"
 	fi
 
 	# 2. hostfwd: a host port reaches the guest's httpd.

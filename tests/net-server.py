@@ -2,16 +2,22 @@
 """The host end of the user-mode network test: an HTTP server whose GET sends
 10 MiB of a fixed pattern, and a raw TCP port that reads 10 MiB and answers
 their MD5 (busybox wget --post-file crashes). Prints both ports."""
-import hashlib, http.server, socket, sys, threading
+import hashlib, http.server, socket, sys, threading, time
 
 BLOB = (bytes(range(251)) * ((10 << 20) // 251 + 1))[:10 << 20]	# 251: no alignment with anything
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
 
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", str(len(BLOB)))
         self.end_headers()
+        log("get: sending %d bytes" % len(BLOB))
         self.wfile.write(BLOB)
+        log("get: sent")
 
     def log_message(self, *a):
         pass
@@ -23,12 +29,19 @@ def upload(lsock):
     while True:
         c, _ = lsock.accept()
         h, left = hashlib.md5(), 10 << 20
+        t0, mib = time.monotonic(), 0
+        log("upload: connected")
         while left:
             d = c.recv(min(left, 1 << 16))
             if not d:
                 break
             h.update(d)
             left -= len(d)
+            if ((10 << 20) - left) >> 20 > mib:	# progress, for telling slow from stuck
+                mib = ((10 << 20) - left) >> 20
+                log("upload: %d MiB after %.1f s" % (mib, time.monotonic() - t0))
+        log("upload: %s after %.1f s" % ("done" if not left else "peer closed %d bytes short" % left,
+                                          time.monotonic() - t0))
         c.sendall((h.hexdigest() if not left else "short-by-%d" % left).encode() + b"\n")
         c.close()
 

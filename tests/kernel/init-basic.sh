@@ -35,10 +35,15 @@ if grep -q lkvm_net= /proc/cmdline; then
 	port=$(arg lkvm_net)
 	echo "NET-ADDR=$(ip -4 addr show eth0 2>/dev/null | sed -n 's/.*inet \([0-9.]*\).*/\1/p')"
 	ping -c 1 -W 5 10.0.2.2 > /dev/null 2>&1 && echo NET-PING=ok || echo NET-PING=fail
+	t0=$(cut -d' ' -f1 /proc/uptime)
 	echo "NET-GET=$(wget -q -O - http://10.0.2.2:$port/blob | md5sum | cut -c1-32)"
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	echo "NET-GET-TIME=$t0..$t1"
 	dd if=/dev/urandom of=/tmp/up bs=1M count=10 2>/dev/null
 	echo "NET-UP-MD5=$(md5sum < /tmp/up | cut -c1-32)"
+	t0=$(cut -d' ' -f1 /proc/uptime)
 	echo "NET-POST=$(nc 10.0.2.2 "$(arg lkvm_up)" < /tmp/up)"
+	echo "NET-UP-TIME=$t0..$(cut -d' ' -f1 /proc/uptime)"
 fi
 # lkvm_ping=ADDR: ping a peer (the tap test's namespace) until it answers, 30 s at most.
 if grep -q lkvm_ping= /proc/cmdline; then
