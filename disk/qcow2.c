@@ -3,10 +3,15 @@
  * L1/L2 mapping, 16-bit refcounts, deflate-compressed clusters (read; a write
  * moves the cluster to a new normal one), v3 zero clusters, backing images.
  *
- * Metadata is written through, entry by entry, and never cached beyond the L1
- * and refcount tables: slower than a cache, but a crash or kill leaves at
- * worst leaked clusters, and there is no dirty state to get wrong. New
- * clusters go at the end of the file. One mutex serialises each image.
+ * Metadata is written through, entry by entry: a crash or kill leaves at
+ * worst leaked clusters, and there is no dirty state to get wrong. The L1 and
+ * refcount tables are held in memory, and a few recently used L2 tables are
+ * cached read-only: every write to the file passes through pwrite_all(),
+ * which copies its bytes into any cached table it overlaps, so a cached table
+ * is always what the file holds. Guest data between the guest's buffers and
+ * normal clusters moves with one preadv/pwritev per run of clusters that are
+ * contiguous in the file. New clusters go at the end of the file. One mutex
+ * serialises each image.
  */
 #include <endian.h>
 #include <errno.h>
@@ -36,6 +41,15 @@
 #define OFFSET_MASK 0x00fffffffffffe00ULL	/* bits 9..55 */
 #define MAX_L1_BYTES (32u << 20)
 #define MAX_REFTABLE_BYTES (8u << 20)
+#define L2_CACHE_BYTES (4u << 20)	/* 64 tables of 64 KiB clusters: 32 GiB of disk mapped */
+#define L2_CACHE_MAX 64
+#define DIRECT_IOV 64			/* guest segments one preadv/pwritev takes; more go by the bounce buffer */
+
+struct l2_slot {
+	uint64_t off;			/* the table's place in the file; 0: empty */
+	uint64_t used;			/* clock of its last use: the oldest goes first */
+	uint8_t *tbl;			/* cluster_size bytes as in the file (big-endian entries), or NULL */
+};
 
 struct qcow2 {
 	pthread_mutex_t lock;
@@ -57,6 +71,10 @@ struct qcow2 {
 	uint64_t cbuf_entry;		/* its L2 entry; 0 when empty */
 	uint8_t *zbuf;			/* compressed input */
 	uint8_t *work;			/* one cluster of copy-on-write staging */
+	uint8_t *bounce;		/* one cluster for reads and writes that cannot go direct */
+	struct l2_slot *l2c;
+	int l2c_n;
+	uint64_t l2c_clock;
 };
 
 static struct qcow2 *Q(struct disk *d) { return d->priv; }
@@ -78,21 +96,70 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * Keep the L2 cache what the file holds after a write of [off, off + len): copy buf's
+ * overlapping bytes into each cached table (buf NULL: the write failed part way, so
+ * forget those tables instead). Only a damaged image has data over its own tables.
+ */
+static void l2_cache_wrote(struct qcow2 *q, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	for (int i = 0; i < q->l2c_n; i++) {
+		struct l2_slot *s = &q->l2c[i];
+		if (!s->off || off >= s->off + q->cluster_size || s->off >= off + len)
+			continue;
+		if (!buf) {
+			s->off = 0;
+			continue;
+		}
+		uint64_t from = MAX(off, s->off), to = MIN(off + len, s->off + q->cluster_size);
+		memcpy(s->tbl + (from - s->off), buf + (from - off), to - from);
+	}
+}
+
 static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint64_t off)
 {
 	uint64_t end = off + len;
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
+	const uint8_t *p = buf;
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(fd, p + done, len - done, off + done);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			l2_cache_wrote(q, NULL, len, off);
 			return -errno;
-		buf = (const uint8_t *)buf + n;
-		len -= n;
-		off += n;
+		}
+		done += n;
 	}
+	l2_cache_wrote(q, p, len, off);
 	if (end > q->file_end)
 		q->file_end = end;
+	return 0;
+}
+
+/* The L2 table at off (checked by the caller: a cluster wholly inside the file). */
+static int l2_table(struct disk *d, uint64_t off, const uint8_t **tbl)
+{
+	struct qcow2 *q = Q(d);
+	struct l2_slot *victim = &q->l2c[0];
+	for (int i = 0; i < q->l2c_n; i++) {
+		struct l2_slot *s = &q->l2c[i];
+		if (s->off == off) {
+			s->used = ++q->l2c_clock;
+			*tbl = s->tbl;
+			return 0;
+		}
+		if (s->used < victim->used)
+			victim = s;
+	}
+	victim->off = 0;
+	if (!victim->tbl && !(victim->tbl = malloc(q->cluster_size)))
+		return -ENOMEM;
+	int r = pread_all(d->fd, victim->tbl, q->cluster_size, off);
+	if (r)
+		return r;
+	victim->off = off;
+	victim->used = ++q->l2c_clock;
+	*tbl = victim->tbl;
 	return 0;
 }
 
@@ -252,9 +319,11 @@ static int l2_lookup(struct disk *d, uint64_t vo, bool alloc, uint64_t *entry, u
 	} else if (!cluster_ok(q, l2) || q->file_end - l2 < q->cluster_size) {
 		return -EIO;
 	}
-	uint64_t be;
-	if ((r = pread_all(d->fd, &be, 8, l2 + l2i * 8)))
+	const uint8_t *tbl;
+	if ((r = l2_table(d, l2, &tbl)))
 		return r;
+	uint64_t be;
+	memcpy(&be, tbl + l2i * 8, 8);
 	*entry = be64toh(be);
 	*entry_off = l2 + l2i * 8;
 	return 0;
@@ -411,7 +480,76 @@ static int write_chunk(struct disk *d, uint64_t vo, const uint8_t *buf, uint64_t
 	return r;
 }
 
-/* Walk an iovec in cluster-sized chunks through a bounce buffer. */
+/*
+ * Where guest bytes [vo, vo + n) of one cluster can move to or from directly: a
+ * normal cluster (written in place, as write_chunk() does; read only inside the
+ * file). 0 when they cannot: unallocated, zero, compressed, damaged, or an error,
+ * which the cluster-by-cluster path then meets and reports.
+ */
+static uint64_t direct_at(struct disk *d, uint64_t vo, uint64_t n, bool write)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t e, eo;
+	if (l2_lookup(d, vo, false, &e, &eo) || (e & OFLAG_COMPRESSED) || (q->version >= 3 && (e & OFLAG_ZERO)))
+		return 0;
+	uint64_t host = e & OFFSET_MASK, at = host + (vo & (q->cluster_size - 1));
+	if (!cluster_ok(q, host) || (!write && (at >= q->file_end || q->file_end - at < n)))
+		return 0;
+	return at;
+}
+
+/* Up to max segments of iov from (vi, vo) covering at most len bytes; the bytes they cover. */
+static uint64_t iov_slice(const struct iovec *iov, int iovcnt, int vi, size_t vo, uint64_t len,
+			  struct iovec *out, int max, int *cnt)
+{
+	uint64_t got = 0;
+	*cnt = 0;
+	for (; vi < iovcnt && got < len && *cnt < max; vi++, vo = 0) {
+		size_t k = MIN(len - got, iov[vi].iov_len - vo);
+		if (!k)
+			continue;
+		out[(*cnt)++] = (struct iovec){ (uint8_t *)iov[vi].iov_base + vo, k };
+		got += k;
+	}
+	return got;
+}
+
+/* preadv/pwritev of all of v (which it consumes) at off; a short read is -EIO. */
+static int rw_iov(struct qcow2 *q, int fd, struct iovec *v, int cnt, uint64_t off, bool write)
+{
+	uint64_t start = off;
+	int r = 0;
+	while (cnt) {
+		ssize_t n = write ? pwritev(fd, v, cnt, off) : preadv(fd, v, cnt, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += n;
+		while (cnt && (size_t)n >= v->iov_len) {
+			n -= v->iov_len;
+			v++, cnt--;
+		}
+		if (cnt) {
+			v->iov_base = (uint8_t *)v->iov_base + n;
+			v->iov_len -= n;
+		}
+	}
+	if (write) {
+		l2_cache_wrote(q, NULL, off - start, start);	/* only a damaged image has data over its tables */
+		if (off > q->file_end)
+			q->file_end = off;
+	}
+	return r;
+}
+
+/*
+ * Guest bytes in cluster-sized chunks: runs of normal clusters that follow one
+ * another in the file go straight between the guest's buffers and the file, one
+ * preadv/pwritev each; anything else through the bounce buffer, a cluster at a time.
+ */
 static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
 {
 	struct qcow2 *q = Q(d);
@@ -422,14 +560,36 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 		return -EIO;
 	if (write && d->ro)
 		return -EROFS;
-	uint8_t *bounce = malloc(q->cluster_size);
-	if (!bounce)
-		return -ENOMEM;
+	uint8_t *bounce = q->bounce;
 	int r = 0, vi = 0;
 	size_t vo = 0;	/* offset inside iov[vi] */
 	pthread_mutex_lock(&q->lock);
 	while (total && !r) {
 		uint64_t n = MIN(total, q->cluster_size - (off & (q->cluster_size - 1)));
+		uint64_t at = direct_at(d, off, n, write);
+		if (at) {
+			uint64_t run = n;
+			while (run < total) {
+				uint64_t m = MIN(total - run, q->cluster_size);
+				if (direct_at(d, off + run, m, write) != at + run)
+					break;
+				run += m;
+			}
+			struct iovec v[DIRECT_IOV];
+			int cnt;
+			run = iov_slice(iov, iovcnt, vi, vo, run, v, DIRECT_IOV, &cnt);
+			if ((r = rw_iov(q, d->fd, v, cnt, at, write)))
+				break;
+			for (uint64_t k = run; k;) {	/* past the bytes moved */
+				size_t step = MIN(k, iov[vi].iov_len - vo);
+				k -= step;
+				if ((vo += step) == iov[vi].iov_len)
+					vi++, vo = 0;
+			}
+			off += run;
+			total -= run;
+			continue;
+		}
 		if (write) {
 			for (uint64_t got = 0; got < n;) {
 				size_t k = MIN(n - got, iov[vi].iov_len - vo);
@@ -453,7 +613,6 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 		total -= n;
 	}
 	pthread_mutex_unlock(&q->lock);
-	free(bounce);
 	return r;
 }
 
@@ -483,6 +642,10 @@ static void qcow2_free(struct qcow2 *q)
 	free(q->cbuf);
 	free(q->zbuf);
 	free(q->work);
+	free(q->bounce);
+	for (int i = 0; q->l2c && i < q->l2c_n; i++)
+		free(q->l2c[i].tbl);
+	free(q->l2c);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
@@ -593,7 +756,10 @@ static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth, struct disk *
 	q->cbuf = malloc(q->cluster_size);
 	q->zbuf = malloc(2 * q->cluster_size);
 	q->work = malloc(q->cluster_size);
-	if (!q->cbuf || !q->zbuf || !q->work)
+	q->bounce = malloc(q->cluster_size);
+	q->l2c_n = MIN(MAX(L2_CACHE_BYTES >> q->cluster_bits, 2u), L2_CACHE_MAX);
+	q->l2c = calloc(q->l2c_n, sizeof(*q->l2c));	/* tables allocated as they are first used */
+	if (!q->cbuf || !q->zbuf || !q->work || !q->bounce || !q->l2c)
 		return err_set("%s: out of memory", p);
 
 	uint64_t bo = hdr64(h, 8);
