@@ -22,7 +22,7 @@
 #   LKVM_ENV_FORCE_L1 use the nested machine even if /dev/kvm works (testing)
 #   LKVM_ENV_MEM      its memory in MiB (default 4096)
 #   LKVM_ENV_TTY=1    CMD is interactive: give it the console as controlling terminal
-#   LKVM_ENV_KEEPER=1 keep one idle VM open in it for the whole trip (see the init; an experiment)
+#   LKVM_ENV_KEEPER=0 no idle VM kept open in it for the whole trip (default 1: see the init)
 #   LKVM_ENV_SMP, LKVM_ENV_ACCEL, LKVM_ENV_KPARAMS  its vCPUs (2), QEMU -accel (tcg) and
 #                     extra kernel parameters: for measuring stalls
 set -u
@@ -106,15 +106,21 @@ ksyms=$(sed -n 's/.*lkvm_ksyms=\([^ ]*\).*/\1/p' /proc/cmdline)
 mount -t tmpfs run /host/run 2>/dev/null
 ip link set lo up	# 127.0.0.1 for the tests' own servers (user-mode networking)
 [ -c /dev/kvm ] || echo "kvm-env: no /dev/kvm in the nested machine"
-# The keeper (lkvm_keeper=1): one idle VM with one vCPU for the whole trip, so that KVM's
-# static keys stay on and VMs coming and going patch no kernel text (docs/kvm-hosts.md).
+# The keeper (lkvm_keeper=1, the default): one idle VM with one vCPU for the whole trip,
+# made before the job starts, so that KVM's static keys (the preempt notifiers' in
+# __schedule above all) switch on once here and VMs coming and going patch no kernel text:
+# that patching is where this machine stalls (docs/kvm-hosts.md).
 if grep -q lkvm_keeper=1 /proc/cmdline; then
 	chroot /host python3 -c 'import fcntl, os, time
 kvm = os.open("/dev/kvm", os.O_RDWR)
 vm = fcntl.ioctl(kvm, 0xAE01, 0)	# KVM_CREATE_VM
 fcntl.ioctl(vm, 0xAE60, 0)	# KVM_CREATE_IRQCHIP
 fcntl.ioctl(vm, 0xAE41, 0)	# KVM_CREATE_VCPU
+open("/tmp/.kvm-env-keeper", "w").close()
 time.sleep(1 << 30)' > /dev/null 2>&1 &
+	i=0; while [ ! -e /host/tmp/.kvm-env-keeper ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	[ -e /host/tmp/.kvm-env-keeper ] || echo "kvm-env: the keeper VM was not ready after 10 s"
+	rm -f /host/tmp/.kvm-env-keeper
 fi
 if grep -q lkvm_tty=1 /proc/cmdline; then
 	# Interactive (make demo): the console becomes the job's controlling terminal, so lkvm
@@ -167,7 +173,7 @@ trap 'rm -f "$job" "$rcfile" "$klog" "$mon" "$stalled"; [ -n "$wd" ] && kill "$w
 
 # The machine's shape; the variables are for measuring its stalls (docs/kvm-hosts.md).
 smp=${LKVM_ENV_SMP:-2} accel=${LKVM_ENV_ACCEL:-tcg} kparams=${LKVM_ENV_KPARAMS:-}
-[ "${LKVM_ENV_KEEPER:-0}" = 1 ] && kparams="$kparams lkvm_keeper=1"
+[ "${LKVM_ENV_KEEPER:-1}" = 1 ] && kparams="$kparams lkvm_keeper=1"
 
 # qemu's stdio console needs a standard input (CI may run us without one).
 { true 3<&0; } 2>/dev/null || exec </dev/null
