@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "commands.h"
 #include "control.h"
+#include "gdb.h"
 #include "util.h"
 
 #define REPLY_MAX 65536
@@ -125,7 +126,10 @@ int cmd_gdb(int argc, char **argv)
 			"Open a gdb stub on a running VM (gdb: target remote :PORT, or target remote unix::PATH).\n");
 		return h ? 0 : EXIT_USAGE;
 	}
-	/* The VM resolves a unix path in its own working directory: send an absolute one. */
+	/*
+	 * The socket is made here, with this user's paths and rights, and handed to the VM
+	 * with the request: a jailed VM has no path to bind (a unix path is made absolute).
+	 */
 	char addr[200], cwd[4096];
 	const char *a = argv[2];
 	if (!strncmp(a, "unix:", 5) && a[5] && a[5] != '/') {
@@ -135,16 +139,36 @@ int cmd_gdb(int argc, char **argv)
 		}
 		a = addr;
 	}
-	if (strlen(a) > 150 || strpbrk(a, "\"\\")) {
-		fprintf(stderr, "lkvm gdb: '%s': not an address (tcp:[HOST:]PORT, unix:PATH or PORT)\n", a);
+	char where[160], path[GDB_UNIX_PATH_MAX];
+	int fd = gdb_listen(a, where, sizeof(where), path, sizeof(path));
+	if (fd < 0) {
+		fprintf(stderr, "lkvm gdb: %s\n", err_msg());
 		return EXIT_USAGE;
 	}
-	char extra[256], reply[REPLY_MAX], where[200];
-	snprintf(extra, sizeof(extra), ",\"addr\":\"%s\"", a);
-	int r = request("gdb", argv[1], extra, reply);
-	if (r)
+	if (strpbrk(where, "\"\\") || strpbrk(path, "\"\\")) {
+		fprintf(stderr, "lkvm gdb: '%s': a path with quotes or backslashes cannot go in a request\n", a);
+		close(fd);
+		if (path[0])
+			unlink(path);
+		return EXIT_USAGE;
+	}
+	char req[512], reply[REPLY_MAX], got[200], err[256];
+	snprintf(req, sizeof(req), "{\"v\":%d,\"cmd\":\"gdb\",\"addr\":\"%s\",\"path\":\"%s\"}",
+		 CONTROL_PROTO_VERSION, where, path);
+	int r = 0;
+	if (control_request_fds(argv[1], req, &fd, 1, reply, sizeof(reply), 5) < 0) {
+		r = fail("gdb");
+	} else if (json_get_str(reply, "error", err, sizeof(err))) {
+		fprintf(stderr, "lkvm gdb: VM '%s': %s\n", argv[1], err);
+		r = EXIT_USAGE;
+	}
+	close(fd);	/* the VM has its own copy */
+	if (r) {
+		if (path[0])
+			unlink(path);
 		return r;
-	if (json_get_str(reply, "listen", where, sizeof(where)))
-		printf("gdb stub of '%s' listening on %s\n", argv[1], where);
+	}
+	if (json_get_str(reply, "listen", got, sizeof(got)))
+		printf("gdb stub of '%s' listening on %s\n", argv[1], got);
 	return 0;
 }

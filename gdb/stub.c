@@ -26,6 +26,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include "commands.h"
@@ -1050,15 +1051,36 @@ static int probe_debug(struct vm *vm, uint32_t *caps)
 	return 0;
 }
 
-/* lkvm gdb NAME ADDR: {"cmd":"gdb","addr":"..."} opens the stub on a running VM. */
-static int control_gdb(void *ctx, const char *req, struct json_writer *reply)
+/*
+ * lkvm gdb NAME ADDR: {"cmd":"gdb","addr":"..."} opens the stub on a running VM, on
+ * the listening socket that comes with the request (lkvm gdb makes it: a jailed VM has
+ * no path to bind), or else binds addr itself; "path" is the unix socket file to remove.
+ */
+static int control_gdb(void *ctx, const char *req, const int *fds, int nfds, struct json_writer *reply)
 {
 	struct gdb_stub *s = ctx;
-	char addr[200];
-	if (!json_get_str(req, "addr", addr, sizeof(addr)) || !*addr)
+	char addr[200], path[GDB_UNIX_PATH_MAX] = "";
+	for (int i = 1; i < nfds; i++)
+		close(fds[i]);
+	if (!json_get_str(req, "addr", addr, sizeof(addr)) || !*addr) {
+		if (nfds > 0)
+			close(fds[0]);
 		return err_set("gdb needs addr (tcp:[HOST:]PORT, unix:PATH or PORT)");
-	if (gdb_stub_start(s->vm, addr, false) < 0)
+	}
+	if (nfds > 0) {
+		int listening = 0, type = 0;
+		socklen_t l1 = sizeof(listening), l2 = sizeof(type);
+		if (getsockopt(fds[0], SOL_SOCKET, SO_ACCEPTCONN, &listening, &l1) < 0 || !listening ||
+		    getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &l2) < 0 || type != SOCK_STREAM) {
+			close(fds[0]);
+			return err_set("gdb: the descriptor that came with the request is not a listening stream socket");
+		}
+		json_get_str(req, "path", path, sizeof(path));
+		if (gdb_stub_start_fd(s->vm, fds[0], addr, path, false) < 0)
+			return -1;
+	} else if (gdb_stub_start(s->vm, addr, false) < 0) {
 		return -1;
+	}
 	json_str(reply, "listen", s->where);
 	return 0;
 }
@@ -1071,7 +1093,7 @@ int gdb_stub_init(struct vm *vm, struct control *ctl)
 	s->listen_fd = s->client_fd = s->wake_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	vm->debug_ctx = s;
-	return ctl ? control_register(ctl, "gdb", control_gdb, s) : 0;
+	return ctl ? control_register_fds(ctl, "gdb", control_gdb, s) : 0;
 }
 
 int gdb_stub_start(struct vm *vm, const char *addr, bool wait)
@@ -1081,6 +1103,19 @@ int gdb_stub_start(struct vm *vm, const char *addr, bool wait)
 		return err_set("gdb stub: not set up for this VM");
 	if (s->listen_fd >= 0)
 		return err_set("a gdb stub is already open for this VM, on %s", s->where);
+	char where[sizeof(s->where)], path[sizeof(s->unix_path)];
+	int fd = gdb_listen(addr, where, sizeof(where), path, sizeof(path));
+	return fd < 0 ? -1 : gdb_stub_start_fd(vm, fd, where, path, wait);
+}
+
+int gdb_stub_start_fd(struct vm *vm, int fd, const char *where, const char *unix_path, bool wait)
+{
+	struct gdb_stub *s = vm->debug_ctx;
+	if (!s || s->listen_fd >= 0) {
+		close(fd);
+		return !s ? err_set("gdb stub: not set up for this VM")
+			  : err_set("a gdb stub is already open for this VM, on %s", s->where);
+	}
 	/* Before the vCPU threads start nothing runs; later they must be out of KVM_RUN for the probe. */
 	bool live = vm->vcpus[0].running;
 	if (live)
@@ -1088,13 +1123,15 @@ int gdb_stub_start(struct vm *vm, const char *addr, bool wait)
 	int r = probe_debug(vm, &s->caps);
 	if (live)
 		vm_release(vm, -1);
-	if (r < 0)
+	if (r < 0) {
+		close(fd);
 		return -1;
+	}
 	if (!s->cpus)
 		s->cpus = xcalloc(vm->nr_vcpus, sizeof(*s->cpus));
-	s->listen_fd = gdb_listen(addr, s->where, sizeof(s->where), s->unix_path, sizeof(s->unix_path));
-	if (s->listen_fd < 0)
-		return -1;
+	s->listen_fd = fd;
+	snprintf(s->where, sizeof(s->where), "%s", where);
+	snprintf(s->unix_path, sizeof(s->unix_path), "%s", unix_path);
 	if ((s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		err_errno("gdb stub: eventfd");
 		goto undo;
@@ -1141,7 +1178,8 @@ void gdb_stub_stop(struct vm *vm)
 		close(s->listen_fd);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
-	if (s->unix_path[0])
+	struct stat st;	/* a path from a control request: only ever a socket is removed */
+	if (s->unix_path[0] && lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(s->unix_path);
 	pthread_mutex_destroy(&s->lock);
 	free(s->cpus);

@@ -32,6 +32,13 @@ int gdb_stub_init(struct vm *vm, struct control *ctl);
  * saying why, where this host's KVM cannot debug guests.
  */
 int gdb_stub_start(struct vm *vm, const char *addr, bool wait);
+/*
+ * The same on a listening socket someone else made (lkvm gdb NAME passes one, so a
+ * jailed VM needs no path on the host): the stub owns fd from here on, even on failure.
+ * where names it in messages; unix_path ("" for none) is removed when the stub ends,
+ * where the VM still can.
+ */
+int gdb_stub_start_fd(struct vm *vm, int fd, const char *where, const char *unix_path, bool wait);
 /* After the vCPUs stopped: a debugger waiting for a stop hears how the VM ended; all freed. */
 void gdb_stub_stop(struct vm *vm);
 /* lkvm run's --gdb and --gdb-wait. */
