@@ -68,6 +68,7 @@ void vm_release(struct vm *v, int id) {}
 int vcpu_set_guest_debug(struct vcpu *v, const struct kvm_guest_debug *dbg) { v->debug = *dbg; return 0; }
 void vm_request_exit(struct vm *v, enum vm_exit_reason why, int status) { v->exit_reason = why; }
 int control_register(struct control *c, const char *cmd, control_fn fn, void *ctx) { return 0; }
+int control_register_fds(struct control *c, const char *cmd, control_fd_fn fn, void *ctx) { return 0; }
 void control_handle(struct control *c, const char *line, char *out, size_t len)
 {
 	snprintf(out, len, "{\"ok\":true,\"text\":\"lkvm: vCPU 0 registers:\\n rip 0\\n\"}\n");
