@@ -102,7 +102,8 @@ timeout -k 10 120 $SB --console-log "$D/con10" -e V="$D/w1" -v "$D/w1" -- true <
 chmod 0700 "$C"
 if [ $rc8 = 1 ] && [ "$(lines "$D/e8")" = 1 ] && grep -q "memory: owned by uid 65534" "$D/e8" &&
    [ $rc9 = 1 ] && [ "$(lines "$D/e9")" = 1 ] && grep -q "state: writable by others (mode 666" "$D/e9" &&
-   [ $rc10 = 1 ] && [ "$(lines "$D/e10")" = 1 ] && grep -q "folder $C: writable by others (mode 777" "$D/e10" && [ -f "$E/state" ]; then
-	[ ! -s "$D/con8" ] && [ ! -s "$D/con9" ] && pass "refused, status 1, no VM, one line each: another user's file ($(cat "$D/e8")), a file others may write, a folder others may write"
+   [ $rc10 = 1 ] && [ "$(lines "$D/e10")" = 1 ] && grep -q "folder $C: writable by others (mode 777" "$D/e10" && [ -f "$E/state" ] &&
+   [ ! -s "$D/con8" ] && [ ! -s "$D/con9" ]; then
+	pass "refused, status 1, no VM, one line each: another user's file ($(cat "$D/e8")), a file others may write, a folder others may write"
 else fail "others' entries" "$rc8 '$(one "$D/e8")' / $rc9 '$(one "$D/e9")' / $rc10 '$(one "$D/e10")'"; fi
 suite_end
