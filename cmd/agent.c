@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -349,6 +350,31 @@ static int setup_kdir(const char *rec)
 	return 0;
 }
 
+/*
+ * The host's bytes into the guest's pool, credited, and a new CRNG key from
+ * it at once: VMs restored from one snapshot started with the same pool.
+ */
+static int reseed(const char *hex)
+{
+	struct { int entropy_count, buf_size; unsigned char buf[AGENT_SEED_BYTES]; } e = {
+		.entropy_count = AGENT_SEED_BYTES * 8, .buf_size = AGENT_SEED_BYTES };
+	for (int i = 0; i < AGENT_SEED_BYTES; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return fail("bad seed record");
+		e.buf[i] = v;
+	}
+	if (strlen(hex) != 2 * AGENT_SEED_BYTES)
+		return fail("bad seed record");
+	int u = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	int r = u < 0 || ioctl(u, RNDADDENTROPY, &e) < 0 || ioctl(u, RNDRESEEDCRNG) < 0 ? -1 : 0;
+	int err = errno;
+	if (u >= 0)
+		close(u);
+	memset(&e, 0, sizeof(e));
+	return r < 0 ? fail("reseeding the random pool: %s", strerror(err)) : 0;
+}
+
 static int do_setup(const uint8_t *p, uint32_t len)
 {
 	uint32_t off = 0;
@@ -360,6 +386,8 @@ static int do_setup(const uint8_t *p, uint32_t len)
 			overlay = true;
 		else if (tag == REC_NET)
 			net = true;
+		else if (tag == REC_SEED && reseed(t) < 0)
+			return -1;
 	if (overlay && overlay_root() < 0)
 		return -1;
 	if (mount(SCRATCH_TAG, "/tmp", "9p", MS_NOSUID | MS_NODEV, P9_OPTS) < 0)
@@ -770,9 +798,27 @@ int cmd_sandbox_init(int argc, char **argv)
 	}
 	uint8_t type, *setup = NULL, *exec = NULL;
 	uint32_t slen = 0, elen;
-	if (read_frame(sock, &type, &setup, &slen) < 0 || type != AGENT_SETUP) {
-		fprintf(stderr, "lkvm sandbox-init: no SETUP from the host\n");
-		power_off(EXIT_USAGE);
+	/*
+	 * A VM restored from lkvm sandbox's snapshot cache was saved here: the
+	 * transport reset ended this connection (it was to the old process).
+	 * Connect again, to the sandbox that restored us, for up to 10 s.
+	 */
+	for (int tries = 0; read_frame(sock, &type, &setup, &slen) < 0 || type != AGENT_SETUP; tries++) {
+		free(setup);
+		setup = NULL;
+		close(sock);
+		sock = -1;
+		for (; tries < 100 && sock < 0; tries++) {
+			usleep(100000);
+			if ((sock = vsock_socket()) >= 0 && connect(sock, (struct sockaddr *)&host, sizeof(host)) < 0) {
+				close(sock);
+				sock = -1;
+			}
+		}
+		if (sock < 0) {
+			fprintf(stderr, "lkvm sandbox-init: no SETUP from the host\n");
+			power_off(EXIT_USAGE);
+		}
 	}
 	if (do_setup(setup, slen) < 0 || read_frame(sock, &type, &exec, &elen) < 0 || type != AGENT_EXEC) {
 		if (!agent_error[0])

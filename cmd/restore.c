@@ -1,5 +1,5 @@
 /*
- * lkvm run --restore DIR [--clone] [--name N] [--network ...] [--9p ...]:
+ * lkvm run --restore DIR [--clone] [--name N] [--network ...] [--9p ...] [--vsock ...]:
  * the VM saved in DIR, built again from the options it was started with.
  *
  * Everything that needs no KVM is checked here first: the state file whole,
@@ -28,7 +28,7 @@
 
 /* Options a restore may give: everything else is the snapshot's. */
 static const char *const may_differ[] = {
-	"name", "network", "9p", "quiet", "verbose", "no-seccomp", "debug-ioport", "restore", "clone", NULL,
+	"name", "network", "9p", "vsock", "quiet", "verbose", "no-seccomp", "debug-ioport", "restore", "clone", NULL,
 };
 /* Options of the snapshot's VM a restore does not take again: nothing is loaded, and disks are overlays. */
 static const char *const not_again[] = { "kernel", "initrd", "params", "disk", "name", "quiet", "verbose", NULL };
@@ -132,7 +132,7 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 			continue;
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%.*s comes from the snapshot and cannot be given again (only --name, --clone, "
-			 "--network, --9p, -q, -v, --no-seccomp and --debug-ioport can)", (int)strcspn(args[i], "="), args[i]);
+			 "--network, --9p, --vsock, -q, -v, --no-seccomp and --debug-ioport can)", (int)strcspn(args[i], "="), args[i]);
 		return fail(dir_arg, msg);
 	}
 	char dir[3072], path[4096], name[128];
@@ -177,7 +177,8 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 		if (!strncmp(a, "--disk=", 7))
 			disk_args++;
 		bool overridden = (listed((const char *[]){ "network", NULL }, a) && given(nr_args, args, "network")) ||
-				  (listed((const char *[]){ "9p", NULL }, a) && given(nr_args, args, "9p"));
+				  (listed((const char *[]){ "9p", NULL }, a) && given(nr_args, args, "9p")) ||
+				  (listed((const char *[]){ "vsock", NULL }, a) && given(nr_args, args, "vsock"));
 		if (listed(not_again, a) || overridden) {
 			free(a);
 			continue;

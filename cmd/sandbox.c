@@ -27,15 +27,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "agent_host.h"
 #include "commands.h"
 #include "control.h"
+#include "run.h"
+#include "sandbox_cache.h"
 #include "sandbox_confine.h"
 #include "scratch.h"
 #include "util.h"
@@ -45,6 +49,7 @@
 #define CWD_TAG "lkvm-cwd"	/* the working directory, when the guest's /tmp would hide it */
 #define SANDBOX_CID "3"
 #define MAX_VOLUMES 32
+#define WARM_CONNECT_MS 60000	/* a restored VM's agent connects long before (it runs, no boot) */
 
 static int usage(void)
 {
@@ -68,6 +73,8 @@ static int usage(void)
 		"  --host-root         share the host's whole / instead (read-only)\n"
 		"  --host-loopback     let 10.0.2.2 reach the host's 127.0.0.1\n"
 		"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n"
+		"  --snapshot-cache[=DIR]  boot once to the agent, save the VM in DIR (default\n"
+		"                      $XDG_CACHE_HOME/lkvm/sandbox), restore it on later runs\n"
 		"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci, 9p, vsock and overlayfs built in.\n");
 	return EXIT_USAGE;
 }
@@ -75,7 +82,8 @@ static int usage(void)
 struct sb {
 	char **env;
 	int nr_env;
-	const char *workdir, *console_log, *kdir, *name, *kernel, *vsock_opt;
+	const char *workdir, *console_log, *kdir, *name, *kernel, *vsock_opt, *initrd, *cache_dir;
+	bool cache;
 	char volumes[MAX_VOLUMES][PATH_MAX + 80];	/* the --9p options */
 	char vol_guest[MAX_VOLUMES][PATH_MAX];
 	bool vol_ro[MAX_VOLUMES];
@@ -172,6 +180,12 @@ static int parse_options(struct sb *o, int argc, char **argv, int dash, char **r
 			o->name = v;
 		} else if (!missing && !strcmp(argv[i], "-t")) {
 			o->tty = true;
+		} else if (!strcmp(argv[i], "--snapshot-cache") || !strncmp(argv[i], "--snapshot-cache=", 17)) {
+			o->cache = true;
+			if (argv[i][16] == '=')
+				o->cache_dir = argv[i] + 17;
+			else if (i + 1 < dash && argv[i + 1][0] != '-')
+				o->cache_dir = argv[++i];
 		} else if (!strcmp(argv[i], "--root")) {
 			o->root = true;
 		} else if (!strcmp(argv[i], "--overlay")) {
@@ -185,6 +199,10 @@ static int parse_options(struct sb *o, int argc, char **argv, int dash, char **r
 				o->kernel = argv[i + 1];
 			else if (!strncmp(a, "--kernel=", 9))
 				o->kernel = a + 9;
+			if ((!strcmp(a, "-i") || !strcmp(a, "--initrd")) && i + 1 < dash)
+				o->initrd = argv[i + 1];
+			else if (!strncmp(a, "--initrd=", 9))
+				o->initrd = a + 9;
 			if (!strcmp(a, "--vsock") && i + 1 < dash)
 				o->vsock_opt = argv[i + 1];
 			else if (!strncmp(a, "--vsock=", 8))
@@ -213,6 +231,76 @@ static void vm_child(int log_fd, int argc, char **rargv, const sigset_t *mask)
 	dup2(log_fd >= 0 ? log_fd : null, 1);
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	_exit(cmd_run(argc, rargv));
+}
+
+/* The same, restored from the snapshot cache's entry with this run's shares, socket, name and network. */
+static void vm_restore_child(int log_fd, const char *entry, int nr, char **args, const sigset_t *mask)
+{
+	setpgid(0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	int null = open("/dev/null", O_RDWR);
+	dup2(null, 0);
+	dup2(log_fd >= 0 ? log_fd : null, 1);
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	_exit(run_restore(entry, false, nr, args));
+}
+
+/* `lkvm snapshot NAME DIR` in a child (its words are not the command's output): 0, or -1 with err set. */
+static int take_snapshot(const char *name, const char *dir)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return err_errno("pipe");
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return err_errno("fork");
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(pfd[1], 2);
+		char *av[] = { "snapshot", (char *)name, (char *)dir, NULL };
+		_exit(cmd_snapshot(3, av));
+	}
+	close(pfd[1]);
+	char msg[512];
+	size_t got = 0;
+	for (ssize_t r; got < sizeof(msg) - 1 && (r = read(pfd[0], msg + got, sizeof(msg) - 1 - got)) > 0;)
+		got += r;
+	close(pfd[0]);
+	msg[got] = 0;
+	msg[strcspn(msg, "\n")] = 0;
+	int st = 0;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return err_set("%s", *msg ? msg : "lkvm snapshot failed");
+	return 0;
+}
+
+/* The text of everything but the files that shapes the VM booted to the agent's ready point: the cache key's. */
+static int cache_desc(char *out, size_t len, const struct sb *o, const struct sandbox_confine *conf, char **rargs,
+		      int nr, bool cwd_shared, const char *kdir, bool has_net)
+{
+	size_t n = 0;
+#define ADD(...) do { if (n < len) n += snprintf(out + n, len - n, __VA_ARGS__); } while (0)
+	ADD("lkvm sandbox cache 1\n");
+	for (int i = 0; i < nr; i++)
+		ADD("run %s\n", rargs[i]);
+	ADD("host-root %d host-loopback %d net %d %s\n", conf->host_root, conf->host_loopback, has_net, has_net ? "" : conf->net);
+	for (int i = 0; i < conf->nr_allow; i++)
+		ADD("net-allow %s\n", conf->allow[i]);
+	for (int i = 0; i < conf->nr_expose; i++)
+		ADD("expose %s\n", conf->expose[i]);
+	ADD("cwd-share %d volumes %d", cwd_shared, o->nr_vol);
+	for (int i = 0; i < o->nr_vol; i++)
+		ADD(" %s", o->vol_ro[i] ? "ro" : "rw");
+	ADD("\nkdir %s console-log %d vsock %s\n", kdir, o->console_log != NULL, o->vsock_opt ? o->vsock_opt : "");
+#undef ADD
+	return n < len ? 0 : err_set("--snapshot-cache: too many options to make a key of");
 }
 
 /* Wait up to ms for the VM process; then it is killed. Its exit status. */
@@ -442,6 +530,49 @@ int cmd_sandbox(int argc, char **argv)
 	}
 	rargv[k] = NULL;
 
+	/*
+	 * --snapshot-cache: a saved VM of these options, restored with this run's
+	 * shares (same tags, this run's folders and views), socket, name and
+	 * network; the mounts, the command and its environment come through the
+	 * agent after the restore, as they do after a boot.
+	 */
+	static struct sandbox_cache cache;
+	static char desc[16384], rname[96], rshares[2 + MAX_VOLUMES + 2][2 * PATH_MAX + 64], rvsock[PATH_MAX + 64];
+	char *rst[2 + MAX_VOLUMES + 2 + 8 + SANDBOX_MAX_RULES];
+	int nrst = 0;
+	bool warm = false;
+	if (o.cache) {
+		char why[2 * PATH_MAX + 600];
+		if (cache_desc(desc, sizeof(desc), &o, &conf, rargs, nr, cwd_shared, kdir, has_net) < 0 ||
+		    sandbox_cache_open(&cache, o.cache_dir, desc, o.kernel, o.initrd, self) < 0)
+			goto fail;
+		int r = sandbox_cache_lookup(&cache, why, sizeof(why));
+		if (r < 0)
+			goto fail;
+		if (*why)
+			fprintf(stderr, "lkvm sandbox: %s; rebuilding it\n", why);
+		warm = r == 1;
+		snprintf(rname, sizeof(rname), "--name=%s", o.name ? o.name : name);
+		rst[nrst++] = rname;
+		int ns = 0;
+		for (int i = 1; i < k; i++)	/* this run's --9p, in order */
+			if (!strcmp(rargv[i - 1], "--9p") && ns < (int)ARRAY_SIZE(rshares)) {
+				snprintf(rshares[ns], sizeof(rshares[0]), "--9p=%s", rargv[i]);
+				rst[nrst++] = rshares[ns++];
+			}
+		snprintf(rvsock, sizeof(rvsock), "--vsock=%s", o.vsock_opt ? o.vsock_opt : vsock_arg);
+		rst[nrst++] = rvsock;
+		static char rnet[8][2200];
+		int nn = 0;
+		for (int i = 1; i < k && nn < 8; i++)	/* the network: ours, or the user's (policy added) */
+			if (!strcmp(rargv[i - 1], "--network")) {
+				snprintf(rnet[nn], sizeof(rnet[0]), "--network=%s", rargv[i]);
+				rst[nrst++] = rnet[nn++];
+			} else if (!strncmp(rargv[i], "--network=", 10)) {
+				rst[nrst++] = rargv[i];
+			}
+	}
+
 	/* SETUP and EXEC */
 	char rec[PATH_MAX + 128];
 	if (!o.no_overlay)
@@ -458,6 +589,14 @@ int cmd_sandbox(int argc, char **argv)
 		snprintf(rec, sizeof(rec), "lkvm-kdir %s", kdir);
 		agent_rec_add(&setup, REC_KDIR, rec);
 	}
+	/* The guest's random pool gets bytes of ours: VMs restored from one snapshot must not share it. */
+	uint8_t seed[AGENT_SEED_BYTES];
+	if (getrandom(seed, sizeof(seed), 0) == (ssize_t)sizeof(seed)) {
+		for (int i = 0; i < AGENT_SEED_BYTES; i++)
+			snprintf(rec + 2 * i, 3, "%02x", seed[i]);
+		agent_rec_add(&setup, REC_SEED, rec);
+		memset(seed, 0, sizeof(seed));
+	}
 	struct agent_cmd cmd = { .argv = argv + dash + 1, .env = o.env, .nr_env = o.nr_env, .cwd = workdir,
 				 .root = o.root, .tty = o.tty };
 	if (agent_exec_records(&exec, &cmd) < 0)
@@ -465,6 +604,7 @@ int cmd_sandbox(int argc, char **argv)
 
 	sigset_t old;	/* SIGCHLD too: the VM's end is read on its pidfd */
 	int sigfd = agent_session_signals(true, &old);
+again:
 	fflush(NULL);
 	pid_t vm = fork();
 	if (vm < 0) {
@@ -474,15 +614,31 @@ int cmd_sandbox(int argc, char **argv)
 	}
 	if (vm == 0) {
 		close(lis);
+		if (warm)
+			vm_restore_child(log_fd, cache.entry, nrst, rst, &old);
 		vm_child(log_fd, k, rargv, &old);
 	}
 	int pidfd = pidfd_open(vm);
 	/* Until the agent connects: the VM may fail, or a signal end it all. */
 	int conn = -1, sig = 0;
+	/* A restored agent reconnects at once; one that does not (its guest broke) makes us boot instead. */
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (conn < 0) {
 		struct pollfd p[3] = { { .fd = lis, .events = POLLIN }, { .fd = pidfd, .events = POLLIN },
 				       { .fd = sigfd, .events = POLLIN } };
-		if (poll(p, 3, -1) < 0 && errno != EINTR)
+		int wait_ms = -1;
+		if (warm) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			long long gone = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+			if (gone >= WARM_CONNECT_MS) {
+				kill(vm, SIGKILL);
+				break;
+			}
+			wait_ms = WARM_CONNECT_MS - gone;
+		}
+		if (poll(p, 3, wait_ms) < 0 && errno != EINTR)
 			break;
 		struct signalfd_siginfo si;
 		if ((p[2].revents & POLLIN) && read(sigfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGWINCH) {
@@ -493,6 +649,19 @@ int cmd_sandbox(int argc, char **argv)
 			break;
 		if (p[0].revents & POLLIN)
 			conn = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+	}
+	if (conn < 0 && !sig && warm) {	/* the entry did not restore (it said why): booted afresh and saved again */
+		int st = reap_vm(vm, pidfd, 5000);
+		close(pidfd);
+		fprintf(stderr, "lkvm sandbox: snapshot cache entry %s could not be restored (status %d); rebuilding it\n",
+			cache.entry, st);
+		sandbox_cache_remove(cache.entry);
+		warm = false;
+		goto again;
+	}
+	if (conn >= 0 && o.cache && !warm) {	/* booted to the agent's ready point: save it (it goes on) */
+		if (take_snapshot(o.name ? o.name : name, cache.tmp) < 0 || sandbox_cache_commit(&cache) < 0)
+			fprintf(stderr, "lkvm sandbox: --snapshot-cache: not saved: %s\n", err_msg());
 	}
 	if (conn < 0) {
 		if (sig) {

@@ -88,5 +88,7 @@ int agent_rec_next(const uint8_t *payload, uint32_t len, uint32_t *off, char *ta
 #define REC_CWDSHARE 'C'	/* SETUP: the cwd under /tmp is shared as lkvm-cwd (read-only) */
 #define REC_NET 'N'	/* SETUP: configure eth0 for user-mode networking */
 #define REC_KDIR 'K'	/* SETUP: "TAG HOSTPATH": a tree whose modules.order becomes /lib/modules/$(uname -r) */
+#define REC_SEED 'R'	/* SETUP: 64 hex digits from the host's getrandom(): credited to the guest's pool, CRNG reseeded */
+#define AGENT_SEED_BYTES 32
 
 #endif

@@ -373,15 +373,27 @@ static char *find_name(int parent, const struct stat *self)
 	char buf[4096] __attribute__((aligned(8)));
 	char *found = NULL;
 	ssize_t n;
-	while (!found && (n = getdents64(dfd, buf, sizeof(buf))) > 0) {
-		for (ssize_t off = 0; off < n && !found;) {
-			struct dirent64 *d = (struct dirent64 *)(buf + off);
-			struct stat st;
-			off += d->d_reclen;
-			if (d->d_ino != self->st_ino || !strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-				continue;
-			if (!fstatat(parent, d->d_name, &st, AT_SYMLINK_NOFOLLOW) && same_inode(&st, self))
-				found = xstrdup(d->d_name);
+	/*
+	 * Pass 0 matches d_ino; a mount point's d_ino is the covered folder's,
+	 * not the mounted root's (xdev shares cross them), so a folder not found
+	 * so is looked for once more among the subfolders, by stat.
+	 */
+	for (int pass = 0; pass < (S_ISDIR(self->st_mode) ? 2 : 1) && !found; pass++) {
+		if (pass && lseek(dfd, 0, SEEK_SET) < 0)
+			break;
+		while (!found && (n = getdents64(dfd, buf, sizeof(buf))) > 0) {
+			for (ssize_t off = 0; off < n && !found;) {
+				struct dirent64 *d = (struct dirent64 *)(buf + off);
+				struct stat st;
+				off += d->d_reclen;
+				if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+					continue;
+				if (pass ? d->d_ino == self->st_ino || (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN)
+					 : d->d_ino != self->st_ino)
+					continue;
+				if (!fstatat(parent, d->d_name, &st, AT_SYMLINK_NOFOLLOW) && same_inode(&st, self))
+					found = xstrdup(d->d_name);
+			}
 		}
 	}
 	close(dfd);

@@ -4,7 +4,8 @@
  * RAM's layout must be the one saved, then the board's records (irqchip,
  * vCPUs, clock) and every device's, in creation order. The VM's generation
  * counts restores; the devices that tell the guest about it (vmgenid) do so
- * in their load.
+ * in their load, as virtio-vsock sends its transport reset event (the
+ * guest's connections were to the old process).
  */
 #include <string.h>
 #include "board.h"
@@ -51,10 +52,5 @@ int vm_snapshot_load(struct vm *vm, const struct board *b)
 	vm->generation = generation + 1;
 	if (check_memory(vm, r) < 0 || b->load(vm, r) < 0 || devices_load(vm, r) < 0)
 		return -1;
-	/*
-	 * TODO(vsock): once virtio/vsock.c lands, its load sends the transport
-	 * reset event (virtio 1.2 5.10.6.6), as Firecracker does after a restore:
-	 * the guest's connections were to the old process.
-	 */
 	return 0;
 }

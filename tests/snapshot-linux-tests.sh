@@ -8,10 +8,15 @@
 #     breaks), gets DHCP, ping and HTTP to the host, has its held TCP connection
 #     reset, writes to its own overlay, and after a reseed from virtio-rng its own
 #     randomness; the host checks each overlay and the image
+#   - vsock (lkvm run --agent: lkvm's agent beside the script): a connection the host
+#     holds into the guest across the snapshot stays open in the VM that goes on and is
+#     reset in each clone (the transport reset event); clone 2 gets another CID, which
+#     its guest reads again; lkvm exec into each clone runs a command: its output (256 KiB
+#     whose MD5 the guest reports), its exit status and stdin (host bytes the guest hashes)
 #   - a plain restore resumes once; a second plain restore is refused
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
-LKVM=$(pwd)/$BUILD/lkvm
+LKVM=$(readlink -f "$BUILD/lkvm")	# as /proc/self/exe names it: --agent's init is at this path in the guest
 K=$(cat .cache/kernel/current 2>/dev/null)/bzImage
 T=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
@@ -29,8 +34,12 @@ if [ ! -f "$K" ]; then
 	ko "snapshot linux tests" "no test kernel (tests/prepare-kernels.sh)"
 	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
-if [ ! -x "$BUILD/tests/kernel/reseed" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
-	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed"; then
+# lkvm itself goes into the initramfs for --agent, with the libraries it needs.
+PEER=$BUILD/tests/vsock-peer
+[ -x "$PEER" ] && [ ! tests/kernel/vsock-peer.c -nt "$PEER" ] || cc -static -O2 -Wall -o "$PEER" tests/kernel/vsock-peer.c
+libs=$(ldd "$LKVM" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' | sed 's/.*/&:&/')
+if [ ! -x "$BUILD/tests/kernel/reseed" ] || [ ! -x "$PEER" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
+	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed" "$PEER:/bin/vsock-peer" "$LKVM:$LKVM" $libs; then
 	ko "snapshot linux tests" "cannot build the initramfs"
 	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
@@ -58,41 +67,73 @@ read -r hp hold md5 < "$T/ports"
 printf 'disk-base' > "$T/base.raw" && truncate -s 8M "$T/base.raw"
 qemu-img convert -f raw -O qcow2 "$T/base.raw" "$T/disk.qcow2"
 for s in shareA share1 share2 shareR; do mkdir "$T/$s"; echo keep-data > "$T/$s/keep"; echo "new-in-$s" > "$T/$s/new"; done
+echo done > "$T/shareA/done"; echo done > "$T/shareR/done"	# the clones' come after lkvm exec
 echo gone-data > "$T/shareA/gone"
 # Started as root, VM a is jailed (docs/jail.md): its share is its jail user's (restores are not jailed).
 [ "$(id -u)" = 0 ] && chown -R 65534:65534 "$T/shareA"
-P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold"
+vport=5123
+P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold lkvm_vport=$vport rdinit=$LKVM init=/init"
 
 # 1. Boot, snapshot while it runs: the VM goes on into a new overlay, the image is the snapshot's.
-"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --jail-user 65534:65534 --9p "$T/shareA,share" \
+"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --jail-user 65534:65534 --9p "$T/shareA,share" --agent \
 	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
 if ! wait_for "$T/a.out" SNAP-READY 400; then
 	ko "boot to the snapshot point" "$(tailof a)"
 	echo "snapshot-linux: $pass passed, $fail failed, 0 skipped"; exit 1
 fi
+# The host holds a vsock connection into the guest's listener (CONNECT, OK; nothing sent).
+python3 - "$T/lkvm/a.vsock" $vport > "$T/vhold" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"CONNECT %s\n" % sys.argv[2].encode())
+line = b""
+while not line.endswith(b"\n"):
+    c = s.recv(1)
+    if not c: break
+    line += c
+print(line.decode().strip(), flush=True)
+time.sleep(100000)
+PY
+vholdpid=$!; pids="$pids $vholdpid"
+wait_for "$T/vhold" . 30
 "$LKVM" snapshot a "$T/snap" > "$T/snap.out" 2>&1; src=$?
 img_md5=$(md5sum < "$T/disk.qcow2")
 ov="$T/disk-after-snap.qcow2"
 if [ $src = 0 ] && [ -f "$T/snap/state" ] && [ -f "$ov" ] && grep -q "disk 0: the VM now writes $ov" "$T/snap.out" &&
-   [ "$(val a SNAP-HELD)" = 1 ]; then
+   [ "$(val a SNAP-HELD)" = 1 ] && grep -q '^OK ' "$T/vhold"; then
 	ok "snapshot of a booted Linux guest while it runs: $(head -n 1 "$T/snap.out")"
-else ko "snapshot" "status $src: $(cat "$T/snap.out" | tr '\n' '|') held '$(val a SNAP-HELD)'"; fi
+else ko "snapshot" "status $src: $(cat "$T/snap.out" | tr '\n' '|') held '$(val a SNAP-HELD)' vsock '$(cat "$T/vhold")'"; fi
 echo a > "$T/shareA/go"
 wait $a; arc=$?
 if [ $arc = 0 ] && [ "$(val a SNAP-GO)" = a ] && [ "$(val a SNAP-KEEP)" = keep-data ] && [ "$(val a SNAP-GONE)" = readable ] &&
-   [ "$(val a SNAP-RST)" = still-open ] && [ "$(sector2 "$ov")" = written-by-a ] && [ "$(sector2 "$T/disk.qcow2")" = "" ]; then
-	ok "the snapshotted VM went on: its TCP connection stayed open, its write went to the overlay, the image has none"
-else ko "the snapshotted VM goes on" "status $arc, go '$(val a SNAP-GO)' rst '$(val a SNAP-RST)' overlay '$(sector2 "$ov")' image '$(sector2 "$T/disk.qcow2")': $(tailof a)"; fi
+   [ "$(val a SNAP-RST)" = still-open ] && [ "$(val a SNAP-VRST | cut -d" " -f1)" = still-open ] && [ "$(val a SNAP-CID)" = 3 ] && [ "$(sector2 "$ov")" = written-by-a ] && [ "$(sector2 "$T/disk.qcow2")" = "" ]; then
+	ok "the snapshotted VM went on: its TCP and vsock connections stayed open, its write went to the overlay, the image has none"
+else ko "the snapshotted VM goes on" "status $arc, go '$(val a SNAP-GO)' rst '$(val a SNAP-RST)' vsock '$(val a SNAP-VRST)' cid '$(val a SNAP-CID)' overlay '$(sector2 "$ov")' image '$(sector2 "$T/disk.qcow2")': $(tailof a)"; fi
 
 # 2. Two clones at once, each with its own share.
 echo c1 > "$T/share1/go"; echo c2 > "$T/share2/go"
 t0=$(date +%s)
 for c in 1 2; do
-	"$LKVM" run --restore "$T/snap" --clone --name c$c --9p "$T/share$c,share" < /dev/null > "$T/c$c.out" 2>&1 &
+	vs=; [ $c = 2 ] && vs="--vsock 5"	# another CID: the guest reads it again at the transport reset
+	"$LKVM" run --restore "$T/snap" --clone --name c$c --9p "$T/share$c,share" $vs < /dev/null > "$T/c$c.out" 2>&1 &
 	eval c${c}pid=\$!
 done
 pids="$pids $c1pid $c2pid"
 ( sleep 900; kill $c1pid $c2pid 2>/dev/null ) & watchdog=$!
+# lkvm exec into each clone (its agent's listener survived the reset): stdin in, 256 KiB out, status 7.
+head -c 100000 /dev/urandom > "$T/stdin"; in_md5=$(md5sum < "$T/stdin" | cut -c1-32)
+for c in 1 2; do
+	wait_for "$T/c$c.out" SNAP-DONE 600
+	tok=tok$c$$
+	timeout -k 10 120 "$LKVM" exec c$c -e T=$tok -- sh -c 'echo "t=$T in=$(md5sum | cut -c1-32)" >&2
+		dd if=/dev/urandom bs=1024 count=256 2>/dev/null > /tmp/o; echo "out=$(md5sum < /tmp/o | cut -c1-32)" >&2; cat /tmp/o; exit 7' \
+		< "$T/stdin" > "$T/e$c.out" 2> "$T/e$c.err"; erc=$?
+	got=$(md5sum < "$T/e$c.out" | cut -c1-32)
+	if [ $erc = 7 ] && grep -qx "t=$tok in=$in_md5" "$T/e$c.err" && grep -qx "out=$got" "$T/e$c.err" &&
+	   [ "$(stat -c %s "$T/e$c.out")" = 262144 ]; then
+		ok "lkvm exec into restored clone c$c: status 7, its -e value, the host's 100000 stdin bytes hashed right in the guest, 256 KiB of output hashed right on the host"
+	else ko "lkvm exec into clone c$c" "status $erc, $(stat -c %s "$T/e$c.out") bytes ($got), stderr: $(tr '\n' '|' < "$T/e$c.err" | head -c 300)"; fi
+	echo done > "$T/share$c/done"
+done
 wait $c1pid; r1=$?; wait $c2pid; r2=$?
 kill $watchdog 2>/dev/null
 echo "note: both clones ran their checks in $(($(date +%s) - t0)) s"
@@ -108,6 +149,10 @@ for c in 1 2; do
 		ko "clone c$c" "status $rc, go '$(val $o SNAP-GO)' disk '$(val $o SNAP-DISK)' keep '$(val $o SNAP-KEEP)' gone '$(val $o SNAP-GONE)' new '$(val $o SNAP-NEW)' rst '$(val $o SNAP-RST)' addr '$(val $o SNAP-ADDR)' dhcp '$(val $o SNAP-DHCP)' ping '$(val $o SNAP-PING)' get '$(val $o SNAP-GET)' overlay '$(sector2 "$T/snap/clones/c$c/disk0.qcow2")': $(tailof $o)"
 	fi
 done
+vr1=$(val c1 SNAP-VRST); vr2=$(val c2 SNAP-VRST)
+if [ "${vr1%% *}" = 1 ] && [ "${vr2%% *}" = 1 ] && [ "$(val c1 SNAP-CID)" = 3 ] && [ "$(val c2 SNAP-CID)" = 5 ]; then
+	ok "vsock transport reset in each clone: the connection held across the snapshot ended ($vr1); the guest's CID is 3 and (--vsock 5) 5"
+else ko "vsock transport reset" "held connection '$vr1' / '$vr2', CIDs '$(val c1 SNAP-CID)' / '$(val c2 SNAP-CID)' (want 1 ..., 3 and 5)"; fi
 ra=$(val c1 SNAP-RAND); rb=$(val c2 SNAP-RAND)
 if [ "$(val c1 SNAP-RESEED)" = ok ] && [ "$(val c2 SNAP-RESEED)" = ok ] && [ ${#ra} = 32 ] && [ ${#rb} = 32 ] && [ "$ra" != "$rb" ]; then
 	ok "the clones' random pools differ after a reseed from virtio-rng ($ra / $rb; before it: $(val c1 SNAP-RAND-BEFORE) / $(val c2 SNAP-RAND-BEFORE))"

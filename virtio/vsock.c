@@ -40,6 +40,7 @@
 #include "devices.h"
 #include "json.h"
 #include "options.h"
+#include "snapshot.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -982,6 +983,8 @@ static int vsock_start(struct device *dev)
 	if (r)
 		return err_set("virtio-vsock: cannot start its I/O thread");
 	v->running = true;
+	if (v->event_pending)	/* restored: the reset event goes out now, not at the guest's next kick */
+		kick(v);
 	return 0;
 }
 
@@ -1028,8 +1031,60 @@ static void vsock_stats(struct device *dev, struct json_writer *j)
 	}
 }
 
+/*
+ * Snapshots (virtio 1.2 5.10.6.6, as Firecracker does): the transport and the
+ * queues, not the connections. Their host ends belong to the process that
+ * made them, so a restored VM tells its guest with the transport reset event:
+ * the driver drops every connection it had and reads guest_cid again (its
+ * listeners stay), and host programs connect anew to the restored VM's socket.
+ */
+static int vsock_save(struct device *dev, struct snap_writer *w)
+{
+	struct vsock *v = dev->priv;
+	virtio_pci_save(&v->dev, w);
+	snap_u64(w, v->cid);
+	snap_u32(w, v->nr_conns);	/* what a restore drops */
+	snap_u32(w, v->next_port);
+	snap_bool(w, v->event_pending);
+	return 0;
+}
+
+static int vsock_load(struct device *dev, struct snap_reader *r)
+{
+	struct vsock *v = dev->priv;
+	if (virtio_pci_load(&v->dev, r) < 0)
+		return -1;
+	uint64_t cid = snap_get_u64(r);
+	uint32_t conns = snap_get_u32(r), next_port = snap_get_u32(r);
+	snap_get_bool(r);	/* a reset event waiting then: the one below says the same */
+	if (snap_failed(r))
+		return -1;
+	if (cid < VSOCK_MIN_CID || cid > VSOCK_MAX_CID)
+		return snap_bad(r, "virtio-vsock: guest CID %llu (3-4294967294)", (unsigned long long)cid);
+	if (conns > VSOCK_MAX_CONNS)
+		return snap_bad(r, "virtio-vsock: %u connections (at most %d)", conns, VSOCK_MAX_CONNS);
+	if (next_port < FIRST_HOST_PORT || next_port == 0xffffffffu)
+		return snap_bad(r, "virtio-vsock: host port %u (from %u)", next_port, FIRST_HOST_PORT);
+	/* The device's thread returns every chain it takes before it stops: none can be in flight. */
+	for (int i = 0; i < v->dev.nr_queues; i++) {
+		const struct virtq *q = &v->dev.q[i];
+		if (q->enabled && q->last_avail != q->used_idx)
+			return snap_bad(r, "virtio-vsock queue %d: %u chains taken, %u returned (none is in flight at a save)",
+					i, q->last_avail, q->used_idx);
+	}
+	v->next_port = next_port;
+	/* guest_cid is this VM's (--vsock may differ): the reset makes the driver read it. */
+	v->event_pending = v->dev.status & VIRTIO_STATUS_DRIVER_OK;
+	__atomic_store_n(&v->reset_req, 0, __ATOMIC_RELEASE);	/* the reset at creation was before this state */
+	if (cid != v->cid)
+		pr_info("virtio-vsock: the guest's CID was %llu, is now %llu", (unsigned long long)cid,
+			(unsigned long long)v->cid);
+	return 0;
+}
+
 static const struct device_ops vsock_dev_ops = {
 	.start = vsock_start, .stop = vsock_stop, .destroy = vsock_destroy, .stats = vsock_stats,
+	.save = vsock_save, .load = vsock_load, .snap_version = 1,
 };
 
 void vsock_get_stats(struct vsock *v, struct vsock_stats *st)

@@ -2,8 +2,9 @@
  * libFuzzer target: snapshot state files (lib/snapshot.c) and what the
  * devices load from them. The input is a whole state file: the reader checks
  * it; one it accepts is loaded into a fake VM with the PCI host, the four
- * UARTs, the i8042, RTC, PIT, debug ports, virtio-rng, virtio-console and
- * virtio-balloon (so dev:* records reach every load function, the PCI
+ * UARTs, the i8042, RTC, PIT, debug ports, virtio-rng, virtio-console,
+ * virtio-balloon and virtio-vsock (its socket in a folder of this process;
+ * never started) (so dev:* records reach every load function, the PCI
  * config space and the virtio transport's), and its disks record is read.
  * Inputs fail the reader's checksums unless the fuzzer fixes them: a flags
  * byte first says whether the harness recomputes every record's CRC (and the
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "devices.h"
 #include "fake_vm.h"
@@ -60,10 +62,21 @@ static void fix_crcs(uint8_t *b, size_t len)
 	}
 }
 
+static char vsock_dir[64], vsock_opt[128];
+
+static void remove_vsock_dir(void) { rmdir(vsock_dir); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
+	if (!vsock_dir[0]) {
+		snprintf(vsock_dir, sizeof(vsock_dir), "/tmp/lkvm-fuzz-snapshot-XXXXXX");
+		if (!mkdtemp(vsock_dir))
+			abort();
+		snprintf(vsock_opt, sizeof(vsock_opt), "3,uds=%s/v.sock", vsock_dir);
+		atexit(remove_vsock_dir);
+	}
 	uint8_t *buf = malloc(size);
 	memcpy(buf, data + 1, size - 1);
 	if (data[0] & 1)
@@ -78,9 +91,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	device_type_option(&vm.cfg, &virtio_rng_device, "rng", NULL);
 	device_type_option(&vm.cfg, &virtio_console_device, "console", "virtio");
 	device_type_option(&vm.cfg, &virtio_balloon_device, "balloon", NULL);
+	device_type_option(&vm.cfg, &virtio_vsock_device, "vsock", vsock_opt);
 	static const struct device_type *const types[] = {
 		&pci_host_device, &serial_device, &i8042_device, &rtc_device, &pit_device, &debug_ports_device,
-		&virtio_console_device, &virtio_rng_device, &virtio_balloon_device, NULL,
+		&virtio_console_device, &virtio_rng_device, &virtio_balloon_device, &virtio_vsock_device, NULL,
 	};
 	for (int i = 0; types[i]; i++)
 		if (device_type_create(&vm, types[i]) < 0)
@@ -104,7 +118,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snapshot_read_disks(r, d, &n);
 	free(d);
 	snap_reader_free(r);
-	fake_vm_free(&vm);
+	fake_vm_free(&vm);	/* the vsock device's socket goes with it */
+	for (int i = 0; i < vm.nr_jail_keep; i++)
+		free((void *)vm.jail_keep[i]);
 	guest_mem_free(&vm.mem);
 	return 0;
 }

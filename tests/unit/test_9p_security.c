@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "test.h"
 #include "p9.h"
+#include "snapshot.h"
 #include "util.h"
 
 #include "virtio_driver.h"
@@ -556,6 +557,29 @@ static void mounts_body(void)
 	CHECK_EQ(p9c_lopen(&cl, 2, 0), 0);
 	char buf[64] = { 0 };
 	CHECK_EQ(p9c_read(&cl, 2, 0, sizeof(buf), buf), 18);
+	/* A snapshot finds the file's path across the mount point (its d_ino is the covered folder's). */
+	char sp[] = "/tmp/lkvm-test-9pmnt-XXXXXX";
+	int sfd = mkstemp(sp);
+	unlink(sp);
+	struct snap_writer *w = snap_writer_new(sfd, sp);
+	snap_begin(w, "p9", 1);
+	CHECK_EQ(p9_server_save(cl.srv, w), 0);
+	CHECK_EQ(snap_end(w), 0);
+	CHECK_EQ(snap_writer_close(w), 0);
+	struct stat sst;
+	fstat(sfd, &sst);
+	uint8_t *sb = xcalloc(1, sst.st_size);
+	CHECK_EQ(pread(sfd, sb, sst.st_size, 0), (ssize_t)sst.st_size);
+	close(sfd);
+	p9_server_free(cl.srv);
+	cl.srv = server_for(share, &cfg);
+	struct snap_reader *sr = snap_reader_new(sb, sst.st_size, "t");
+	CHECK(sr && !snap_open(sr, "p9", 1) && p9_server_load(cl.srv, sr) == 0);
+	snap_reader_free(sr);
+	free(sb);
+	memset(buf, 0, sizeof(buf));
+	CHECK_EQ(p9c_read(&cl, 2, 0, sizeof(buf), buf), 18);
+	CHECK(!memcmp(buf, "on the other mount", 18));
 	const char *pr[] = { "proc", "self", "status" };
 	CHECK_EQ(p9c_walk(&cl, 0, 3, 3, pr, NULL, &n), 0);
 	CHECK_EQ(n, 1);	/* into /proc: refused */

@@ -4,8 +4,9 @@
  * data both ways, credit stalls and resumes in both directions, shutdown and
  * RST, unknown ports, hostile packets (short headers, lengths beyond the
  * chain, credit overflow, wrong CIDs, unknown ops and types, data before the
- * handshake), REQUEST floods, transport and device resets, the socket path's
- * safety, and the device's thread under the seccomp allowlist.
+ * handshake), REQUEST floods, transport and device resets, snapshots (the
+ * restored device sends the transport reset event; bad records are refused),
+ * the socket path's safety, and the device's thread under the seccomp allowlist.
  *
  * Packets are encoded and decoded here by the test's own code (virtio 1.2
  * section 5.10.6), not the device's.
@@ -22,6 +23,8 @@
 #include "devices.h"
 #include "test.h"
 #include "seccomp.h"
+#include "snapshot.h"
+#include "virtio.h"
 #include "vsock.h"
 #include "virtio_driver.h"
 #include "../ro_sandbox.h"
@@ -919,6 +922,132 @@ TEST(device_reset)
 	fd = open_from_guest(lfd, 5201, 5000, 65536);
 	CHECK(fd >= 0);
 	close(fd);
+	close(lfd);
+}
+
+/* ---- snapshots ---- */
+
+static uint8_t *snap_buf;
+static size_t snap_len;
+static struct { bool on; uint64_t cid; uint32_t conns, port; int q; uint16_t skew; } bad;
+
+/* Every device's record as devices_save() writes it; with bad.on, a vsock record carrying bad's values. */
+static void snap_save(void)
+{
+	char tmp[] = "/tmp/lkvm-test-vsnap-XXXXXX";
+	int fd = mkstemp(tmp);
+	unlink(tmp);
+	struct snap_writer *w = snap_writer_new(fd, tmp);
+	if (!bad.on) {
+		CHECK_EQ(devices_save(&vm, w), 0);
+	} else {
+		for (struct device *d = vm.devices; d; d = d->next) {
+			char name[80];
+			snprintf(name, sizeof(name), "dev:%s:%d", d->type, d->index);
+			snap_begin(w, name, d->ops->snap_version);
+			if (d->priv != dev) {
+				d->ops->save(d, w);
+			} else {
+				struct virtio_dev *vd = (struct virtio_dev *)dev;	/* its first member */
+				vd->q[bad.q].last_avail += bad.skew;
+				virtio_pci_save(vd, w);
+				vd->q[bad.q].last_avail -= bad.skew;
+				snap_u64(w, bad.cid);
+				snap_u32(w, bad.conns);
+				snap_u32(w, bad.port);
+				snap_bool(w, false);
+			}
+			CHECK_EQ(snap_end(w), 0);
+		}
+	}
+	CHECK_EQ(snap_writer_close(w), 0);
+	struct stat st;
+	fstat(fd, &st);
+	free(snap_buf);
+	snap_len = st.st_size;
+	snap_buf = xcalloc(1, snap_len);
+	CHECK_EQ(pread(fd, snap_buf, snap_len, 0), (ssize_t)snap_len);
+	close(fd);
+}
+
+/* A new VM with guest RAM as it was and the saved records loaded: devices_load()'s result. */
+static uint8_t *ram_copy;
+static int snap_restore(void)
+{
+	fresh_created(path);
+	memcpy(g(0), ram_copy, MiB(16));
+	struct snap_reader *r = snap_reader_new(snap_buf, snap_len, "vsnap");
+	CHECK(r != NULL);
+	int ret = r ? devices_load(&vm, r) : -1;
+	snap_reader_free(r);
+	return ret;
+}
+
+TEST(snapshot_restore)
+{
+	fresh();
+	int lfd = host_listen(5000);
+	int fd = open_from_guest(lfd, 5300, 5000, 65536);
+	CHECK(fd >= 0);
+	devices_stop(&vm);	/* as lkvm snapshot does: the device's thread has returned every chain */
+	snap_save();
+	ram_copy = xcalloc(1, MiB(16));
+	memcpy(ram_copy, g(0), MiB(16));
+	CHECK_EQ(get_le16(g(USED2 + 2)), 0);
+	CHECK_EQ(snap_restore(), 0);
+	CHECK(closed_within(fd, 2000));	/* the old process's host end went with it */
+	close(fd);
+	CHECK_EQ(devices_start(&vm), 0);
+	/* The restored device tells the driver at once: the transport reset event. */
+	int i = 0;
+	while (get_le16(g(USED2 + 2)) != 1 && i++ < 2000)
+		usleep(1000);
+	CHECK_EQ(get_le16(g(USED2 + 2)), 1);
+	uint32_t id = get_le32(g(USED2 + 4));
+	CHECK(id < QSIZE);
+	CHECK_EQ(get_le32(g(EVBUF + 16 * (id % QSIZE))), 0);	/* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
+	CHECK_EQ(stats().conns, 0);
+	/* The driver's rings went on: a new connection and data both ways. */
+	fd = open_from_guest(lfd, 5301, 5000, 65536);
+	CHECK(fd >= 0);
+	gsend(RW, 5301, 5000, "after", 5);
+	char got[8] = { 0 };
+	CHECK(read_full(fd, got, 5, 2000));
+	CHECK(!memcmp(got, "after", 5));
+	CHECK_EQ(write(fd, "back", 4), 4);
+	struct pkt p;
+	CHECK(expect(&p, RW, 5000, 5301));
+	CHECK(p.len == 4 && !memcmp(p.data, "back", 4));
+	close(fd);
+
+	/* Hostile records: each refused in one line naming the file and the value. */
+	const struct { uint64_t cid; uint32_t conns, port; int q; uint16_t skew; const char *msg; } cases[] = {
+		{ 1, 0, 1u << 30, 0, 0, "guest CID 1" },
+		{ 42, 100000, 1u << 30, 0, 0, "100000 connections" },
+		{ 42, 0, 7, 0, 0, "host port 7" },
+		{ 42, 0, 1u << 30, 1, 3, "queue 1: 3 chains taken, 0 returned" },
+		{ 42, 0, 1u << 30, 0, 0xffff, "queue 0: 65535 chains taken" },
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(cases); k++) {
+		fresh();
+		devices_stop(&vm);
+		memcpy(ram_copy, g(0), MiB(16));
+		bad.on = true;
+		bad.cid = cases[k].cid;
+		bad.conns = cases[k].conns;
+		bad.port = cases[k].port;
+		bad.q = cases[k].q;
+		bad.skew = cases[k].skew;
+		snap_save();
+		bad.on = false;
+		CHECK_EQ(snap_restore(), -1);
+		bool named = strstr(err_msg(), "vsnap: record dev:virtio-vsock:0") && strstr(err_msg(), cases[k].msg);
+		CHECK(named);
+		CHECK(!strchr(err_msg(), '\n'));
+		if (!named)
+			fprintf(stderr, "case %zu: %s\n", k, err_msg());
+	}
+	free(ram_copy);
 	close(lfd);
 }
 
