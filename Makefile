@@ -25,13 +25,17 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
 LKVM := $(BUILD)/lkvm
 
-all: $(LKVM) lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
+all: $(LKVM) $(BUILD)/lkvm-oci lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
 
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
 
 $(LKVM): $(BUILD)/main.o $(CMD_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# An engine's runtime path: lkvm-oci behaves as lkvm oci.
+$(BUILD)/lkvm-oci: $(LKVM)
+	@ln -sf lkvm $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
