@@ -298,6 +298,8 @@ static int write_file_atomic(const char *path, const char *text, mode_t mode)
 static int find_kernel(const struct oci_config *c, char *out, size_t cap)
 {
 	const char *k = c->kernel[0] ? c->kernel : getenv("LKVM_KERNEL");
+	if (k && !*k)
+		k = NULL;
 	char line[PATH_MAX + 16];
 	FILE *f = k ? NULL : fopen(CONF_FILE, "r");
 	while (f && fgets(line, sizeof(line), f)) {
