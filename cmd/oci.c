@@ -469,7 +469,8 @@ static int oci_create(int argc, char **argv)
 	json_free(&w);
 	char msg[1100] = "";
 	size_t got = 0;
-	for (ssize_t k; got + 1 < sizeof(msg) && (k = read(pipefd[0], msg + got, sizeof(msg) - 1 - got)) != 0;)
+	for (ssize_t k; got + 1 < sizeof(msg) && !memchr(msg, '\n', got) &&
+			(k = read(pipefd[0], msg + got, sizeof(msg) - 1 - got)) != 0;)
 		if (k > 0)
 			got += k;
 		else if (errno != EINTR)

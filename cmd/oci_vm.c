@@ -343,7 +343,10 @@ void oci_container_main(struct oci_ctx *x)
 	pid_t vm = fork();
 	if (vm < 0)
 		fail_create(x, "fork failed");
-	if (vm == 0) {
+	if (vm == 0) {	/* no exec follows: what create, start and the agent wait on must not stay open here */
+		close(x->ready_fd);
+		close(ctl);
+		close(lis);
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int null = open("/dev/null", O_RDWR);
