@@ -484,7 +484,8 @@ static int do_setup(const uint8_t *p, uint32_t len)
 		if (tag == REC_HOSTNAME && sethostname(t, strlen(t)) < 0)
 			return fail("hostname %s: %s", t, strerror(errno));
 	}
-	if (net && setup_net(overlay) < 0)
+	/* resolv.conf is written on an overlay only: a container's writable root is the host's folder */
+	if (net && setup_net(overlay && (!oci || ro)) < 0)
 		return -1;
 	if (oci && ro && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
 		return fail("making the container's root read-only: %s", strerror(errno));
