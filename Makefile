@@ -120,6 +120,7 @@ COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 install: $(LKVM) $(BUILD)/lkvm.1 $(BUILD)/lkvm.bash
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
 	install -m 0755 $(LKVM) $(DESTDIR)$(BINDIR)/lkvm
+	ln -sf lkvm $(DESTDIR)$(BINDIR)/lkvm-oci
 	install -m 0644 $(BUILD)/lkvm.1 $(DESTDIR)$(MANDIR)/man1/lkvm.1
 	install -m 0644 $(BUILD)/lkvm.bash $(DESTDIR)$(COMPLETIONDIR)/lkvm
 
