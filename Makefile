@@ -72,6 +72,7 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(
 $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/tests/unit/test_sandbox_confine: $(BUILD)/cmd/sandbox_confine.o
 $(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o
+$(BUILD)/tests/unit/test_oci_config: $(BUILD)/cmd/oci_config.o
 
 # The KVM glue of the emulator meets a fake vCPU: the test answers its ioctls.
 $(BUILD)/tests/unit/test_emulate_kvm: LDFLAGS += -Wl,--wrap=ioctl
