@@ -481,6 +481,8 @@ static int do_setup(const uint8_t *p, uint32_t len)
 			return -1;
 		if (tag == REC_FILE && oci && guest_file(t) < 0)
 			return -1;
+		if (tag == REC_MKDIR && oci && t[0] == '/' && mkdir_p(t) < 0)
+			return fail("cannot make the working directory %s in the container: %s", t, strerror(errno));
 		if (tag == REC_HOSTNAME && sethostname(t, strlen(t)) < 0)
 			return fail("hostname %s: %s", t, strerror(errno));
 	}

@@ -150,6 +150,8 @@ static int setup_records(const struct oci_ctx *x, struct agent_buf *b)
 				return -1;
 		}
 	}
+	if (agent_rec_add(b, REC_MKDIR, c->proc.cwd) < 0)	/* runc makes a missing cwd too */
+		return -1;
 	if (c->hostname[0] && agent_rec_add(b, REC_HOSTNAME, c->hostname) < 0)
 		return -1;
 	if (agent_rec_add(b, REC_READY, "") < 0)

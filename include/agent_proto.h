@@ -93,6 +93,7 @@ int agent_rec_next(const uint8_t *payload, uint32_t len, uint32_t *off, char *ta
 #define REC_ROOT 'R'	/* SETUP: "TAG ro|rw": the container's root share (ro: overlay, then / remounted read-only) */
 #define REC_MOUNT 'M'	/* SETUP: "TYPE FLAGS DATA PATH" (FLAGS decimal MS_*, DATA "-" for none), in the new root */
 #define REC_FILE 'F'	/* SETUP: "MODE PATH\nCONTENT": a file copied into the new root (a bind of a host file) */
+#define REC_MKDIR 'D'	/* SETUP: a folder made in the new root before it turns read-only (the process's cwd) */
 #define REC_HOSTNAME 'H'	/* SETUP: the guest's hostname */
 #define REC_READY 'Y'	/* SETUP: answer AGENT_READY once SETUP is done, before waiting for EXEC */
 #define REC_RLIMIT 'L'	/* EXEC: "RESOURCE SOFT HARD" (decimal RLIMIT_* number; 18446744073709551615: unlimited) */
