@@ -547,7 +547,7 @@ static int oci_start(int argc, char **argv)
 	}
 	char reply[16] = "";
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	bool ok = write(fd, "start\n", 6) == 6 && poll(&p, 1, 30000) > 0 && read(fd, reply, sizeof(reply) - 1) > 0 &&
+	bool ok = send(fd, "start\n", 6, MSG_NOSIGNAL) == 6 && poll(&p, 1, 30000) > 0 && read(fd, reply, sizeof(reply) - 1) > 0 &&
 		  !strcmp(reply, "ok\n");
 	close(fd);
 	return ok ? 0 : err_set("start %s: its process did not start the command", id);
