@@ -298,7 +298,7 @@ void oci_container_main(struct oci_ctx *x)
 	snprintf(vs, sizeof(vs), OCI_CID ",uds=%s", vpath);
 	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(c->mem ? c->mem >> 20 : 256));
 	snprintf(cpus, sizeof(cpus), "%d", c->cpus ? c->cpus : 1);
-	snprintf(name, sizeof(name), "oci-%.60s", x->id);
+	snprintf(name, sizeof(name), "oci-%.40s", x->id);	/* VM names: at most 63 */
 	char *argv[64 + 2 * OCI_MAX_MOUNTS];
 	int k = 0;
 	argv[k++] = "run";
