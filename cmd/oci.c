@@ -420,9 +420,9 @@ static int oci_create(int argc, char **argv)
 	if (n <= 0)
 		return err_set("cannot find lkvm's own binary (/proc/self/exe)");
 	x.self[n] = 0;
-	if (strlen(x.cdir) + 16 > OCI_SOCK_MAX)
+	if (strlen(x.cdir) + strlen("/v.sock_1025") > OCI_SOCK_MAX)
 		return err_set("--root %s: too long a path for the container's sockets (at most %d characters with the id)",
-			       state_root, OCI_SOCK_MAX - 16);
+			       state_root, (int)(OCI_SOCK_MAX - strlen("/v.sock_1025") - 1));
 	if (check_root(true) < 0)
 		return -1;
 	if (mkdir(x.cdir, 0700) < 0)

@@ -36,6 +36,6 @@ int oci_exec_records(struct agent_buf *b, const struct oci_process *p, int tty_f
 /* status file in the container's folder: "created", "running", "stopped N". */
 int oci_write_status(const char *cdir, const char *text);
 
-#define OCI_SOCK_MAX 100	/* sun_path is 108: the state folder + "/v.sock_1025" must fit */
+#define OCI_SOCK_MAX 107	/* sun_path is 108 with its NUL: the container's folder + "/v.sock_1025" must fit */
 
 #endif

@@ -11,9 +11,10 @@ need_tool podman podman "podman with lkvm-oci" || { suite_end; exit 0; }
 OCIBIN=$(pwd)/$BUILD/lkvm-oci
 K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage
 R=$(mktemp -d)
+S=$(mktemp -d /tmp/oXXXXXX)	# lkvm-oci's state: short, its sockets' paths hold the 64-character ids
 export TMPDIR=$R XDG_RUNTIME_DIR=$R
-PO="podman --root $R/storage --runroot $R/run --tmpdir $R/libpod --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime $OCIBIN"
-trap '$PO rm -af -t 0 > /dev/null 2>&1; rm -rf "$R"' EXIT
+PO="podman --root $R/storage --runroot $R/run --tmpdir $R/libpod --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime $OCIBIN --runtime-flag root=$S"
+trap '$PO rm -af -t 0 > /dev/null 2>&1; rm -rf "$R" "$S"' EXIT
 if [ ! -f "$K" ]; then
 	fail "podman" "no test kernel (tests/prepare-kernels.sh)"; suite_end; exit 1
 fi
