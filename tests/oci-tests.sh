@@ -35,9 +35,10 @@ cp -a "$D/rootfs" "$D/rootfs-rw"
 bundle() {
 	mkdir -p "$D/$1"
 	root=${ROOTPATH:-$D/rootfs}
+	gj=; [ -n "$GROUPS_" ] && gj=",\"additionalGids\":[$GROUPS_]"
 	cat > "$D/$1/config.json" <<EOF2
 {"ociVersion":"1.0.2",
- "process":{"terminal":${TERM_ON:-false},"user":{"uid":${UID_:-0},"gid":${GID_:-0}${GROUPS_:+,"additionalGids":[$GROUPS_]}},
+ "process":{"terminal":${TERM_ON:-false},"user":{"uid":${UID_:-0},"gid":${GID_:-0}$gj},
   "args":$2,"env":["PATH=/bin","A=x y","TOK=$tok"],"cwd":"${CWD_:-/}",
   "rlimits":[{"type":"RLIMIT_NOFILE","hard":1234,"soft":1000}]},
  "root":{"path":"$root","readonly":${RO:-true}},

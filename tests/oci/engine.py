@@ -10,11 +10,12 @@ OUT/stdout and OUT/stderr, saves `state ID` as OUT/state.created, runs
 `start ID`, saves OUT/state.started, then waits for the container's
 process (a child of ours now, reparented to us) and writes how it ended
 to OUT/status ("exit N" or "signal N"), then `state` again as
-OUT/state.stopped. With --console it listens on OUT/console.sock, passes
+OUT/state.stopped. With --console it listens on a socket in a new folder
+under $TMPDIR, passes
 --console-socket, takes the terminal's master fd over SCM_RIGHTS and
 copies what the terminal shows to OUT/console.
 """
-import array, ctypes, os, socket, subprocess, sys, threading
+import array, ctypes, os, socket, subprocess, sys, tempfile, threading
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -25,9 +26,10 @@ def main():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit('engine.py: cannot become a child subreaper')
-    extra, reader = [], None
+    extra, reader, path = [], None, None
     if console:
-        path = os.path.join(out, 'console.sock')
+        # a socket wants a local file system (OUT may be a 9p share)
+        path = os.path.join(tempfile.mkdtemp(), 'console.sock')
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(path)
         srv.listen(1)
@@ -78,6 +80,8 @@ def main():
     how = 'exit %d' % os.WEXITSTATUS(st) if os.WIFEXITED(st) else 'signal %d' % os.WTERMSIG(st)
     if reader:
         reader.join(10)
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
     state('state.stopped')
     open(os.path.join(out, 'status'), 'w').write(how)
 
