@@ -900,7 +900,8 @@ int cmd_oci(int argc, char **argv)
 			log_json = !strcmp(v, "json");
 		} else if ((v = opt_val(argc, argv, &i, "--criu", NULL, &missing)) ||
 			   (v = opt_val(argc, argv, &i, "--rootless", NULL, &missing)) ||
-			   (v = opt_val(argc, argv, &i, "--log-level", NULL, &missing)))
+			   (v = opt_val(argc, argv, &i, "--log-level", NULL, &missing)) ||
+			   (v = opt_val(argc, argv, &i, "--cgroup-manager", NULL, &missing)))
 			;	/* engines' flags that mean nothing for a VM */
 		else if (is_flag(argv[i], "--systemd-cgroup", NULL) || is_flag(argv[i], "--debug", NULL) ||
 			 is_flag(argv[i], "--no-subreaper", NULL))
