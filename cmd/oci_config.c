@@ -493,11 +493,11 @@ int oci_config_load(struct oci_config *c, const char *bundle)
 			goto bad;
 	const char *h = json_member_str(root, "hostname");
 	if (h) {
-		bool ok = strlen(h) < sizeof(c->hostname);
+		bool ok = strlen(h) < sizeof(c->hostname);	/* what sethostname takes; printable (podman may pass "(none)") */
 		for (const char *p = h; *p; p++)
-			ok &= isalnum((unsigned char)*p) || *p == '-' || *p == '.' || *p == '_';
+			ok &= *p > ' ' && *p <= '~';
 		if (!ok) {
-			err_set("hostname '%.80s': letters, digits, '-', '.', at most 64", h);
+			err_set("hostname '%.80s': at most 64 printable characters, no spaces", h);
 			goto bad;
 		}
 		snprintf(c->hostname, sizeof(c->hostname), "%s", h);

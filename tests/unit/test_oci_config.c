@@ -109,6 +109,7 @@ TEST(refusals)
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"mounts\":[{\"destination\":\"/a b\",\"type\":\"tmpfs\"}]}", "destination" },
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"mounts\":[{\"destination\":\"/x\",\"type\":\"bind\",\"source\":\"/no/such\"}]}", "No such file" },
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"hostname\":\"a b\"}", "hostname" },
+		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"hostname\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}", "hostname" },
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"linux\":{\"resources\":{\"cpu\":{\"cpus\":\"3-1\"}}}}", "CPU list" },
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"annotations\":{\"org.lkvm.mem\":\"lots\"}}", "org.lkvm.mem" },
 		{ "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"annotations\":{\"org.lkvm.kernel\":\"rel\"}}", "org.lkvm.kernel" },
