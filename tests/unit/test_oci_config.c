@@ -142,6 +142,10 @@ TEST(clamps_and_annotations)
 	CHECK(c.cpus == sysconf(_SC_NPROCESSORS_ONLN));
 	CHECK(!strcmp(c.kernel, "/k/bz"));
 	oci_config_free(&c);
+	/* podman --network host passes the host's name, "(none)" in a minimal machine */
+	CHECK(load(&c, "{\"process\":{\"args\":[\"sh\"]},\"root\":{\"path\":\"rootfs\"},\"hostname\":\"(none)\"}") == 0);
+	CHECK(!strcmp(c.hostname, "(none)"));
+	oci_config_free(&c);
 }
 
 TEST(ids_and_signals)
