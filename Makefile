@@ -25,13 +25,17 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
 LKVM := $(BUILD)/lkvm
 
-all: $(LKVM) lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
+all: $(LKVM) $(BUILD)/lkvm-oci lkvm guests $(KVM_TEST_BINS) $(BUILD)/tests/kernel/reseed
 
 lkvm: $(LKVM)
 	@ln -sf $(LKVM) lkvm
 
 $(LKVM): $(BUILD)/main.o $(CMD_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# An engine's runtime path: lkvm-oci behaves as lkvm oci.
+$(BUILD)/lkvm-oci: $(LKVM)
+	@ln -sf lkvm $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,6 +73,7 @@ $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/tests/unit/test_sandbox_confine: $(BUILD)/cmd/sandbox_confine.o
 $(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o
 $(BUILD)/tests/unit/test_sandbox_cache: $(BUILD)/cmd/sandbox_cache.o
+$(BUILD)/tests/unit/test_oci_config: $(BUILD)/cmd/oci_config.o
 
 # The KVM glue of the emulator meets a fake vCPU: the test answers its ioctls.
 $(BUILD)/tests/unit/test_emulate_kvm: LDFLAGS += -Wl,--wrap=ioctl
@@ -117,6 +122,7 @@ COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 install: $(LKVM) $(BUILD)/lkvm.1 $(BUILD)/lkvm.bash
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
 	install -m 0755 $(LKVM) $(DESTDIR)$(BINDIR)/lkvm
+	ln -sf lkvm $(DESTDIR)$(BINDIR)/lkvm-oci
 	install -m 0644 $(BUILD)/lkvm.1 $(DESTDIR)$(MANDIR)/man1/lkvm.1
 	install -m 0644 $(BUILD)/lkvm.bash $(DESTDIR)$(COMPLETIONDIR)/lkvm
 

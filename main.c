@@ -16,6 +16,7 @@ const struct command commands[] = {
 	{ "snapshot", "save a running VM into a directory (lkvm run --restore DIR runs it again)", cmd_snapshot },
 	{ "sandbox", "run one command in a fresh VM on the host's own files", cmd_sandbox },
 	{ "exec", "run another command in a running sandbox (lkvm sandbox --name NAME)", cmd_exec },
+	{ "oci", "an OCI runtime (runc's command line): each container an lkvm VM; also as lkvm-oci", cmd_oci },
 	{ "setup", "make a reusable busybox guest root folder", cmd_setup },
 	{ "agent-init", "(inside a guest of lkvm run --agent: starts the agent, then the guest's init)", cmd_agent_init },
 	{ "sandbox-init", "(inside a sandbox guest: its init)", cmd_sandbox_init },
@@ -31,6 +32,11 @@ const char *__asan_default_options(void) { return "detect_leaks=0"; }
 
 int main(int argc, char **argv)
 {
+	/* an engine's runtime path: lkvm-oci is lkvm oci */
+	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	base = base ? base + 1 : argc > 0 ? argv[0] : "";
+	if (!strcmp(base, "lkvm-oci"))
+		return cmd_oci(argc, argv);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		return cmd_help(argc, argv) ? EXIT_USAGE : (argc < 2 ? EXIT_USAGE : 0);
 	if (!strcmp(argv[1], "--version"))

@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -375,12 +376,98 @@ static int reseed(const char *hex)
 	return r < 0 ? fail("reseeding the random pool: %s", strerror(err)) : 0;
 }
 
+/*
+ * lkvm oci: the container's root share becomes / (with a tmpfs overlay when
+ * it is read-only, so its mount points can be made, then / is remounted
+ * read-only). The boot root (lkvm and its libraries) stays below, unreachable
+ * but for a chroot escape, which finds nothing else of the host there.
+ */
+static int container_root(const char *rec, bool *ro)
+{
+	char tag[64], mode[4];
+	if (sscanf(rec, "%63s %3s", tag, mode) != 2 || (strcmp(mode, "ro") && strcmp(mode, "rw")))
+		return fail("bad root record");
+	*ro = !strcmp(mode, "ro");
+	if (mount("lkvm-oci", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") < 0)
+		return fail("tmpfs for the container's root: %s", strerror(errno));
+	mkdir("/tmp/lower", 0755);
+	if (mount(tag, "/tmp/lower", "9p", *ro ? MS_RDONLY : 0, P9_OPTS) < 0)
+		return fail("mounting the container's root (%s): %s", tag, strerror(errno));
+	const char *root = "/tmp/lower";
+	if (*ro) {
+		if (!has_fs("overlay"))
+			return fail("the kernel lacks overlayfs (CONFIG_OVERLAY_FS), which a read-only container root needs");
+		mkdir("/tmp/upper", 0755);
+		mkdir("/tmp/work", 0755);
+		mkdir("/tmp/root", 0755);
+		if (mount("overlay", "/tmp/root", "overlay", 0, "lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work") < 0)
+			return fail("the overlay over the container's root: %s", strerror(errno));
+		root = "/tmp/root";
+	}
+	char to[64];
+	snprintf(to, sizeof(to), "%s/dev", root);
+	mkdir(to, 0755);
+	if (mount("/dev", to, NULL, MS_MOVE, NULL) < 0)	/* devtmpfs: /dev/null and friends */
+		return fail("moving /dev into the container's root: %s", strerror(errno));
+	if (chdir(root) < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
+		return fail("switching to the container's root: %s", strerror(errno));
+	return 0;
+}
+
+/* "TYPE FLAGS DATA PATH": proc, sysfs, tmpfs, devpts, mqueue as the config asked. */
+static int guest_mount(const char *rec)
+{
+	char type[32], data[1024];
+	unsigned long flags;
+	int n = 0;
+	if (sscanf(rec, "%31s %lu %1023s %n", type, &flags, data, &n) != 3 || !n || rec[n] != '/')
+		return fail("bad mount record");
+	const char *path = rec + n;
+	if (!strcmp(type, "tmpfs") && !strcmp(path, "/dev"))
+		return 0;	/* the devtmpfs moved there already holds the device nodes */
+	if (mkdir_p(path) < 0)
+		return fail("cannot make the mount point %s in the container: %s", path, strerror(errno));
+	if (mount(type, path, type, flags, strcmp(data, "-") ? data : NULL) < 0) {
+		if (errno == ENODEV && !strcmp(type, "mqueue"))
+			return 0;	/* a kernel without POSIX message queues */
+		return fail("mounting %s on %s: %s", type, path, strerror(errno));
+	}
+	return 0;
+}
+
+/* "MODE PATH\nCONTENT": a host file the config binds, copied (a snapshot, not a live view). */
+static int guest_file(const char *rec)
+{
+	unsigned mode;
+	int n = 0;
+	const char *nl = strchr(rec, '\n');
+	if (!nl || sscanf(rec, "%o %n", &mode, &n) != 1 || !n || rec[n] != '/' || nl - (rec + n) >= PATH_MAX)
+		return fail("bad file record");
+	char path[PATH_MAX], dir[PATH_MAX];
+	snprintf(path, sizeof(path), "%.*s", (int)(nl - (rec + n)), rec + n);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir_p(dir);
+	}
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+	if (fd < 0 || write_all(fd, nl + 1, strlen(nl + 1)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return fail("writing %s in the container: %s", path, strerror(errno));
+	}
+	close(fd);
+	return 0;
+}
+
 static int do_setup(const uint8_t *p, uint32_t len)
 {
 	uint32_t off = 0;
 	char tag;
 	const char *t;
-	bool overlay = false, net = false;
+	bool overlay = false, net = false, oci = false, ro = false;
 	for (int r; (r = agent_rec_next(p, len, &off, &tag, &t)) > 0;)
 		if (tag == REC_OVERLAY)
 			overlay = true;
@@ -388,15 +475,22 @@ static int do_setup(const uint8_t *p, uint32_t len)
 			net = true;
 		else if (tag == REC_SEED && reseed(t) < 0)
 			return -1;
-	if (overlay && overlay_root() < 0)
+		else if (tag == REC_ROOT) {
+			if (oci || container_root(t, &ro) < 0)
+				return oci ? fail("two root records") : -1;
+			oci = overlay = true;	/* mount points can be made */
+		}
+	if (overlay && !oci && overlay_root() < 0)
 		return -1;
-	if (mount(SCRATCH_TAG, "/tmp", "9p", MS_NOSUID | MS_NODEV, P9_OPTS) < 0)
-		return fail("mounting the scratch folder on /tmp: %s", strerror(errno));
-	mkdir("/dev/pts", 0755);
-	mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620");
-	mkdir("/dev/shm", 01777);
-	mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-	mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+	if (!oci) {
+		if (mount(SCRATCH_TAG, "/tmp", "9p", MS_NOSUID | MS_NODEV, P9_OPTS) < 0)
+			return fail("mounting the scratch folder on /tmp: %s", strerror(errno));
+		mkdir("/dev/pts", 0755);
+		mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620");
+		mkdir("/dev/shm", 01777);
+		mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+		mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+	}
 	off = 0;
 	for (int r; (r = agent_rec_next(p, len, &off, &tag, &t)) > 0;) {
 		if (tag == REC_CWDSHARE && mount_9p(CWD_TAG, t, MS_RDONLY, overlay) < 0)
@@ -411,9 +505,20 @@ static int do_setup(const uint8_t *p, uint32_t len)
 		}
 		if (tag == REC_KDIR && setup_kdir(t) < 0)
 			return -1;
+		if (tag == REC_MOUNT && oci && guest_mount(t) < 0)
+			return -1;
+		if (tag == REC_FILE && oci && guest_file(t) < 0)
+			return -1;
+		if (tag == REC_MKDIR && oci && t[0] == '/' && mkdir_p(t) < 0)
+			return fail("cannot make the working directory %s in the container: %s", t, strerror(errno));
+		if (tag == REC_HOSTNAME && sethostname(t, strlen(t)) < 0)
+			return fail("hostname %s: %s", t, strerror(errno));
 	}
-	if (net && setup_net(overlay) < 0)
+	/* resolv.conf is written on an overlay only: a container's writable root is the host's folder */
+	if (net && setup_net(overlay && (!oci || ro)) < 0)
 		return -1;
+	if (oci && ro && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+		return fail("making the container's root read-only: %s", strerror(errno));
 	return 0;
 }
 
@@ -429,6 +534,8 @@ struct cmd {
 	int ngroups;
 	bool tty;
 	struct winsize ws;
+	struct { int res; struct rlimit lim; } rlim[RLIM_NLIMITS];
+	int nrlim;
 };
 
 static int parse_exec(uint8_t *p, uint32_t len, struct cmd *c)
@@ -447,6 +554,17 @@ static int parse_exec(uint8_t *p, uint32_t len, struct cmd *c)
 		case REC_UID: c->uid = atol(t); break;
 		case REC_GID: c->gid = atol(t); break;
 		case REC_GROUP: if (c->ngroups < 256) c->groups[c->ngroups++] = atol(t); break;
+		case REC_RLIMIT: {
+			unsigned long long soft, hard;
+			int res;
+			if (sscanf(t, "%d %llu %llu", &res, &soft, &hard) == 3 && res >= 0 && res < RLIM_NLIMITS &&
+			    c->nrlim < RLIM_NLIMITS) {
+				c->rlim[c->nrlim].res = res;
+				c->rlim[c->nrlim].lim.rlim_cur = soft;
+				c->rlim[c->nrlim++].lim.rlim_max = hard;
+			}
+			break;
+		}
 		case REC_TTY: {
 			unsigned rows = 24, cols = 80;
 			sscanf(t, "%u %u", &rows, &cols);
@@ -478,6 +596,13 @@ static void start_command(struct cmd *c, int in, int out, int err, const sigset_
 		fprintf(stderr, "lkvm: working directory %s: %s\n", cwd, strerror(errno));
 		_exit(126);
 	}
+	for (int i = 0; i < c->nrlim; i++)
+		if (setrlimit(c->rlim[i].res, &c->rlim[i].lim) < 0) {
+			fprintf(stderr, "lkvm: resource limit %d (%llu %llu): %s\n", c->rlim[i].res,
+				(unsigned long long)c->rlim[i].lim.rlim_cur, (unsigned long long)c->rlim[i].lim.rlim_max,
+				strerror(errno));
+			_exit(126);
+		}
 	if (c->uid >= 0) {
 		if (setgroups(c->ngroups, c->groups) < 0 || setgid(c->gid) < 0 || setuid(c->uid) < 0) {
 			fprintf(stderr, "lkvm: running as uid %ld gid %ld: %s\n", c->uid, c->gid, strerror(errno));
@@ -820,7 +945,15 @@ int cmd_sandbox_init(int argc, char **argv)
 			power_off(EXIT_USAGE);
 		}
 	}
-	if (do_setup(setup, slen) < 0 || read_frame(sock, &type, &exec, &elen) < 0 || type != AGENT_EXEC) {
+	bool ready = false;	/* lkvm oci create waits for this before it returns */
+	uint32_t roff = 0;
+	char rtag;
+	const char *rt;
+	while (agent_rec_next(setup, slen, &roff, &rtag, &rt) > 0)
+		ready |= rtag == REC_READY;
+	static const uint8_t zero4[4];
+	if (do_setup(setup, slen) < 0 || (ready && send_frame(sock, AGENT_READY, zero4, 4) < 0) ||
+	    read_frame(sock, &type, &exec, &elen) < 0 || type != AGENT_EXEC) {
 		if (!agent_error[0])
 			fail("no EXEC from the host");
 		send_frame(sock, AGENT_ERROR, agent_error, strlen(agent_error));

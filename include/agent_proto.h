@@ -34,6 +34,7 @@ enum agent_type {
 	AGENT_EXIT = 18,	/* u8 how (0 exited, 1 killed by a signal), u8 value, 2 zero bytes */
 	AGENT_ERROR = 19,	/* text: the agent could not set up or start the command */
 	AGENT_ACK = 20,		/* le32: stdin bytes the command's pipe took */
+	AGENT_READY = 21,	/* le32 0: SETUP is done (only when SETUP asked with REC_READY) */
 };
 
 /* A frame's header into b[AGENT_HDR]. */
@@ -88,7 +89,15 @@ int agent_rec_next(const uint8_t *payload, uint32_t len, uint32_t *off, char *ta
 #define REC_CWDSHARE 'C'	/* SETUP: the cwd under /tmp is shared as lkvm-cwd (read-only) */
 #define REC_NET 'N'	/* SETUP: configure eth0 for user-mode networking */
 #define REC_KDIR 'K'	/* SETUP: "TAG HOSTPATH": a tree whose modules.order becomes /lib/modules/$(uname -r) */
-#define REC_SEED 'R'	/* SETUP: 64 hex digits from the host's getrandom(): credited to the guest's pool, CRNG reseeded */
+#define REC_SEED 'S'	/* SETUP: 64 hex digits from the host's getrandom(): credited to the guest's pool, CRNG reseeded */
 #define AGENT_SEED_BYTES 32
+/* lkvm oci (docs/oci.md): a container's root, its mounts, its name; the guest then chroots into it. */
+#define REC_ROOT 'R'	/* SETUP: "TAG ro|rw": the container's root share (ro: overlay, then / remounted read-only) */
+#define REC_MOUNT 'M'	/* SETUP: "TYPE FLAGS DATA PATH" (FLAGS decimal MS_*, DATA "-" for none), in the new root */
+#define REC_FILE 'F'	/* SETUP: "MODE PATH\nCONTENT": a file copied into the new root (a bind of a host file) */
+#define REC_MKDIR 'D'	/* SETUP: a folder made in the new root before it turns read-only (the process's cwd) */
+#define REC_HOSTNAME 'H'	/* SETUP: the guest's hostname */
+#define REC_READY 'Y'	/* SETUP: answer AGENT_READY once SETUP is done, before waiting for EXEC */
+#define REC_RLIMIT 'L'	/* EXEC: "RESOURCE SOFT HARD" (decimal RLIMIT_* number; 18446744073709551615: unlimited) */
 
 #endif

@@ -26,6 +26,7 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_sandbox(int argc, char **argv);
 int cmd_sandbox_init(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_oci(int argc, char **argv);
 int cmd_agent_init(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 /* ~/.lkvm/NAME (or NAME itself when it holds a '/'): 0, or -1 without $HOME. */

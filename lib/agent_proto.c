@@ -21,7 +21,7 @@ uint32_t agent_max_payload(uint8_t type, bool from_guest)
 	if (from_guest) {
 		switch (type) {
 		case AGENT_STDOUT: case AGENT_STDERR: return AGENT_MAX_DATA;
-		case AGENT_EXIT: case AGENT_ACK: return 4;
+		case AGENT_EXIT: case AGENT_ACK: case AGENT_READY: return 4;
 		case AGENT_ERROR: return AGENT_MAX_ERROR;
 		}
 		return 0;

@@ -42,7 +42,8 @@ devices:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
 vsock:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 gdb:-Wl,--wrap=ioctl,--wrap=pr_warn
 snapshot:-Wl,--wrap=pr_warn,--wrap=term_output tests/fuzz/dev_stubs.c
-agent:cmd/agent_host.c"
+agent:cmd/agent_host.c
+oci_json:cmd/oci_config.c"
 while IFS=: read -r name deps; do
 	[ -n "$name" ] || continue
 	# shellcheck disable=SC2086

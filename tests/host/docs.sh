@@ -41,9 +41,10 @@ else ko "bash completion" "$(head -c 300 "$T/lkvm.bash")"; fi
 
 if make -s install DESTDIR="$T/root" PREFIX=/usr BUILD="$BUILD" > "$T/install.log" 2>&1 &&
    [ -x "$T/root/usr/bin/lkvm" ] && [ -f "$T/root/usr/share/man/man1/lkvm.1" ] &&
+   [ "$(readlink "$T/root/usr/bin/lkvm-oci")" = lkvm ] &&
    [ -f "$T/root/usr/share/bash-completion/completions/lkvm" ] &&
    [ "$(find "$T/root" -type f | wc -l)" = 3 ]; then
-	ok "make install DESTDIR=... PREFIX=/usr: binary, man page, completion and nothing else"
+	ok "make install DESTDIR=... PREFIX=/usr: binary (and lkvm-oci, a symlink to it), man page, completion and nothing else"
 else ko "make install" "$(cat "$T/install.log" | tail -3 | tr '\n' '|') $(find "$T/root" -type f | tr '\n' ' ')"; fi
 echo "docs: $pass passed, $fail failed, 0 skipped"
 [ $fail = 0 ]
