@@ -31,7 +31,7 @@ def records(path):
         r = re.match(r'^<\.\.\. \w+ resumed>(.*)$', text)
         if r and pid in pending:
             t0, head = pending.pop(pid)
-            out.append((t0, ts, head + r.group(1)))
+            out.append((t0, ts, head.rstrip() + r.group(1)))	# "..., 16 <unfinished ...>" + ") = 16"
             continue
         d = re.search(r'<(\d+\.\d+)>$', text)
         out.append((ts, ts + (float(d.group(1)) if d else 0), text))
