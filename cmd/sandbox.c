@@ -222,7 +222,7 @@ static int parse_options(struct sb *o, int argc, char **argv, int dash, char **r
 static int pidfd_open(pid_t pid) { return syscall(SYS_pidfd_open, pid, 0); }
 
 /* The VM's process: its own group (a terminal's ^C is for the command), gone with us. */
-static void vm_child(int log_fd, int argc, char **rargv, const sigset_t *mask)
+static void vm_child_setup(int log_fd, const sigset_t *mask)
 {
 	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -230,18 +230,18 @@ static void vm_child(int log_fd, int argc, char **rargv, const sigset_t *mask)
 	dup2(null, 0);
 	dup2(log_fd >= 0 ? log_fd : null, 1);
 	sigprocmask(SIG_SETMASK, mask, NULL);
+}
+
+static void vm_child(int log_fd, int argc, char **rargv, const sigset_t *mask)
+{
+	vm_child_setup(log_fd, mask);
 	_exit(cmd_run(argc, rargv));
 }
 
 /* The same, restored from the snapshot cache's entry with this run's shares, socket, name and network. */
 static void vm_restore_child(int log_fd, const char *entry, int nr, char **args, const sigset_t *mask)
 {
-	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	int null = open("/dev/null", O_RDWR);
-	dup2(null, 0);
-	dup2(log_fd >= 0 ? log_fd : null, 1);
-	sigprocmask(SIG_SETMASK, mask, NULL);
+	vm_child_setup(log_fd, mask);
 	_exit(run_restore(entry, false, nr, args));
 }
 
