@@ -118,7 +118,7 @@ for c in 1 2; do
 	eval c${c}pid=\$!
 done
 pids="$pids $c1pid $c2pid"
-( sleep 900; kill $c1pid $c2pid 2>/dev/null ) & watchdog=$!
+( sleep 900; kill $c1pid $c2pid 2>/dev/null; sleep 30; kill -9 $c1pid $c2pid 2>/dev/null ) & watchdog=$!	# a clone stuck past SIGTERM fails its checks, not the trip
 # lkvm exec into each clone (its agent's listener survived the reset): stdin in, 256 KiB out, status 7.
 head -c 100000 /dev/urandom > "$T/stdin"; in_md5=$(md5sum < "$T/stdin" | cut -c1-32)
 for c in 1 2; do
