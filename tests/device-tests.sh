@@ -51,12 +51,14 @@ net_test() {
 # Sections 1 and 2 need python3 for the host ends.
 if need_tool python3 python3 "user-mode network" hostfwd; then
 	attempt=1
-	while ! net_test && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
+	net_test; good=$?
+	while [ $good != 0 ] && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
 		{ [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; }; do
 		attempt=$((attempt + 1))
 		echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r"); guest times: get $(val net NET-GET-TIME), up $(val net NET-UP-TIME); host server: $(tail -n 2 "$T/srv.log" | tr '\n' '|')); attempt $attempt of 3"
+		net_test; good=$?
 	done
-	if [ $rc = 0 ] && [ "$a" = 10.0.2.15 ] && [ "$p" = ok ] && [ "$g" = "$want" ] && [ -n "$u" ] && [ "$u" = "$s" ]; then
+	if [ $good = 0 ]; then
 		pass "user-mode network$([ $attempt -gt 1 ] && echo " (attempt $attempt)"): DHCP gave $a, gateway answers ping, 10 MiB down ($(took NET-GET-TIME)) and 10 MiB up ($(took NET-UP-TIME)) intact"
 	else
 		fail "user-mode network" "rc=$rc addr='$a' ping='$p' get='$g' (want $want) up='$u' host saw '$s'; guest times: get $(val net NET-GET-TIME), up $(val net NET-UP-TIME); host server: $(tail -n 3 "$T/srv.log" | tr '\n' '|') lkvm stat: $(grep -o '"net0_[a-z_]*":[0-9]*' "$T/net.stat" 2>/dev/null | tr '\n' ' ') $(tailof net)"
