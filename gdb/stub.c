@@ -1108,6 +1108,14 @@ int gdb_stub_start(struct vm *vm, const char *addr, bool wait)
 	return fd < 0 ? -1 : gdb_stub_start_fd(vm, fd, where, path, wait);
 }
 
+/* The stub's socket file, if it is one: the path may come from a control request. */
+static void remove_socket(const char *path)
+{
+	struct stat st;
+	if (path[0] && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+}
+
 int gdb_stub_start_fd(struct vm *vm, int fd, const char *where, const char *unix_path, bool wait)
 {
 	struct gdb_stub *s = vm->debug_ctx;
@@ -1155,8 +1163,7 @@ undo:
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	s->listen_fd = s->wake_fd = -1;
-	if (s->unix_path[0])
-		unlink(s->unix_path);
+	remove_socket(s->unix_path);
 	s->unix_path[0] = 0;
 	return -1;
 }
@@ -1178,9 +1185,7 @@ void gdb_stub_stop(struct vm *vm)
 		close(s->listen_fd);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
-	struct stat st;	/* a path from a control request: only ever a socket is removed */
-	if (s->unix_path[0] && lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(s->unix_path);
+	remove_socket(s->unix_path);
 	pthread_mutex_destroy(&s->lock);
 	free(s->cpus);
 	free(s);
