@@ -50,6 +50,7 @@
 #define DEBUG_EXIT_PORT 0xf4
 #define P9_OPTS "trans=virtio,version=9p2000.L,msize=262144"
 #define OUTQ_MAX (256 * 1024)	/* frames toward the host before the command's output waits */
+#define AGENT_CONNECT_S 60	/* a connect to the host: the kernel's own 2 s is short for a loaded nested machine */
 
 static char agent_error[512];
 
@@ -836,6 +837,8 @@ static int vsock_socket(void)
 		return fail("the kernel lacks vsock (CONFIG_VSOCKETS and CONFIG_VIRTIO_VSOCKETS), which the sandbox needs");
 	if (fd < 0)
 		return fail("vsock socket: %s", strerror(errno));
+	struct timeval tv = { .tv_sec = AGENT_CONNECT_S };
+	setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof(tv));
 	return fd;
 }
 

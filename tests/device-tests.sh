@@ -251,7 +251,7 @@ if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /de
 		chmod 4755 f; su=$(command -v su) && cp -p "$su" su-copy 2>/dev/null; cp /bin/sh shcopy && chmod 6755 shcopy
 		mkdir d && chmod 2777 d; mknod null c 1 3 2>/dev/null; echo from-the-guest > guest-wrote; sync'
 	sec_out=$(cd "$U" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$U/run" TMPDIR=/tmp \
-		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --root --9p "$U/share,u" -- sh -c "$user_script" \
+		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --root --9p "$U/share,u" --console-log "$U/run/console" -- sh -c "$user_script" \
 		< /dev/null 2> "$T/secu.err")
 	rc=$?
 	notmine=$(find "$U/share" ! -user 65534 | tr '\n' ' ')
@@ -260,7 +260,7 @@ if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /de
 	   [ "$(cat "$U/share/guest-wrote" 2>/dev/null)" = from-the-guest ] && [ -f "$U/share/shcopy" ]; then
 		pass "9p passthrough with lkvm as uid 65534: the guest's chown 0 was refused, nothing on the host is setuid, setgid, a device or not the user's"
 	else
-		fail "9p passthrough as uid 65534" "rc=$rc read='$(secv u-READ)' chown='$(secv u-CHOWN)' not the user's: $notmine privileged: $bad err: $(tail -n 3 "$T/secu.err" | tr '\n' '|')"
+		fail "9p passthrough as uid 65534" "rc=$rc read='$(secv u-READ)' chown='$(secv u-CHOWN)' not the user's: $notmine privileged: $bad err: $(tail -n 3 "$T/secu.err" | tr '\n' '|') console: $(tail -n 6 "$U/run/console" 2>&1 | tr '\n' '|' | cut -c1-500)"
 	fi
 	chmod o-rw /dev/kvm
 else

@@ -58,6 +58,7 @@ direct() {
 # not yet started go on the next trip. A trip that ends otherwise (a hung test: kvm-env's
 # timeout) fails the suite it was in and any it never reached, by name.
 BATCH=${LKVM_CHECK_BATCH:-6}
+SUITE_T=${LKVM_SUITE_TIMEOUT:-600}	# seconds a nested suite may run (the longest takes ~150 s here)
 : > "$T/batch"
 queue_nested() { echo "$1 $2 $3 $args" >> "$T/batch"; [ "$(wc -l < "$T/batch")" -lt "$BATCH" ] || run_batch; }
 run_batch() {
@@ -70,16 +71,25 @@ run_batch() {
 			printf 'echo "== %s (%s, nested)"; t0=$(date +%%s); : > %s/%s.started\n' "$name" "$where" "$d" "$name"
 			# Its own session, killed whole when it ends: a process it left behind holding its
 			# output would keep the trip from ever ending, and could disturb the next suite.
-			printf 'setsid sh %s %s %s > %s/%s.out 2>&1 < /dev/null & p=$!; wait $p; echo $? > %s/%s.rc; kill -9 -$p 2> /dev/null; cat %s/%s.out\n' \
-				"$script" "$BUILD" "$a" "$d" "$name" "$d" "$name" "$d" "$name"
+			# A watchdog (a session too) ends a suite that hangs after SUITE_T s, saying what still ran,
+			# so the suites after it in the trip still run.
+			printf 'setsid sh %s %s %s > %s/%s.out 2>&1 < /dev/null & p=$!\n' "$script" "$BUILD" "$a" "$d" "$name"
+			printf 'setsid sh -c '"'"'sleep %s; { echo "hung: still running after %s s, killed; its processes:"; ps -o pid,etime,args -s $0 | tail -n +2 | cut -c1-200 | sed "s/^/  /"; } > %s/%s.hung; kill -TERM -$0; sleep 10; kill -9 -$0'"'"' $p & w=$!\n' \
+				"$SUITE_T" "$SUITE_T" "$d" "$name"
+			printf 'wait $p; echo $? > %s/%s.rc; kill -9 -$w -$p 2> /dev/null; cat %s/%s.out; cat %s/%s.hung 2> /dev/null\n' \
+				"$d" "$name" "$d" "$name" "$d" "$name"
 			printf 'echo "== %s: $(( $(date +%%s) - t0 )) s"\n' "$name"
 		done < "$T/batch" > "$d/job.sh"
-		LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh "$d/job.sh" 2>&1 | tee "$T/trip.out"
+		# The trip's own limit only backs the suites' watchdogs up.
+		LKVM_ENV_TIMEOUT=${LKVM_ENV_TIMEOUT:-$(( $(wc -l < "$T/batch") * (SUITE_T + 20) + 300 ))} \
+			LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh "$d/job.sh" 2>&1 | tee "$T/trip.out"
 		why=$(sed -n 's/^kvm-env: STALL: //p' "$T/trip.out" | head -n 1)
 		ended=$(grep '^kvm-env: ' "$T/trip.out" | tail -n 1)
 		: > "$T/batch.next"
 		while read -r name where script a; do
-			if [ -f "$d/$name.rc" ]; then
+			if [ -f "$d/$name.hung" ]; then
+				record "$name" "$d/$name.out" "$(head -n 1 "$d/$name.hung"; tail -n +2 "$d/$name.hung" | tr -s ' \n' ' ' | cut -c1-600)"
+			elif [ -f "$d/$name.rc" ]; then
 				record "$name" "$d/$name.out" "$(cat "$d/$name.rc")"
 			elif [ ! -f "$d/$name.started" ]; then
 				if [ -n "$why" ]; then echo "$name $where $script $a" >> "$T/batch.next"

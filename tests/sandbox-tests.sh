@@ -123,7 +123,7 @@ out=$(timeout -k 10 300 $SB --no-overlay --root -- sh -c "echo e > /etc/$tag 2>/
 [ "$out" = done ] && pass "--no-overlay: / stays read-only" || fail "--no-overlay" "out='$out' $(err1 noov.err)"
 
 # 8. lkvm exec: a second command in a running sandbox, then SIGTERM to the sandbox's lkvm.
-$SB --name sbx-exec -- sh -c 'trap "echo got-term; exit 9" TERM; echo ready; while :; do sleep 1; done' \
+$SB --name sbx-exec --console-log "$D/exec-console" -- sh -c 'trap "echo got-term; exit 9" TERM; echo ready; while :; do sleep 1; done' \
 	< /dev/null > "$D/main.out" 2> "$D/main.err" &
 bg=$!
 i=0; while [ $i -lt 600 ] && ! grep -q ready "$D/main.out"; do sleep 0.5; i=$((i + 1)); done
@@ -133,13 +133,17 @@ out=$(timeout 120 "$LKVM" exec sbx-exec -e X=exec-env -w /usr -- sh -c 'echo "x=
 	EOF
 )
 rc=$?
-[ $rc = 3 ] && [ "$out" = "x=exec-env pwd=/usr
-in=line-for-exec" ] && pass "lkvm exec: a second command ran in the running sandbox with its -e, -w, stdin, output and status 3" ||
-	fail "lkvm exec" "rc=$rc out='$(echo "$out" | tr '\n' '|')' $(err1 exec.err)"
+if [ $rc = 3 ] && [ "$out" = "x=exec-env pwd=/usr
+in=line-for-exec" ]; then
+	pass "lkvm exec: a second command ran in the running sandbox with its -e, -w, stdin, output and status 3"
+else
+	# What the VM's devices and kernel said, for telling a stuck guest from a vsock fault.
+	fail "lkvm exec" "rc=$rc out='$(echo "$out" | tr '\n' '|')' $(err1 exec.err) vsock: $("$LKVM" stat sbx-exec 2>&1 | tr ',{}' '\n\n\n' | grep -E 'vsock|exits|error' | tr -d '" ' | tr '\n' ' ' | cut -c1-500) console: $(tail -n 5 "$D/exec-console" | tr '\n' '|' | cut -c1-400)"
+fi
 kill -TERM $bg
-wait $bg; rc=$?; bg=
+wait_bounded $bg 120; rc=$?; bg=
 [ $rc = 9 ] && grep -q got-term "$D/main.out" && pass "SIGTERM to lkvm reached the command (its trap ran, status 9)" ||
-	fail "SIGTERM" "rc=$rc out: $(err1 main.out) err: $(err1 main.err)"
+	fail "SIGTERM" "rc=$rc (137: killed after 120 s) out: $(err1 main.out) err: $(err1 main.err) console: $(tail -n 5 "$D/exec-console" | tr '\n' '|' | cut -c1-400)"
 
 # 9. SIGINT to lkvm ends the command.
 $SB -- sh -c 'echo ready; exec sleep 600' < /dev/null > "$D/int.out" 2> "$D/int.err" &
@@ -147,9 +151,9 @@ bg=$!
 i=0; while [ $i -lt 600 ] && ! grep -q ready "$D/int.out"; do sleep 0.5; i=$((i + 1)); done
 s0=$(date +%s)
 kill -INT $bg
-wait $bg; rc=$?; bg=
+wait_bounded $bg 120; rc=$?; bg=
 [ $rc = 130 ] && pass "SIGINT to lkvm: the command (sleep 600) died of it, status 130, in $(($(date +%s) - s0))s" ||
-	fail "SIGINT" "rc=$rc $(err1 int.err)"
+	fail "SIGINT" "rc=$rc (137: killed after 120 s) $(err1 int.err)"
 
 # 10. --kdir: a tiny module built here against the test kernel's tree (into a scratch
 # folder: the tree itself is only read) loads with modprobe in the guest.

@@ -31,6 +31,16 @@ need_tool() {
 	return 1
 }
 
+# wait_bounded PID SECS: PID's status, or 137 once it is SIGKILLed for still running after SECS s
+# (a VM that stopped answering must fail its test, not hold the suite until the trip's end).
+wait_bounded() {
+	( sleep "$2" & _ws=$!; trap 'kill $_ws 2> /dev/null; exit 0' TERM; wait $_ws; kill -KILL "$1" 2> /dev/null ) &
+	_wk=$!
+	wait "$1"; _wr=$?
+	kill "$_wk" 2> /dev/null; wait "$_wk" 2> /dev/null
+	return $_wr
+}
+
 suite_end() {
 	echo "$SUITE_NAME: $SUITE_PASS passed, $SUITE_FAIL failed, $SUITE_SKIP skipped"
 	[ "$SUITE_FAIL" = 0 ]
