@@ -474,7 +474,7 @@ int cmd_sandbox(int argc, char **argv)
 	char root_share[PATH_MAX + 64];
 	snprintf(root_share, sizeof(root_share), "/,/dev/root,ro,xdev%s%s", conf.view[0] ? ",view=" : "", conf.view);
 	snprintf(params, sizeof(params),
-		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro %s init=%s -- sandbox-init",
+		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro panic=-1 %s init=%s -- sandbox-init",
 		 o.console_log ? "" : "quiet loglevel=1", self);
 	rargv = calloc(argc + 64 + 2 * MAX_VOLUMES, sizeof(char *));
 	int k = 0;
@@ -684,8 +684,15 @@ again:
 		close(conn);
 		if (status < 0) {
 			fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
-			kill(vm, SIGTERM);
+			/* A guest whose kernel or agent died ends its VM by itself: say so, and where to look. */
+			struct pollfd vp = { .fd = pidfd, .events = POLLIN };
+			bool ended = poll(&vp, 1, 3000) > 0;
+			if (!ended)
+				kill(vm, SIGTERM);
 			int st = reap_vm(vm, pidfd, 5000);
+			if (ended && !agent_left_error(&sc))
+				fprintf(stderr, "lkvm sandbox: the VM ended by itself (status %d)%s\n", st,
+					o.console_log ? "" : " (--console-log FILE keeps the kernel's messages)");
 			status = st && st != 128 + SIGTERM ? st : EXIT_USAGE;
 		} else {
 			/* The agent powers off after the command; a VM that does not is stopped. */

@@ -227,4 +227,16 @@ else
 	skip terminal "no script(1) (Debian: bsdutils)"
 fi
 
+# 13. A guest that ends by itself mid-command (here it reboots; a kernel panic does the same, as
+# panic=-1): lkvm sandbox returns at once with a failure status and says the VM ended, instead of
+# waiting on a guest that will never answer.
+t0=$(date +%s)
+out=$(timeout -k 10 300 $SB --root -- sh -c 'echo before; sync; exec busybox reboot -f' < /dev/null 2> "$D/end.err")
+rc=$?
+if [ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 137 ] && [ "$out" = before ] && grep -q "VM ended" "$D/end.err"; then
+	pass "a guest that rebooted mid-command: status $rc in $(($(date +%s) - t0))s, its output kept, and lkvm said the VM ended"
+else
+	fail "guest ends mid-command" "rc=$rc out='$out' $(err1 end.err)"
+fi
+
 suite_end
