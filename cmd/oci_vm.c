@@ -291,7 +291,7 @@ void oci_container_main(struct oci_ctx *x)
 	     name[80];
 	char *shares[OCI_MAX_MOUNTS];
 	snprintf(params, sizeof(params),
-		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro quiet loglevel=3 "
+		 "root=/dev/root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro panic=-1 quiet loglevel=3 "
 		 "init=%s -- sandbox-init", x->self);
 	snprintf(boot, sizeof(boot), "/,/dev/root,ro,xdev,view=%s", view);
 	snprintf(rootsh, sizeof(rootsh), "%s," ROOT_TAG "%s", c->root, c->root_ro ? ",ro" : "");
