@@ -53,6 +53,7 @@ struct vsock_stats {
 	uint64_t rst_sent, dropped;		/* dropped: malformed, wrong CIDs, unusable buffers */
 	uint64_t credit_violations, refused;	/* refused: no listener, no room, no fd */
 	uint32_t conns, buffered;		/* open now; guest bytes held for host programs */
+	uint32_t rx_waiting;			/* 1: host->guest traffic waits for the guest's receive buffers */
 };
 void vsock_get_stats(struct vsock *v, struct vsock_stats *st);
 

@@ -1023,6 +1023,7 @@ static void vsock_stats(struct device *dev, struct json_writer *j)
 		{ "conns", st.conns }, { "tx_packets", st.tx_packets }, { "rx_packets", st.rx_packets },
 		{ "tx_bytes", st.tx_bytes }, { "rx_bytes", st.rx_bytes }, { "rst_sent", st.rst_sent },
 		{ "dropped", st.dropped }, { "refused", st.refused }, { "credit_violations", st.credit_violations },
+		{ "rx_waiting", st.rx_waiting },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(m); i++) {
 		char key[64];
@@ -1091,6 +1092,7 @@ void vsock_get_stats(struct vsock *v, struct vsock_stats *st)
 {
 	*st = v->st;	/* (read while the thread counts: figures, not a snapshot) */
 	st->conns = v->nr_conns;
+	st->rx_waiting = __atomic_load_n(&v->rx_starved, __ATOMIC_RELAXED);
 }
 
 /* 1024 connections need as many fds: raise the soft limit toward the hard one. */
