@@ -16,7 +16,7 @@
  * in one fresh mkdtemp directory under $TMPDIR (default /tmp), and only
  * regular files directly inside it (and its "share" folder) are ever removed.
  *
- * Usage: devices [-r REPETITIONS] [-w blk,9p,net,tap]
+ * Usage: devices [-r REPETITIONS] [-w blk,alloc,9p,net,tap]
  *	-r: repetitions (default 5, after one warm-up run); -w: only these
  *	workloads (default all). The tap rows need CAP_NET_ADMIN (else a row
  *	says they were skipped).
@@ -469,12 +469,12 @@ struct blkdev {
 	uint64_t ind[BLK_QD];
 };
 
-static void blk_setup(struct blkdev *b, int idx, const char *what)
+static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t size)
 {
 	b->what = what;
 	drv_init(&b->d, newest_dev(), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC, RING(idx), BLK_QSIZE);
 	uint64_t cap = rd(&b->d, VPCI_DEVICE, 4) | rd(&b->d, VPCI_DEVICE + 4, 4) << 32;
-	if (cap != DISK_SIZE / 512)
+	if (cap != size / 512)
 		die("virtio-blk %s: capacity %llu sectors", what, (unsigned long long)cap);
 	/* Slot s: ring descriptor s -> an indirect table of header, data, status (as Linux does). */
 	uint64_t m = BLK_META(idx);
@@ -489,16 +489,39 @@ static void blk_setup(struct blkdev *b, int idx, const char *what)
 	}
 }
 
+static void blk_setup(struct blkdev *b, int idx, const char *what) { blk_setup_size(b, idx, what, DISK_SIZE); }
+
 struct blk_job {
 	struct blkdev *b;	/* device path */
 	int fd;			/* host path */
 	bool write, random;
 	uint32_t len;
 	uint64_t count, start;
+	/*
+	 * Allocating jobs (span != 0): each run writes space nothing wrote before,
+	 * the region [start + run * span, + span); random ones put request i at the
+	 * start of cluster (i * ALLOC_STRIDE) mod (span / ALLOC_CLUSTER), so each
+	 * request lands in a cluster of its own, far from the one before.
+	 */
+	uint64_t span;
+	unsigned run;
 };
+
+#define ALLOC_CLUSTER	KiB(64)		/* qcow2's default cluster size */
+#define ALLOC_STRIDE	2047		/* odd: a permutation of the region's clusters */
+#define ALLOC_SPAN	MiB(256)	/* one run's fresh region */
 
 static uint64_t job_offset(const struct blk_job *j, uint64_t *rs, uint64_t *seq)
 {
+	if (j->span && j->random) {
+		uint64_t i = (*seq)++;
+		return j->start + j->run * j->span + i * ALLOC_STRIDE % (j->span / ALLOC_CLUSTER) * ALLOC_CLUSTER;
+	}
+	if (j->span) {
+		uint64_t off = j->start + j->run * j->span + *seq;
+		*seq += j->len;
+		return off;
+	}
 	uint64_t blocks = DISK_SIZE / j->len;
 	if (j->random)
 		return rng_next(rs) % blocks * j->len;
@@ -521,7 +544,7 @@ static double blk_dev_run(void *arg)
 	int nfree = 0;
 	for (int s = BLK_QD - 1; s >= 0; s--)
 		freel[nfree++] = s;
-	uint64_t rs = 0x5eed, seq = j->start, issued = 0, done = 0;
+	uint64_t rs = 0x5eed, seq = j->span ? 0 : j->start, issued = 0, done = 0;
 	uint64_t t0 = now_ns();
 	while (done < j->count) {
 		bool added = false;
@@ -550,7 +573,9 @@ static double blk_dev_run(void *arg)
 			done++;
 		}
 	}
-	return job_rate(j, secs_since(t0));
+	double rate = job_rate(j, secs_since(t0));
+	j->run++;
+	return rate;
 }
 
 static uint8_t *hbuf;	/* the host side's buffer, 1 MiB */
@@ -558,7 +583,7 @@ static uint8_t *hbuf;	/* the host side's buffer, 1 MiB */
 static double blk_host_run(void *arg)
 {
 	struct blk_job *j = arg;
-	uint64_t rs = 0x5eed, seq = j->start;
+	uint64_t rs = 0x5eed, seq = j->span ? 0 : j->start;
 	uint64_t t0 = now_ns();
 	for (uint64_t i = 0; i < j->count; i++) {
 		uint64_t off = job_offset(j, &rs, &seq);
@@ -566,7 +591,9 @@ static double blk_host_run(void *arg)
 		if (n != (ssize_t)j->len)
 			die("host %s: %s", j->write ? "pwrite" : "pread", n < 0 ? strerror(errno) : "short");
 	}
-	return job_rate(j, secs_since(t0));
+	double rate = job_rate(j, secs_since(t0));
+	j->run++;
+	return rate;
 }
 
 /*
@@ -581,7 +608,16 @@ static double blk_host_run(void *arg)
 struct qimg_job {
 	struct blk_job j;	/* size, count, direction, pattern */
 	const char *path, *fmt, *mode;
+	bool fresh;		/* a new empty image of j.span bytes at path before each run */
 };
+
+static void spawn_wait(char *const argv[], const char *what)
+{
+	pid_t pid;
+	int st, e = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+	if (e || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+		die("%s failed", what);
+}
 
 static double qimg_run(void *arg)
 {
@@ -590,6 +626,13 @@ static double qimg_run(void *arg)
 	snprintf(count, sizeof(count), "%llu", (unsigned long long)q->j.count);
 	snprintf(len, sizeof(len), "%u", q->j.len);
 	snprintf(step, sizeof(step), "%llu", (unsigned long long)(q->j.random ? (uint64_t)q->j.len * QIMG_STRIDE : q->j.len));
+	if (q->fresh) {
+		char size[32];
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)q->j.span);
+		snprintf(step, sizeof(step), "%llu", (unsigned long long)(q->j.random ? ALLOC_CLUSTER * ALLOC_STRIDE : q->j.len));
+		unlink(q->path);
+		spawn_wait((char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", (char *)q->path, size, NULL }, "qemu-img create");
+	}
 	/* aio=native needs O_DIRECT in QEMU (cache=none): that mode reads the disk, not the page cache. */
 	bool direct = !strcmp(q->mode, "native");
 	char *argv[24];
@@ -780,6 +823,136 @@ static void bench_blk(void)
 		     "and writes the disk under the file, not the page cache: not the same work, shown for completeness.",
 		     BLK_QD, QIMG_STRIDE, (unsigned long long)(DISK_SIZE / 4096));
 	close(fd);
+}
+
+/*
+ * Writes that allocate: every request writes space nothing wrote before, on a
+ * sparse raw file (the filesystem allocates) and on an empty qcow2 image (lkvm
+ * allocates clusters, then the filesystem), against pwrite into fresh space
+ * of a sparse file, and against qemu-img bench -w on a new empty qcow2 image.
+ */
+static void punch_all(int fd, uint64_t size)
+{
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, size))
+		die("punching holes: %s", strerror(errno));
+}
+
+static double row_median(int i) { return rows[i].n ? median(rows[i].dev, rows[i].n) : 0; }
+
+static void bench_alloc(void)
+{
+	char raw[4200], qcow2[4200], peer[4200];
+	snprintf(raw, sizeof(raw), "%s/alloc.raw", tmpdir);
+	snprintf(qcow2, sizeof(qcow2), "%s/alloc.qcow2", tmpdir);
+	snprintf(peer, sizeof(peer), "%s/alloc-peer.qcow2", tmpdir);
+	uint64_t runs = reps + 1, size = 2 * runs * ALLOC_SPAN;	/* two workloads, a fresh region per run */
+	char sz[32];
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	int hfd = openat(tmpfd, "alloc-host.raw", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rfd = openat(tmpfd, "alloc.raw", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (hfd < 0 || rfd < 0 || ftruncate(hfd, runs * ALLOC_SPAN) || ftruncate(rfd, size))
+		die("%s: %s", raw, strerror(errno));
+	pid_t pid;
+	int st;
+	char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", qcow2, sz, NULL };
+	if (posix_spawnp(&pid, "qemu-img", NULL, NULL, argv, environ) || waitpid(pid, &st, 0) < 0 ||
+	    !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "devices: qemu-img create failed or is missing: allocating rows skipped\n");
+		skip_row("allocating writes: not measured (qemu-img create failed or is missing; Debian: qemu-utils)");
+		close(hfd);
+		close(rfd);
+		return;
+	}
+	static struct blkdev br, bq;
+	struct disk *dr = disk_open(raw, false, false);
+	if (!dr || virtio_blk_add(&vm, dr) || devices_start(&vm))
+		die("virtio-blk %s: %s", raw, err_msg());
+	blk_setup_size(&br, 8, "raw (allocating)", size);
+	struct disk *dq = disk_open(qcow2, false, false);
+	if (!dq || virtio_blk_add(&vm, dq) || devices_start(&vm))
+		die("virtio-blk %s: %s", qcow2, err_msg());
+	blk_setup_size(&bq, 9, "qcow2 (allocating)", size);
+	for (int s = 0; s < BLK_QD; s++)
+		memcpy(gp(BLK_DATA(s), SEQ_LEN), pat, SEQ_LEN);
+	memcpy(hbuf, pat, SEQ_LEN);
+
+	static const char *const modes[] = { "threads", "io_uring" };
+	bool mode_ok[2];
+	for (int m = 0; m < 2; m++) {
+		char why[200];
+		mode_ok[m] = qimg_mode_works(raw, modes[m], why, sizeof(why));
+		if (!mode_ok[m])
+			note("allocating peer rows for `qemu-img bench -i %s` skipped: %s.", modes[m], why);
+	}
+	struct { const char *name; bool random; uint32_t len; } w[] = {
+		{ "4 KiB random writes, each into a new cluster", true, 4096 },
+		{ "1 MiB sequential writes into new space", false, SEQ_LEN },
+	};
+	int first[2];
+	for (int i = 0; i < 2; i++) {
+		uint64_t count = w[i].random ? ALLOC_SPAN / ALLOC_CLUSTER : ALLOC_SPAN / SEQ_LEN;
+		const char *unit = w[i].random ? "IOPS" : "MiB/s";
+		first[i] = nrows;
+		for (int f = 0; f < 2; f++) {
+			struct blk_job dj = { .b = f ? &bq : &br, .write = true, .random = w[i].random, .len = w[i].len,
+					      .count = count, .start = i * runs * ALLOC_SPAN, .span = ALLOC_SPAN };
+			struct blk_job hj = { .fd = hfd, .write = true, .random = w[i].random, .len = w[i].len,
+					      .count = count, .span = ALLOC_SPAN };
+			char name[200];
+			snprintf(name, sizeof(name), "virtio-blk, %s image: %s", f ? "empty qcow2" : "sparse raw", w[i].name);
+			run_row(name, unit, blk_dev_run, &dj, blk_host_run, &hj);
+			punch_all(hfd, runs * ALLOC_SPAN);
+		}
+		for (int m = 0; m < 2; m++) {
+			if (!mode_ok[m])
+				continue;
+			struct blk_job hj = { .fd = hfd, .write = true, .random = w[i].random, .len = w[i].len,
+					      .count = count, .span = ALLOC_SPAN };
+			struct qimg_job qj = { .j = hj, .path = peer, .fmt = "qcow2", .mode = modes[m], .fresh = true };
+			char name[200];
+			snprintf(name, sizeof(name), "peer: qemu-img bench -w -i %s, new empty qcow2 image: %s", modes[m], w[i].name);
+			run_row(name, unit, qimg_run, &qj, blk_host_run, &hj);
+			punch_all(hfd, runs * ALLOC_SPAN);
+			unlink(peer);
+		}
+	}
+	/* Untimed: what the qcow2 device wrote reads back (its first sequential run; a random run's cluster). */
+	struct blk_job rj = { .b = &bq, .len = SEQ_LEN, .count = 1, .start = runs * ALLOC_SPAN + MiB(3) };
+	memset(gp(BLK_DATA(0), SEQ_LEN), 0, SEQ_LEN);
+	blk_dev_run(&rj);
+	if (memcmp(gp(BLK_DATA(0), SEQ_LEN), pat, SEQ_LEN))
+		die("virtio-blk qcow2 (allocating): sequential data read back differs");
+	rj = (struct blk_job){ .b = &bq, .len = ALLOC_CLUSTER, .count = 1, .start = 5 * ALLOC_CLUSTER };
+	memset(gp(BLK_DATA(0), SEQ_LEN), 0xee, SEQ_LEN);
+	blk_dev_run(&rj);
+	uint8_t *c = gp(BLK_DATA(0), ALLOC_CLUSTER);
+	if (memcmp(c, pat, 4096))
+		die("virtio-blk qcow2 (allocating): random write read back differs");
+	for (uint64_t k = 4096; k < ALLOC_CLUSTER; k++)
+		if (c[k])
+			die("virtio-blk qcow2 (allocating): a new cluster's unwritten bytes are not zero");
+	for (int s = 0; s < BLK_QD; s++)
+		memcpy(gp(BLK_DATA(s), SEQ_LEN), pat, SEQ_LEN);
+	char ratios[600] = "";
+	for (int i = 0; i < 2; i++) {
+		double r = row_median(first[i]), qc = row_median(first[i] + 1), best = 0;
+		for (int k = first[i] + 2; k < nrows && k < first[i] + 4; k++)
+			best = MAX(best, row_median(k));
+		snprintf(ratios + strlen(ratios), sizeof(ratios) - strlen(ratios), "%s%s: lkvm qcow2 / lkvm raw **%.2f**",
+			 i ? "; " : "", w[i].name, r ? qc / r : 0);
+		if (best)
+			snprintf(ratios + strlen(ratios), sizeof(ratios) - strlen(ratios), ", lkvm qcow2 / qemu-img bench's best mode **%.2f**", qc / best);
+	}
+	note("allocating writes: each run writes %llu MiB of space nothing wrote before (a region of its own in a "
+	     "sparse raw file and in an empty qcow2 image with 64 KiB clusters, both made for this bench, %d requests in "
+	     "flight; the 4 KiB row writes the first 4 KiB of every cluster of the region once, cluster i*%d mod N, N "
+	     "the region's clusters), against pwrite into fresh space of a sparse file (its holes punched again after "
+	     "each row), and `qemu-img bench -w` with the same size, count, depth and step on a new empty qcow2 image "
+	     "made before each of its runs (its own timing, the create excluded). Medians in this run: %s. Afterwards "
+	     "one sequential and one random cluster are read back through the qcow2 device and compared.",
+	     (unsigned long long)(ALLOC_SPAN >> 20), BLK_QD, ALLOC_STRIDE, ratios);
+	close(hfd);
+	close(rfd);
 }
 
 /* ---- 9p: the server alone (p9_handle) and the virtio-9p device ---- */
@@ -1993,7 +2166,7 @@ static bool valid_workloads(const char *list)
 	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
 		size_t n = strchrnul(p, ',') - p;
 		bool ok = false;
-		for (const char *const *k = (const char *const[]){ "blk", "9p", "net", "tap", NULL }; *k; k++)
+		for (const char *const *k = (const char *const[]){ "blk", "alloc", "9p", "net", "tap", NULL }; *k; k++)
 			ok |= strlen(*k) == n && !strncmp(p, *k, n);
 		if (!ok)
 			return false;
@@ -2010,7 +2183,7 @@ int main(int argc, char **argv)
 		} else if (opt == 'w' && valid_workloads(optarg)) {
 			workloads = optarg;
 		} else {
-			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)] [-w blk,9p,net,tap]\n", argv[0], MAX_REPS);
+			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)] [-w blk,alloc,9p,net,tap]\n", argv[0], MAX_REPS);
 			return 1;
 		}
 	}
@@ -2028,6 +2201,8 @@ int main(int argc, char **argv)
 	getloadavg(&load_before, 1);
 	if (wanted("blk"))
 		bench_blk();
+	if (wanted("alloc"))
+		bench_alloc();
 	if (wanted("9p"))
 		bench_9p();
 	if (wanted("net"))
