@@ -3,15 +3,32 @@
  * L1/L2 mapping, 16-bit refcounts, deflate-compressed clusters (read; a write
  * moves the cluster to a new normal one), v3 zero clusters, backing images.
  *
- * Metadata is written through, entry by entry: a crash or kill leaves at
- * worst leaked clusters, and there is no dirty state to get wrong. The L1 and
- * refcount tables are held in memory, and a few recently used L2 tables are
- * cached read-only: every write to the file passes through pwrite_all(),
- * which copies its bytes into any cached table it overlaps, so a cached table
+ * Metadata is written through: a kill leaves at worst leaked clusters, and
+ * there is no dirty state to get wrong. The L1 and refcount tables are held in
+ * memory, and a few recently used L2 tables and refcount blocks are cached
+ * read-only: every write to the file passes through pwrite_all() or rw_iov(),
+ * which copy their bytes into any cached table they overlap, so a cached table
  * is always what the file holds. Guest data between the guest's buffers and
  * normal clusters moves with one preadv/pwritev per run of clusters that are
- * contiguous in the file. New clusters go at the end of the file. One mutex
- * serialises each image.
+ * contiguous in the file. One mutex serialises each image.
+ *
+ * Allocation. New clusters go at the end of the file, taken from a
+ * reservation: a run of clusters past the end whose refcounts are set to 1 in
+ * one write per refcount block, the file extended over them (holes: they read
+ * as zeroes) and fdatasync'd before any of them is handed out. So the order on
+ * disk is: (1) refcounts, durable; (2) a new cluster's data; (3) the L2 entries
+ * pointing at it, one write per run of new clusters in a table; a new L2 table
+ * is zeroed and fdatasync'd before (4) the L1 entry points at it. A kill (or a
+ * power loss) at any point leaves no entry pointing at a cluster whose refcount
+ * is 0: at worst reserved clusters nothing points at, i.e. leaks, which
+ * `qemu-img check -r leaks` reclaims. A flush (and close) gives the unused
+ * rest of the reservation back (and cuts the file when it is at its end), so
+ * an image lkvm flushed checks clean.
+ * Reservations grow from RES_MIN to RES_MAX clusters as writes keep
+ * allocating, so a long sequential write pays one refcount write and one
+ * fdatasync per RES_MAX clusters. A run of new clusters written whole or in
+ * part moves in one pwritev; a new cluster's bytes the guest did not write are
+ * zero already (a hole), so a 4 KiB write into a new 64 KiB cluster writes 4 KiB.
  */
 #include <endian.h>
 #include <errno.h>
@@ -19,6 +36,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +61,23 @@
 #define MAX_REFTABLE_BYTES (8u << 20)
 #define L2_CACHE_BYTES (4u << 20)	/* 64 tables of 64 KiB clusters: 32 GiB of disk mapped */
 #define L2_CACHE_MAX 64
+#define RB_CACHE_BYTES (1u << 20)	/* refcount blocks of 64 KiB clusters: 16 GiB of file counted */
+#define RB_CACHE_MAX 16
+#define RES_MIN 16			/* clusters in the first reservation */
+#define RES_MAX 1024			/* and at most (64 MiB of 64 KiB clusters) */
 #define DIRECT_IOV 64			/* guest segments one preadv/pwritev takes; more go by the bounce buffer */
 
-struct l2_slot {
+struct tslot {
 	uint64_t off;			/* the table's place in the file; 0: empty */
 	uint64_t used;			/* clock of its last use: the oldest goes first */
 	uint8_t *tbl;			/* cluster_size bytes as in the file (big-endian entries), or NULL */
+};
+
+/* A few metadata clusters (L2 tables or refcount blocks) as the file holds them. */
+struct tcache {
+	struct tslot *s;
+	int n;
+	uint64_t clock;
 };
 
 struct qcow2 {
@@ -63,7 +92,10 @@ struct qcow2 {
 	uint64_t *rt;			/* refcount table, host byte order */
 	uint64_t rt_entries;
 	uint64_t rt_offset;
-	uint64_t file_end;		/* bytes in the file: every metadata offset is checked against it */
+	uint64_t file_end;		/* bytes in the file or taken for it: every metadata offset is checked against it */
+	uint64_t phys_end;		/* bytes the file really holds (at least file_end once a reservation is made) */
+	uint64_t res_next, res_end;	/* the reservation: refcounted clusters not handed out yet */
+	uint64_t res_grow;		/* clusters the next reservation takes */
 	uint64_t virt_size;		/* header size; the disk shows it rounded down to 512 */
 	struct disk *backing;
 	char *backing_path;
@@ -72,10 +104,20 @@ struct qcow2 {
 	uint8_t *zbuf;			/* compressed input */
 	uint8_t *work;			/* one cluster of copy-on-write staging */
 	uint8_t *bounce;		/* one cluster for reads and writes that cannot go direct */
-	struct l2_slot *l2c;
-	int l2c_n;
-	uint64_t l2c_clock;
+	struct tcache l2c, rbc;		/* L2 tables, refcount blocks */
 };
+
+/*
+ * Tests only: after this many more writes to an image file (pwrite, pwritev,
+ * ftruncate), the process kills itself with SIGKILL; negative: never.
+ */
+int qcow2_test_kill_after = -1;
+
+static void test_kill_point(void)
+{
+	if (qcow2_test_kill_after >= 0 && qcow2_test_kill_after-- == 0)
+		raise(SIGKILL);
+}
 
 static struct qcow2 *Q(struct disk *d) { return d->priv; }
 
@@ -97,14 +139,15 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 }
 
 /*
- * Keep the L2 cache what the file holds after a write of [off, off + len): copy buf's
- * overlapping bytes into each cached table (buf NULL: the write failed part way, so
- * forget those tables instead). Only a damaged image has data over its own tables.
+ * Keep a cache what the file holds after a write of [off, off + len): copy buf's
+ * overlapping bytes into each cached table (buf NULL: the write failed part way, or
+ * guest data went there, so forget those tables instead). Only a damaged image has
+ * data over its own tables.
  */
-static void l2_cache_wrote(struct qcow2 *q, const uint8_t *buf, uint64_t len, uint64_t off)
+static void tcache_wrote(struct qcow2 *q, struct tcache *c, const uint8_t *buf, uint64_t len, uint64_t off)
 {
-	for (int i = 0; i < q->l2c_n; i++) {
-		struct l2_slot *s = &q->l2c[i];
+	for (int i = 0; i < c->n; i++) {
+		struct tslot *s = &c->s[i];
 		if (!s->off || off >= s->off + q->cluster_size || s->off >= off + len)
 			continue;
 		if (!buf) {
@@ -116,10 +159,23 @@ static void l2_cache_wrote(struct qcow2 *q, const uint8_t *buf, uint64_t len, ui
 	}
 }
 
+static void l2_cache_wrote(struct qcow2 *q, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	tcache_wrote(q, &q->l2c, buf, len, off);
+	tcache_wrote(q, &q->rbc, buf, len, off);
+}
+
+static void wrote_to(struct qcow2 *q, uint64_t end)
+{
+	q->file_end = MAX(q->file_end, end);
+	q->phys_end = MAX(q->phys_end, end);
+}
+
 static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint64_t off)
 {
 	uint64_t end = off + len;
 	const uint8_t *p = buf;
+	test_kill_point();
 	for (size_t done = 0; done < len;) {
 		ssize_t n = pwrite(fd, p + done, len - done, off + done);
 		if (n < 0 && errno == EINTR)
@@ -131,20 +187,22 @@ static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint
 		done += n;
 	}
 	l2_cache_wrote(q, p, len, off);
-	if (end > q->file_end)
-		q->file_end = end;
+	wrote_to(q, end);
 	return 0;
 }
 
-/* The L2 table at off (checked by the caller: a cluster wholly inside the file). */
-static int l2_table(struct disk *d, uint64_t off, const uint8_t **tbl)
+/*
+ * The metadata cluster at off through cache c (off checked by the caller: a cluster
+ * inside the file). Bytes past the file's real end read as zeroes.
+ */
+static int table_get(struct disk *d, struct tcache *c, uint64_t off, const uint8_t **tbl)
 {
 	struct qcow2 *q = Q(d);
-	struct l2_slot *victim = &q->l2c[0];
-	for (int i = 0; i < q->l2c_n; i++) {
-		struct l2_slot *s = &q->l2c[i];
+	struct tslot *victim = &c->s[0];
+	for (int i = 0; i < c->n; i++) {
+		struct tslot *s = &c->s[i];
 		if (s->off == off) {
-			s->used = ++q->l2c_clock;
+			s->used = ++c->clock;
 			*tbl = s->tbl;
 			return 0;
 		}
@@ -154,14 +212,18 @@ static int l2_table(struct disk *d, uint64_t off, const uint8_t **tbl)
 	victim->off = 0;
 	if (!victim->tbl && !(victim->tbl = malloc(q->cluster_size)))
 		return -ENOMEM;
-	int r = pread_all(d->fd, victim->tbl, q->cluster_size, off);
+	uint64_t have = off < q->phys_end ? MIN(q->cluster_size, q->phys_end - off) : 0;
+	memset(victim->tbl + have, 0, q->cluster_size - have);
+	int r = pread_all(d->fd, victim->tbl, have, off);
 	if (r)
 		return r;
 	victim->off = off;
-	victim->used = ++q->l2c_clock;
+	victim->used = ++c->clock;
 	*tbl = victim->tbl;
 	return 0;
 }
+
+static int l2_table(struct disk *d, uint64_t off, const uint8_t **tbl) { return table_get(d, &Q(d)->l2c, off, tbl); }
 
 static int put_be64_at(struct disk *d, uint64_t off, uint64_t v)
 {
@@ -248,47 +310,149 @@ static int grow_reftable(struct disk *d, uint64_t ti)
 	return r;
 }
 
-static int refcount_add(struct disk *d, uint64_t host_off, int delta)
+/*
+ * Add delta to the refcounts of the count clusters from host_off: one read (through
+ * the refcount block cache) and one write per refcount block they fall in.
+ */
+static int refcount_range(struct disk *d, uint64_t host_off, uint64_t count, int delta)
 {
 	struct qcow2 *q = Q(d);
-	uint64_t idx = host_off >> q->cluster_bits;
 	unsigned per_block_bits = q->cluster_bits - 1;	/* 16-bit entries */
-	uint64_t ti = idx >> per_block_bits, bi = idx & ((1ULL << per_block_bits) - 1);
+	uint64_t idx = host_off >> q->cluster_bits;
 	int r;
-	if (ti >= q->rt_entries && (r = grow_reftable(d, ti)))
-		return r;
-	uint64_t blk = q->rt[ti] & OFFSET_MASK;
-	if (!blk) {
-		if (delta < 0)
+	while (count) {
+		uint64_t ti = idx >> per_block_bits, bi = idx & ((1ULL << per_block_bits) - 1);
+		uint64_t k = MIN(count, (1ULL << per_block_bits) - bi);
+		if (ti >= q->rt_entries && (r = grow_reftable(d, ti)))
+			return r;
+		uint64_t blk = q->rt[ti] & OFFSET_MASK;
+		if (!blk) {
+			if (delta < 0)
+				return -EIO;
+			/*
+			 * A new refcount block, zeroed and durable before the table points
+			 * at it; it counts itself when it covers itself.
+			 */
+			blk = take_clusters(q, 1);
+			if ((r = write_zero_clusters(d, blk, 1)) || (r = fdatasync(d->fd) < 0 ? -errno : 0))
+				return r;
+			q->rt[ti] = blk;
+			if ((r = put_be64_at(d, q->rt_offset + ti * 8, blk)))
+				return r;
+			if ((r = refcount_range(d, blk, 1, 1)))
+				return r;
+		} else if (!cluster_ok(q, blk)) {
 			return -EIO;
-		/* A new refcount block, which counts itself when it covers itself. */
-		blk = take_clusters(q, 1);
-		if ((r = write_zero_clusters(d, blk, 1)))
+		}
+		const uint8_t *tbl;
+		if ((r = table_get(d, &q->rbc, blk, &tbl)))
 			return r;
-		q->rt[ti] = blk;
-		if ((r = put_be64_at(d, q->rt_offset + ti * 8, blk)))
-			return r;
-		if ((r = refcount_add(d, blk, 1)))
-			return r;
-	} else if (!cluster_ok(q, blk)) {
-		return -EIO;
+		uint16_t v[512];
+		for (uint64_t done = 0; done < k;) {
+			uint64_t m = MIN(k - done, ARRAY_SIZE(v));
+			for (uint64_t i = 0; i < m; i++) {
+				uint16_t be;
+				memcpy(&be, tbl + (bi + done + i) * 2, 2);
+				int64_t n = (int64_t)be16toh(be) + delta;
+				if (n < 0 || n > 0xffff)
+					return -EIO;
+				v[i] = htobe16(n);
+			}
+			if ((r = pwrite_all(q, d->fd, v, m * 2, blk + (bi + done) * 2)))
+				return r;
+			done += m;
+		}
+		idx += k;
+		count -= k;
 	}
-	uint16_t v;
-	if ((r = pread_all(d->fd, &v, 2, blk + bi * 2)))
-		return r;
-	int64_t n = (int64_t)be16toh(v) + delta;
-	if (n < 0 || n > 0xffff)
-		return -EIO;
-	v = htobe16(n);
-	return pwrite_all(q, d->fd, &v, 2, blk + bi * 2);
+	return 0;
 }
 
-/* One new cluster with refcount 1, its contents left to the caller. */
-static int alloc_cluster(struct disk *d, uint64_t *off)
+static int refcount_add(struct disk *d, uint64_t host_off, int delta) { return refcount_range(d, host_off, 1, delta); }
+
+/* The file as long as file_end says: clusters taken but not written read as zeroes. */
+static int extend_file(struct disk *d)
 {
 	struct qcow2 *q = Q(d);
-	*off = take_clusters(q, 1);
-	return refcount_add(d, *off, 1);
+	if (q->phys_end >= q->file_end)
+		return 0;
+	test_kill_point();
+	if (ftruncate(d->fd, q->file_end) < 0)
+		return -errno;
+	q->phys_end = q->file_end;
+	return 0;
+}
+
+/*
+ * A new reservation of at least want clusters at the end of the file: refcounts
+ * 1, the file extended over them, durable before any is used (see the top).
+ */
+static int reserve(struct disk *d, uint64_t want)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t n = MAX(want, q->res_grow);
+	uint64_t start = take_clusters(q, n);
+	int r = refcount_range(d, start, n, 1);
+	if (!r)
+		r = extend_file(d);
+	if (!r && fdatasync(d->fd) < 0)
+		r = -errno;
+	if (r)
+		return r;	/* the clusters stay taken: leaked at worst */
+	q->res_next = start;
+	q->res_end = start + (n << q->cluster_bits);
+	q->res_grow = MIN(q->res_grow * 2, RES_MAX);
+	return 0;
+}
+
+/*
+ * Up to want new clusters that follow one another in the file, refcount 1, zeroes:
+ * the first at *off, *got of them (at least one).
+ */
+static int alloc_clusters(struct disk *d, uint64_t want, uint64_t *off, uint64_t *got)
+{
+	struct qcow2 *q = Q(d);
+	int r;
+	if (q->res_next == q->res_end && (r = reserve(d, want)))
+		return r;
+	*got = MIN(want, (q->res_end - q->res_next) >> q->cluster_bits);
+	*off = q->res_next;
+	q->res_next += *got << q->cluster_bits;
+	return 0;
+}
+
+static int alloc_cluster(struct disk *d, uint64_t *off)
+{
+	uint64_t got;
+	return alloc_clusters(d, 1, off, &got);
+}
+
+/*
+ * Everything written so far durable (a guest's FLUSH, and close), and the unused
+ * rest of the reservation given back first, so that an image lkvm flushed shows
+ * no leaks: its refcounts go to 0 with the same fdatasync, then, when it is at the
+ * end of the file, the file is cut before it (a power loss before that cut is
+ * durable leaves free clusters at the end, not leaks).
+ */
+static int sync_image(struct disk *d)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t keep = q->res_next;
+	bool cut = false;
+	int r = 0;
+	if (q->res_next < q->res_end) {
+		r = refcount_range(d, q->res_next, (q->res_end - q->res_next) >> q->cluster_bits, -1);
+		cut = !r && q->res_end == q->file_end;
+		q->res_next = q->res_end = 0;
+	}
+	if (fdatasync(d->fd) < 0 && !r)
+		r = -errno;
+	if (!r && cut) {
+		test_kill_point();
+		if (ftruncate(d->fd, keep) == 0)
+			q->file_end = q->phys_end = keep;
+	}
+	return r;
 }
 
 /* ---- mapping ---- */
@@ -311,8 +475,11 @@ static int l2_lookup(struct disk *d, uint64_t vo, bool alloc, uint64_t *entry, u
 	if (!l2) {
 		if (!alloc)
 			return 0;
+		/* Zeroed and durable before the L1 entry points at it (see the top). */
 		if ((r = alloc_cluster(d, &l2)) || (r = write_zero_clusters(d, l2, 1)))
 			return r;
+		if (fdatasync(d->fd) < 0)
+			return -errno;
 		q->l1[l1i] = l2 | OFLAG_COPIED;
 		if ((r = put_be64_at(d, q->l1_offset + l1i * 8, q->l1[l1i])))
 			return r;
@@ -519,6 +686,8 @@ static int rw_iov(struct qcow2 *q, int fd, struct iovec *v, int cnt, uint64_t of
 {
 	uint64_t start = off;
 	int r = 0;
+	if (write)
+		test_kill_point();
 	while (cnt) {
 		ssize_t n = write ? pwritev(fd, v, cnt, off) : preadv(fd, v, cnt, off);
 		if (n < 0 && errno == EINTR)
@@ -539,16 +708,73 @@ static int rw_iov(struct qcow2 *q, int fd, struct iovec *v, int cnt, uint64_t of
 	}
 	if (write) {
 		l2_cache_wrote(q, NULL, off - start, start);	/* only a damaged image has data over its tables */
-		if (off > q->file_end)
-			q->file_end = off;
+		wrote_to(q, off);
 	}
 	return r;
+}
+
+/* An L2 entry a write may replace with a new cluster of zeroes and the guest's bytes. */
+static bool fresh_ok(struct qcow2 *q, uint64_t e)
+{
+	return (e == 0 && !q->backing) || (q->version >= 3 && e == OFLAG_ZERO);
+}
+
+/*
+ * A write starting at guest offset vo (total bytes left) into clusters that can be
+ * new (fresh_ok): new clusters for the run of such clusters in vo's L2 table, the
+ * guest's bytes into them with one pwritev, then their L2 entries in one write.
+ * *done: bytes written; 0 when vo's cluster is not one of those (nothing done).
+ */
+static int write_new(struct disk *d, uint64_t vo, const struct iovec *iov, int iovcnt, int vi, size_t vio,
+		     uint64_t total, uint64_t *done)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t e, eo;
+	*done = 0;
+	int r = l2_lookup(d, vo, true, &e, &eo);
+	if (r || !fresh_ok(q, e))
+		return r;
+	uint64_t in = vo & (q->cluster_size - 1), per = 1ULL << q->l2_bits;
+	uint64_t l2 = eo & ~(q->cluster_size - 1), l2i = (eo - l2) / 8;
+	uint64_t want = MIN(ALIGN_UP(in + total, q->cluster_size) >> q->cluster_bits, per - l2i);
+	const uint8_t *tbl;
+	if ((r = l2_table(d, l2, &tbl)))
+		return r;
+	uint64_t k = 1;
+	for (; k < want; k++) {
+		uint64_t be;
+		memcpy(&be, tbl + (l2i + k) * 8, 8);
+		if (!fresh_ok(q, be64toh(be)))
+			break;
+	}
+	uint64_t host, got;
+	if ((r = alloc_clusters(d, k, &host, &got)))
+		return r;
+	/* The data first: nothing points at these clusters yet. */
+	struct iovec v[DIRECT_IOV];
+	int cnt;
+	uint64_t n = iov_slice(iov, iovcnt, vi, vio, MIN(total, (got << q->cluster_bits) - in), v, DIRECT_IOV, &cnt);
+	if ((r = rw_iov(q, d->fd, v, cnt, host + in, true)))
+		return r;
+	/* Then the entries; bytes of these clusters past n are zeroes, or the next write's. */
+	uint64_t ents[512];
+	for (uint64_t i = 0; i < got;) {
+		uint64_t m = MIN(got - i, ARRAY_SIZE(ents));
+		for (uint64_t j = 0; j < m; j++)
+			ents[j] = htobe64((host + ((i + j) << q->cluster_bits)) | OFLAG_COPIED);
+		if ((r = pwrite_all(q, d->fd, ents, m * 8, eo + i * 8)))
+			return r;
+		i += m;
+	}
+	*done = n;
+	return 0;
 }
 
 /*
  * Guest bytes in cluster-sized chunks: runs of normal clusters that follow one
  * another in the file go straight between the guest's buffers and the file, one
- * preadv/pwritev each; anything else through the bounce buffer, a cluster at a time.
+ * preadv/pwritev each; so do runs of new clusters (write_new); anything else through
+ * the bounce buffer, a cluster at a time.
  */
 static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
 {
@@ -590,6 +816,20 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 			total -= run;
 			continue;
 		}
+		uint64_t moved = 0;
+		if (write && (r = write_new(d, off, iov, iovcnt, vi, vo, total, &moved)))
+			break;
+		if (moved) {
+			for (uint64_t k = moved; k;) {	/* past the bytes moved */
+				size_t step = MIN(k, iov[vi].iov_len - vo);
+				k -= step;
+				if ((vo += step) == iov[vi].iov_len)
+					vi++, vo = 0;
+			}
+			off += moved;
+			total -= moved;
+			continue;
+		}
 		if (write) {
 			for (uint64_t got = 0; got < n;) {
 				size_t k = MIN(n - got, iov[vi].iov_len - vo);
@@ -625,7 +865,7 @@ static int qcow2_flush(struct disk *d)
 		return 0;
 	struct qcow2 *q = Q(d);
 	pthread_mutex_lock(&q->lock);
-	int r = fdatasync(d->fd) < 0 ? -errno : 0;
+	int r = sync_image(d);
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }
@@ -643,17 +883,22 @@ static void qcow2_free(struct qcow2 *q)
 	free(q->zbuf);
 	free(q->work);
 	free(q->bounce);
-	for (int i = 0; q->l2c && i < q->l2c_n; i++)
-		free(q->l2c[i].tbl);
-	free(q->l2c);
+	for (struct tcache *c = &q->l2c; c <= &q->rbc; c++) {
+		for (int i = 0; c->s && i < c->n; i++)
+			free(c->s[i].tbl);
+		free(c->s);
+	}
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
 
 static void qcow2_close(struct disk *d)
 {
-	if (!d->ro)
-		fdatasync(d->fd);
+	if (!d->ro) {
+		pthread_mutex_lock(&Q(d)->lock);
+		sync_image(d);
+		pthread_mutex_unlock(&Q(d)->lock);
+	}
 	qcow2_free(Q(d));
 	close(d->fd);
 }
@@ -689,7 +934,8 @@ static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth, struct disk *
 	struct stat st;
 	if (fstat(d->fd, &st) < 0)
 		return err_errno("%s", p);
-	q->file_end = st.st_size;
+	q->file_end = q->phys_end = st.st_size;
+	q->res_grow = RES_MIN;
 	uint8_t h[HDR_V3_LEN] = { 0 };
 	if (q->file_end < HDR_V2_LEN || pread_all(d->fd, h, MIN(q->file_end, (uint64_t)HDR_V3_LEN), 0))
 		return err_set("%s: qcow2 header is truncated", p);
@@ -757,9 +1003,11 @@ static int qcow2_setup(struct disk *d, struct qcow2 *q, int depth, struct disk *
 	q->zbuf = malloc(2 * q->cluster_size);
 	q->work = malloc(q->cluster_size);
 	q->bounce = malloc(q->cluster_size);
-	q->l2c_n = MIN(MAX(L2_CACHE_BYTES >> q->cluster_bits, 2u), L2_CACHE_MAX);
-	q->l2c = calloc(q->l2c_n, sizeof(*q->l2c));	/* tables allocated as they are first used */
-	if (!q->cbuf || !q->zbuf || !q->work || !q->bounce || !q->l2c)
+	q->l2c.n = MIN(MAX(L2_CACHE_BYTES >> q->cluster_bits, 2u), L2_CACHE_MAX);
+	q->l2c.s = calloc(q->l2c.n, sizeof(*q->l2c.s));	/* tables allocated as they are first used */
+	q->rbc.n = MIN(MAX(RB_CACHE_BYTES >> q->cluster_bits, 2u), RB_CACHE_MAX);
+	q->rbc.s = calloc(q->rbc.n, sizeof(*q->rbc.s));
+	if (!q->cbuf || !q->zbuf || !q->work || !q->bounce || !q->l2c.s || !q->rbc.s)
 		return err_set("%s: out of memory", p);
 
 	uint64_t bo = hdr64(h, 8);
