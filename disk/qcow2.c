@@ -330,16 +330,27 @@ static int refcount_range(struct disk *d, uint64_t host_off, uint64_t count, int
 			if (delta < 0)
 				return -EIO;
 			/*
-			 * A new refcount block, zeroed and durable before the table points
-			 * at it; it counts itself when it covers itself.
+			 * A new refcount block, counted and durable before the table points
+			 * at it: by its own entry when it covers itself, else first through
+			 * the block that covers it.
 			 */
 			blk = take_clusters(q, 1);
-			if ((r = write_zero_clusters(d, blk, 1)) || (r = fdatasync(d->fd) < 0 ? -errno : 0))
+			uint64_t self = blk >> q->cluster_bits;
+			if (self >> per_block_bits == ti) {
+				uint8_t *z = calloc(1, q->cluster_size);
+				if (!z)
+					return -ENOMEM;
+				uint16_t one = htobe16(1);
+				memcpy(z + (self & ((1ULL << per_block_bits) - 1)) * 2, &one, 2);
+				r = pwrite_all(q, d->fd, z, q->cluster_size, blk);
+				free(z);
+			} else if (!(r = write_zero_clusters(d, blk, 1))) {
+				r = refcount_range(d, blk, 1, 1);
+			}
+			if (r || (r = fdatasync(d->fd) < 0 ? -errno : 0))
 				return r;
 			q->rt[ti] = blk;
 			if ((r = put_be64_at(d, q->rt_offset + ti * 8, blk)))
-				return r;
-			if ((r = refcount_range(d, blk, 1, 1)))
 				return r;
 		} else if (!cluster_ok(q, blk)) {
 			return -EIO;

@@ -19,6 +19,11 @@ struct disk *qcow2_open(const char *path, bool ro, int depth);
 struct disk *qcow2_open_fd(int fd, const char *path, bool ro, int depth, struct disk *backing);
 /* Detach d's backing image (the caller's from now on); NULL if it has none. */
 struct disk *qcow2_take_backing(struct disk *d);
+/*
+ * Tests only: after this many more writes to a qcow2 image file (pwrite, pwritev,
+ * ftruncate), the process kills itself with SIGKILL; negative (the default): never.
+ */
+extern int qcow2_test_kill_after;
 /* disk_open() for a backing image: read-only, at the given depth. */
 struct disk *disk_open_backing(const char *path, int depth);
 
