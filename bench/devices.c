@@ -7,6 +7,8 @@
  * same run, interleaved repetition by repetition:
  *
  *   virtio-blk (raw file, qcow2 image)  vs  pread/pwrite on the raw file
+ *   writes that allocate (sparse raw,   vs  pwrite into fresh space of a sparse
+ *     empty qcow2, qemu-img bench -w)       file
  *   virtio-9p and the 9p server alone   vs  read/write/open+write+close
  *   the user-mode network stack         vs  a 127.0.0.1 TCP connection
  *   virtio-net with the tap backend     vs  a 127.0.0.1 TCP connection, both in
@@ -902,6 +904,8 @@ static void bench_alloc(void)
 			snprintf(name, sizeof(name), "virtio-blk, %s image: %s", f ? "empty qcow2" : "sparse raw", w[i].name);
 			run_row(name, unit, blk_dev_run, &dj, blk_host_run, &hj);
 			punch_all(hfd, runs * ALLOC_SPAN);
+			if (!f)
+				punch_all(rfd, size);	/* its runs are done: give the memory or disk back */
 		}
 		for (int m = 0; m < 2; m++) {
 			if (!mode_ok[m])

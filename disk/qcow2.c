@@ -3,32 +3,37 @@
  * L1/L2 mapping, 16-bit refcounts, deflate-compressed clusters (read; a write
  * moves the cluster to a new normal one), v3 zero clusters, backing images.
  *
- * Metadata is written through: a kill leaves at worst leaked clusters, and
- * there is no dirty state to get wrong. The L1 and refcount tables are held in
- * memory, and a few recently used L2 tables and refcount blocks are cached
- * read-only: every write to the file passes through pwrite_all() or rw_iov(),
- * which copy their bytes into any cached table they overlap, so a cached table
- * is always what the file holds. Guest data between the guest's buffers and
- * normal clusters moves with one preadv/pwritev per run of clusters that are
- * contiguous in the file. One mutex serialises each image.
+ * Metadata is written through, except the entries of new clusters (below). The
+ * L1 and refcount tables are held in memory, and a few recently used L2 tables
+ * and refcount blocks are cached: every write to the file passes through
+ * pwrite_all() or rw_iov(), which copy their bytes into any cached table they
+ * overlap, so a cached table is what the file holds plus, in an L2 table, the
+ * entries not written back yet (its dirty range). Guest data between the
+ * guest's buffers and normal clusters moves with one preadv/pwritev per run of
+ * clusters that are contiguous in the file. One mutex serialises each image.
  *
  * Allocation. New clusters go at the end of the file, taken from a
  * reservation: a run of clusters past the end whose refcounts are set to 1 in
  * one write per refcount block, the file extended over them (holes: they read
- * as zeroes) and fdatasync'd before any of them is handed out. So the order on
- * disk is: (1) refcounts, durable; (2) a new cluster's data; (3) the L2 entries
- * pointing at it, one write per run of new clusters in a table; a new L2 table
- * is zeroed and fdatasync'd before (4) the L1 entry points at it. A kill (or a
- * power loss) at any point leaves no entry pointing at a cluster whose refcount
- * is 0: at worst reserved clusters nothing points at, i.e. leaks, which
- * `qemu-img check -r leaks` reclaims. A flush (and close) gives the unused
- * rest of the reservation back (and cuts the file when it is at its end), so
- * an image lkvm flushed checks clean.
- * Reservations grow from RES_MIN to RES_MAX clusters as writes keep
- * allocating, so a long sequential write pays one refcount write and one
- * fdatasync per RES_MAX clusters. A run of new clusters written whole or in
- * part moves in one pwritev; a new cluster's bytes the guest did not write are
- * zero already (a hole), so a 4 KiB write into a new 64 KiB cluster writes 4 KiB.
+ * as zeroes) and fdatasync'd before any of them is handed out. Reservations
+ * grow from RES_MIN to RES_MAX clusters as writes keep allocating. A run of
+ * new clusters in one L2 table takes the guest's bytes in one pwritev; a new
+ * cluster's bytes the guest did not write are zero already (a hole), so a
+ * 4 KiB write into a new 64 KiB cluster writes 4 KiB.
+ *
+ * The order on disk: (1) refcounts, durable; (2) a new cluster's data; (3) the
+ * L2 entries pointing at it, set in the cached table and written back, one
+ * write per table, when the table leaves the cache or at the guest's FLUSH
+ * (before its fdatasync); a new L2 table is zeroed and fdatasync'd before (4)
+ * the L1 entry points at it; a new refcount block is counted and fdatasync'd
+ * before the refcount table points at it. So a kill (or a power loss) at any
+ * point leaves no entry pointing at a cluster whose refcount is 0: at worst
+ * reserved clusters nothing points at, i.e. leaks, which `qemu-img check -r
+ * leaks` reclaims. Writes into new clusters since the last FLUSH may be lost
+ * then, as a disk's volatile write cache loses them (virtio-blk offers FLUSH;
+ * all acknowledged before a FLUSH is on disk when the FLUSH completes). A
+ * FLUSH (and close) also gives the unused rest of the reservation back (and
+ * cuts the file when it is at its end), so an image lkvm flushed checks clean.
  */
 #include <endian.h>
 #include <errno.h>
@@ -71,6 +76,7 @@ struct tslot {
 	uint64_t off;			/* the table's place in the file; 0: empty */
 	uint64_t used;			/* clock of its last use: the oldest goes first */
 	uint8_t *tbl;			/* cluster_size bytes as in the file (big-endian entries), or NULL */
+	uint32_t dlo, dhi;		/* L2 tables: bytes [dlo, dhi) are newer than the file's (dhi 0: none) */
 };
 
 /* A few metadata clusters (L2 tables or refcount blocks) as the file holds them. */
@@ -151,11 +157,12 @@ static void tcache_wrote(struct qcow2 *q, struct tcache *c, const uint8_t *buf, 
 		if (!s->off || off >= s->off + q->cluster_size || s->off >= off + len)
 			continue;
 		if (!buf) {
-			s->off = 0;
+			s->off = 0;	/* with entries not written back: those clusters leak */
+			s->dhi = 0;
 			continue;
 		}
 		uint64_t from = MAX(off, s->off), to = MIN(off + len, s->off + q->cluster_size);
-		memcpy(s->tbl + (from - s->off), buf + (from - off), to - from);
+		memmove(s->tbl + (from - s->off), buf + (from - off), to - from);	/* a write-back writes from tbl itself */
 	}
 }
 
@@ -195,7 +202,19 @@ static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint
  * The metadata cluster at off through cache c (off checked by the caller: a cluster
  * inside the file). Bytes past the file's real end read as zeroes.
  */
-static int table_get(struct disk *d, struct tcache *c, uint64_t off, const uint8_t **tbl)
+static int pwrite_all(struct qcow2 *q, int fd, const void *buf, size_t len, uint64_t off);
+
+/* A cached L2 table's new entries into the file. */
+static int table_writeback(struct disk *d, struct tslot *s)
+{
+	if (!s->dhi)
+		return 0;
+	uint32_t lo = s->dlo, hi = s->dhi;
+	s->dhi = 0;
+	return pwrite_all(Q(d), d->fd, s->tbl + lo, hi - lo, s->off + lo);
+}
+
+static int table_slot(struct disk *d, struct tcache *c, uint64_t off, struct tslot **out)
 {
 	struct qcow2 *q = Q(d);
 	struct tslot *victim = &c->s[0];
@@ -203,24 +222,35 @@ static int table_get(struct disk *d, struct tcache *c, uint64_t off, const uint8
 		struct tslot *s = &c->s[i];
 		if (s->off == off) {
 			s->used = ++c->clock;
-			*tbl = s->tbl;
+			*out = s;
 			return 0;
 		}
 		if (s->used < victim->used)
 			victim = s;
 	}
+	int r = table_writeback(d, victim);
+	if (r)
+		return r;
 	victim->off = 0;
 	if (!victim->tbl && !(victim->tbl = malloc(q->cluster_size)))
 		return -ENOMEM;
 	uint64_t have = off < q->phys_end ? MIN(q->cluster_size, q->phys_end - off) : 0;
 	memset(victim->tbl + have, 0, q->cluster_size - have);
-	int r = pread_all(d->fd, victim->tbl, have, off);
-	if (r)
+	if ((r = pread_all(d->fd, victim->tbl, have, off)))
 		return r;
 	victim->off = off;
 	victim->used = ++c->clock;
-	*tbl = victim->tbl;
+	*out = victim;
 	return 0;
+}
+
+static int table_get(struct disk *d, struct tcache *c, uint64_t off, const uint8_t **tbl)
+{
+	struct tslot *s;
+	int r = table_slot(d, c, off, &s);
+	if (!r)
+		*tbl = s->tbl;
+	return r;
 }
 
 static int l2_table(struct disk *d, uint64_t off, const uint8_t **tbl) { return table_get(d, &Q(d)->l2c, off, tbl); }
@@ -451,7 +481,9 @@ static int sync_image(struct disk *d)
 	uint64_t keep = q->res_next;
 	bool cut = false;
 	int r = 0;
-	if (q->res_next < q->res_end) {
+	for (int i = 0; i < q->l2c.n && !r; i++)
+		r = table_writeback(d, &q->l2c.s[i]);
+	if (!r && q->res_next < q->res_end) {
 		r = refcount_range(d, q->res_next, (q->res_end - q->res_next) >> q->cluster_bits, -1);
 		cut = !r && q->res_end == q->file_end;
 		q->res_next = q->res_end = 0;
@@ -767,16 +799,21 @@ static int write_new(struct disk *d, uint64_t vo, const struct iovec *iov, int i
 	uint64_t n = iov_slice(iov, iovcnt, vi, vio, MIN(total, (got << q->cluster_bits) - in), v, DIRECT_IOV, &cnt);
 	if ((r = rw_iov(q, d->fd, v, cnt, host + in, true)))
 		return r;
-	/* Then the entries; bytes of these clusters past n are zeroes, or the next write's. */
-	uint64_t ents[512];
-	for (uint64_t i = 0; i < got;) {
-		uint64_t m = MIN(got - i, ARRAY_SIZE(ents));
-		for (uint64_t j = 0; j < m; j++)
-			ents[j] = htobe64((host + ((i + j) << q->cluster_bits)) | OFLAG_COPIED);
-		if ((r = pwrite_all(q, d->fd, ents, m * 8, eo + i * 8)))
-			return r;
-		i += m;
+	/*
+	 * Then the entries, in the cached table only: written back when the table
+	 * leaves the cache and at a flush (see the top). Bytes of these clusters past
+	 * n are zeroes, or the next write's.
+	 */
+	struct tslot *sl;
+	if ((r = table_slot(d, &q->l2c, l2, &sl)))
+		return r;
+	for (uint64_t i = 0; i < got; i++) {
+		uint64_t be = htobe64((host + (i << q->cluster_bits)) | OFLAG_COPIED);
+		memcpy(sl->tbl + (l2i + i) * 8, &be, 8);
 	}
+	uint32_t lo = l2i * 8, hi = (l2i + got) * 8;
+	sl->dlo = sl->dhi ? MIN(sl->dlo, lo) : lo;
+	sl->dhi = MAX(sl->dhi, hi);
 	*done = n;
 	return 0;
 }
