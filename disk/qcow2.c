@@ -70,6 +70,7 @@
 #define RB_CACHE_MAX 16
 #define RES_MIN 16			/* clusters in the first reservation */
 #define RES_MAX 1024			/* and at most (64 MiB of 64 KiB clusters) */
+#define RES_MAX_BYTES (64u << 20)	/* and at most this much, whatever the cluster size */
 #define DIRECT_IOV 64			/* guest segments one preadv/pwritev takes; more go by the bounce buffer */
 
 struct tslot {
@@ -431,7 +432,7 @@ static int extend_file(struct disk *d)
 static int reserve(struct disk *d, uint64_t want)
 {
 	struct qcow2 *q = Q(d);
-	uint64_t n = MAX(want, q->res_grow);
+	uint64_t n = MAX(want, MIN(q->res_grow, RES_MAX_BYTES >> q->cluster_bits));
 	uint64_t start = take_clusters(q, n);
 	int r = refcount_range(d, start, n, 1);
 	if (!r)
