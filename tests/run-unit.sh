@@ -11,7 +11,8 @@ pass=0; fail=0; skip=0; checks=0
 [ $# -gt 0 ] || { echo "FAIL unit: no unit-test binaries (make builds them)"; fail=1; }
 for t in "$@"; do
 	name=${t##*/}
-	out=$("$t" 2>&1); rc=$?
+	# A binary that hangs fails by name instead of holding make check (and CI) to its end.
+	out=$(timeout -k 10 "${LKVM_UNIT_TIMEOUT:-600}" "$t" 2>&1); rc=$?
 	line=$(printf '%s\n' "$out" | sed -n 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped (\([0-9]*\) checks)$/\1 \2 \3 \4/p' | tail -n 1)
 	read -r p f s c <<-LINE
 	$line
@@ -19,7 +20,8 @@ for t in "$@"; do
 	p=${p:-0} f=${f:-0} s=${s:-0} c=${c:-0}
 	printf '%s\n' "$out" | sed -n "s|^SKIP |SKIP $name/|p"
 	why=
-	if [ -z "$line" ]; then why="no closing line (status $rc)"
+	if [ $rc = 124 ] || [ $rc = 137 ]; then why="still running after ${LKVM_UNIT_TIMEOUT:-600} s: killed (status $rc)"
+	elif [ -z "$line" ]; then why="no closing line (status $rc)"
 	elif [ $rc -ne 0 ] && [ "$f" = 0 ]; then why="status $rc"
 	elif [ "$c" = 0 ]; then why="ran no check"
 	fi
