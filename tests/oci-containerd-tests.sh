@@ -49,6 +49,7 @@ cleanup() {
 	done
 	# the snapshots' bind mounts (this namespace's own) before removing the folder
 	grep -o " $R/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
+	[ "$SUITE_FAIL" = 0 ] || cp "$R/containerd.log" "$BUILD/oci-containerd-daemon.log" 2> /dev/null	# kept for a look
 	rm -rf "$R" "$S"
 }
 trap cleanup EXIT
