@@ -91,6 +91,7 @@ static int usage(void)
 		"  delete [--force] ID           remove a stopped (or, forced, any) container\n"
 		"  exec [options] ID [--process FILE | -- ARGS...]   another process in a running container\n"
 		"  list [--format table|json] [-q]\n"
+		"  ps [--format table|json] ID   the host processes that stand for it\n"
 		"  features                      what this runtime supports (JSON)\n"
 		"  --version\n"
 		"The kernel: annotation org.lkvm.kernel, $LKVM_KERNEL, or kernel=PATH in " CONF_FILE ".\n");
@@ -683,6 +684,67 @@ static int oci_list(int argc, char **argv)
 	return 0;
 }
 
+/* The host processes that stand for a container, as `runc ps` lists its cgroup's: the
+ * container's process and the VM it runs (its children). */
+static int oci_ps(int argc, char **argv)
+{
+	const char *id = NULL;
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		const char *v;
+		bool missing = false;
+		if ((v = opt_val(argc, argv, &i, "--format", "-f", &missing))) {
+			if (strcmp(v, "json") && strcmp(v, "table"))
+				return err_set("ps: --format table or json, not '%.20s'", v);
+			json = !strcmp(v, "json");
+		} else if (missing)
+			return err_set("ps: %s needs a value", argv[i]);
+		else if (!id && argv[i][0] == '-')
+			return err_set("ps: unknown option %s", argv[i]);
+		else if (!id)
+			id = argv[i];
+		/* after the id: ps(1)'s options under runc, meaningless here */
+	}
+	if (!id)
+		return err_set("ps: needs a container id");
+	struct state s;
+	if (load_state(id, &s) < 0)
+		return -1;
+	free(s.annotations);
+	pid_t pids[64];
+	int n = 0;
+	if (strcmp(s.status, "stopped")) {
+		pids[n++] = s.pid;
+		char path[96], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s.pid, (int)s.pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t k = fd < 0 ? 0 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		buf[k > 0 ? k : 0] = 0;
+		for (char *p = buf, *e; n < (int)ARRAY_SIZE(pids) && *p; p = e) {
+			long v = strtol(p, &e, 10);
+			if (e == p)
+				break;
+			if (v > 0)
+				pids[n++] = v;
+		}
+		if (proc_start(s.pid) != s.start)	/* gone while we looked */
+			n = 0;
+	}
+	if (json) {
+		printf("[");
+		for (int i = 0; i < n; i++)
+			printf("%s%d", i ? "," : "", (int)pids[i]);
+		printf("]\n");
+	} else {
+		printf("PID\n");
+		for (int i = 0; i < n; i++)
+			printf("%d\n", (int)pids[i]);
+	}
+	return 0;
+}
+
 static int oci_features(void)
 {
 	printf("{\"ociVersionMin\":\"1.0.0\",\"ociVersionMax\":\"" OCI_VERSION "\","
@@ -960,13 +1022,15 @@ int cmd_oci(int argc, char **argv)
 		r = cmd_exec_oci(sub_argc, sub);
 	else if (!strcmp(cmd, "list"))
 		r = oci_list(sub_argc, sub);
+	else if (!strcmp(cmd, "ps"))
+		r = oci_ps(sub_argc, sub);
 	else if (!strcmp(cmd, "features"))
 		r = oci_features();
 	else if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("lkvm-oci version 1.0\nspec: " OCI_VERSION "\n");
 		r = 0;
 	} else
-		r = err_set("unknown command '%.40s' (create start state kill delete exec list features)", cmd);
+		r = err_set("unknown command '%.40s' (create start state kill delete exec list ps features)", cmd);
 	if (r < 0) {
 		oci_log("error", "%s", err_msg());
 		return 1;

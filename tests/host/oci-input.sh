@@ -67,6 +67,8 @@ case_ unknown-command "unknown command 'frobnicate'" frobnicate
 case_ unknown-signal "unknown signal 'NOSUCH'" kill nope NOSUCH
 case_ start-unknown "container nope does not exist" start nope
 case_ exec-unknown "container nope does not exist" exec nope true
+case_ ps-unknown "container nope does not exist" ps --format json nope
+case_ ps-bad-format "ps: --format table or json, not 'yaml'" ps --format yaml nope
 
 # A VM that cannot start (no KVM here, or a kernel that is not one): create fails in one
 # line, and the container's folder is gone again; the state folder was made 0700.
@@ -90,6 +92,8 @@ printf running > "$S/run1/status"
 case_ delete-running "container run1 is running: stop it first" delete run1
 s=$($OCI state run1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["status"], d["pid"])')
 [ "$s" = "running $sleeper" ] && pass "state of it: running, its pid" || fail "state running" "'$s'"
+s=$($OCI ps --format json run1)
+[ "$s" = "[$sleeper]" ] && pass "ps --format json: [$sleeper], the container's process (no VM child here)" || fail "ps running" "'$s'"
 $OCI delete --force run1 && sleep 0.2 && ! kill -0 $sleeper 2>/dev/null && [ ! -e "$S/run1" ] &&
 	pass "delete --force: the process ended (SIGKILL), the state removed" || fail "delete --force" "$(ls "$S" 2>&1)"
 wait $sleeper 2>/dev/null; sleeper=
@@ -99,6 +103,8 @@ printf '{"id":"old1","pid":%d,"start":1,"bundle":"%s","annotations":"{}"}' $$ "$
 printf running > "$S/old1/status"
 s=$($OCI state old1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["status"], d["pid"])')
 [ "$s" = "stopped 0" ] && pass "a live pid with another start time: stopped (a reused pid is not the container)" || fail "pid reuse" "'$s'"
+s=$($OCI ps --format json old1)
+[ "$s" = "[]" ] && pass "ps of it: [] (the reused pid is not listed)" || fail "ps stopped" "'$s'"
 $OCI delete old1 && kill -0 $$ && [ ! -e "$S/old1" ] && pass "delete of a stopped container never signals the pid it once had" ||
 	fail "delete stopped" "$(ls "$S")"
 
