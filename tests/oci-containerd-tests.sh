@@ -115,6 +115,15 @@ out=$($RUN --rm "$IMG" c-out sh -c "echo hi-$tok; exit 3" 2> "$R/run.err")
 rc=$?
 [ $rc = 3 ] && [ "$out" = "hi-$tok" ] && pass "ctr run --rm: output hi-$tok and exit status 3 through the runc shim and lkvm-oci" ||
 	fail "ctr run" "rc=$rc out '$out' err $(err1 "$R/run.err")"
+# The container ran in a VM of the test kernel: its uname is the bzImage's version string
+# (the header's kernel_version field), not this machine's.
+off=$(od -An -j526 -N2 -tu2 "$K" | tr -d ' ')
+kver=$(dd if="$K" bs=1 skip=$((off + 512)) count=200 2> /dev/null | tr '\0' '\n' | head -n 1)
+want="$(echo "$kver" | cut -d' ' -f1) $(echo "$kver" | sed 's/^[^)]*) //')"
+out=$($RUN --rm "$IMG" c-vm sh -c 'echo "$(uname -r) $(uname -v)"' 2> "$R/vm.err")
+[ -n "$kver" ] && [ "$out" = "$want" ] && [ "$out" != "$(uname -r) $(uname -v)" ] &&
+	pass "ctr run: the container's kernel is the test kernel ($out), a VM's" ||
+	fail "ctr run in a VM" "uname '$out', the bzImage says '$want', this machine '$(uname -r)' err $(err1 "$R/vm.err")"
 out=$($RUN --rm --env "V=val $tok" "$IMG" c-env sh -c 'echo "$V"' 2> "$R/env.err")
 [ "$out" = "val $tok" ] && pass "ctr run --env: the value reached the container" || fail "ctr --env" "out '$out' err $(err1 "$R/env.err")"
 mkdir -p "$R/vol"
@@ -133,6 +142,17 @@ if $RUN -d "$IMG" c-run sh -c 'trap "exit 7" TERM; sleep 1000 & wait' > "$R/d.ou
 		fail "ctr task exec" "rc=$rc out '$out' err $(err1 "$R/exec.err")"
 	st=$($CTR task ls 2>&1 | awk '$1 == "c-run" {print $3}')
 	[ "$st" = RUNNING ] && pass "ctr task ls: c-run is RUNNING after the exec" || fail "ctr task ls" "c-run is '$st'"
+	# ctr task ps (the shim runs `lkvm-oci ps --format json`): the task's pid and its VM, both lkvm
+	tpid=$($CTR task ls 2>&1 | awk '$1 == "c-run" {print $2}')
+	pids=$($CTR task ps c-run 2> "$R/ps.err" | awk 'NR > 1 {print $1}' | tr '\n' ' ')
+	lk=$(readlink -f "$BUILD/lkvm") nl=0
+	for p in $pids; do [ "$(readlink -f /proc/$p/exe)" = "$lk" ] && nl=$((nl + 1)); done
+	case " $pids" in
+	*" $tpid "*) [ $nl = 2 ] && [ "$(echo $pids | wc -w)" = 2 ] &&
+		pass "ctr task ps: the task's pid $tpid and its VM ($pids), both lkvm" ||
+		fail "ctr task ps" "pids '$pids' ($nl of them lkvm), task pid $tpid";;
+	*) fail "ctr task ps" "pids '$pids' lack the task's pid '$tpid' err $(err1 "$R/ps.err")";;
+	esac
 	$CTR task kill -s SIGTERM c-run > /dev/null 2> "$R/kill.err"
 	st=
 	for _ in $(seq 1 150); do
