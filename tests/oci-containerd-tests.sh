@@ -134,18 +134,6 @@ out=$($RUN --rm --mount "type=bind,src=$R/vol,dst=/vol,options=rbind:rw" "$IMG" 
 	pass "ctr run --mount bind: the container read the host's file and wrote one the host reads" ||
 	fail "ctr --mount" "out '$out' host sees '$(cat "$R/vol/out.txt" 2>&1)' err $(err1 "$R/vol.err")"
 
-# A terminal: ctr -t gives the shim a console socket, lkvm-oci sends it the pty's master; ctr's
-# own terminal comes from script(1) (whose end of input the terminal may echo as "^@").
-if command -v script > /dev/null; then
-	script -qec "$RUN -t --rm $IMG c-tty sh -c 'tty; echo tty-$tok; exit 5'" /dev/null < /dev/null > "$R/tty.raw" 2> "$R/tty.err"
-	rc=$?
-	tr -d '\r\000' < "$R/tty.raw" > "$R/tty.out"
-	[ $rc = 5 ] && grep -qE "(^|\^@)/dev/pts/[0-9]+$" "$R/tty.out" && grep -qx "tty-$tok" "$R/tty.out" &&
-		pass "ctr run -t: the process has a terminal (/dev/pts), output back through the console socket, status 5" ||
-		fail "ctr run -t" "rc=$rc out '$(err1 "$R/tty.out")' err $(err1 "$R/tty.err")"
-else
-	skip "ctr run -t" "no script(1) to give ctr a terminal (Debian: bsdutils)"
-fi
 # A running container: ctr task exec, then ctr task kill (SIGTERM through lkvm-oci kill to a trap).
 if $RUN -d "$IMG" c-run sh -c 'trap "exit 7" TERM; sleep 1000 & wait' > "$R/d.out" 2> "$R/d.err"; then
 	out=$(timeout -k 10 300 $CTR task exec --exec-id x1 c-run sh -c "echo exec-$tok; exit 4" 2> "$R/exec.err")
