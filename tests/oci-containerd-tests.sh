@@ -3,8 +3,9 @@
 # containerd daemon (its own root, state, socket and config under a test folder, the native
 # snapshotter, no CRI), an image imported from a docker-archive tarball made here from
 # busybox-static (no registry), and `ctr run --runc-binary lkvm-oci` through containerd's own
-# runc shim (containerd-shim-runc-v2). Output and exit status 3, --env, a bind mount both ways,
-# `ctr task exec` into a running container, `ctr task kill` (SIGTERM reaching the process's trap).
+# runc shim (containerd-shim-runc-v2). Output and exit status 3, the test kernel in the container,
+# --env, a bind mount both ways, `ctr task exec` into a running container, `ctr task ps`,
+# `ctr task kill` (SIGTERM reaching the process's trap).
 BUILD=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib/suite.sh
