@@ -20,6 +20,8 @@ endif
 LIB_SRCS := $(sort $(wildcard lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/bios/bios_blob.o
 CMD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/*.c)))
+# The test library (tests/lib): fake VM, virtio driver; unit tests, fuzz targets and bench/devices link it.
+TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/lib/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 KVM_TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/kvm/*.c))
@@ -59,7 +61,9 @@ $(BUILD)/bios/bios.bin: bios/bios.S bios/bios.ld
 $(BUILD)/bios/bios_blob.o: $(BUILD)/bios/bios.bin
 	cd $(BUILD)/bios && ld -r -b binary -z noexecstack -o bios_blob.o bios.bin
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS)
+$(TESTLIB_OBJS): CFLAGS += -Itests/lib
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) $(TESTLIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
@@ -84,7 +88,7 @@ $(BUILD)/tests/host/%: tests/host/%.c Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^)
 
 # Device-layer benchmarks (bench/devices.sh): the device code without KVM, like the unit tests.
-$(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS)
+$(BUILD)/bench/devices: bench/devices.c $(LIB_OBJS) $(TESTLIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 

@@ -13,14 +13,15 @@ CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { fail fuzz "$CC not installed (apt-get install clang libclang-rt-14-dev)"; suite_end; exit 1; }
 make -s build/gen/syscall_names.h build/bios/bios_blob.o || { fail fuzz "cannot build the generated headers and the BIOS"; suite_end; exit 1; }
 FLAGS="-g -O1 -std=gnu11 -Iinclude -Itests/lib -Ibuild/gen -D_GNU_SOURCE -pthread -fno-sanitize-recover=all"
-# All of lkvm's library code, built once with the fuzzers' sanitizers; each target links
-# against it and replaces, with -Wl,--wrap, only what must not run in a fuzzer.
-LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c 2>/dev/null)
+# All of lkvm's library code and the test library (tests/lib: fake VM, virtio driver), built
+# once with the fuzzers' sanitizers; each target links against it and replaces, with
+# -Wl,--wrap, only what must not run in a fuzzer.
+LIBSRC=$(ls lib/*.c kvm/*.c control/*.c x86/*.c hw/*.c virtio/*.c p9/*.c disk/*.c net/*.c term/*.c gdb/*.c snapshot/*.c tests/lib/*.c 2>/dev/null)
 mkdir -p "$OUT/lib"
 objs=
 for src in $LIBSRC; do
 	obj=$OUT/lib/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')
-	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find include -newer "$obj" -name '*.h' | head -n 1)" ]; then
+	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find include tests/lib -newer "$obj" -name '*.h' | head -n 1)" ]; then
 		$CC $FLAGS -fsanitize=fuzzer-no-link,address,undefined -c -o "$obj" "$src" 2>> "$OUT/lib.log" ||
 			{ fail fuzz "$src does not build: $(tail -5 "$OUT/lib.log" | tr '\n' '|')"; suite_end; exit 1; }
 	fi

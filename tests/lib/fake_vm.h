@@ -3,37 +3,45 @@
  * device benchmarks: RAM the caller lays out, buses, an event loop the
  * caller may poll (not started), and interrupts going to the caller's
  * irq_ops (line and msi; no eventfd paths, so kicks are MMIO writes).
+ *
+ * fake_irq_recorder is irq_ops that record what devices raise in fake_irqs
+ * and wake fake_irq_wait(): a "guest" thread sleeps there until a used ring
+ * it waits on moves (the device threads raise the interrupt after it moved).
  */
 #ifndef LKVM_TESTS_FAKE_VM_H
 #define LKVM_TESTS_FAKE_VM_H
 
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include "bus.h"
 #include "device.h"
 #include "evloop.h"
 #include "vm.h"
 
-static inline void fake_vm_init(struct vm *vm, const struct irq_ops *irq)
-{
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = vm->sys_fd = -1;
-	vm->irq = irq;
-	pthread_mutex_init(&vm->irq_lock, NULL);
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
-	vm->loop = evloop_new();
-}
-
+void fake_vm_init(struct vm *vm, const struct irq_ops *irq);
 /* Every device destroyed (threads stopped first), then the VM's own parts. */
-static inline void fake_vm_free(struct vm *vm)
-{
-	devices_destroy(vm);
-	vm_config_free(&vm->cfg);
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
-	evloop_free(vm->loop);
-	vm->loop = NULL;
-}
+void fake_vm_free(struct vm *vm);
+
+struct fake_irqs {
+	int msis;		/* MSIs delivered, any vector */
+	uint64_t last_msi_addr;
+	uint32_t last_msi_data;
+	int intx_level;		/* what the last line change set */
+	pthread_mutex_t lock;	/* taken around every change; fake_irq_wait() sleeps on cond */
+	pthread_cond_t cond;
+};
+extern struct fake_irqs fake_irqs;
+extern const struct irq_ops fake_irq_recorder;
+
+/*
+ * Until ready(arg) holds, at most timeout_ms: 0, or -1 on timeout. ready() is
+ * called with fake_irqs.lock held, so an interrupt raised after the state it
+ * looks at changed cannot be missed; it is also rechecked every millisecond
+ * for devices that raise none (suppressed, or INTx already high).
+ */
+int fake_irq_wait(bool (*ready)(void *arg), void *arg, int timeout_ms);
 
 #ifdef CHECK
 /* One byte of port I/O as a vCPU's exit would make it; CHECKs that a device answered. */

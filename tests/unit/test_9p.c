@@ -27,7 +27,7 @@
 #include "snapshot.h"
 #include "util.h"
 
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 #include "../ro_sandbox.h"
 #include "p9_client.h"
 

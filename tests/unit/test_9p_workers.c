@@ -19,7 +19,7 @@
 #include "p9.h"
 #include "util.h"
 
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 #include "../ro_sandbox.h"
 #include "p9_client.h"
 

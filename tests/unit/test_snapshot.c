@@ -20,7 +20,7 @@
 #include "test.h"
 #include "virtio.h"
 #include "vm_snapshot.h"
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 
 /* A state file in memory: records written by fn, read back. */
 static uint8_t *file_buf;
@@ -141,12 +141,10 @@ TEST(every_truncation_and_flip_refused)
 
 /* ---- devices: save from one fake VM, load into a fresh one ---- */
 
-static const struct irq_ops quiet_irqs = { .line = irq_hook, .msi = msi_hook };
-
 static struct vm *new_vm(const struct device_type *const *types)
 {
 	struct vm *v = xcalloc(1, sizeof(*v));
-	fake_vm_init(v, &quiet_irqs);
+	fake_vm_init(v, &fake_irq_recorder);
 	guest_mem_alloc(&v->mem, MiB(16), 0, 0);
 	for (int i = 0; types[i]; i++)
 		CHECK_EQ(device_type_create(v, types[i]), 0);
@@ -312,7 +310,7 @@ TEST(virtio_rings_go_on)
 	struct snap_reader *r = snap_reader_new(file_buf, file_len, "t");
 	CHECK_EQ(devices_load(&vm, r), 0);
 	snap_reader_free(r);
-	bar = pci_cfg_read(dev_at(1), 0x10, 4) & ~0xfULL;
+	fx_attach(dev_at(1));
 	CHECK_EQ(rd(0x14, 1), 0xf);	/* still DRIVER_OK, no reset */
 	CHECK_EQ(rd(0x0c, 4), feat);
 	wr(0x16, 0, 2);

@@ -15,7 +15,7 @@
 #include "virtio.h"
 #include "vm.h"
 
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 
 TEST(blk_requests)
 {

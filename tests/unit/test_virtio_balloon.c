@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 #include "devices.h"
 #include "test.h"
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 #include "vm.h"
 
 #define PAGES 0x200000	/* the guest pages we balloon */
@@ -95,8 +95,7 @@ TEST(balloon)
 TEST(no_balloon)
 {
 	struct vm v2;
-	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
-	fake_vm_init(&v2, &recorded);
+	fake_vm_init(&v2, &fake_irq_recorder);
 	struct balloon_stats st;
 	CHECK_EQ(device_type_create(&v2, &virtio_balloon_device), 0);
 	CHECK_EQ(balloon_adjust(&v2, 1), -1);

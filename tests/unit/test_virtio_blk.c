@@ -16,7 +16,7 @@
 #include "virtio.h"
 #include "vm.h"
 
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 
 #define F_DISCARD 13
 #define F_WRITE_ZEROES 14

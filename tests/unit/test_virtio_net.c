@@ -10,7 +10,7 @@
 #include "devices.h"
 #include "test.h"
 #include "net.h"
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 #include "vm.h"
 
 #define DESC1 0x104000	/* transmit queue */
@@ -122,7 +122,7 @@ TEST(virtio_net)
 	CHECK_EQ(pci_cfg_read(p, 0x02, 2), 0x1040 + 1);
 	uint64_t feats = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS |
 			 1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_CSUM;
-	bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
+	fx_attach(p);
 	wr(0x00, 0, 4);
 	CHECK_EQ(rd(0x04, 4) & (uint32_t)feats, (uint32_t)feats);	/* all offered */
 	CHECK_EQ(driver_init(p, feats), 0);
@@ -204,8 +204,7 @@ TEST(network_option_defaults)
 {
 	/* mode=none adds no device (this fake VM has no PCI host to add one to). */
 	struct vm v2;
-	static const struct irq_ops recorded = { .line = irq_hook, .msi = msi_hook };
-	fake_vm_init(&v2, &recorded);
+	fake_vm_init(&v2, &fake_irq_recorder);
 	CHECK_EQ(device_type_option(&v2.cfg, &virtio_net_device, "network", "mode=none"), 0);
 	CHECK_EQ(device_type_create(&v2, &virtio_net_device), 0);
 }

@@ -26,7 +26,7 @@
 #include "snapshot.h"
 #include "virtio.h"
 #include "vsock.h"
-#include "virtio_driver.h"
+#include "virtio_fixture.h"
 #include "../ro_sandbox.h"
 
 /* ---- a sandbox for the whole test: it makes sockets, files and chowns them as root ---- */
@@ -1078,8 +1078,7 @@ TEST(socket_path)
 	CHECK_EQ(vsock_check_path(path), -1);
 	CHECK(strstr(err_msg(), "in use") != NULL);
 	struct vm v2;
-	static const struct irq_ops none = { .line = irq_hook, .msi = msi_hook };
-	fake_vm_init(&v2, &none);
+	fake_vm_init(&v2, &fake_irq_recorder);
 	CHECK(vsock_create(&v2, 50, path) == NULL);
 	CHECK(strstr(err_msg(), "in use") != NULL);
 	/* A stale socket of ours is replaced; one of another user is not. */
@@ -1126,8 +1125,7 @@ TEST(options)
 {
 	/* The option as the command line gives it; the check runs before /dev/kvm is opened. */
 	struct vm v2;
-	static const struct irq_ops none = { .line = irq_hook, .msi = msi_hook };
-	fake_vm_init(&v2, &none);
+	fake_vm_init(&v2, &fake_irq_recorder);
 	CHECK_EQ(device_type_option(&v2.cfg, &virtio_vsock_device, "vsock", "7"), 0);
 	CHECK_EQ(device_type_option(&v2.cfg, &virtio_vsock_device, "vsock", "8"), -1);
 	CHECK(strstr(err_msg(), "twice") != NULL);
@@ -1148,13 +1146,13 @@ TEST(options)
 	static const char *const bad[] = { "2", "4294967295", "abc", "-3", "", "3,path=x", "3,uds=", "3x" };
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		struct vm v3;
-		fake_vm_init(&v3, &none);
+		fake_vm_init(&v3, &fake_irq_recorder);
 		CHECK_EQ(device_type_option(&v3.cfg, &virtio_vsock_device, "vsock", bad[i]), -1);
 		fake_vm_free(&v3);
 	}
 	/* No --vsock: no device. */
 	struct vm v4;
-	fake_vm_init(&v4, &none);
+	fake_vm_init(&v4, &fake_irq_recorder);
 	CHECK_EQ(device_type_create(&v4, &virtio_vsock_device), 0);
 	CHECK(vsock_of(&v4) == NULL);
 	fake_vm_free(&v4);
