@@ -58,6 +58,7 @@
 #include "pci.h"
 #include "util.h"
 #include "virtio.h"
+#include "virtio_driver.h"
 #include "vm.h"
 
 extern char **environ;
@@ -281,25 +282,8 @@ static void note(const char *fmt, ...)
 #define BLK_DATA(s)	(MiB(16) + (uint64_t)(s) * SEQ_LEN)	/* 16 x 1 MiB, shared by the disks */
 #define P9_REQ		MiB(40)
 #define P9_RESP		MiB(41)
-#define F_NEXT 1
-#define F_WRITE 2
-#define F_INDIRECT 4
 
 static struct vm vm;
-static pthread_mutex_t irq_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t irq_cv = PTHREAD_COND_INITIALIZER;
-static uint64_t msis;
-
-/* The "interrupt controller": an MSI wakes whoever waits for a used ring. */
-static void msi_hook(struct vm *v, uint64_t addr, uint32_t data)
-{
-	pthread_mutex_lock(&irq_mu);
-	msis++;
-	pthread_cond_broadcast(&irq_cv);
-	pthread_mutex_unlock(&irq_mu);
-}
-
-static void irq_hook(struct vm *v, unsigned gsi, int level) {}
 
 static uint8_t *gp(uint64_t gpa, uint64_t len)
 {
@@ -309,10 +293,10 @@ static uint8_t *gp(uint64_t gpa, uint64_t len)
 	return p;
 }
 
+/* The fake VM of tests/lib: MSIs go to fake_irq_recorder, which wakes the "guest" thread. */
 static void vm_setup(void)
 {
-	static const struct irq_ops irqs = { .line = irq_hook, .msi = msi_hook };
-	fake_vm_init(&vm, &irqs);
+	fake_vm_init(&vm, &fake_irq_recorder);
 	if (guest_mem_alloc(&vm.mem, GUEST_RAM, 0, 0) || device_type_create(&vm, &pci_host_device))
 		die("fake VM: %s", err_msg());
 }
@@ -326,146 +310,51 @@ static struct pci_dev *newest_dev(void)
 	return NULL;
 }
 
-struct drv {		/* one virtqueue of a device */
-	uint64_t bar;
-	uint16_t qi, qsize;
-	uint64_t desc;
-	uint8_t *avail, *used;
-	uint16_t avail_idx, last_used;
-};
-
-static uint64_t rd(struct drv *d, uint64_t off, int len)
+/*
+ * What a guest driver does at probe, with the shared test driver
+ * (tests/lib/virtio_driver.h): reset, features, MSI-X vector 0 for every
+ * queue, nq queues (queue i in q[i], its rings at ring + i * 0x10000), DRIVER_OK.
+ */
+static void drv_init_n(struct vdev *d, struct vq *q, int nq, uint64_t feats, uint64_t ring, const uint16_t *qsize)
 {
-	uint64_t v = 0;
-	bus_access(&vm.mmio, d->bar + off, &v, len, false);
-	return v;
+	struct pci_dev *p = newest_dev();
+	vdev_attach(d, &vm, p);
+	vdev_reset(d);
+	if (vdev_negotiate(d, feats))
+		die("%s: features 0x%llx refused", p->name, (unsigned long long)feats);
+	if (!vdev_find_cap(d, 0x11))
+		die("%s: no MSI-X capability", p->name);
+	vdev_msix(d, 1, 0x4041, VIRTIO_NO_VECTOR);	/* no config interrupts */
+	for (int i = 0; i < nq; i++)
+		if (vq_setup_at(&q[i], d, i, qsize[i], ring + i * 0x10000ULL, 0))
+			die("%s: queue %d set-up failed", p->name, i);
+	if (vdev_driver_ok(d))
+		die("%s: device not ready", p->name);
 }
 
-static void wr(struct drv *d, uint64_t off, uint64_t v, int len)
+static void drv_init(struct vdev *d, struct vq *q, uint64_t feats, uint64_t ring, uint16_t qsize)
 {
-	bus_access(&vm.mmio, d->bar + off, &v, len, true);
+	drv_init_n(d, q, 1, feats, ring, &qsize);
+}
+
+/* Sleep until the used ring has something (the MSI wakes us). */
+static void drv_wait(struct vq *q)
+{
+	if (vq_wait(q, 20000))
+		die("a device did not answer within 20 s");
 }
 
 static void put_desc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
-	uint8_t *e = gp(table + 16 * i, 16);
-	put_le64(e, addr);
-	put_le32(e + 8, len);
-	put_le16(e + 12, flags);
-	put_le16(e + 14, next);
-}
-
-/*
- * What a guest driver does at probe: reset, features, MSI-X vector 0 for every
- * queue, nq queues (queue i in d[i], its rings at ring + i * 0x10000), DRIVER_OK.
- */
-static void drv_init_n(struct drv *d, int nq, struct pci_dev *p, uint64_t feats, uint64_t ring, const uint16_t *qsize)
-{
-	uint64_t bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
-	for (int i = 0; i < nq; i++) {
-		memset(&d[i], 0, sizeof(d[i]));
-		d[i].bar = bar;
-		d[i].qi = i;
-		d[i].qsize = qsize[i];
-		d[i].desc = ring + i * 0x10000ULL;
-		memset(gp(d[i].desc, 0x3000), 0, 0x3000);
-		d[i].avail = gp(d[i].desc + 0x1000, 6 + 2 * qsize[i]);
-		d[i].used = gp(d[i].desc + 0x2000, 6 + 8 * qsize[i]);
-	}
-	uint8_t ok = VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER;
-	wr(d, 0x14, 0, 1);
-	wr(d, 0x14, ok, 1);
-	wr(d, 0x08, 0, 4);
-	wr(d, 0x0c, (uint32_t)feats, 4);
-	wr(d, 0x08, 1, 4);
-	wr(d, 0x0c, feats >> 32, 4);
-	ok |= VIRTIO_STATUS_FEATURES_OK;
-	wr(d, 0x14, ok, 1);
-	if (!(rd(d, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK))
-		die("%s: features 0x%llx refused", p->name, (unsigned long long)feats);
-	int cap = 0;
-	for (int o = pci_cfg_read(p, 0x34, 1); o; o = pci_cfg_read(p, o + 1, 1))
-		if (pci_cfg_read(p, o, 1) == 0x11)
-			cap = o;
-	if (!cap)
-		die("%s: no MSI-X capability", p->name);
-	pci_cfg_write(p, cap + 2, 0x8000, 2);		/* MSI-X enable */
-	wr(d, VPCI_MSIX_TABLE + 0, 0xfee00000, 4);
-	wr(d, VPCI_MSIX_TABLE + 4, 0, 4);
-	wr(d, VPCI_MSIX_TABLE + 8, 0x4041, 4);
-	wr(d, VPCI_MSIX_TABLE + 12, 0, 4);		/* unmasked */
-	wr(d, 0x10, VIRTIO_NO_VECTOR, 2);		/* no config interrupts */
-	for (int i = 0; i < nq; i++) {
-		wr(d, 0x16, i, 2);
-		wr(d, 0x18, qsize[i], 2);
-		wr(d, 0x1a, 0, 2);
-		wr(d, 0x20, d[i].desc, 4);
-		wr(d, 0x24, 0, 4);
-		wr(d, 0x28, d[i].desc + 0x1000, 4);
-		wr(d, 0x2c, 0, 4);
-		wr(d, 0x30, d[i].desc + 0x2000, 4);
-		wr(d, 0x34, 0, 4);
-		wr(d, 0x1c, 1, 2);
-		if (rd(d, 0x1c, 2) != 1 || rd(d, 0x1a, 2) != 0)
-			die("%s: queue %d set-up failed", p->name, i);
-	}
-	ok |= VIRTIO_STATUS_DRIVER_OK;
-	wr(d, 0x14, ok, 1);
-	if (rd(d, 0x14, 1) != ok)
-		die("%s: device not ready", p->name);
-}
-
-static void drv_init(struct drv *d, struct pci_dev *p, uint64_t feats, uint64_t ring, uint16_t qsize)
-{
-	drv_init_n(d, 1, p, feats, ring, &qsize);
-}
-
-static void drv_add(struct drv *d, uint16_t head)
-{
-	put_le16(d->avail + 4 + 2 * (d->avail_idx % d->qsize), head);
-	d->avail_idx++;
-	__atomic_store_n((uint16_t *)(d->avail + 2), d->avail_idx, __ATOMIC_RELEASE);
-}
-
-static void drv_kick(struct drv *d)
-{
-	wr(d, VPCI_NOTIFY + VPCI_NOTIFY_MULT * d->qi, d->qi, 2);
-}
-
-static bool drv_pending(struct drv *d)
-{
-	return __atomic_load_n((uint16_t *)(d->used + 2), __ATOMIC_ACQUIRE) != d->last_used;
-}
-
-static bool drv_used(struct drv *d, uint16_t *id, uint32_t *len)
-{
-	if (!drv_pending(d))
-		return false;
-	const uint8_t *e = d->used + 4 + 8 * (d->last_used % d->qsize);
-	*id = get_le32(e);
-	*len = get_le32(e + 4);
-	d->last_used++;
-	return true;
-}
-
-/* Sleep until the used ring has something (the MSI wakes us). */
-static void drv_wait(struct drv *d)
-{
-	pthread_mutex_lock(&irq_mu);
-	while (!drv_pending(d)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 20;
-		if (pthread_cond_timedwait(&irq_cv, &irq_mu, &ts) == ETIMEDOUT && !drv_pending(d))
-			die("a device did not answer within 20 s");
-	}
-	pthread_mutex_unlock(&irq_mu);
+	gp(table + 16 * i, 16);		/* the harness placed it: a stray address ends the run */
+	vdesc_put(&vm, table, i, addr, len, flags, next);
 }
 
 /* ---- virtio-blk ---- */
 
 struct blkdev {
-	struct drv d;
+	struct vdev dev;
+	struct vq d;
 	const char *what;
 	uint8_t *hdr[BLK_QD], *status[BLK_QD];
 	uint64_t ind[BLK_QD];
@@ -474,8 +363,8 @@ struct blkdev {
 static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t size)
 {
 	b->what = what;
-	drv_init(&b->d, newest_dev(), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC, RING(idx), BLK_QSIZE);
-	uint64_t cap = rd(&b->d, VPCI_DEVICE, 4) | rd(&b->d, VPCI_DEVICE + 4, 4) << 32;
+	drv_init(&b->dev, &b->d, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC, RING(idx), BLK_QSIZE);
+	uint64_t cap = vdev_read(&b->dev, VPCI_DEVICE, 4) | vdev_read(&b->dev, VPCI_DEVICE + 4, 4) << 32;
 	if (cap != size / 512)
 		die("virtio-blk %s: capacity %llu sectors", what, (unsigned long long)cap);
 	/* Slot s: ring descriptor s -> an indirect table of header, data, status (as Linux does). */
@@ -485,9 +374,9 @@ static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t
 		b->ind[s] = m + 48 * s;
 		b->hdr[s] = gp(hdr, 16);
 		b->status[s] = gp(st, 1);
-		put_desc(b->ind[s], 0, hdr, 16, F_NEXT, 1);
-		put_desc(b->ind[s], 2, st, 1, F_WRITE, 0);
-		put_desc(b->d.desc, s, b->ind[s], 48, F_INDIRECT, 0);
+		put_desc(b->ind[s], 0, hdr, 16, VD_F_NEXT, 1);
+		put_desc(b->ind[s], 2, st, 1, VD_F_WRITE, 0);
+		put_desc(b->d.desc, s, b->ind[s], 48, VD_F_INDIRECT, 0);
 	}
 }
 
@@ -541,7 +430,7 @@ static double blk_dev_run(void *arg)
 {
 	struct blk_job *j = arg;
 	struct blkdev *b = j->b;
-	struct drv *d = &b->d;
+	struct vq *d = &b->d;
 	uint16_t freel[BLK_QD];
 	int nfree = 0;
 	for (int s = BLK_QD - 1; s >= 0; s--)
@@ -557,17 +446,17 @@ static double blk_dev_run(void *arg)
 			put_le32(b->hdr[s] + 4, 0);
 			put_le64(b->hdr[s] + 8, off / 512);
 			*b->status[s] = 0xff;
-			put_desc(b->ind[s], 1, BLK_DATA(s), j->len, F_NEXT | (j->write ? 0 : F_WRITE), 2);
-			drv_add(d, s);
+			put_desc(b->ind[s], 1, BLK_DATA(s), j->len, VD_F_NEXT | (j->write ? 0 : VD_F_WRITE), 2);
+			vq_add(d, s);
 			issued++;
 			added = true;
 		}
 		if (added)
-			drv_kick(d);	/* one kick per batch, as blk-mq does for a plugged batch */
+			vq_kick(d);	/* one kick per batch, as blk-mq does for a plugged batch */
 		drv_wait(d);
 		uint16_t id;
 		uint32_t len;
-		while (drv_used(d, &id, &len)) {
+		while (vq_used(d, &id, &len)) {
 			if (id >= BLK_QD || *b->status[id] != 0 || (!j->write && len != j->len + 1))
 				die("virtio-blk %s: request failed (slot %u, status %u, len %u)", b->what, id,
 				    id < BLK_QD ? *b->status[id] : 0, len);
@@ -973,16 +862,16 @@ static void ok9(struct p9c *c, int e)
 /* The device's transport: the message and its reply in guest RAM, one chain, wait for it. */
 static size_t dev_xfer(struct p9c *c, size_t len)
 {
-	struct drv *d = c->ctx;
-	put_desc(d->desc, 0, P9_REQ, len, F_NEXT, 1);
-	put_desc(d->desc, 1, P9_RESP, P9_MAX_MSIZE, F_WRITE, 0);
-	drv_add(d, 0);
-	drv_kick(d);
-	if (!drv_pending(d))
+	struct vq *d = c->ctx;
+	put_desc(d->desc, 0, P9_REQ, len, VD_F_NEXT, 1);
+	put_desc(d->desc, 1, P9_RESP, P9_MAX_MSIZE, VD_F_WRITE, 0);
+	vq_add(d, 0);
+	vq_kick(d);
+	if (!vq_pending(d))
 		drv_wait(d);
 	uint16_t id;
 	uint32_t n = 0;
-	drv_used(d, &id, &n);
+	vq_used(d, &id, &n);
 	return n;
 }
 
@@ -1158,13 +1047,14 @@ static void bench_9p(void)
 	p9_session(&srv);
 
 	/* The device: messages in guest RAM, one request at a time (a worker answers; the driver waits for it). */
-	static struct drv d9;
+	static struct vdev v9;
+	static struct vq d9;
 	struct p9_opts *shares = vm_config_part(&vm.cfg, &virtio_9p_device, sizeof(*shares));
 	shares->share[0] = (struct share_opt){ sharedir, "bench", false };
 	shares->n = 1;
 	if (device_type_create(&vm, &virtio_9p_device) || devices_start(&vm))
 		die("virtio-9p: %s", err_msg());
-	drv_init(&d9, newest_dev(), 1ULL << VIRTIO_F_VERSION_1, RING(2), 32);
+	drv_init(&v9, &d9, 1ULL << VIRTIO_F_VERSION_1, RING(2), 32);
 	dev.ctx = &d9;
 	dev.xfer = dev_xfer;
 	dev.req = gp(P9_REQ, P9_MAX_MSIZE);
@@ -1558,51 +1448,49 @@ static void user_step(struct gtcp *g, bool busy)
 #define TX_KICK_BATCH	32		/* kick at least every 32 frames so the device starts early */
 #define TAP_RCV_WND	MiB(1)		/* what the guest advertises (scaled) */
 #define TAP_RCV_SHIFT	5
-#define AVAIL_NO_INTERRUPT 1
 #define GSO_TCPV4	1
 
 static struct tapnet {
-	struct drv q[2];	/* [0] receive, [1] transmit */
+	struct vdev dev;
+	struct vq q[2];	/* [0] receive, [1] transmit */
 	uint16_t tx_kicked;	/* avail index at the last transmit kick */
 	bool tx_full;		/* frame_buf found no slot: wait for a transmit completion too */
 	uint8_t host_mac[6];	/* the tap interface's: where the guest's frames go */
 } tn;
 
-static void avail_flags(struct drv *d, uint16_t f) { __atomic_store_n((uint16_t *)d->avail, f, __ATOMIC_RELAXED); }
-
 static void tap_reclaim(void)
 {
-	struct drv *tx = &tn.q[1];
+	struct vq *tx = &tn.q[1];
 	uint16_t id;
 	uint32_t len;
-	for (uint16_t want = tx->last_used; drv_used(tx, &id, &len); want++)
-		if (id != want % tx->qsize)
-			die("tap: virtio-net completed transmit slot %u out of order (expected %u)", id, want % tx->qsize);
+	for (uint16_t want = tx->last_used; vq_used(tx, &id, &len); want++)
+		if (id != want % tx->size)
+			die("tap: virtio-net completed transmit slot %u out of order (expected %u)", id, want % tx->size);
 }
 
 static uint8_t *tap_frame_buf(struct gtcp *g)
 {
-	struct drv *tx = &tn.q[1];
+	struct vq *tx = &tn.q[1];
 	tap_reclaim();
-	tn.tx_full = (uint16_t)(tx->avail_idx - tx->last_used) >= tx->qsize;
+	tn.tx_full = (uint16_t)(tx->avail_idx - tx->last_used) >= tx->size;
 	if (tn.tx_full)
 		return NULL;
-	return gp(NET_TX_BUF(tx->avail_idx % tx->qsize) + VNET_HDR_LEN, TX_SLOT - VNET_HDR_LEN);
+	return gp(NET_TX_BUF(tx->avail_idx % tx->size) + VNET_HDR_LEN, TX_SLOT - VNET_HDR_LEN);
 }
 
 static void tap_flush(void)
 {
-	struct drv *tx = &tn.q[1];
+	struct vq *tx = &tn.q[1];
 	if (tx->avail_idx != tn.tx_kicked) {
 		tn.tx_kicked = tx->avail_idx;
-		drv_kick(tx);
+		vq_kick(tx);
 	}
 }
 
 static void tap_xmit(struct gtcp *g, uint8_t *f, size_t len, bool partial)
 {
-	struct drv *tx = &tn.q[1];
-	uint16_t s = tx->avail_idx % tx->qsize;
+	struct vq *tx = &tn.q[1];
+	uint16_t s = tx->avail_idx % tx->size;
 	uint8_t *h = f - VNET_HDR_LEN;	/* struct virtio_net_hdr, little-endian */
 	memset(h, 0, VNET_HDR_LEN);
 	if (partial) {
@@ -1617,7 +1505,7 @@ static void tap_xmit(struct gtcp *g, uint8_t *f, size_t len, bool partial)
 		}
 	}
 	put_desc(tx->desc, s, NET_TX_BUF(s), VNET_HDR_LEN + len, 0, 0);
-	drv_add(tx, s);
+	vq_add(tx, s);
 	if ((uint16_t)(tx->avail_idx - tn.tx_kicked) >= TX_KICK_BATCH)
 		tap_flush();
 }
@@ -1625,12 +1513,12 @@ static void tap_xmit(struct gtcp *g, uint8_t *f, size_t len, bool partial)
 /* Take every received frame (num_buffers pieces each) to the guest TCP, then give the buffers back. */
 static void tap_rx(struct gtcp *g)
 {
-	struct drv *rx = &tn.q[0];
+	struct vq *rx = &tn.q[0];
 	bool refilled = false;
 	uint16_t id[RX_MAX_BUFS];
 	uint32_t len;
-	while (drv_used(rx, &id[0], &len)) {
-		if (id[0] >= rx->qsize || len < VNET_HDR_LEN || len > RX_BUF_LEN)
+	while (vq_used(rx, &id[0], &len)) {
+		if (id[0] >= rx->size || len < VNET_HDR_LEN || len > RX_BUF_LEN)
 			die("tap: virtio-net returned receive buffer %u with %u bytes", id[0], len);
 		uint8_t *b = gp(NET_RX_BUF(id[0]), RX_BUF_LEN);
 		int nb = get_le16(b + 10);	/* num_buffers */
@@ -1639,45 +1527,41 @@ static void tap_rx(struct gtcp *g)
 		struct iovec v[RX_MAX_BUFS];
 		v[0] = (struct iovec){ b + VNET_HDR_LEN, len - VNET_HDR_LEN };
 		for (int k = 1; k < nb; k++) {
-			if (!drv_used(rx, &id[k], &len) || id[k] >= rx->qsize || len > RX_BUF_LEN)
+			if (!vq_used(rx, &id[k], &len) || id[k] >= rx->size || len > RX_BUF_LEN)
 				die("tap: a frame's %d receive buffers were not all returned at once", nb);
 			v[k] = (struct iovec){ gp(NET_RX_BUF(id[k]), RX_BUF_LEN), len };
 		}
 		g_input(g, v, nb);
 		for (int k = 0; k < nb; k++)
-			drv_add(rx, id[k]);
+			vq_add(rx, id[k]);
 		refilled = true;
 	}
 	if (refilled)
-		drv_kick(rx);	/* the device may be waiting for buffers */
+		vq_kick(rx);	/* the device may be waiting for buffers */
 }
 
 /* Sleep until a receive (or, with the ring full, a transmit) interrupt, at most ms. */
+static bool tap_ready(void *arg)
+{
+	return vq_pending(&tn.q[0]) || (tn.tx_full && vq_pending(&tn.q[1]));
+}
+
 static void tap_wait(int ms)
 {
-	struct drv *rx = &tn.q[0], *tx = &tn.q[1];
-	pthread_mutex_lock(&irq_mu);
-	avail_flags(rx, 0);
+	struct vq *rx = &tn.q[0], *tx = &tn.q[1];
+	vq_avail_flags(rx, 0);
 	if (tn.tx_full)
-		avail_flags(tx, 0);
+		vq_avail_flags(tx, 0);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* pairs with the device's: used index, then flags */
-	if (!drv_pending(rx) && !(tn.tx_full && drv_pending(tx))) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += ms * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&irq_cv, &irq_mu, &ts);
-	}
-	avail_flags(rx, AVAIL_NO_INTERRUPT);
-	avail_flags(tx, AVAIL_NO_INTERRUPT);
-	pthread_mutex_unlock(&irq_mu);
+	fake_irq_wait(tap_ready, NULL, ms);
+	vq_avail_flags(rx, VD_AVAIL_NO_INTERRUPT);
+	vq_avail_flags(tx, VD_AVAIL_NO_INTERRUPT);
 }
 
 static void tap_step(struct gtcp *g, bool busy)
 {
 	tap_flush();
-	if (!busy && !drv_pending(&tn.q[0]))
+	if (!busy && !vq_pending(&tn.q[0]))
 		tap_wait(10);
 	tap_rx(g);
 	g_after_input(g);
@@ -1998,17 +1882,17 @@ static bool tap_setup(char *why, size_t n)
 	}
 	/* As Linux's virtio_net: mergeable buffers, checksum and TCPv4 segmentation offload both ways. */
 	static const uint16_t qs[2] = { NET_QSIZE, NET_QSIZE };
-	drv_init_n(tn.q, 2, newest_dev(), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
+	drv_init_n(&tn.dev, tn.q, 2, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
 		   1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
 		   1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO4, RING(3), qs);
-	struct drv *rx = &tn.q[0];
+	struct vq *rx = &tn.q[0];
 	for (int i = 0; i < NET_QSIZE; i++) {
-		put_desc(rx->desc, i, NET_RX_BUF(i), RX_BUF_LEN, F_WRITE, 0);
-		drv_add(rx, i);
+		put_desc(rx->desc, i, NET_RX_BUF(i), RX_BUF_LEN, VD_F_WRITE, 0);
+		vq_add(rx, i);
 	}
-	avail_flags(rx, AVAIL_NO_INTERRUPT);
-	avail_flags(&tn.q[1], AVAIL_NO_INTERRUPT);
-	drv_kick(rx);	/* the device thread takes the features (TUNSETOFFLOAD) and starts receiving */
+	vq_avail_flags(rx, VD_AVAIL_NO_INTERRUPT);
+	vq_avail_flags(&tn.q[1], VD_AVAIL_NO_INTERRUPT);
+	vq_kick(rx);	/* the device thread takes the features (TUNSETOFFLOAD) and starts receiving */
 	ok = true;
 out:
 	close(s);

@@ -49,6 +49,7 @@
 #include "pci.h"
 #include "util.h"
 #include "virtio.h"
+#include "virtio_driver.h"
 #include "vm.h"
 #define FUZZ_NAME "fuzz_blk"
 #include "fuzz_harness.h"
@@ -192,9 +193,9 @@ static void check_files(void)
 
 /* ---- the driver side ---- */
 
-static uint64_t bar;
-static uint64_t rd(uint64_t off, int len) { uint64_t v = 0; bus_access(&vm.mmio, bar + off, &v, len, false); return v; }
-static void wr(uint64_t off, uint64_t v, int len) { bus_access(&vm.mmio, bar + off, &v, len, true); }
+/* The shared test driver (tests/lib/virtio_driver.h): the device in use, and its queue. */
+static struct vdev drv;
+static struct vq q0;
 
 /*
  * Reset the device, then clear the first clear bytes of RAM (never before the
@@ -217,56 +218,31 @@ static void reset_dev(struct virtio_dev *vd)
 		__atomic_store_n((uint16_t *)g(AVAIL + 2), q->last_avail, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&q->lock);
 	}
-	wr(0x14, 0, 1);
+	vdev_reset(&drv);
 }
 
+/* The rings stay as they are (a racing driver's scribbles too): only clear bytes of RAM are cleared. */
 static struct virtio_dev *driver_init(int kind, size_t clear)
 {
 	struct pci_dev *p = devs[kind];
-	bar = pci_cfg_read(p, 0x10, 4) & ~0xfULL;
+	vdev_attach(&drv, &vm, p);
 	reset_dev(p->priv);
 	memset(ram, 0, clear);
-	int cap = 0;
-	for (int o = pci_cfg_read(p, 0x34, 1); o && !cap; o = pci_cfg_read(p, o + 1, 1))
-		if (pci_cfg_read(p, o, 1) == 0x11)
-			cap = o;
-	if (!cap)
+	if (!vdev_find_cap(&drv, 0x11))
 		fail("no MSI-X capability");
-	pci_cfg_write(p, cap + 2, use_msix ? 0x8000 : 0, 2);
-	for (int v = 0; use_msix && v < 2; v++) {
-		wr(VPCI_MSIX_TABLE + 16 * v, 0xfee00000, 4);
-		wr(VPCI_MSIX_TABLE + 16 * v + 4, 0, 4);
-		wr(VPCI_MSIX_TABLE + 16 * v + 8, 0x40 + v, 4);
-		wr(VPCI_MSIX_TABLE + 16 * v + 12, 0, 4);	/* unmasked */
-	}
-	if (use_msix)
-		wr(0x10, 1, 2);	/* config changes (a broken device) on vector 1 */
-	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER, 1);
-	for (int i = 0; i < 2; i++) {
-		wr(0x00, i, 4);
-		uint32_t f = rd(0x04, 4);
-		wr(0x08, i, 4);
-		wr(0x0c, f, 4);	/* everything offered */
-	}
-	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
-	wr(0x16, 0, 2);
-	wr(0x18, QS, 2);
-	wr(0x20, DESC, 4); wr(0x24, 0, 4);
-	wr(0x28, AVAIL, 4); wr(0x2c, 0, 4);
-	wr(0x30, USED, 4); wr(0x34, 0, 4);
-	if (use_msix)
-		wr(0x1a, 0, 2);	/* the queue on vector 0 */
-	wr(0x1c, 1, 2);
-	wr(0x14, 0xf, 1);
-	if (!racing && (rd(0x1c, 2) != 1 || rd(0x14, 1) != 0xf))
+	/* MSI-X on or off; config changes (a broken device) on vector 1. */
+	vdev_msix(&drv, use_msix ? 2 : 0, 0x40, 1);
+	vdev_negotiate(&drv, vdev_offered(&drv));	/* everything offered */
+	int qok = vq_enable(&q0, use_msix ? 0 : -1);	/* the queue on vector 0 */
+	int ok = vdev_driver_ok(&drv);
+	if (!racing && (qok || ok))
 		fail("driver set-up failed");	/* (a racing worker may break the device at once) */
 	return p->priv;
 }
 
 static void desc(int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
-	uint8_t *d = g(DESC + 16 * i);
-	put_le64(d, addr); put_le32(d + 8, len); put_le16(d + 12, flags); put_le16(d + 14, next);
+	vq_desc(&q0, i, addr, len, flags, next);
 }
 
 /* ---- requests ---- */
@@ -644,15 +620,11 @@ static bool build(struct input *in, struct req *r, int kind, bool ro)
 
 /* ---- running them ---- */
 
-static uint16_t avail_idx;
-
 static void post(const struct req *r, bool kick)
 {
-	put_le16(g(AVAIL + 4 + 2 * (avail_idx % QS)), r->head);
-	avail_idx++;
-	__atomic_store_n((uint16_t *)g(AVAIL + 2), avail_idx, __ATOMIC_RELEASE);
+	vq_add(&q0, r->head);
 	if (kick)
-		wr(VPCI_NOTIFY, 0, 2);
+		vq_kick(&q0);
 }
 
 static double now(void)
@@ -860,6 +832,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	if (!disks[0]->plain || disks[1]->plain)
 		fail("the raw disk should take AIO, the qcow2 one not");
+	vdev_attach(&drv, &vm, devs[0]);
+	if (vq_bind(&q0, &drv, 0, QS, DESC, AVAIL, USED))
+		fail("the rings are not in guest RAM");
 	reset_disk(0);
 	return 0;
 }
@@ -876,7 +851,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	reset_disk(kind);
 	disks[kind]->ro = ro;
 	struct virtio_dev *vd = driver_init(kind, RAM);
-	avail_idx = 0;
+	q0.avail_idx = 0;
 	arena_next = ARENA;
 	desc_next = 0;
 	nreqs = 0;
@@ -903,7 +878,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* A broken device, or rings a hostile request may have written: the driver resets it. */
 			if (vd->broken || !r->predictable) {
 				vd = driver_init(kind, ARENA);
-				avail_idx = 0;
+				q0.avail_idx = 0;
 			}
 		}
 	} else {
@@ -914,7 +889,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			nreqs++;
 		}
 		if (!kick_each)
-			wr(VPCI_NOTIFY, 0, 2);
+			vq_kick(&q0);
 		if (race && (flags & 16)) {
 			/*
 			 * A driver that scribbles on its avail index and resets the
@@ -923,8 +898,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 */
 			racing = true;
 			for (int k = 0; k < 1000; k++) {
-				__atomic_store_n((uint16_t *)g(AVAIL + 2), avail_idx + 0x8000, __ATOMIC_RELEASE);
-				wr(VPCI_NOTIFY, 0, 2);
+				__atomic_store_n((uint16_t *)g(AVAIL + 2), q0.avail_idx + 0x8000, __ATOMIC_RELEASE);
+				vq_kick(&q0);
 				vd = driver_init(kind, 0);
 			}
 			racing = false;

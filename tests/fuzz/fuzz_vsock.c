@@ -49,6 +49,7 @@
 #include "pci.h"
 #include "util.h"
 #include "virtio.h"
+#include "virtio_driver.h"
 #include "vm.h"
 #include "vsock.h"
 #define FUZZ_NAME "fuzz_vsock"
@@ -75,7 +76,9 @@ static struct vm vm;
 static uint8_t *ram;
 static struct vsock *dev;
 static struct pci_dev *pdev;
-static uint64_t bar;
+/* The shared test driver (tests/lib/virtio_driver.h): the device and its queues. */
+static struct vdev drv;
+static struct vq rxq, txq, evq;
 static char dir[64], sock[128];
 static int listeners[2];	/* PATH_5000, PATH_5001 */
 static int fds[MAX_FDS], nfds;
@@ -89,7 +92,7 @@ static uint16_t u16(void) { return u8() | u8() << 8; }
 static uint32_t u32(void) { return u16() | (uint32_t)u16() << 16; }
 
 /* What the guest knows: receive ring progress, REQUESTs to answer, credit it declared. */
-static uint16_t rx_seen, ev_seen, tx_avail, rx_avail, ev_avail;
+static uint16_t rx_seen, ev_seen;
 static uint32_t rx_size[QS];
 static bool reset_asked;
 static struct { uint32_t host_port, guest_port; } requests[16];
@@ -104,24 +107,8 @@ static struct key keys[MAX_KEYS];
 static int nkeys;
 
 static uint8_t *g(uint64_t gpa) { return ram + gpa; }
-static void wr(uint64_t off, uint64_t v, int len) { bus_access(&vm.mmio, bar + off, &v, len, true); }
-static uint64_t rd(uint64_t off, int len) { uint64_t v = 0; bus_access(&vm.mmio, bar + off, &v, len, false); return v; }
 static void msi_hook(struct vm *v, uint64_t addr, uint32_t data) {}
 static void irq_hook(struct vm *v, unsigned gsi, int level) {}
-
-static void qdesc(uint64_t q, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = g(q + 16 * i);
-	put_le64(d, addr); put_le32(d + 8, len); put_le16(d + 12, flags); put_le16(d + 14, next);
-}
-
-static void post(uint64_t q, uint16_t *avail, uint16_t head, int qi)
-{
-	put_le16(g(q + 0x400 + 4 + 2 * (*avail % QS)), head);
-	(*avail)++;
-	put_le16(g(q + 0x400 + 2), *avail);
-	wr(VPCI_NOTIFY + VPCI_NOTIFY_MULT * qi, qi, 2);
-}
 
 static int count_fds(void)
 {
@@ -163,33 +150,24 @@ static void declare(struct key *k, uint32_t buf_alloc, uint32_t fwd_cnt)
 /* The driver resets the device and sets it up again: three queues, every buffer posted. */
 static void driver_setup(void)
 {
-	wr(0x14, 0, 1);
+	vdev_reset(&drv);
 	turn();	/* the device drops its connections */
 	memset(ram, 0, TX_BUF);
-	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER, 1);
-	wr(0x08, 0, 4); wr(0x0c, 1, 4);
-	wr(0x08, 1, 4); wr(0x0c, 1, 4);	/* VERSION_1 */
-	wr(0x14, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+	vdev_negotiate(&drv, 1 | 1ULL << VIRTIO_F_VERSION_1);	/* STREAM, VERSION_1 */
 	static const uint64_t qs[3] = { RX_Q, TX_Q, EV_Q };
-	for (int i = 0; i < 3; i++) {
-		wr(0x16, i, 2);
-		wr(0x18, QS, 2);
-		wr(0x20, qs[i], 4); wr(0x24, 0, 4);
-		wr(0x28, qs[i] + 0x400, 4); wr(0x2c, 0, 4);
-		wr(0x30, qs[i] + 0x800, 4); wr(0x34, 0, 4);
-		wr(0x1c, 1, 2);
-	}
-	wr(0x14, 0xf, 1);
-	if (rd(0x14, 1) != 0xf)
+	struct vq *q[3] = { &rxq, &txq, &evq };
+	for (int i = 0; i < 3; i++)
+		vq_setup(q[i], &drv, i, QS, qs[i], qs[i] + 0x400, qs[i] + 0x800, -1);
+	if (vdev_driver_ok(&drv))
 		fail("driver set-up failed");
-	rx_seen = ev_seen = tx_avail = rx_avail = ev_avail = 0;
+	rx_seen = ev_seen = 0;
 	nrequests = nkeys = 0;
 	for (int i = 0; i < QS; i++) {
 		rx_size[i] = 4096;
-		qdesc(RX_Q, i, RX_BUF + 0x1000 * i, rx_size[i], 2, 0);
-		post(RX_Q, &rx_avail, i, 0);
-		qdesc(EV_Q, i, EV_BUF + 16 * i, 4, 2, 0);
-		post(EV_Q, &ev_avail, i, 2);
+		vq_desc(&rxq, i, RX_BUF + 0x1000 * i, rx_size[i], VD_F_WRITE, 0);
+		vq_post(&rxq, i);
+		vq_desc(&evq, i, EV_BUF + 16 * i, 4, VD_F_WRITE, 0);
+		vq_post(&evq, i);
 	}
 	struct vsock_stats st;
 	vsock_get_stats(dev, &st);
@@ -247,8 +225,8 @@ static void collect(void)
 		}
 		/* The buffer goes back, with a size the input picks now and then. */
 		rx_size[id] = (u8() & 0xf) == 0xf ? 1 + u8() % 64 : 4096;
-		qdesc(RX_Q, id, RX_BUF + 0x1000 * id, rx_size[id], 2, 0);
-		post(RX_Q, &rx_avail, id, 0);
+		vq_desc(&rxq, id, RX_BUF + 0x1000 * id, rx_size[id], 2, 0);
+		vq_post(&rxq, id);
 	}
 	used = get_le16(g(EV_Q + 0x800 + 2));
 	while (ev_seen != used) {
@@ -258,7 +236,7 @@ static void collect(void)
 		if (id >= QS || len != 4 || get_le32(g(EV_BUF + 16 * id)) != 0 || !reset_asked)
 			fail("event %u of %u bytes (asked: %d)", id, len, reset_asked);
 		reset_asked = false;
-		post(EV_Q, &ev_avail, id, 2);
+		vq_post(&evq, id);
 	}
 	struct vsock_stats st;
 	vsock_get_stats(dev, &st);
@@ -313,23 +291,23 @@ static void guest_packet(void)
 		declare(k, ba, fc);	/* the device may take its credit from this one */
 	/* The slot's previous packet must have been taken; else the device is saturated: skip. */
 	uint16_t used = get_le16(g(TX_Q + 0x800 + 2));
-	if ((uint16_t)(tx_avail - used) >= TX_SLOTS)
+	if ((uint16_t)(txq.avail_idx - used) >= TX_SLOTS)
 		return;
-	int slot = tx_avail % TX_SLOTS;
+	int slot = txq.avail_idx % TX_SLOTS;
 	uint64_t buf = TX_BUF + TX_SLOT * slot;
 	memcpy(g(buf), h, HDR);
 	for (uint32_t i = 0; i < plen; i++)
 		*g(buf + 0x1000 + i) = (uint8_t)(i * 7 + op);
 	int d = 3 * slot, n = 0;
 	if (layout & 1) {
-		qdesc(TX_Q, d + n, buf, 20, 1, d + n + 1); n++;
-		qdesc(TX_Q, d + n, buf + 20, HDR - 20, plen ? 1 : 0, d + n + 1); n++;
+		vq_desc(&txq, d + n, buf, 20, 1, d + n + 1); n++;
+		vq_desc(&txq, d + n, buf + 20, HDR - 20, plen ? 1 : 0, d + n + 1); n++;
 	} else {
-		qdesc(TX_Q, d + n, buf, HDR, plen ? 1 : 0, d + n + 1); n++;
+		vq_desc(&txq, d + n, buf, HDR, plen ? 1 : 0, d + n + 1); n++;
 	}
 	if (plen)
-		qdesc(TX_Q, d + n, buf + 0x1000, plen, 0, 0);
-	post(TX_Q, &tx_avail, d, 1);
+		vq_desc(&txq, d + n, buf + 0x1000, plen, 0, 0);
+	vq_post(&txq, d);
 }
 
 static void answer_request(void)
@@ -349,12 +327,12 @@ static void answer_request(void)
 	struct key *k = key_of(requests[i].host_port, requests[i].guest_port, true);
 	declare(k, 65536, 0);
 	uint16_t used = get_le16(g(TX_Q + 0x800 + 2));
-	if ((uint16_t)(tx_avail - used) >= TX_SLOTS)
+	if ((uint16_t)(txq.avail_idx - used) >= TX_SLOTS)
 		return;
-	int slot = tx_avail % TX_SLOTS;
+	int slot = txq.avail_idx % TX_SLOTS;
 	memcpy(g(TX_BUF + TX_SLOT * slot), h, HDR);
-	qdesc(TX_Q, 3 * slot, TX_BUF + TX_SLOT * slot, HDR, 0, 0);
-	post(TX_Q, &tx_avail, 3 * slot, 1);
+	vq_desc(&txq, 3 * slot, TX_BUF + TX_SLOT * slot, HDR, 0, 0);
+	vq_post(&txq, 3 * slot);
 }
 
 static void host_client(void)
@@ -429,13 +407,13 @@ static void post_rx_sizes(void)
 {
 	/* Sizes for the buffers the device has not used yet: rewritten before it pops them. */
 	uint16_t used = get_le16(g(RX_Q + 0x800 + 2));
-	for (uint16_t i = used; i != rx_avail; i++) {
+	for (uint16_t i = used; i != rxq.avail_idx; i++) {
 		uint16_t id = get_le16(g(RX_Q + 0x400 + 4 + 2 * (i % QS)));
 		if (id >= QS)
 			continue;
 		uint8_t b = u8();
 		rx_size[id] = b < 0x40 ? 1 + b : b < 0x50 ? HDR : 4096;
-		qdesc(RX_Q, id, RX_BUF + 0x1000 * id, rx_size[id], 2, 0);
+		vq_desc(&rxq, id, RX_BUF + 0x1000 * id, rx_size[id], 2, 0);
 	}
 }
 
@@ -471,7 +449,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!dev)
 		fail("vsock_create: %s", err_msg());
 	pdev = pci_host(&vm)->devs[1];
-	bar = pci_cfg_read(pdev, 0x10, 4) & ~0xfULL;
+	vdev_attach(&drv, &vm, pdev);
 	for (int l = 0; l < 2; l++) {
 		char p[160];
 		snprintf(p, sizeof(p), "%s_%d", sock, 5000 + l);

@@ -92,7 +92,7 @@ void vdev_msix(struct vdev *d, int nvec, uint32_t data0, uint16_t config_vector)
 
 int vdev_driver_ok(struct vdev *d)
 {
-	uint8_t st = vdev_read(d, VPCI_COMMON + C_STATUS, 1) | VIRTIO_STATUS_DRIVER_OK;
+	uint8_t st = VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
 	vdev_write(d, VPCI_COMMON + C_STATUS, st, 1);
 	return vdev_read(d, VPCI_COMMON + C_STATUS, 1) == st ? 0 : -1;
 }
@@ -115,32 +115,37 @@ int vq_bind(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t d
 	return 0;
 }
 
-int vq_setup(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t desc, uint64_t avail,
-	     uint64_t used, int vector)
+int vq_enable(struct vq *q, int vector)
 {
-	if (vq_bind(q, d, qi, size, desc, avail, used))
-		return -1;
-	uint8_t *dt = guest_ptr(&d->vm->mem, desc, 16 * size);
-	q->avail_idx = q->last_used = 0;
-	memset(dt, 0, 16 * size);
-	memset(q->avail_p, 0, 6 + 2 * size);
-	memset(q->used_p, 0, 6 + 8 * size);
-	vdev_write(d, VPCI_COMMON + C_Q_SELECT, qi, 2);
-	vdev_write(d, VPCI_COMMON + C_Q_SIZE, size, 2);
+	struct vdev *d = q->dev;
+	vdev_write(d, VPCI_COMMON + C_Q_SELECT, q->qi, 2);
+	vdev_write(d, VPCI_COMMON + C_Q_SIZE, q->size, 2);
 	if (vector >= 0)
 		vdev_write(d, VPCI_COMMON + C_Q_MSIX, vector, 2);
-	vdev_write(d, VPCI_COMMON + C_Q_DESC, (uint32_t)desc, 4);
-	vdev_write(d, VPCI_COMMON + C_Q_DESC + 4, desc >> 32, 4);
-	vdev_write(d, VPCI_COMMON + C_Q_AVAIL, (uint32_t)avail, 4);
-	vdev_write(d, VPCI_COMMON + C_Q_AVAIL + 4, avail >> 32, 4);
-	vdev_write(d, VPCI_COMMON + C_Q_USED, (uint32_t)used, 4);
-	vdev_write(d, VPCI_COMMON + C_Q_USED + 4, used >> 32, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_DESC, (uint32_t)q->desc, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_DESC + 4, q->desc >> 32, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_AVAIL, (uint32_t)q->avail, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_AVAIL + 4, q->avail >> 32, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_USED, (uint32_t)q->used, 4);
+	vdev_write(d, VPCI_COMMON + C_Q_USED + 4, q->used >> 32, 4);
 	vdev_write(d, VPCI_COMMON + C_Q_ENABLE, 1, 2);
 	if (vdev_read(d, VPCI_COMMON + C_Q_ENABLE, 2) != 1)
 		return -1;
 	if (vector >= 0 && vdev_read(d, VPCI_COMMON + C_Q_MSIX, 2) != (uint16_t)vector)
 		return -1;
 	return 0;
+}
+
+int vq_setup(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t desc, uint64_t avail,
+	     uint64_t used, int vector)
+{
+	if (vq_bind(q, d, qi, size, desc, avail, used))
+		return -1;
+	memset(guest_ptr(&d->vm->mem, desc, 16 * size), 0, 16 * size);
+	memset(q->avail_p, 0, 6 + 2 * size);
+	memset(q->used_p, 0, 6 + 8 * size);
+	q->avail_idx = q->last_used = 0;
+	return vq_enable(q, vector);
 }
 
 int vq_setup_at(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t ring, int vector)

@@ -55,7 +55,7 @@ int vdev_negotiate(struct vdev *d, uint64_t features);
  * data0 + v, unmasked; config changes on config_vector (VIRTIO_NO_VECTOR: none).
  */
 void vdev_msix(struct vdev *d, int nvec, uint32_t data0, uint16_t config_vector);
-/* DRIVER_OK on top of what status holds: -1 if it does not read back. */
+/* Status ACKNOWLEDGE, DRIVER, FEATURES_OK and DRIVER_OK: -1 if it does not read back so. */
 int vdev_driver_ok(struct vdev *d);
 
 /*
@@ -71,6 +71,8 @@ int vq_bind(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t d
  */
 int vq_setup(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t desc, uint64_t avail,
 	     uint64_t used, int vector);
+/* Program the bound queue's size, rings and vector (< 0: not written) as they are, and enable it. */
+int vq_enable(struct vq *q, int vector);
 /* The usual layout: desc at ring, avail at ring + 0x1000, used at ring + 0x2000. */
 int vq_setup_at(struct vq *q, struct vdev *d, uint16_t qi, uint16_t size, uint64_t ring, int vector);
 

@@ -87,14 +87,16 @@ static void post_on(int qi, uint64_t av, uint16_t head)
 	vq_post(q, head);
 }
 
-/* Queue 0: the tests set avail_idx themselves (0 after driver_init). */
+/* Queue 0: the tests set avail_idx themselves (0 after driver_init). add() does not kick. */
 static uint16_t avail_idx;
-static void post(uint16_t head)
+static void add(uint16_t head)
 {
 	fxq[0].avail_idx = avail_idx;
-	vq_post(&fxq[0], head);
+	vq_add(&fxq[0], head);
 	avail_idx = fxq[0].avail_idx;
 }
+static void kick(void) { vq_kick(&fxq[0]); }
+static void post(uint16_t head) { add(head); kick(); }
 
 static bool used_reached(void *want) { return __atomic_load_n((uint16_t *)g(USED + 2), __ATOMIC_ACQUIRE) == *(uint16_t *)want; }
 

@@ -73,12 +73,8 @@ static void queue_msg(int i, struct p9c *c)
 	memset(g(RESP(i)), 0, 64);
 	desc(2 * i, REQ(i), c->len, 1, 2 * i + 1);
 	desc(2 * i + 1, RESP(i), 0x8000, 2, 0);
-	put_le16(g(AVAIL + 4 + 2 * (avail_idx % QSIZE)), 2 * i);
-	avail_idx++;
-	put_le16(g(AVAIL + 2), avail_idx);
+	add(2 * i);
 }
-
-static void kick(void) { wr(VPCI_NOTIFY, 0, 2); }
 
 /* A queue transport for the client: one chain (0) at a time, waiting for its reply. */
 static size_t queue_xfer(struct p9c *c, size_t len)

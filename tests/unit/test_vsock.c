@@ -97,8 +97,7 @@ static void decode(const uint8_t *b, struct pkt *p)
 
 static void qdesc(uint64_t table, int i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
-	uint8_t *d = g(table + 16 * i);
-	put_le64(d, addr); put_le32(d + 8, len); put_le16(d + 12, flags); put_le16(d + 14, next);
+	vdesc_put(&vm, table, i, addr, len, flags, next);
 }
 
 /* A fresh fake VM with the device listening at sock, negotiated, every buffer posted. */
