@@ -98,13 +98,20 @@ static void add(uint16_t head)
 static void kick(void) { vq_kick(&fxq[0]); }
 static void post(uint16_t head) { add(head); kick(); }
 
-static bool used_reached(void *want) { return __atomic_load_n((uint16_t *)g(USED + 2), __ATOMIC_ACQUIRE) == *(uint16_t *)want; }
-
-/* Wait (the device's worker is a thread) until the used index reaches want. */
-static int wait_used(uint16_t want)
+struct used_want { uint64_t used; uint16_t idx; };
+static bool used_reached(void *arg)
 {
-	return fake_irq_wait(used_reached, &want, 2000);
+	struct used_want *w = arg;
+	return __atomic_load_n((uint16_t *)g(w->used + 2), __ATOMIC_ACQUIRE) == w->idx;
 }
+
+/* Wait (device workers are threads) until the used ring at used has index want: 0, or -1 after 2 s. */
+static int wait_idx(uint64_t used, uint16_t want)
+{
+	struct used_want w = { used, want };
+	return fake_irq_wait(used_reached, &w, 2000);
+}
+static int wait_used(uint16_t want) { return wait_idx(USED, want); }
 
 /* header at BUF, data at BUF+0x1000, status at BUF+0x3000 */
 static int blk_request(uint32_t type, uint64_t sector, uint32_t len, bool data_out)

@@ -93,16 +93,6 @@ static int wait_result(void)
 	return 99;
 }
 
-static int wait_idx(uint64_t used, uint16_t want)
-{
-	for (int i = 0; i < 2000; i++) {
-		if (get_le16(g(used + 2)) == want)
-			return 0;
-		usleep(1000);
-	}
-	return -1;
-}
-
 /* RX chain at descriptor i: one writable buffer of len at addr. */
 static void rx_buffer(int i, uint64_t addr, uint32_t len)
 {

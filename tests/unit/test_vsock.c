@@ -784,9 +784,7 @@ TEST(small_buffers)
 		desc(i, RXBUF + i * RXSIZE, HDR, 2, 0);
 	uint64_t dropped = stats().dropped;
 	gsend(REQUEST, 4009, 5999, NULL, 0);
-	int i = 0;
-	while (get_le16(g(USED + 2)) != 5 && i++ < 2000)
-		usleep(1000);
+	wait_idx(USED, 5);
 	CHECK_EQ(get_le16(g(USED + 2)), 5);
 	for (int k = 0; k < 4; k++) {
 		CHECK_EQ(get_le32(g(USED + 4 + 8 * k)), k);
@@ -875,9 +873,7 @@ TEST(transport_reset)
 	CHECK_EQ(stats().conns, 2);
 	vsock_transport_reset(dev);
 	/* The driver gets the event (id 0, 4 bytes); the host programs see their connections end. */
-	int i = 0;
-	while (get_le16(g(USED2 + 2)) != 1 && i++ < 2000)
-		usleep(1000);
+	wait_idx(USED2, 1);
 	CHECK_EQ(get_le16(g(USED2 + 2)), 1);
 	CHECK_EQ(get_le32(g(USED2 + 4 + 4)), 4);
 	uint32_t id = get_le32(g(USED2 + 4));
@@ -998,9 +994,7 @@ TEST(snapshot_restore)
 	close(fd);
 	CHECK_EQ(devices_start(&vm), 0);
 	/* The restored device tells the driver at once: the transport reset event. */
-	int i = 0;
-	while (get_le16(g(USED2 + 2)) != 1 && i++ < 2000)
-		usleep(1000);
+	wait_idx(USED2, 1);
 	CHECK_EQ(get_le16(g(USED2 + 2)), 1);
 	uint32_t id = get_le32(g(USED2 + 4));
 	CHECK(id < QSIZE);
