@@ -1553,7 +1553,7 @@ static void tap_wait(int ms)
 	if (tn.tx_full)
 		vq_avail_flags(tx, 0);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* pairs with the device's: used index, then flags */
-	fake_irq_wait(tap_ready, NULL, ms);
+	fake_irq_wait(tap_ready, NULL, ms, 0);
 	vq_avail_flags(rx, VD_AVAIL_NO_INTERRUPT);
 	vq_avail_flags(tx, VD_AVAIL_NO_INTERRUPT);
 }

@@ -46,33 +46,35 @@ static void record_msi(struct vm *vm, uint64_t addr, uint32_t data)
 
 const struct irq_ops fake_irq_recorder = { .line = record_line, .msi = record_msi };
 
-int fake_irq_wait(bool (*ready)(void *arg), void *arg, int timeout_ms)
+static void add_ms(struct timespec *t, long ms)
 {
-	struct timespec end, slice;
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout_ms / 1000;
-	end.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (end.tv_nsec >= 1000000000L) {
-		end.tv_sec++;
-		end.tv_nsec -= 1000000000L;
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += ms % 1000 * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
 	}
+}
+
+int fake_irq_wait(bool (*ready)(void *arg), void *arg, int timeout_ms, int poll_ms)
+{
+	/* The condition variable runs on CLOCK_REALTIME; the deadline is kept on CLOCK_MONOTONIC. */
+	struct timespec end, until;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	add_ms(&end, timeout_ms);
 	int ret = 0;
 	pthread_mutex_lock(&fake_irqs.lock);
 	while (!ready(arg)) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+		long left_ms = (end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
+		if (left_ms <= 0) {
 			ret = -1;
 			break;
 		}
-		/* The condition variable runs on CLOCK_REALTIME: a 1 ms slice from now. */
-		clock_gettime(CLOCK_REALTIME, &slice);
-		slice.tv_nsec += 1000000L;
-		if (slice.tv_nsec >= 1000000000L) {
-			slice.tv_sec++;
-			slice.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&fake_irqs.cond, &fake_irqs.lock, &slice);
+		clock_gettime(CLOCK_REALTIME, &until);
+		add_ms(&until, poll_ms > 0 && poll_ms < left_ms ? poll_ms : left_ms);
+		pthread_cond_timedwait(&fake_irqs.cond, &fake_irqs.lock, &until);
 	}
 	pthread_mutex_unlock(&fake_irqs.lock);
 	return ret;

@@ -210,5 +210,5 @@ static bool pending(void *q) { return vq_pending(q); }
 
 int vq_wait(struct vq *q, int timeout_ms)
 {
-	return fake_irq_wait(pending, q, timeout_ms);
+	return fake_irq_wait(pending, q, timeout_ms, 0);
 }

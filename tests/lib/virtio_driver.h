@@ -93,7 +93,11 @@ uint16_t vq_used_idx(struct vq *q);
 bool vq_pending(struct vq *q);
 /* The next used chain: its head and the bytes written; false if none. */
 bool vq_used(struct vq *q, uint16_t *id, uint32_t *len);
-/* Until the queue has a used chain to read (fake_irq_wait()), at most timeout_ms: 0, or -1. */
+/*
+ * Until the queue has a used chain to read, at most timeout_ms: 0, or -1. Only
+ * an interrupt wakes it (fake_irq_wait() without polling): for queues whose
+ * interrupts are on.
+ */
 int vq_wait(struct vq *q, int timeout_ms);
 
 #endif
