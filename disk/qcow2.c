@@ -725,6 +725,17 @@ static uint64_t iov_slice(const struct iovec *iov, int iovcnt, int vi, size_t vo
 	return got;
 }
 
+/* Move the position (vi, vo) in iov past n bytes. */
+static void iov_skip(const struct iovec *iov, int *vi, size_t *vo, uint64_t n)
+{
+	while (n) {
+		size_t step = MIN(n, iov[*vi].iov_len - *vo);
+		n -= step;
+		if ((*vo += step) == iov[*vi].iov_len)
+			(*vi)++, *vo = 0;
+	}
+}
+
 /* preadv/pwritev of all of v (which it consumes) at off; a short read is -EIO. */
 static int rw_iov(struct qcow2 *q, int fd, struct iovec *v, int cnt, uint64_t off, bool write)
 {
@@ -855,12 +866,7 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 			run = iov_slice(iov, iovcnt, vi, vo, run, v, DIRECT_IOV, &cnt);
 			if ((r = rw_iov(q, d->fd, v, cnt, at, write)))
 				break;
-			for (uint64_t k = run; k;) {	/* past the bytes moved */
-				size_t step = MIN(k, iov[vi].iov_len - vo);
-				k -= step;
-				if ((vo += step) == iov[vi].iov_len)
-					vi++, vo = 0;
-			}
+			iov_skip(iov, &vi, &vo, run);
 			off += run;
 			total -= run;
 			continue;
@@ -869,12 +875,7 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 		if (write && (r = write_new(d, off, iov, iovcnt, vi, vo, total, &moved)))
 			break;
 		if (moved) {
-			for (uint64_t k = moved; k;) {	/* past the bytes moved */
-				size_t step = MIN(k, iov[vi].iov_len - vo);
-				k -= step;
-				if ((vo += step) == iov[vi].iov_len)
-					vi++, vo = 0;
-			}
+			iov_skip(iov, &vi, &vo, moved);
 			off += moved;
 			total -= moved;
 			continue;
