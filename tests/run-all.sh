@@ -58,7 +58,7 @@ direct() {
 # not yet started go on the next trip. A trip that ends otherwise (a hung test: kvm-env's
 # timeout) fails the suite it was in and any it never reached, by name.
 BATCH=${LKVM_CHECK_BATCH:-6}
-SUITE_T=${LKVM_SUITE_TIMEOUT:-600}	# seconds a nested suite may run (the longest takes ~150 s here)
+SUITE_T=${LKVM_SUITE_TIMEOUT:-600}	# seconds a nested suite may run (the longest takes 150-300 s here)
 : > "$T/batch"
 queue_nested() { echo "$1 $2 $3 $args" >> "$T/batch"; [ "$(wc -l < "$T/batch")" -lt "$BATCH" ] || run_batch; }
 run_batch() {
