@@ -636,6 +636,15 @@ static int oci_delete(int argc, char **argv)
 	return remove_cdir(cdir);
 }
 
+/* --format's value for list and ps: table or json. */
+static int format_opt(const char *cmd, const char *v, bool *json)
+{
+	if (strcmp(v, "json") && strcmp(v, "table"))
+		return err_set("%s: --format table or json, not '%.20s'", cmd, v);
+	*json = !strcmp(v, "json");
+	return 0;
+}
+
 static int oci_list(int argc, char **argv)
 {
 	bool json = false, quiet = false;
@@ -643,9 +652,8 @@ static int oci_list(int argc, char **argv)
 		const char *v;
 		bool missing = false;
 		if ((v = opt_val(argc, argv, &i, "--format", "-f", &missing))) {
-			if (strcmp(v, "json") && strcmp(v, "table"))
-				return err_set("list: --format table or json, not '%.20s'", v);
-			json = !strcmp(v, "json");
+			if (format_opt("list", v, &json) < 0)
+				return -1;
 		} else if (is_flag(argv[i], "--quiet", "-q")) {
 			quiet = true;
 		} else {
@@ -694,9 +702,8 @@ static int oci_ps(int argc, char **argv)
 		const char *v;
 		bool missing = false;
 		if ((v = opt_val(argc, argv, &i, "--format", "-f", &missing))) {
-			if (strcmp(v, "json") && strcmp(v, "table"))
-				return err_set("ps: --format table or json, not '%.20s'", v);
-			json = !strcmp(v, "json");
+			if (format_opt("ps", v, &json) < 0)
+				return -1;
 		} else if (missing)
 			return err_set("ps: %s needs a value", argv[i]);
 		else if (!id && argv[i][0] == '-')
