@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every libFuzzer target for a short smoke run (make fuzz runs them longer):
-# FUZZ_SMOKE_SECONDS each (default 10). They are always ASan+UBSan builds of
+# FUZZ_SMOKE_SECONDS each (default 5). They are always ASan+UBSan builds of
 # their own, so a SANITIZE=1 run leaves them to the plain make check (a named skip).
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.." || exit 1
@@ -11,4 +11,4 @@ case $BUILD in
 	suite_end; exit ;;
 esac
 if ! need_tool clang "clang libclang-rt-14-dev" fuzz-smoke; then suite_end; exit; fi
-FUZZ_SUITE=fuzz-smoke exec sh tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-10}"
+FUZZ_SUITE=fuzz-smoke exec sh tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
