@@ -108,7 +108,13 @@ if [ -d /sys/module/kvm_pvm ]; then
 	echo "### Snapshots"
 	echo
 	echo "Not measured here: kvm_pvm runs no Linux user space. \`LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh bench/snapshot.sh\` measures them in the nested machine."
+	echo
+	echo "### Kernel start to init"
+	echo
+	echo "Not measured here, for the same reason: \`LKVM_ENV_FORCE_L1=1 sh tests/kvm-env.sh sh bench/boot-init.sh\`."
 else
 	step snapshots
 	sh bench/snapshot.sh "$B"
+	echo
+	sh bench/boot-init.sh "$B"
 fi

@@ -1,11 +1,15 @@
 /*
  * Ports guests use to talk to the VMM rather than to hardware: the POST code
  * port 0x80 (firmware progress, also Linux's I/O delay), the debug-exit port
- * that ends the VM with a status (test guests, sandboxes), and the PIIX4 PM
- * control port 0x604 that some test code writes SLP_EN to for a poweroff.
+ * that ends the VM with a status (test guests, sandboxes), the PIIX4 PM
+ * control port 0x604 that some test code writes SLP_EN to for a poweroff, and
+ * a boot timer (Firecracker's idea, on a port here): the guest's init writes
+ * BOOT_TIMER_MAGIC to it and lkvm says how long the VM took to get there.
  */
 #include <stdlib.h>
+#include <time.h>
 #include "bus.h"
+#include "json.h"
 #include "device.h"
 #include "devices.h"
 #include "hw.h"
@@ -20,7 +24,16 @@
 struct debug_ports {
 	struct vm *vm;
 	int post_code;		/* -1 until the first write; atomic */
+	uint64_t created_ns;	/* CLOCK_MONOTONIC when the VM was made */
+	uint64_t boot_us;	/* created to the boot timer's last write, 0 if none; atomic */
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static void post_write(void *ctx, uint64_t off, const void *data, int len)
 {
@@ -54,6 +67,19 @@ static void pm_read(void *ctx, uint64_t off, void *data, int len)
 	u64_to_bytes(data, len, 0);
 }
 
+static void boot_timer_write(void *ctx, uint64_t off, const void *data, int len)
+{
+	struct debug_ports *d = ctx;
+	if (off != 0 || ((const uint8_t *)data)[0] != BOOT_TIMER_MAGIC)
+		return;
+	uint64_t us = (mono_ns() - d->created_ns) / 1000;
+	__atomic_store_n(&d->boot_us, us ? us : 1, __ATOMIC_RELAXED);
+	/* Each write is one line (a guest can write as often as it likes: -v only) */
+	pr_debug("boot timer: the guest's mark %llu.%03llu ms after the VM was made",
+		 (unsigned long long)(us / 1000), (unsigned long long)(us % 1000));
+}
+
+static const struct bus_ops boot_timer_ops = { .write = boot_timer_write };
 static const struct bus_ops post_ops = { .read = post_read, .write = post_write };
 static const struct bus_ops exit_ops = { .write = exit_write };
 static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
@@ -63,6 +89,12 @@ static void debug_ports_destroy(struct device *dev)
 	struct debug_ports *d = dev->priv;
 	bus_unregister_all(&d->vm->pio, d);
 	free(d);
+}
+
+static void debug_ports_stats(struct device *dev, struct json_writer *j)
+{
+	struct debug_ports *d = dev->priv;
+	json_u64(j, "boot_timer_us", __atomic_load_n(&d->boot_us, __ATOMIC_RELAXED));
 }
 
 static int debug_ports_save(struct device *dev, struct snap_writer *w)
@@ -84,6 +116,7 @@ static int debug_ports_load(struct device *dev, struct snap_reader *r)
 
 static const struct device_ops debug_ports_ops = {
 	.destroy = debug_ports_destroy, .save = debug_ports_save, .load = debug_ports_load, .snap_version = 1,
+	.stats = debug_ports_stats,
 };
 
 static int debug_ports_create(struct vm *vm, void *own)
@@ -91,10 +124,12 @@ static int debug_ports_create(struct vm *vm, void *own)
 	struct debug_ports *d = xcalloc(1, sizeof(*d));
 	d->vm = vm;
 	d->post_code = -1;
+	d->created_ns = mono_ns();
 	device_add(vm, "debug-ports", &debug_ports_ops, d);
 	if (bus_register(&vm->pio, POST_PORT, 1, &post_ops, d, "post") < 0 ||
 	    bus_register(&vm->pio, DEBUG_EXIT_PORT, 4, &exit_ops, d, "debug-exit") < 0 ||
-	    bus_register(&vm->pio, PM1_CNT_PORT, 2, &pm_ops, d, "pm1-cnt") < 0)
+	    bus_register(&vm->pio, PM1_CNT_PORT, 2, &pm_ops, d, "pm1-cnt") < 0 ||
+	    bus_register(&vm->pio, BOOT_TIMER_PORT, 1, &boot_timer_ops, d, "boot-timer") < 0)
 		return -1;
 	return 0;
 }

@@ -34,6 +34,10 @@ void rtc_fill_memory(uint8_t cmos[128], uint64_t ram);
 
 /* hw/debug_ports.c: a write of V to this 4-byte port ends the VM with status V & 0xff. */
 #define DEBUG_EXIT_PORT 0xf4
+/* hw/debug_ports.c: a write of the magic byte here records the time since the VM was made
+ * (`lkvm stat` boot_timer_us; `-v` prints it): an init marks the end of its boot. */
+#define BOOT_TIMER_PORT 0xf8
+#define BOOT_TIMER_MAGIC 123
 /* The last POST code written to port 0x80, -1 if none yet. */
 int debug_post_code(struct vm *vm);
 

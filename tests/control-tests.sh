@@ -13,7 +13,7 @@ dots() { tr -cd . < "$1" | wc -c; }
 wait_for() {	# file pattern seconds
 	i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1
 }
-cleanup() { kill -9 $P1 $P2 2>/dev/null; rm -rf "$T"; }
+cleanup() { kill -9 $P1 $P2 $P3 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 
 # c1 unjailed: killed, it leaves its socket for list to clean (as root, a jailed lkvm's
@@ -37,6 +37,20 @@ $LKVM list | grep -q "^c1 .* paused" && pass "list shows paused" || fail "list s
 st=$($LKVM stat c1)
 w=$(echo "$st" | sed -n 's/.*"pio_writes":\([0-9]*\).*/\1/p')
 [ "$w" = "$((1005 + b))" ] && pass "stat counts port writes exactly ($w)" || fail "stat counts port writes exactly" "pio_writes=$w, expected $((1005 + b)): $st"
+
+# The boot timer: c1 never wrote it (0); a guest that marks it gets a time between 0 and the
+# host's own wall time from its start to the stat (tests/guests/boottimer.S).
+t_bt0=$(date +%s%N)
+$LKVM run --flat --name bt -k $BUILD/tests/guests/boottimer.bin > "$T/bt.out" 2> "$T/bt.err" & P3=$!
+if wait_for "$T/bt.out" marked 60; then
+	bt=$($LKVM stat bt | sed -n 's/.*"boot_timer_us":\([0-9]*\).*/\1/p')
+	lim=$(( ($(date +%s%N) - t_bt0) / 1000 ))
+	c1bt=$(echo "$st" | sed -n 's/.*"boot_timer_us":\([0-9]*\).*/\1/p')
+	if [ "$c1bt" = 0 ] && [ -n "$bt" ] && [ "$bt" -gt 0 ] && [ "$bt" -le "$lim" ]; then
+		pass "boot timer: the guest's mark at ${bt} us (host saw ${lim} us to the stat), none for a guest without one"
+	else fail "boot timer" "marked guest ${bt:-none} us (at most $lim), unmarked guest ${c1bt:-none}: $($LKVM stat bt)"; fi
+else fail "boot timer" "the guest did not start: $(cat "$T/bt.err")"; fi
+$LKVM stop bt > /dev/null 2>&1; wait $P3 2>/dev/null
 
 dbg=$($LKVM debug c1)
 rip=$(echo "$dbg" | sed -n 's/^ *rip \([0-9a-f]*\).*/\1/p' | head -1)
