@@ -95,7 +95,7 @@ static int watch(pid_t child, int sigfd, int rep, struct reap *reap, int *nr_rea
 			if (n == sizeof(r) && *nr_reap < MAX_REAP) {
 				r.path[sizeof(r.path) - 1] = 0;
 				reap[(*nr_reap)++] = r;
-			} else if (n <= 0 && errno != EINTR) {
+			} else if (n == 0 || (n < 0 && errno != EINTR)) {
 				close(rep);	/* the child closed it (or ended): only the signals are left */
 				rep = -1;
 			}
