@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include "control.h"
 #include "control_int.h"
-#include "supervise.h"
 #include "device.h"
+#include "supervise.h"
 #include "util.h"
 #include "vm.h"
 

@@ -7,8 +7,8 @@
 # a PID namespace of its own (NSpid), in a cgroup lkvm-NAME-PID whose
 # memory.max and pids.max are set (a cgroup2 mount of the test's own at
 # /sys/fs/cgroup when there is none), gone after the VM ends, also after
-# kill -9 of the VM's process; SIGTERM to the supervisor ends the VM with the
-# status an unjailed lkvm gives. --no-jail keeps root (the test can tell);
+# kill -9 of the VM's process; kill -9 of the supervisor ends the VM too;
+# SIGTERM to the supervisor ends the VM with the status an unjailed lkvm gives. --no-jail keeps root (the test can tell);
 # --jail with --gdb, or as an ordinary user, fails naming why. The counter
 # test guest (--flat). The test confines itself: a private mount namespace
 # with a fresh /tmp.
@@ -108,7 +108,20 @@ else
 	fail "kill -9 of the VM" "did not start: $(tail -n 3 "$T/j4.err" | tr '\n' '|')"; vm=
 fi
 
-# 1c. SIGTERM to the supervisor ends the VM as SIGTERM to an unjailed lkvm does.
+# 1c. kill -9 of the supervisor: the VM's process does not outlive it (its PDEATHSIG, set again after the jail).
+if start j6; then
+	sup=$vm vp=$(vmpid j6); cgpath=$(sed -n 's/^0:://p' /proc/${vp:-$sup}/cgroup)
+	kill -9 $sup; wait $sup 2>/dev/null; vm=
+	alive() { case "$(field "$1" State)" in ""|Z*) return 1;; esac; }	# a zombie (no one reaps it here) is dead
+	i=0; while [ $i -lt 100 ] && [ -n "$vp" ] && alive "$vp"; do sleep 0.1; i=$((i + 1)); done
+	[ -n "$vp" ] && ! alive "$vp" && pass "kill -9 of the supervisor: the VM's process ends with it" ||
+		fail "kill -9 of the supervisor" "the VM's process '$vp' is still there: $(field "$vp" State)"
+	rm -f "$T/lkvm/j6.sock"; [ -n "$cg" ] && [ "$cgpath" != / ] && rmdir "/sys/fs/cgroup$cgpath" 2>/dev/null	# what only the supervisor removes
+else
+	fail "kill -9 of the supervisor" "did not start: $(tail -n 3 "$T/j6.err" | tr '\n' '|')"; vm=
+fi
+
+# 1d. SIGTERM to the supervisor ends the VM as SIGTERM to an unjailed lkvm does.
 rcs=
 for j in --jail --no-jail; do
 	if start j5 $j; then kill -TERM $vm; wait $vm; rcs="$rcs $?"; vm=; else rcs="$rcs none"; vm=; fi
