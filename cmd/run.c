@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,10 +29,12 @@
 #include "run.h"
 #include "seccomp.h"
 #include "snapshot.h"
+#include "supervise.h"
 #include "term.h"
 #include "util.h"
 #include "vm.h"
 #include "vm_snapshot.h"
+#include "vsock.h"
 
 #define MAX_CPUS 255
 
@@ -175,16 +178,19 @@ static void wait_for_end(struct vm *vm, int sigfd)
  * stub's thread starts before the jail could; seccomp is one of its steps;
  * a restore removes its clone's overlays by path when it ends). The default
  * (as root) steps back from those cases, and from vsock (-v says so).
+ * Decided from the options alone: a jailed run forks its supervisor before
+ * /dev/kvm is opened.
  */
-static int jail_decide(const struct vm_config *cfg, const struct vm *vm, bool gdb)
+static int jail_decide(const struct vm_config *cfg)
 {
 	const struct jail_opts *o = vm_config_find(cfg, jail_run_opts);
 	if (!jail_wanted(o))
 		return 0;
-	const char *why = gdb ? "--gdb" : cfg->no_seccomp ? "--no-seccomp" : cfg->restore ? "--restore" : NULL;
+	const struct gdb_opts *gdb = vm_config_find(cfg, gdb_run_opts);
+	const char *why = gdb && gdb->addr ? "--gdb" : cfg->no_seccomp ? "--no-seccomp" : cfg->restore ? "--restore" : NULL;
 	bool on = o && o->mode == JAIL_ON;
 	/* vsock: the guest's connections reach the host's PATH_PORT sockets, which the jail user may not */
-	if (!why && !on && vm->jail_sock)
+	if (!why && !on && vsock_configured(cfg))
 		why = "--vsock";
 	if (!why)
 		return 1;
@@ -196,14 +202,47 @@ static int jail_decide(const struct vm_config *cfg, const struct vm *vm, bool gd
 	return 0;
 }
 
+/*
+ * A jailed run: the rest happens in a child, PID 1 of a PID namespace of its
+ * own (lib/supervise.c); this process supervises it. 0 in the child, 1 in
+ * the supervisor when it is over (*status), -1 with err.
+ */
+static int supervised(struct vm_config *cfg, int *status)
+{
+	static char name[32];	/* the child's getpid() is 1: the default name is the supervisor's PID */
+	if (!cfg->name) {
+		snprintf(name, sizeof(name), "lkvm-%d", (int)getpid());
+		cfg->name = name;
+	}
+	struct supervise s = { .name = cfg->name, .pids_max = JAIL_NPROC,
+			       .mem_max = cfg->ram_size + JAIL_MEM_ROOM + (uint64_t)cfg->nr_cpus * JAIL_MEM_PER_CPU };
+	int r = supervise_start(&s, status);
+	if (r == 0 && s.no_cgroup[0])
+		pr_debug("jail: no cgroup (limits are rlimits): %s", s.no_cgroup);
+	return r;
+}
+
 int run_vm(struct vm_config *cfg)
 {
+	int jailed = jail_decide(cfg);
+	if (jailed == 1) {
+		int status, r = supervised(cfg, &status);
+		if (r == 1)
+			return status;	/* the supervisor: the child ran the VM */
+		jailed = r < 0 ? -1 : 1;
+	}
+	if (jailed < 0) {
+		fprintf(stderr, "lkvm: %s\n", err_msg());
+		return EXIT_USAGE;
+	}
 	/* Before any thread exists: every thread inherits these blocked. */
 	sigset_t sigs, old;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	if (jailed)	/* PID 1 of its namespace gets only the signals it takes: the supervisor forwards this one too */
+		sigaddset(&sigs, SIGQUIT);
 	int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	sigaddset(&sigs, SIGUSR1);	/* only vCPU threads take it, to leave KVM_RUN */
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
@@ -227,9 +266,6 @@ int run_vm(struct vm_config *cfg)
 		goto fail;
 	ctl = control_new(&vm, cfg->name);
 	struct gdb_opts *gdb = vm_config_find(cfg, gdb_run_opts);
-	int jailed = jail_decide(cfg, &vm, gdb && gdb->addr);
-	if (jailed < 0)
-		goto fail;
 	if (control_bind(ctl) < 0 || (!jailed && control_start(ctl) < 0) || vm_snapshot_register(ctl, &snap) < 0 ||
 	    gdb_stub_init(&vm, ctl) < 0 || (gdb && gdb->addr && gdb_stub_start(&vm, gdb->addr, gdb->wait) < 0) ||
 	    term_start(vm.loop, pc_board.console(&vm), on_quit, &vm) < 0)
@@ -238,13 +274,15 @@ int run_vm(struct vm_config *cfg)
 	tzset();
 	/* Set-up is over: the jail (lib/jail.c), then only the allowlisted syscalls. */
 	if (jailed) {
-		struct jail_limits lim = { .mem_bytes = GiB(2) + (uint64_t)cfg->nr_cpus * MiB(16), .nproc = 4096 };
+		struct jail_limits lim = { .mem_bytes = JAIL_MEM_ROOM + (uint64_t)cfg->nr_cpus * JAIL_MEM_PER_CPU,
+					   .nproc = JAIL_NPROC };
 		for (int i = 0; i < vm.nr_jail_keep; i++)
 			lim.keep[lim.nr_keep++] = vm.jail_keep[i];
 		const char *reap[] = { control_path(ctl), vm.jail_sock };
-		if (jail_reaper(reap, 2) < 0 || jail_enter(vm_config_find(cfg, jail_run_opts), &lim) < 0 ||
+		if (supervise_reap(reap, 2) < 0 || jail_enter(vm_config_find(cfg, jail_run_opts), &lim) < 0 ||
 		    control_start(ctl) < 0)
 			goto fail;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* the new user cleared it: never outlive the supervisor */
 	}
 	seccomp_on_trap(term_restore);
 	if (!cfg->no_seccomp && seccomp_install(vm.needs_files) < 0)
@@ -268,7 +306,6 @@ fail:
 	term_stop();
 	vm_destroy(&vm);
 	pc_board.destroy(&vm);
-	jail_leave();	/* its reaper removes the sockets lkvm no longer can */
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (sigfd >= 0)
 		close(sigfd);

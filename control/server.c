@@ -21,6 +21,7 @@
 #include "control.h"
 #include "control_int.h"
 #include "device.h"
+#include "supervise.h"
 #include "util.h"
 #include "vm.h"
 
@@ -53,7 +54,7 @@ struct control *control_new(struct vm *vm, const char *name)
 	if (name)
 		snprintf(c->name, sizeof(c->name), "%s", name);
 	else
-		snprintf(c->name, sizeof(c->name), "lkvm-%d", (int)getpid());
+		snprintf(c->name, sizeof(c->name), "lkvm-%d", (int)getpid());	/* a jailed run names itself before its PID becomes 1 */
 	return c;
 }
 
@@ -154,7 +155,7 @@ static int run_cmd(struct control *c, const char *cmd, const char *line, struct 
 	if (!strcmp(cmd, "info")) {
 		json_u64(j, "v", CONTROL_PROTO_VERSION);
 		json_str(j, "name", c->name);
-		json_u64(j, "pid", (uint64_t)getpid());
+		json_u64(j, "pid", (uint64_t)supervise_host_pid());
 		json_str(j, "state", vm->paused ? "paused" : "running");
 		json_u64(j, "vcpus", (uint64_t)vm->nr_vcpus);
 		json_u64(j, "mem_mib", vm->mem.ram_size >> 20);

@@ -1,7 +1,8 @@
 /*
  * lkvm jailed (lib/jail.c): after set-up (/dev/kvm, the VM, its vCPUs,
  * disks, taps, shares and the control socket are open) and before any
- * device thread starts, lkvm moves into new mount, IPC and UTS namespaces,
+ * device thread starts, lkvm (already PID 1 of a PID namespace of its own,
+ * include/supervise.h) moves into new mount, IPC and UTS namespaces,
  * an empty root, resource limits and an unprivileged user without
  * capabilities; the runner then installs seccomp. Each step that fails is
  * named and the run ends: --jail never runs unjailed. docs/jail.md names
@@ -29,6 +30,11 @@ bool jail_wanted(const struct jail_opts *o);
 /* The user lkvm becomes: 0, or -1 with err set (unknown, or root). */
 int jail_user(const struct jail_opts *o, uid_t *uid, gid_t *gid);
 
+/* The runner's limits: RLIMIT_AS room over what is mapped at the jail (guest RAM), RLIMIT_NPROC; the cgroup's too. */
+#define JAIL_MEM_ROOM (2ULL << 30)
+#define JAIL_MEM_PER_CPU (16ULL << 20)
+#define JAIL_NPROC 4096
+
 #define JAIL_MAX_KEEP 4
 struct jail_limits {
 	uint64_t mem_bytes;	/* RLIMIT_AS: what lkvm maps now plus this much */
@@ -39,15 +45,6 @@ struct jail_limits {
 
 /* Enter the jail (single-threaded only): 0, or -1 with err naming the step. */
 int jail_enter(const struct jail_opts *o, const struct jail_limits *l);
-
-/*
- * Sockets lkvm made that the jailed lkvm can no longer remove (their folder
- * is not its user's, nor in its root): before jail_enter(), a helper process
- * that keeps nothing but a pipe waits for lkvm's end, then removes each path
- * that is still the socket it was. jail_leave() at the end (waits for it).
- */
-int jail_reaper(const char *const *paths, int n);
-void jail_leave(void);
 
 /* Tests: called with each step's name as it is done. */
 extern void (*jail_hook)(const char *step);

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct vm_config;
+
 struct vm;
 struct vsock;
 struct device;
@@ -59,6 +61,8 @@ void vsock_get_stats(struct vsock *v, struct vsock_stats *st);
 
 /* virtio/vsock_uds.c: the Unix-socket paths. All return -1 with err set. */
 int vsock_default_path(const char *vm_name, char *buf, size_t len);	/* NULL name: lkvm-PID */
+/* Does cfg ask for a vsock device (--vsock)? Known before /dev/kvm is opened. */
+bool vsock_configured(const struct vm_config *cfg);
 /* PATH is usable: absent (its folder exists) or a stale socket of ours, never anything else. */
 int vsock_check_path(const char *path);
 /* Listen on PATH (mode 0600, replacing only a stale socket of ours); its identity for removal. */

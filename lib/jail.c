@@ -23,10 +23,9 @@
  *   no_new_privs  prctl(PR_SET_NO_NEW_PRIVS, 1)
  *   dumpable      prctl(PR_SET_DUMPABLE, 0): other processes of the jail
  *                 user cannot ptrace lkvm or read its memory
- * The runner then installs seccomp (lib/seccomp.c). No PID namespace: a new
- * one would hold only lkvm's children (it makes none: seccomp refuses fork
- * and execve), and the kernel refuses new threads to a process whose
- * children would be in another PID namespace than its own.
+ * The runner then installs seccomp (lib/seccomp.c). The PID namespace and
+ * the cgroup come before all this, from the supervisor (lib/supervise.c):
+ * a PID namespace holds only the children of the process that makes it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,7 +42,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "jail.h"
 #include "options.h"
@@ -179,69 +177,6 @@ static int limit(int res, const char *name, rlim_t soft, rlim_t hard)
 	if (setrlimit(res, &rl) < 0)
 		return err_errno("jail: rlimits: setrlimit(%s)", name);
 	return 0;
-}
-
-static pid_t reaper = -1;
-static int reaper_fd = -1;
-
-#define MAX_REAP 4
-
-int jail_reaper(const char *const *paths, int n)
-{
-	struct { char path[108]; dev_t dev; ino_t ino; } reap[MAX_REAP];
-	int k = 0;
-	for (int i = 0; i < n && k < MAX_REAP; i++) {
-		struct stat st;
-		if (!paths[i] || lstat(paths[i], &st) < 0 || !S_ISSOCK(st.st_mode))
-			continue;
-		snprintf(reap[k].path, sizeof(reap[k].path), "%s", paths[i]);
-		reap[k].dev = st.st_dev;
-		reap[k].ino = st.st_ino;
-		k++;
-	}
-	if (!k)
-		return 0;
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return err_errno("jail: reaper: pipe2");
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return err_errno("jail: reaper: fork");
-	}
-	if (pid == 0) {	/* nothing of lkvm's but the pipe: no VM, no guest memory touched */
-		for (int fd = 0; fd < 65536; fd++)
-			if (fd != p[0])
-				close(fd);
-		char c;
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		for (int i = 0; i < k; i++) {
-			struct stat st;
-			if (!lstat(reap[i].path, &st) && S_ISSOCK(st.st_mode) && st.st_dev == reap[i].dev &&
-			    st.st_ino == reap[i].ino)
-				unlink(reap[i].path);
-		}
-		_exit(0);
-	}
-	close(p[0]);
-	reaper = pid;
-	reaper_fd = p[1];
-	return 0;
-}
-
-void jail_leave(void)
-{
-	if (reaper_fd < 0)
-		return;
-	close(reaper_fd);
-	reaper_fd = -1;
-	int st;
-	while (waitpid(reaper, &st, 0) < 0 && errno == EINTR)
-		;
-	reaper = -1;
 }
 
 int jail_enter(const struct jail_opts *o, const struct jail_limits *l)

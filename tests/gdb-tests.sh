@@ -202,7 +202,8 @@ small() {
 	"$LKVM" run --flat $jail --name gdbrun -k "$G/counter.bin" --network mode=none < /dev/null > "$T/run.out" 2> "$T/run.err" &
 	lp=$!; pids="$pids $lp"
 	wait_for "$T/run.out" "done" 60
-	vuid=$(awk '/^Uid:/ { print $2 }' "/proc/$lp/status" 2>/dev/null)
+	vp=$(ps -o pid= --ppid $lp | head -n 1 | tr -d ' ')	# jailed: the VM is its supervisor's child
+	vuid=$(awk '/^Uid:/ { print $2 }' "/proc/${vp:-$lp}/status" 2>/dev/null)
 	if [ $jail = --jail ]; then
 		[ -n "$vuid" ] && [ "$vuid" != 0 ] && ok "the running VM is jailed (uid $vuid)" || ko "jailed VM" "uid '$vuid'"
 	fi

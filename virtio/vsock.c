@@ -1228,6 +1228,12 @@ static int vsock_type_create(struct vm *vm, void *own)
 	return vsock_create(vm, o->cid, path) ? 0 : -1;
 }
 
+bool vsock_configured(const struct vm_config *cfg)
+{
+	const struct vsock_opts *o = vm_config_find(cfg, &virtio_vsock_device);
+	return o && o->cid;
+}
+
 const struct device_type virtio_vsock_device = {
 	.name = "virtio-vsock", .opts = vsock_opts, .cfg_size = sizeof(struct vsock_opts), .check = vsock_type_check,
 	.create = vsock_type_create,

@@ -3,20 +3,29 @@
  * every step is done in order, and afterwards the child is the jail user
  * with no capabilities, no_new_privs, not dumpable, in an empty read-only
  * root (with a kept folder at its own path) and new mount/IPC/UTS
- * namespaces; a step that cannot be done is named. Needs root; runs inside
- * tests/ro_sandbox.h.
+ * namespaces; a step that cannot be done is named. The supervisor
+ * (lib/supervise.c): its child is PID 1 of a new PID namespace, gets the
+ * signals it is sent, and when it ends (or is killed) its socket and its
+ * cgroup (lib/cgroup.c, in a cgroup2 mount of the test's own) are removed.
+ * Needs root; runs inside tests/ro_sandbox.h.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "test.h"
+#include "cgroup.h"
 #include "jail.h"
+#include "supervise.h"
 #include "util.h"
 #include "../ro_sandbox.h"
 
@@ -150,6 +159,182 @@ TEST(a_step_that_cannot_be_done_is_named)
 	CHECK(!jail_wanted(&o));
 	o.mode = JAIL_DEFAULT;
 	CHECK(jail_wanted(&o) == (geteuid() == 0));
+}
+
+/* ---- the supervisor ---- */
+
+#define SOCK "/tmp/supervised.sock"
+
+struct seen {		/* what the supervised child says of itself */
+	pid_t pid, host_pid;
+};
+struct result {		/* what the supervisor says at the end */
+	int r, status;
+	char cgroup[4096], no_cgroup[256], err[256];
+};
+
+/* The supervisor's process: its child reports on `seen`, then waits for SIGTERM (exit 42; 43 after 30 s). */
+static void supervisor(const char *cgmnt, int seen_fd, int res_fd)
+{
+	struct supervise s = { .name = "ut", .mem_max = MiB(300), .pids_max = 77, .cgroup_mnt = cgmnt };
+	struct result res = { .status = -1 };
+	res.r = supervise_start(&s, &res.status);
+	if (res.r == 0) {
+		sigset_t term;
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, NULL);	/* as the runner does: PID 1 gets what it takes */
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = SOCK };
+		const char *paths[] = { SOCK };
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || supervise_reap(paths, 1) < 0)
+			_exit(3);
+		struct seen me = { getpid(), supervise_host_pid() };
+		if (write(seen_fd, &me, sizeof(me)) != sizeof(me))
+			_exit(4);
+		struct timespec t = { 30, 0 };	/* never forwarded: 43, not a hang */
+		_exit(sigtimedwait(&term, NULL, &t) == SIGTERM ? 42 : 43);
+	}
+	snprintf(res.cgroup, sizeof(res.cgroup), "%s", s.cgroup);
+	snprintf(res.no_cgroup, sizeof(res.no_cgroup), "%s", s.no_cgroup);
+	snprintf(res.err, sizeof(res.err), "%s", res.r < 0 ? err_msg() : "");
+	if (write(res_fd, &res, sizeof(res)) != sizeof(res))
+		_exit(5);
+	_exit(0);
+}
+
+static void read_line(const char *path, const char *key, char *out, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	char line[4200];
+	*out = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key))) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(out, len, "%s", line + strlen(key));
+		}
+	if (f)
+		fclose(f);
+}
+
+/*
+ * Run a supervisor with cgroup2 mount cgmnt; end its child by SIGTERM to the
+ * supervisor (kill9 false: exit 42 expected) or SIGKILL to the child
+ * (status 137). cg_checks: the cgroup must be made, limited and removed.
+ */
+static void supervised_run(const char *cgmnt, bool kill9, bool cg_checks)
+{
+	int seen_p[2], res_p[2];
+	CHECK(pipe(seen_p) == 0 && pipe(res_p) == 0);
+	unlink(SOCK);
+	fflush(NULL);
+	pid_t sup = fork();
+	if (sup == 0) {
+		close(seen_p[0]);
+		close(res_p[0]);
+		supervisor(cgmnt, seen_p[1], res_p[1]);
+	}
+	close(seen_p[1]);
+	close(res_p[1]);
+	struct seen me = { 0 };
+	CHECK_EQ(read(seen_p[0], &me, sizeof(me)), sizeof(me));
+	CHECK_EQ(me.pid, 1);				/* PID 1 inside */
+	CHECK(me.host_pid > 1 && me.host_pid != sup);	/* and another outside */
+	char path[128], val[4200], a[128], b[128];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)me.host_pid);
+	read_line(path, "NSpid:", val, sizeof(val));
+	char want[64];
+	snprintf(want, sizeof(want), "\t%d\t1", (int)me.host_pid);
+	CHECK(!strcmp(val, want));
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)me.host_pid);
+	ssize_t na = readlink(path, a, sizeof(a) - 1), nb = readlink("/proc/self/ns/pid", b, sizeof(b) - 1);
+	CHECK(na > 0 && nb > 0 && (na != nb || memcmp(a, b, na)));	/* a PID namespace of its own */
+	struct stat st;
+	CHECK(lstat(SOCK, &st) == 0 && S_ISSOCK(st.st_mode));
+	char cgdir[4300] = "";
+	if (cg_checks) {
+		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)me.host_pid);
+		read_line(path, "0::", val, sizeof(val));
+		char name[64];
+		snprintf(name, sizeof(name), "/lkvm-ut-%d", (int)sup);
+		CHECK(strlen(val) >= strlen(name) && !strcmp(val + strlen(val) - strlen(name), name));
+		snprintf(cgdir, sizeof(cgdir), "%s%s", cgmnt, val);
+		char f[4400], v[64];
+		snprintf(f, sizeof(f), "%s/memory.max", cgdir);
+		read_line(f, "", v, sizeof(v));
+		CHECK(!strcmp(v, "314572800"));
+		snprintf(f, sizeof(f), "%s/pids.max", cgdir);
+		read_line(f, "", v, sizeof(v));
+		CHECK(!strcmp(v, "77"));
+	}
+	kill(kill9 ? me.host_pid : sup, kill9 ? SIGKILL : SIGTERM);
+	struct result res = { .r = -2 };
+	CHECK_EQ(read(res_p[0], &res, sizeof(res)), sizeof(res));
+	int wst;
+	waitpid(sup, &wst, 0);
+	close(seen_p[0]);
+	close(res_p[0]);
+	CHECK_EQ(res.r, 1);
+	CHECK_EQ(res.status, kill9 ? 128 + SIGKILL : 42);
+	CHECK(lstat(SOCK, &st) < 0 && errno == ENOENT);	/* the supervisor removed it */
+	if (cg_checks) {
+		CHECK(res.cgroup[0] && !res.no_cgroup[0]);
+		CHECK(cgdir[0] && access(cgdir, F_OK) < 0 && errno == ENOENT);
+	} else {
+		CHECK(!res.cgroup[0] && res.no_cgroup[0]);	/* and says why none was made */
+	}
+}
+
+TEST(supervisor_pid_namespace_signals_and_clean_up)
+{
+	if (geteuid() != 0)
+		SKIP("needs root (unshare(CLONE_NEWPID))");
+	mkdir("/tmp/not-cgroup", 0755);
+	supervised_run("/tmp/not-cgroup", false, false);	/* SIGTERM to the supervisor reaches PID 1 */
+	supervised_run("/tmp/not-cgroup", true, false);		/* kill -9 of the VM's process: still cleaned */
+	struct cgroup cg;
+	CHECK_EQ(cgroup_make(&cg, "/tmp/not-cgroup", "ut", MiB(1), 1), -1);
+	CHECK(strstr(err_msg(), "/tmp/not-cgroup is not a cgroup2 mount") != NULL);
+}
+
+static int unprivileged_supervisor(void)
+{
+	if (setresuid(65534, 65534, 65534))
+		return 3;
+	struct supervise s = { .name = "ut", .cgroup_mnt = "/nonexistent" };
+	int st;
+	if (supervise_start(&s, &st) >= 0)
+		return 1;
+	return strstr(err_msg(), "jail: pid namespace: unshare(CLONE_NEWPID)") ? 0 : (fprintf(stderr, "%s\n", err_msg()), 2);
+}
+
+TEST(supervisor_without_privilege_names_the_step)
+{
+	if (geteuid() != 0)
+		SKIP("needs root (to drop it)");
+	CHECK_EQ(in_child(unprivileged_supervisor), 0);
+}
+
+/* A cgroup2 mount of the test's own (its mount namespace is private): made, limited, removed. */
+TEST(supervisor_cgroup_made_limited_removed)
+{
+	if (geteuid() != 0)
+		SKIP("needs root (a cgroup2 mount)");
+	const char *mnt = "/tmp/cgroup2";
+	mkdir(mnt, 0755);
+	if (mount("cgroup2", mnt, "cgroup2", 0, NULL) < 0)
+		SKIP("cannot mount cgroup2 here: %s", strerror(errno));
+	struct cgroup cg;
+	if (cgroup_make(&cg, mnt, "probe", MiB(300), 77) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "no cgroup can be made on this host: %s", err_msg());
+		umount(mnt);
+		SKIP("%s", why);
+	}
+	CHECK_EQ(cgroup_remove(&cg), 0);
+	supervised_run(mnt, false, true);
+	supervised_run(mnt, true, true);
+	umount(mnt);
 }
 
 TEST_MAIN()
