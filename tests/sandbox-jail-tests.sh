@@ -23,6 +23,12 @@ if [ -z "${LKVM_CONFINED:-}" ]; then
 	fi
 	exec env LKVM_CONFINED=1 unshare -m --propagation private sh "$0" "$@"
 fi
+# The nested machine runs its job chrooted into /host (tests/kvm-env.sh), where the kernel refuses
+# clone(CLONE_NEWUSER), which an id-mapped mount needs: in our own mount namespace, /host is moved
+# onto its root (as switch_root does) and we chroot into it there, which is no chroot any more.
+if [ -z "${LKVM_UNCHROOTED:-}" ] && [ -n "${LKVM_ENV_NESTED:-}" ] && ! unshare -U true 2>/dev/null; then
+	exec env LKVM_UNCHROOTED=1 nsenter --mount=/proc/self/ns/mnt sh -c 'cd /host && mount --move . / && exec chroot . sh -c "cd \"\$1\" && exec sh tests/sandbox-jail-tests.sh \"\$2\"" - "$1" "$2"' - "$(pwd)" "$BUILD"
+fi
 unset SUDO_UID SUDO_GID SUDO_USER	# root without sudo: the jail user is nobody
 LKVM=$(pwd)/$BUILD/lkvm
 K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage
