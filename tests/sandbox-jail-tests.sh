@@ -42,7 +42,7 @@ export XDG_RUNTIME_DIR=$T
 # Mount points outside /tmp (the guest's /tmp is the scratch share): in the build folder.
 W=$(mktemp -d "$(pwd)/$BUILD/sbjail-ext4.XXXXXX") W2=$(mktemp -d "$(pwd)/$BUILD/sbjail-tmpfs.XXXXXX")
 sb=
-cleanup() { [ -n "$sb" ] && kill "$sb" 2>/dev/null; umount "$W" "$W2" 2>/dev/null; rmdir "$W" "$W2"; rm -rf "$T"; }
+cleanup() { [ -n "$sb" ] && kill "$sb" 2>/dev/null; umount -l "$W" 2>/dev/null; umount -l "$W2" 2>/dev/null; rmdir "$W" "$W2"; rm -rf "$T"; }
 trap cleanup EXIT
 why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" | tail -n 5 | tr '\n' '|') err: $(tail -n 4 "$T/$1.err" | tr '\n' '|')"; }
 
