@@ -75,7 +75,8 @@ static int usage(void)
 		"  --host-loopback     let 10.0.2.2 reach the host's 127.0.0.1\n"
 		"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n"
 		"  --snapshot-cache[=DIR]  boot once to the agent, save the VM in DIR (default\n"
-		"                      $XDG_CACHE_HOME/lkvm/sandbox), restore it on later runs\n"		"  --jail, --no-jail, --jail-user USER  (lkvm run's) started as root, the VM's lkvm is\n"
+		"                      $XDG_CACHE_HOME/lkvm/sandbox), restore it on later runs\n"
+		"  --jail, --no-jail, --jail-user USER  (lkvm run's) started as root, the VM's lkvm is\n"
 		"                      jailed by default; writable -v shares through id-mapped clones\n"
 		"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci, 9p, vsock and overlayfs built in.\n");
 	return EXIT_USAGE;
