@@ -77,6 +77,7 @@ $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/tests/unit/test_sandbox_confine: $(BUILD)/cmd/sandbox_confine.o
 $(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o
 $(BUILD)/tests/unit/test_sandbox_cache: $(BUILD)/cmd/sandbox_cache.o
+$(BUILD)/tests/unit/test_sandbox_jail: $(BUILD)/cmd/sandbox_jail.o
 $(BUILD)/tests/unit/test_oci_config: $(BUILD)/cmd/oci_config.o
 
 # The KVM glue of the emulator meets a fake vCPU: the test answers its ioctls.

@@ -41,6 +41,7 @@
 #include "run.h"
 #include "sandbox_cache.h"
 #include "sandbox_confine.h"
+#include "sandbox_jail.h"
 #include "scratch.h"
 #include "util.h"
 #include "vsock.h"
@@ -75,6 +76,8 @@ static int usage(void)
 		"  --net-allow HOST[/BITS][:PORT]  reach a private or link-local address (repeatable)\n"
 		"  --snapshot-cache[=DIR]  boot once to the agent, save the VM in DIR (default\n"
 		"                      $XDG_CACHE_HOME/lkvm/sandbox), restore it on later runs\n"
+		"  --jail, --no-jail, --jail-user USER  (lkvm run's) started as root, the VM's lkvm is\n"
+		"                      jailed by default; writable -v shares through id-mapped clones\n"
 		"The kernel (-k, or $LKVM_KERNEL) needs virtio-pci, 9p, vsock and overlayfs built in.\n");
 	return EXIT_USAGE;
 }
@@ -86,6 +89,7 @@ struct sb {
 	bool cache;
 	char volumes[MAX_VOLUMES][PATH_MAX + 80];	/* the --9p options */
 	char vol_guest[MAX_VOLUMES][PATH_MAX];
+	char vol_host[MAX_VOLUMES][PATH_MAX];
 	bool vol_ro[MAX_VOLUMES];
 	int nr_vol;
 	bool tty, root, no_overlay, no_net;
@@ -124,6 +128,7 @@ static int parse_volume(struct sb *o, const char *spec)
 		return err_set("-v %s: the guest path must be absolute (and without spaces or /../)", spec);
 	snprintf(o->vol_guest[o->nr_vol], PATH_MAX, "%s", guest && *guest ? guest : real);
 	o->vol_ro[o->nr_vol] = mode && !strcmp(mode, "ro");
+	snprintf(o->vol_host[o->nr_vol], PATH_MAX, "%s", real);
 	snprintf(o->volumes[o->nr_vol], sizeof(o->volumes[0]), "%s,lkvm-v%d%s", real, o->nr_vol,
 		 o->vol_ro[o->nr_vol] ? ",ro" : "");
 	o->nr_vol++;
@@ -368,12 +373,12 @@ int cmd_sandbox(int argc, char **argv)
 		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
 		return EXIT_USAGE;
 	}
-	for (int i = 0; i < nr; i++)	/* the jail would need the agent's socket given to its user */
-		if (!strcmp(rargs[i], "--jail")) {
-			fprintf(stderr, "lkvm sandbox: --jail: not with the sandbox's agent yet (the VM runs unjailed "
-					"beside it by default; see docs/jail.md)\n");
-			return EXIT_USAGE;
-		}
+	/* Jailed as root by default (cmd/sandbox_jail.c): what the jail cannot do steps back, or fails --jail. */
+	static struct sandbox_jail sj;
+	if (sandbox_jail_decide(&sj, rargs, nr, o.cache, o.vsock_opt != NULL) < 0) {
+		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+		return EXIT_USAGE;
+	}
 	if (!o.kernel)
 		o.kernel = getenv("LKVM_KERNEL");
 	if (!o.kernel) {
@@ -412,10 +417,40 @@ int cmd_sandbox(int argc, char **argv)
 	char junk[PATH_MAX + 64];
 	snprintf(junk, sizeof(junk), "%s/" SCRATCH_JOB, sc.share);
 	unlink(junk);
-	if (sandbox_confine_views(&conf, sc.path, cwd, self) < 0) {
+	/* The working tree through the root share (not a -v share's folder): the jail user reads it as itself. */
+	const char *wd = o.workdir ? o.workdir : cwd;
+	bool wd_shared = false;
+	for (int i = 0; i < o.nr_vol; i++) {
+		size_t n = strlen(o.vol_guest[i]);
+		wd_shared |= !strncmp(wd, o.vol_guest[i], n) && (wd[n] == '/' || !wd[n] || n == 1);
+	}
+	if (sandbox_confine_views(&conf, sc.path, cwd, self) < 0 || sandbox_jail_check_read(&sj, self, false) < 0 ||
+	    (!wd_shared && sandbox_jail_check_read(&sj, wd, true) < 0)) {
 		fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
 		scratch_remove(&sc);
 		return EXIT_USAGE;
+	}
+	/* Each writable share through an id-mapped clone; one that cannot be steps the jail back. */
+	for (int i = 0; i < o.nr_vol && sj.on; i++) {
+		if (o.vol_ro[i])
+			continue;
+		int fd = sandbox_jail_share(&sj, o.vol_host[i]);
+		if (fd == -1) {
+			fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
+			sandbox_jail_done(&sj);
+			scratch_remove(&sc);
+			return EXIT_USAGE;
+		}
+		if (fd >= 0)
+			snprintf(o.volumes[i] + strlen(o.volumes[i]), sizeof(o.volumes[0]) - strlen(o.volumes[i]), ",fd=%d", fd);
+	}
+	if (!sj.on) {	/* stepped back after some clones: the shares are opened by path again */
+		for (int i = 0; i < o.nr_vol; i++) {
+			char *f = strstr(o.volumes[i], ",fd=");
+			if (f)
+				*f = 0;
+		}
+		sandbox_jail_done(&sj);
 	}
 	if (conf.host_root)
 		fprintf(stderr, "lkvm sandbox: --host-root: the guest sees this host's whole / (read-only)\n");
@@ -437,12 +472,18 @@ int cmd_sandbox(int argc, char **argv)
 			snprintf(vpath, sizeof(vpath), "%s", u + 4);
 		else if (vsock_default_path(name, vpath, sizeof(vpath)) < 0)
 			goto fail;
-	} else {
-		snprintf(vpath, sizeof(vpath), "%s/v.sock", sc.path);
+	} else {	/* jailed: in a folder of the jail user's, whose sockets the jailed lkvm may connect to */
+		snprintf(vpath, sizeof(vpath), "%s/%sv.sock", sc.path, sj.on ? "vsock/" : "");
 		snprintf(vsock_arg, sizeof(vsock_arg), SANDBOX_CID ",uds=%s", vpath);
+		if (sj.on) {
+			char vdir[PATH_MAX + 16];
+			snprintf(vdir, sizeof(vdir), "%s/vsock", sc.path);
+			if (sandbox_jail_give(&sj, vdir, true) < 0)
+				goto fail;
+		}
 	}
 	if (vsock_check_path(vpath) < 0 || vsock_port_path(vpath, AGENT_PORT_MAIN, lpath, sizeof(lpath)) < 0 ||
-	    (lis = vsock_listen_path(lpath, &ldev, &lino)) < 0)
+	    (lis = vsock_listen_path(lpath, &ldev, &lino)) < 0 || (!o.vsock_opt && sandbox_jail_give(&sj, lpath, false) < 0))
 		goto fail;
 	/* lkvm exec NAME finds the socket through <control dir>/NAME.agent. */
 	char dir[256];
@@ -521,6 +562,7 @@ int cmd_sandbox(int argc, char **argv)
 		rargv[k++] = "--vsock";
 		rargv[k++] = vsock_arg;
 	}
+	rargv[k++] = sj.on ? "--jail" : "--no-jail";	/* decided here: the run's default would step back for vsock */
 	if (!o.name) {
 		rargv[k++] = "--name";
 		rargv[k++] = name;
@@ -711,6 +753,7 @@ fail:
 	fprintf(stderr, "lkvm sandbox: %s\n", err_msg());
 out:
 	free(rargv);
+	sandbox_jail_done(&sj);
 	if (lis >= 0)
 		close(lis);
 	vsock_unlink_path(lpath, ldev, lino);

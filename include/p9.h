@@ -107,6 +107,8 @@ struct p9_server_opts {
 	bool xdev;		/* walks may enter other mounts (never kernel pseudo-filesystems) */
 	unsigned max_fids;	/* 0: P9_DEFAULT_MAX_FIDS */
 	size_t max_bytes;	/* 0: P9_DEFAULT_MAX_BYTES */
+	bool has_root_fd;	/* root_fd stands for the root (a detached, e.g. id-mapped, mount): */
+	int root_fd;		/* the server takes a duplicate; the path names it in messages */
 };
 
 /*
@@ -156,6 +158,8 @@ struct share_opt {		/* --9p HOSTDIR,TAG[,ro][,security_model=passthrough|mapped]
 	bool mapped;		/* security_model=mapped (else passthrough) */
 	bool xdev;		/* walks may cross into other mounts */
 	struct p9_view *view;	/* view=FILE: only what it shows */
+	bool has_fd;		/* fd=N: this open descriptor is the root (else dir is opened) */
+	int fd;
 };
 struct p9_opts {
 	int n;

@@ -1046,9 +1046,12 @@ size_t fs_xattr_filter_list(char *list, size_t len)
 int fs_open_root(struct p9_server *s, const char *root)
 {
 	/* O_NOFOLLOW: a symlink put in the share's place does not move it elsewhere. */
-	int fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = s->o.has_root_fd ? fcntl(s->o.root_fd, F_DUPFD_CLOEXEC, 0) :
+				    open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st)) {
+	if (fd < 0 || fstat(fd, &st) || !S_ISDIR(st.st_mode)) {
+		if (fd >= 0)
+			errno = ENOTDIR;
 		err_errno("9p: %s", root);
 		close_fd(&fd);
 		return -1;

@@ -51,8 +51,9 @@ for tool in qemu-system-x86_64 cpio gzip busybox; do
 	command -v $tool >/dev/null || [ -x /bin/$tool ] || { echo "kvm-env: $tool is missing (see .ci/run for the packages)" >&2; exit 2; }
 done
 
-# Debian's generic kernel: it has kvm-amd, 9p and tun as modules. Fetched once.
-if [ ! -f "$cache/vmlinuz" ] || ! grep -qx tun "$cache/modules/order" 2>/dev/null; then
+# Debian's generic kernel: it has kvm-amd, 9p, tun, loop and ext4 as modules (the last two for
+# the sandbox-jail suite's ext4 work tree on a loop file; ext4 wants crc32c). Fetched once.
+if [ ! -f "$cache/vmlinuz" ] || ! grep -qx ext4 "$cache/modules/order" 2>/dev/null; then
 	deb=$(sh "$top/tests/kernel/debian-kernel.sh") || exit 2
 	pkg=$(basename "$deb")
 	rm -rf "$cache/modules" && mkdir -p "$cache/modules"
@@ -68,7 +69,7 @@ if [ ! -f "$cache/vmlinuz" ] || ! grep -qx tun "$cache/modules/order" 2>/dev/nul
 		cp "$f" "$cache/modules/"
 		echo "$1" >> "$cache/modules/order"
 	}
-	for m in virtio_pci 9pnet_virtio 9p kvm-amd tun; do add $m || exit 2; done
+	for m in virtio_pci 9pnet_virtio 9p kvm-amd tun loop crc32c_generic ext4; do add $m || exit 2; done
 fi
 
 # The initramfs: busybox, the modules, and an init that mounts the host and runs the job.

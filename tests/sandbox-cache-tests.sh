@@ -14,6 +14,7 @@ LKVM=$(pwd)/$BUILD/lkvm
 K0=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage
 # The guest's / is this host's (read-only): its shares live in the checkout, not in /tmp.
 D=$(mktemp -d "$(pwd)/$BUILD/sandbox-cache.XXXXXX")
+chmod 0755 "$D"	# run as root, the sandbox is jailed: its user (nobody) reads this data through the root share
 R=$(mktemp -d)
 export XDG_RUNTIME_DIR=$R
 trap 'rm -rf "$D" "$R"' EXIT

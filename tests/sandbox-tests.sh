@@ -13,6 +13,7 @@ K=$(cd "$(cat .cache/kernel/current 2>/dev/null)" 2>/dev/null && pwd)/bzImage
 # The guest's / is this host's (read-only), its /tmp a scratch folder: data the guest
 # must read lives in the checkout, not in /tmp.
 D=$(mktemp -d "$(pwd)/$BUILD/sandbox-test.XXXXXX")
+chmod 0755 "$D"	# run as root, the sandbox is jailed: its user (nobody) reads this data through the root share
 R=$(mktemp -d)
 export XDG_RUNTIME_DIR=$R
 bg=

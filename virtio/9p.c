@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include "device.h"
 #include "devices.h"
@@ -225,7 +226,7 @@ static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
 	if (!tag_len || tag_len > TAG_MAX)
 		return err_set("--9p %s: the mount tag must be 1 to %d bytes", o->dir, TAG_MAX);
 	struct p9_server_opts so = { .ro = o->ro, .model = o->mapped ? P9_MAPPED : P9_PASSTHROUGH, .xdev = o->xdev, .view = o->view,
-				     .max_fids = max_fids };
+				     .max_fids = max_fids, .has_root_fd = o->has_fd, .root_fd = o->fd };
 	struct p9_server *srv = p9_server_new(o->dir, &so);
 	if (!srv)
 		return -1;
@@ -280,8 +281,16 @@ static int parse_share(void *own, const char *arg)
 			p9_view_free(sh->view);
 			if (!(sh->view = p9_view_load(tok + 5)))
 				return -1;
+		} else if (!strncmp(tok, "fd=", 3)) {
+			char *end;
+			long fd = strtol(tok + 3, &end, 10);
+			struct stat fst;
+			if (*end || end == tok + 3 || fd < 0 || fd > INT_MAX || fstat(fd, &fst) < 0 || !S_ISDIR(fst.st_mode))
+				return err_set("%s: fd=%s: not an open descriptor of a folder", dir, tok + 3);
+			sh->fd = fd;
+			sh->has_fd = true;
 		} else
-			return err_set("unknown option '%s' (ro, xdev, view=FILE, security_model=passthrough|mapped)", tok);
+			return err_set("unknown option '%s' (ro, xdev, view=FILE, fd=N, security_model=passthrough|mapped)", tok);
 	}
 	if (sh->view && !sh->ro)
 		return err_set("%s: view=FILE needs ro", dir);
@@ -290,7 +299,7 @@ static int parse_share(void *own, const char *arg)
 }
 
 static const struct opt v9p_opts[] = {
-	{ "9p", 0, "HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev][,view=FILE]",
+	{ "9p", 0, "HOSTDIR,TAG[,ro][,security_model=passthrough|mapped][,xdev][,view=FILE][,fd=N]",
 	  "share a host folder (virtio-9p, 9P2000.L), repeatable", parse_share, OPT_COMPLETE_FILE },
 	{ 0 }
 };

@@ -22,9 +22,9 @@ check() {	# check "FILES" ALLOWED-HEADERS...
 		fi
 	done
 }
-LIB="agent_proto.h util.h json.h json_tree.h evloop.h seccomp.h options.h snapshot.h syscall_names.h jail.h supervise.h cgroup.h"
+LIB="agent_proto.h util.h json.h json_tree.h evloop.h seccomp.h options.h snapshot.h syscall_names.h jail.h supervise.h cgroup.h idmap.h"
 KVM="vm.h bus.h guest_mem.h device.h"
-check "lib/*.c include/util.h include/json.h include/json_tree.h include/evloop.h include/seccomp.h include/options.h include/snapshot.h include/jail.h include/supervise.h include/cgroup.h" $LIB
+check "lib/*.c include/util.h include/json.h include/json_tree.h include/evloop.h include/seccomp.h include/options.h include/snapshot.h include/jail.h include/supervise.h include/cgroup.h include/idmap.h" $LIB
 check "kvm/*.c include/vm.h include/bus.h include/guest_mem.h include/device.h" $LIB $KVM
 check "p9/*.c p9/*.h include/p9.h" $LIB p9.h p9_int.h
 echo "layering: $pass passed, $fail failed, 0 skipped"
