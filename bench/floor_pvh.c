@@ -5,11 +5,14 @@
  * 32-bit entry in protected mode with paging off, copy UART bytes to stdout
  * and stop at the first write to port 0xf4. No irqchip, no threads, no
  * devices: what lkvm does beyond this is its own start-up and teardown.
- * usage: floor_pvh GUEST.elf
+ * With "irqchip", also KVM_CREATE_IRQCHIP (the in-kernel PIC, IOAPIC and local
+ * APIC every PC board needs; its teardown is part of what lkvm pays at exit).
+ * usage: floor_pvh GUEST.elf [irqchip]
  */
 #include <elf.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +47,9 @@ static uint32_t pvh_entry(const uint8_t *img, size_t len)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: floor_pvh GUEST.elf\n");
+	bool irqchip = argc == 3 && !strcmp(argv[2], "irqchip");
+	if (argc != 2 && !irqchip) {
+		fprintf(stderr, "usage: floor_pvh GUEST.elf [irqchip]\n");
 		return 2;
 	}
 	int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
@@ -73,6 +77,7 @@ int main(int argc, char **argv)
 	if (kvm < 0) die("/dev/kvm");
 	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0) die("KVM_CREATE_VM");
+	if (irqchip && ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) die("KVM_CREATE_IRQCHIP");
 	struct kvm_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = (uintptr_t)mem };
 	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
 	int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
