@@ -471,6 +471,14 @@ static void blk_stat_members(struct device *dev, struct json_writer *j)
 	}
 	snprintf(key, sizeof(key), "blk%d_queues", dev->index);
 	json_u64(j, key, b->nq);
+	/* Which queues the guest's driver used: requests by queue. */
+	for (int i = 0; i < b->nq; i++) {
+		struct blkq *q = &b->q[i];
+		snprintf(key, sizeof(key), "blk%d_q%d_reads", dev->index, i);
+		json_u64(j, key, __atomic_load_n(&q->reads, __ATOMIC_RELAXED));
+		snprintf(key, sizeof(key), "blk%d_q%d_writes", dev->index, i);
+		json_u64(j, key, __atomic_load_n(&q->writes, __ATOMIC_RELAXED));
+	}
 }
 
 /*
