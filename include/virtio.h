@@ -139,11 +139,12 @@ struct disk;
 /*
  * One virtio-blk function for an open disk, which it owns from here on (tests
  * use it directly), with nq queues (1..VIRTIO_MAX_QUEUES) each served by its
- * own worker thread; virtio_blk_add gives the default, one per vCPU.
+ * own worker thread; virtio_blk_add gives the default.
  */
 int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq);
 int virtio_blk_add(struct vm *vm, struct disk *dk);
-int virtio_blk_default_queues(const struct vm *vm);
+/* The default: one queue per vCPU (at most 8); a qcow2 image one. */
+int virtio_blk_default_queues(const struct vm *vm, const struct disk *dk);
 /* Snapshots: a virtio-blk device's disk and the image's absolute path. */
 struct device;
 struct disk *virtio_blk_disk(struct device *dev, const char **abs_path);
