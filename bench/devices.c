@@ -790,8 +790,12 @@ static void bench_blk(void)
 	}
 	note("virtio-blk: one virtqueue of %d entries with %d requests in flight (each an indirect table of header, "
 	     "data, status; the data one contiguous buffer), one kick per batch of new requests, an MSI-X interrupt "
-	     "per completion waking the driver thread; the device has one worker thread per disk, so the backend "
-	     "still does one request at a time. Host: pread/pwrite from one thread on the same raw file. The raw "
+	     "per completion waking the driver thread; the device has one worker thread per queue, so with one "
+	     "queue the backend does one request at a time. The 2-queue rows: the same file opened again read-only "
+	     "behind a device with 2 queues (VIRTIO_BLK_F_MQ), the same 16 requests in flight split 8 + 8, a "
+	     "driver thread per queue as two guest CPUs would submit, each queue's worker its own; on this "
+	     "machine's 2 cores those 4 threads share 2 CPUs, so the rows show what the second queue costs or "
+	     "brings there, not what it would with a core per queue. Host: pread/pwrite from one thread on the same raw file. The raw "
 	     "file (%llu MiB) and the qcow2 image (`qemu-img convert` of it, every cluster allocated) are in the "
 	     "page cache on both sides: caches cannot be dropped reliably here, so this is the CPU cost of the "
 	     "path, not of a disk. One run: %d random reads, %d sequential passes over the disk reading, %d writing.",
