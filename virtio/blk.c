@@ -327,6 +327,10 @@ static void *worker(void *arg)
 {
 	struct blkq *q = arg;
 	struct blk *b = q->b;
+	/* By itself: prctl. Naming another thread opens /proc, which seccomp refuses once devices start. */
+	char name[16];
+	snprintf(name, sizeof(name), "lkvm-blk-q%d", q->qi);
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		struct pollfd p[2] = { { .fd = q->kick_fd, .events = POLLIN }, { .fd = q->aio_fd, .events = POLLIN } };
 		if (poll(p, q->aio ? 2 : 1, -1) < 0 && errno != EINTR)
@@ -408,11 +412,7 @@ static int blk_start(struct device *dev)
 {
 	struct blk *b = dev->priv;
 	for (int i = 0; i < b->nq; i++) {
-		char name[16];
-		snprintf(name, sizeof(name), "lkvm-blk-q%d", i);
-		if (thread_start(&b->q[i].worker, worker, &b->q[i]) == 0) {
-			pthread_setname_np(b->q[i].worker, name);	/* named before start returns: tests count them */
-		} else {
+		if (thread_start(&b->q[i].worker, worker, &b->q[i])) {
 			/* The ones started stop again: a half-served device is no device. */
 			__atomic_store_n(&b->stopping, true, __ATOMIC_RELEASE);
 			uint64_t one = 1;

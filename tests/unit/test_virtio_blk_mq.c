@@ -79,7 +79,7 @@ static char *tmp_image(uint64_t size)
 }
 
 /* How many of this process's threads are named lkvm-blk-q<i>, for i < n, each counted once per name. */
-static int blk_worker_names(int n)
+static int blk_worker_names_now(int n)
 {
 	bool seen[8] = { 0 };
 	DIR *d = opendir("/proc/self/task");
@@ -101,6 +101,15 @@ static int blk_worker_names(int n)
 	int k = 0;
 	for (int i = 0; i < n; i++)
 		k += seen[i];
+	return k;
+}
+
+/* The same once every one of them named itself (each does as it starts), or after 2 s. */
+static int blk_worker_names(int n)
+{
+	int k = 0;
+	for (int t = 0; t < 200 && (k = blk_worker_names_now(n)) < n; t++)
+		usleep(10000);
 	return k;
 }
 
