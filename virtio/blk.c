@@ -684,7 +684,7 @@ static int parse_disk(void *own, const char *arg)
 			char *end;
 			long v = strtol(tok + 7, &end, 10);
 			if (!tok[7] || *end || v < 1 || v > MAX_QUEUES)
-				return err_set("%s: queues=%s: a number of queues from 1 to %d", path, tok + 7, MAX_QUEUES);
+				return err_set("queues=%s: a number of queues from 1 to %d", tok + 7, MAX_QUEUES);
 			queues = v;
 		} else {
 			return err_set("unknown disk option '%s' (ro, direct, queues=N)", tok);
