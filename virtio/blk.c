@@ -332,6 +332,17 @@ static void *worker(void *arg)
 	snprintf(name, sizeof(name), "lkvm-blk-q%d", q->qi);
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
+		/*
+		 * The ring first, then sleep: a worker that starts again (after a
+		 * snapshot) must serve what the driver queued while none ran, whose
+		 * kick the stopping worker may have taken.
+		 */
+		struct virtq_chain c;
+		while (virtq_pop(&b->vdev, q->qi, &c) == 1) {
+			uint32_t n = handle(q, &c);
+			if (n != ASYNC)
+				virtq_push(&b->vdev, q->qi, c.head, n);
+		}
 		struct pollfd p[2] = { { .fd = q->kick_fd, .events = POLLIN }, { .fd = q->aio_fd, .events = POLLIN } };
 		if (poll(p, q->aio ? 2 : 1, -1) < 0 && errno != EINTR)
 			break;
@@ -352,12 +363,6 @@ static void *worker(void *arg)
 			if (write(b->done_fd, &one, sizeof(one)) < 0)
 				break;
 			break;
-		}
-		struct virtq_chain c;
-		while (virtq_pop(&b->vdev, q->qi, &c) == 1) {
-			uint32_t n = handle(q, &c);
-			if (n != ASYNC)
-				virtq_push(&b->vdev, q->qi, c.head, n);
 		}
 	}
 	return NULL;

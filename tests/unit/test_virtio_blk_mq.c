@@ -429,6 +429,42 @@ TEST(hostile_queue_indexes)
 	unlink(path);
 }
 
+/*
+ * Workers stopped (a snapshot being taken) and started again: what the driver
+ * queued meanwhile is served though no kick comes after (the stopping worker
+ * may have taken it), on every queue.
+ */
+TEST(restarted_workers_serve_what_waits)
+{
+	setup_vm();
+	char *path = tmp_image(MiB(1));
+	int fd = open(path, O_RDWR);
+	struct disk *dk = disk_open(path, false, false);
+	CHECK(dk != NULL);
+	if (!dk)
+		return;
+	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 2), 0);
+	CHECK_EQ(devices_start(&vm), 0);
+	CHECK_EQ(mq_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_MQ, 2), 0);
+	for (int round = 0; round < 3; round++) {
+		devices_stop(&vm);
+		for (int qi = 0; qi < 2; qi++) {
+			memset(data_of(qi, round), 0x70 + 2 * round + qi, 4096);
+			mq_add(qi, round, 1, 8 * (2 * round + qi), 4096, true);	/* no kick */
+		}
+		CHECK_EQ(devices_start(&vm), 0);
+		for (int qi = 0; qi < 2; qi++) {
+			CHECK_EQ(mq_wait(qi, round + 1), 0);
+			CHECK_EQ(*status_of(qi, round), 0);
+			uint8_t b = 0;
+			CHECK_EQ(pread(fd, &b, 1, 8 * 512 * (2 * round + qi)), 1);
+			CHECK_EQ(b, 0x70 + 2 * round + qi);
+		}
+	}
+	close(fd);
+	unlink(path);
+}
+
 /* ---- snapshots ---- */
 
 static uint8_t *snap_buf;
