@@ -143,8 +143,8 @@ struct disk;
  */
 int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq);
 int virtio_blk_add(struct vm *vm, struct disk *dk);
-/* The default: one queue per vCPU (at most 8); a qcow2 image one. */
-int virtio_blk_default_queues(const struct vm *vm, const struct disk *dk);
+/* The default: one queue per vCPU, at most 8. */
+int virtio_blk_default_queues(const struct vm *vm);
 /* Snapshots: a virtio-blk device's disk and the image's absolute path. */
 struct device;
 struct disk *virtio_blk_disk(struct device *dev, const char **abs_path);
