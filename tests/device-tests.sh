@@ -122,7 +122,7 @@ else
 	fail balloon "after inflate: $st; after deflate: $st2; $(tailof bal)"
 fi
 
-# 4b. Multi-queue virtio-blk: 2 vCPUs give 2 queues; each CPU writes 4 MiB of its own
+# 4b. Multi-queue virtio-blk: queues=2 on 2 vCPUs; each CPU writes 4 MiB of its own
 # pattern at once (O_DIRECT, so on its own queue) and reads 1 MiB the host put there; the host
 # checks its file and lkvm's per-queue counters. The initramfs is made from this checkout's
 # init script (the shared cache's may be another branch's). The VM is bounded (timeout -k):
@@ -134,7 +134,7 @@ mq_test() {
 	rm -f "$img"; truncate -s 16M "$img"
 	mqpat lkvm-mq-host 1048576 | dd of="$img" bs=64k seek=128 conv=notrunc 2>/dev/null
 	st=
-	timeout -k 10 240 "$LKVM" run --name mq -k "$K" -i "$T/mq.cpio.gz" -m 256 -c 2 --network mode=none -d "$img" \
+	timeout -k 10 240 "$LKVM" run --name mq -k "$K" -i "$T/mq.cpio.gz" -m 256 -c 2 --network mode=none -d "$img,queues=2" \
 		-p "quiet lkvm_mq" < /dev/null > "$T/mq.out" 2>&1 &
 	vm=$!
 	wait_for "$T/mq.out" MQ-READY 200 && st=$("$LKVM" stat mq)
@@ -164,7 +164,7 @@ else
 		fail "blk queues" "no MQ-READY from the guest (rc=$rc, attempt $attempt): $(tailof mq)"
 	elif [ "$(val mq MQ-QUEUES)" = 2 ] && [ "$(val mq MQ-WRITE)" = ok ] && [ -z "$mqbad" ] &&
 	     [ "${w0:-0}" -gt 0 ] && [ "${w1:-0}" -gt 0 ]; then
-		pass "blk queues: the guest sees 2 queues (-c 2); 4 MiB from each CPU at once, in the image; writes by queue $w0 and $w1"
+		pass "blk queues: the guest sees 2 queues (queues=2, -c 2); 4 MiB from each CPU at once, in the image; writes by queue $w0 and $w1"
 	else
 		fail "blk queues" "queues '$(val mq MQ-QUEUES)', write '$(val mq MQ-WRITE)', writes by queue '$w0' '$w1';$mqbad $(tailof mq)"
 	fi

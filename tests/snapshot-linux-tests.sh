@@ -1,6 +1,6 @@
 #!/bin/sh
 # Snapshots of a Linux guest (our test kernel, busybox, tests/kernel/init-snapshot.sh)
-# with a qcow2 disk (queues=3, more than the default for its 2 vCPUs: every queue goes
+# with a qcow2 disk (queues=3, more than its 2 vCPUs and the default of 1: every queue goes
 # through the snapshot, and each restore must make the disk with 3 again), a 9p share,
 # user-mode networking and virtio-rng, taken after boot while it runs. Needs /dev/kvm where Linux user space runs (kvm-env).
 #   - the snapshotted VM goes on, writing to the overlay made for it; the image stays

@@ -601,8 +601,8 @@ TEST(queues_option)
 		CHECK_EQ(device_type_option(&vm.cfg, &virtio_blk_device, "disk", arg), -1);
 		CHECK(strstr(err_msg(), "queues=") != NULL);
 	}
-	/* queues=3, and the default for a raw image: one per vCPU, at most 8. */
-	const struct { const char *opt; int vcpus, want; } ok[] = { { ",queues=3", 1, 3 }, { "", 2, 2 }, { "", 12, 8 }, { "", 1, 1 } };
+	/* queues=3 whatever the vCPUs, and the default: one queue, whatever the vCPUs. */
+	const struct { const char *opt; int vcpus, want; } ok[] = { { ",queues=3", 1, 3 }, { ",queues=8", 12, 8 }, { "", 2, 1 }, { "", 12, 1 }, { "", 1, 1 } };
 	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
 		setup_vm();
 		vm.nr_vcpus = ok[i].vcpus;
@@ -614,7 +614,7 @@ TEST(queues_option)
 		CHECK_EQ(rd(0x12, 2), ok[i].want);
 		CHECK_EQ(rd(VPCI_DEVICE + 34, 2), ok[i].want);
 	}
-	/* A qcow2 image (an overlay over the raw one, as a restore opens every writable disk): the same default. */
+	/* A qcow2 image (an overlay over the raw one, as a restore opens every writable disk): the same. */
 	char qpath[] = "/tmp/lkvm-test-blkmq-q-XXXXXX";
 	int qfd = mkstemp(qpath);
 	char *abs = realpath(path, NULL);
@@ -629,7 +629,7 @@ TEST(queues_option)
 		CHECK_EQ(device_type_create(&vm, &virtio_blk_device), 0);
 		vm.nr_vcpus = 0;
 		fx_attach(dev_at(1));
-		CHECK_EQ(rd(0x12, 2), k ? 3 : 4);
+		CHECK_EQ(rd(0x12, 2), k ? 3 : 1);
 	}
 	unlink(qpath);
 	unlink(path);
