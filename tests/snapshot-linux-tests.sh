@@ -1,8 +1,7 @@
 #!/bin/sh
 # Snapshots of a Linux guest (our test kernel, busybox, tests/kernel/init-snapshot.sh)
-# with a qcow2 disk (queues=3, more than its 2 vCPUs and the default of 1: every queue goes
-# through the snapshot, and each restore must make the disk with 3 again), a 9p share,
-# user-mode networking and virtio-rng, taken after boot while it runs. Needs /dev/kvm where Linux user space runs (kvm-env).
+# with a qcow2 disk, a 9p share, user-mode networking and virtio-rng, taken after
+# boot while it runs. Needs /dev/kvm where Linux user space runs (kvm-env).
 #   - the snapshotted VM goes on, writing to the overlay made for it; the image stays
 #   - two clones at once, each with a share of its own (--9p may differ): each reads
 #     the disk and the 9p files it held (one deleted since: an error, nothing else
@@ -76,7 +75,7 @@ vport=5123
 P="quiet ip=dhcp lkvm_net=$hp lkvm_hold=$hold lkvm_vport=$vport rdinit=$LKVM init=/init"
 
 # 1. Boot, snapshot while it runs: the VM goes on into a new overlay, the image is the snapshot's.
-"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2,queues=3" --jail-user 65534:65534 --9p "$T/shareA,share" --agent \
+"$LKVM" run --name a -k "$K" -i "$T/init.cpio.gz" -m 256 -c 2 --rng -d "$T/disk.qcow2" --jail-user 65534:65534 --9p "$T/shareA,share" --agent \
 	-p "$P" < /dev/null > "$T/a.out" 2>&1 & a=$!; pids="$pids $a"
 if ! wait_for "$T/a.out" SNAP-READY 400; then
 	ko "boot to the snapshot point" "$(tailof a)"
