@@ -47,6 +47,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/virtio_blk.h>
 #include "devices.h"
 #include "disk.h"
 #include "fake_vm.h"
@@ -356,6 +357,8 @@ struct blkdev {
 	struct vdev dev;
 	struct vq d;
 	const char *what;
+	int qd;			/* requests in flight on this queue (0: BLK_QD) */
+	int data0;		/* its slots' data buffers start at BLK_DATA(data0) */
 	uint8_t *hdr[BLK_QD], *status[BLK_QD];
 	uint64_t ind[BLK_QD];
 };
@@ -382,12 +385,47 @@ static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t
 
 static void blk_setup(struct blkdev *b, int idx, const char *what) { blk_setup_size(b, idx, what, DISK_SIZE); }
 
+/*
+ * A multi-queue device (VIRTIO_BLK_F_MQ) as Linux drives one: nq queues (their
+ * rings and metadata at RING/BLK_META(idx + i)), qd requests in flight on each,
+ * data buffers of their own (queue i: slots from i * qd). b[0].dev is the
+ * device's; every queue's vq points there.
+ */
+static void blk_setup_mq(struct blkdev *b, int nq, int idx, int qd, const char *what)
+{
+	struct vq q[4];
+	uint16_t sizes[4] = { BLK_QSIZE, BLK_QSIZE, BLK_QSIZE, BLK_QSIZE };
+	drv_init_n(&b[0].dev, q, nq, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_BLK_F_MQ,
+		   RING(idx), sizes);
+	if (vdev_read(&b[0].dev, VPCI_DEVICE + 34, 2) != (uint64_t)nq)
+		die("virtio-blk %s: num_queues %llu, not %d", what,
+		    (unsigned long long)vdev_read(&b[0].dev, VPCI_DEVICE + 34, 2), nq);
+	for (int i = 0; i < nq; i++) {
+		struct blkdev *bi = &b[i];
+		bi->what = what;
+		bi->d = q[i];
+		bi->qd = qd;
+		bi->data0 = i * qd;
+		uint64_t m = BLK_META(idx + i);
+		for (int s = 0; s < qd; s++) {
+			uint64_t hdr = m + 0x1000 + 16 * s, st = m + 0x2000 + s;
+			bi->ind[s] = m + 48 * s;
+			bi->hdr[s] = gp(hdr, 16);
+			bi->status[s] = gp(st, 1);
+			put_desc(bi->ind[s], 0, hdr, 16, VD_F_NEXT, 1);
+			put_desc(bi->ind[s], 2, st, 1, VD_F_WRITE, 0);
+			put_desc(bi->d.desc, s, bi->ind[s], 48, VD_F_INDIRECT, 0);
+		}
+	}
+}
+
 struct blk_job {
 	struct blkdev *b;	/* device path */
 	int fd;			/* host path */
 	bool write, random;
 	uint32_t len;
 	uint64_t count, start;
+	uint64_t seed;		/* random offsets' seed (0: the default, as the host side's) */
 	/*
 	 * Allocating jobs (span != 0): each run writes space nothing wrote before,
 	 * the region [start + run * span, + span); random ones put request i at the
@@ -432,10 +470,10 @@ static double blk_dev_run(void *arg)
 	struct blkdev *b = j->b;
 	struct vq *d = &b->d;
 	uint16_t freel[BLK_QD];
-	int nfree = 0;
-	for (int s = BLK_QD - 1; s >= 0; s--)
+	int nfree = 0, qd = b->qd ? b->qd : BLK_QD;
+	for (int s = qd - 1; s >= 0; s--)
 		freel[nfree++] = s;
-	uint64_t rs = 0x5eed, seq = j->span ? 0 : j->start, issued = 0, done = 0;
+	uint64_t rs = j->seed ? j->seed : 0x5eed, seq = j->span ? 0 : j->start, issued = 0, done = 0;
 	uint64_t t0 = now_ns();
 	while (done < j->count) {
 		bool added = false;
@@ -446,7 +484,7 @@ static double blk_dev_run(void *arg)
 			put_le32(b->hdr[s] + 4, 0);
 			put_le64(b->hdr[s] + 8, off / 512);
 			*b->status[s] = 0xff;
-			put_desc(b->ind[s], 1, BLK_DATA(s), j->len, VD_F_NEXT | (j->write ? 0 : VD_F_WRITE), 2);
+			put_desc(b->ind[s], 1, BLK_DATA(b->data0 + s), j->len, VD_F_NEXT | (j->write ? 0 : VD_F_WRITE), 2);
 			vq_add(d, s);
 			issued++;
 			added = true;
@@ -457,9 +495,9 @@ static double blk_dev_run(void *arg)
 		uint16_t id;
 		uint32_t len;
 		while (vq_used(d, &id, &len)) {
-			if (id >= BLK_QD || *b->status[id] != 0 || (!j->write && len != j->len + 1))
+			if (id >= qd || *b->status[id] != 0 || (!j->write && len != j->len + 1))
 				die("virtio-blk %s: request failed (slot %u, status %u, len %u)", b->what, id,
-				    id < BLK_QD ? *b->status[id] : 0, len);
+				    id < qd ? *b->status[id] : 0, len);
 			freel[nfree++] = id;
 			done++;
 		}
@@ -467,6 +505,41 @@ static double blk_dev_run(void *arg)
 	double rate = job_rate(j, secs_since(t0));
 	j->run++;
 	return rate;
+}
+
+/* The same job split over nq queues, a driver thread per queue (as a guest's CPUs submit): total rate. */
+struct mq_job {
+	struct blk_job j;	/* the whole job: count is the sum over the queues */
+	struct blkdev *b;	/* nq queues */
+	int nq;
+};
+
+static void *mq_queue_thread(void *arg)
+{
+	blk_dev_run(arg);
+	return NULL;
+}
+
+static double blk_mq_run(void *arg)
+{
+	struct mq_job *m = arg;
+	struct blk_job part[4];
+	pthread_t t[4];
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < m->nq; i++) {
+		part[i] = m->j;
+		part[i].b = &m->b[i];
+		part[i].count = m->j.count / m->nq;
+		part[i].seed = 0x5eed + 7919 * (m->j.run * m->nq + i + 1);	/* each queue its own blocks */
+		if (i && pthread_create(&t[i], NULL, mq_queue_thread, &part[i]))
+			die("pthread_create failed");
+	}
+	blk_dev_run(&part[0]);
+	for (int i = 1; i < m->nq; i++)
+		pthread_join(t[i], NULL);
+	double secs = secs_since(t0);
+	m->j.run++;
+	return job_rate(&(struct blk_job){ .random = m->j.random, .len = m->j.len, .count = part[0].count * m->nq }, secs);
 }
 
 static uint8_t *hbuf;	/* the host side's buffer, 1 MiB */
@@ -648,6 +721,18 @@ static void bench_blk(void)
 		blk_setup(&bq, 1, "qcow2");
 		blk_verify(&bq, fd);	/* still identical: nothing was written yet */
 	}
+	/*
+	 * The same files again, read-only, behind 2-queue devices: the 16 requests
+	 * of the 4 KiB random-read rows split 8 + 8 over two queues, a driver
+	 * thread each, against one queue with all 16.
+	 */
+	static struct blkdev bmq[2][2];
+	for (int f = 0; f < (q ? 1 : 2); f++) {
+		struct disk *dm = disk_open(f ? qcow2 : raw, true, false);
+		if (!dm || virtio_blk_add_queues(&vm, dm, 2) || devices_start(&vm))
+			die("virtio-blk %s, 2 queues: %s", f ? qcow2 : raw, err_msg());
+		blk_setup_mq(bmq[f], 2, 4 + 2 * f, BLK_QD / 2, f ? "qcow2, 2 queues" : "raw, 2 queues");
+	}
 	for (int s = 0; s < BLK_QD; s++)	/* touch every data page the writes use */
 		memcpy(gp(BLK_DATA(s), SEQ_LEN), pat, SEQ_LEN);
 	memcpy(hbuf, pat, SEQ_LEN);
@@ -677,6 +762,13 @@ static void bench_blk(void)
 			char name[200];
 			snprintf(name, sizeof(name), "virtio-blk, %s image: %s", f ? "qcow2" : "raw", w[i].name);
 			run_row(name, w[i].random ? "IOPS" : "MiB/s", blk_dev_run, &dj, blk_host_run, &hj);
+			if (i == 0) {	/* the same work on 2 queues, right after */
+				struct mq_job mj = { .j = dj, .b = bmq[f], .nq = 2 };
+				struct blk_job hj2 = hj;
+				snprintf(name, sizeof(name), "virtio-blk, %s image, 2 queues (8 + 8 in flight, a driver thread "
+					 "each; 2 cores): %s", f ? "qcow2" : "raw", w[i].name);
+				run_row(name, "IOPS", blk_mq_run, &mj, blk_host_run, &hj2);
+			}
 		}
 		if (q)
 			continue;
@@ -698,8 +790,12 @@ static void bench_blk(void)
 	}
 	note("virtio-blk: one virtqueue of %d entries with %d requests in flight (each an indirect table of header, "
 	     "data, status; the data one contiguous buffer), one kick per batch of new requests, an MSI-X interrupt "
-	     "per completion waking the driver thread; the device has one worker thread per disk, so the backend "
-	     "still does one request at a time. Host: pread/pwrite from one thread on the same raw file. The raw "
+	     "per completion waking the driver thread; the device has one worker thread per queue, so with one "
+	     "queue the backend does one request at a time. The 2-queue rows: the same file opened again read-only "
+	     "behind a device with 2 queues (VIRTIO_BLK_F_MQ), the same 16 requests in flight split 8 + 8, a "
+	     "driver thread per queue as two guest CPUs would submit, each queue's worker its own; on this "
+	     "machine's 2 cores those 4 threads share 2 CPUs, so the rows show what the second queue costs or "
+	     "brings there, not what it would with a core per queue. Host: pread/pwrite from one thread on the same raw file. The raw "
 	     "file (%llu MiB) and the qcow2 image (`qemu-img convert` of it, every cluster allocated) are in the "
 	     "page cache on both sides: caches cannot be dropped reliably here, so this is the CPU cost of the "
 	     "path, not of a disk. One run: %d random reads, %d sequential passes over the disk reading, %d writing.",

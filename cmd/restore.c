@@ -166,6 +166,7 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 	argv = xcalloc(nsaved + nr_args + SNAPSHOT_MAX_DISKS + 2, sizeof(*argv));
 	argv[argc++] = "run";
 	int disk_args = 0;
+	char disk_queues[SNAPSHOT_MAX_DISKS][24] = { { 0 } };	/* each disk's ",queues=N", if it had one */
 	for (uint32_t i = 0; i < nsaved; i++) {
 		char *a = xcalloc(1, 4200);
 		snap_get_str(r, a, 4200);
@@ -174,8 +175,13 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 			snap_bad(r, "option %u is not one", i);
 			goto bad;
 		}
-		if (!strncmp(a, "--disk=", 7))
+		if (!strncmp(a, "--disk=", 7)) {
+			/* Its queue count goes along: the device's record holds that many queues. */
+			const char *qn = strstr(a, ",queues=");
+			if (qn && disk_args < SNAPSHOT_MAX_DISKS)
+				snprintf(disk_queues[disk_args], sizeof(disk_queues[0]), "%.*s", (int)strcspn(qn + 1, ",") + 1, qn);
 			disk_args++;
+		}
 		bool overridden = (listed((const char *[]){ "network", NULL }, a) && given(nr_args, args, "network")) ||
 				  (listed((const char *[]){ "9p", NULL }, a) && given(nr_args, args, "9p")) ||
 				  (listed((const char *[]){ "vsock", NULL }, a) && given(nr_args, args, "vsock"));
@@ -217,7 +223,7 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 	for (int i = 0; i < nr_disks; i++) {
 		char *a = xcalloc(1, 4200);
 		if (disks[i].ro) {
-			snprintf(a, 4200, "--disk=%s,ro", disks[i].base);
+			snprintf(a, 4200, "--disk=%s,ro%s", disks[i].base, disk_queues[i]);
 		} else {
 			char *ov = overlays[nr_overlays];
 			if (clone)
@@ -239,7 +245,7 @@ int run_restore(const char *dir_arg, bool clone, int nr_args, char **args)
 			overlay_fd[nr_overlays] = open(ov, O_RDONLY | O_CLOEXEC);
 			fresh[nr_overlays] = fresh_overlay(&disks[i], &fresh_len[nr_overlays]);
 			nr_overlays++;
-			snprintf(a, 4200, "--disk=%s", ov);
+			snprintf(a, 4200, "--disk=%s%s", ov, disk_queues[i]);
 		}
 		argv[argc++] = a;
 	}

@@ -86,6 +86,7 @@ struct virtio_dev {
 	pthread_mutex_t lock;		/* transport registers and interrupt state */
 	struct pci_dev pci;
 	int msix_cap;			/* config offset of the MSI-X capability */
+	int notify_cap;			/* config offset of the notify capability */
 	int kick_fd[VIRTIO_MAX_QUEUES];	/* ioeventfd per queue (-1: kicks are MMIO exits) */
 	uint64_t kicks_at;		/* BAR0 address the ioeventfds are registered at; 0: none */
 	/* irqfd per MSI-X vector: its GSI routes the vector's current address/data. */
@@ -94,6 +95,12 @@ struct virtio_dev {
 
 /* Register d (fields name, device_id, features, nr_queues, config, ops set) as a PCI function. */
 int virtio_pci_register(struct vm *vm, struct virtio_dev *d);
+/*
+ * Fewer queues (1 <= n < nr_queues) before the device runs: a restore of a
+ * snapshot whose device had n. The capabilities (notify length, MSI-X table
+ * size) say n, the other queues' kick eventfds are released. 0, or -1 with err.
+ */
+int virtio_pci_set_queues(struct virtio_dev *d, int n);
 /* Take it off the bus and release its eventfds (the device is being destroyed). */
 void virtio_pci_unregister(struct virtio_dev *d);
 
@@ -129,8 +136,15 @@ size_t iov_to_buf(const struct iovec *iov, int n, size_t skip, void *buf, size_t
 size_t buf_to_iov(const struct iovec *iov, int n, size_t skip, const void *buf, size_t len);
 
 struct disk;
-/* One virtio-blk function for an open disk, which it owns from here on (tests use it directly). */
+/*
+ * One virtio-blk function for an open disk, which it owns from here on (tests
+ * use it directly), with nq queues (1..VIRTIO_MAX_QUEUES) each served by its
+ * own worker thread; virtio_blk_add gives the default.
+ */
+int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq);
 int virtio_blk_add(struct vm *vm, struct disk *dk);
+/* The default: one queue per vCPU, at most 8. */
+int virtio_blk_default_queues(const struct vm *vm);
 /* Snapshots: a virtio-blk device's disk and the image's absolute path. */
 struct device;
 struct disk *virtio_blk_disk(struct device *dev, const char **abs_path);

@@ -378,6 +378,32 @@ void virtio_pci_unregister(struct virtio_dev *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
+int virtio_pci_set_queues(struct virtio_dev *d, int n)
+{
+	if (n < 1 || n > d->nr_queues)
+		return err_set("%s: %d queues, it has %d", d->name, n, d->nr_queues);
+	pthread_mutex_lock(&d->lock);
+	if (d->kicks_at || (d->status & VIRTIO_STATUS_DRIVER_OK)) {
+		pthread_mutex_unlock(&d->lock);
+		return err_set("%s: its queues change only before a driver runs it", d->name);
+	}
+	for (int i = n; i < d->nr_queues; i++) {
+		if (d->kick_fd[i] >= 0) {
+			evloop_del(d->vm->loop, d->kick_fd[i]);
+			close(d->kick_fd[i]);
+			d->kick_fd[i] = -1;
+		}
+		pthread_mutex_destroy(&d->q[i].lock);
+		memset(&d->q[i], 0, sizeof(d->q[i]));
+	}
+	if (d->notify_cap > 0)
+		put_le32(d->pci.cfg + d->notify_cap + 12, VPCI_NOTIFY_MULT * n);
+	put_le16(d->pci.cfg + d->msix_cap + 2, (msix_control(d) & ~0x7ffu) | n);
+	d->nr_queues = n;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 /* Unmasking MSI-X (function mask or enable) may release pending vectors. */
 static void cfg_written(struct pci_dev *p, unsigned off, int len)
 {
@@ -389,14 +415,14 @@ static void cfg_written(struct pci_dev *p, unsigned off, int len)
 	}
 }
 
-static void add_vndr_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, bool notify)
+static int add_vndr_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, bool notify)
 {
 	uint8_t cap[20] = { PCI_CAP_VNDR, 0, notify ? 20 : 16, type, 0 /* BAR0 */ };
 	put_le32(cap + 8, off);
 	put_le32(cap + 12, len);
 	if (notify)
 		put_le32(cap + 16, VPCI_NOTIFY_MULT);
-	pci_dev_add_cap(p, cap, notify ? 20 : 16);
+	return pci_dev_add_cap(p, cap, notify ? 20 : 16);
 }
 
 int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
@@ -421,7 +447,7 @@ int virtio_pci_register(struct vm *vm, struct virtio_dev *d)
 	pci_dev_set_bar(p, 0, VPCI_BAR_SIZE, false, &bar_ops, d);
 	setup_kick_fds(d);
 	add_vndr_cap(p, CFG_COMMON, VPCI_COMMON, sizeof(struct virtio_pci_common_cfg), false);
-	add_vndr_cap(p, CFG_NOTIFY, VPCI_NOTIFY, VPCI_NOTIFY_MULT * d->nr_queues, true);
+	d->notify_cap = add_vndr_cap(p, CFG_NOTIFY, VPCI_NOTIFY, VPCI_NOTIFY_MULT * d->nr_queues, true);
 	add_vndr_cap(p, CFG_ISR, VPCI_ISR, 1, false);
 	add_vndr_cap(p, CFG_DEVICE, VPCI_DEVICE, d->config_len ? d->config_len : 4, false);
 	uint8_t msix[12] = { PCI_CAP_MSIX, 0 };

@@ -10,7 +10,10 @@
  *          bit 2 one request at a time (else all at once), bit 3 kick after
  *          every request (else once), bit 4 the driver resets the device while it
  *          works on a bad ring (the reset/bad-chain deadlock it found is fixed;
- *          LKVM_FUZZ_BLK_NO_RACE=1 turns it off), bit 5 interrupts through MSI-X (else INTx)
+ *          LKVM_FUZZ_BLK_NO_RACE=1 turns it off), bit 5 interrupts through MSI-X (else INTx),
+ *          bit 6 every kick also goes to queue 1 (each device has 2 queues; the
+ *          driver never enables the second, whose registers point at queue 0's
+ *          rings) and to queue indexes past the device's
  *   request: type byte (< 0xf0: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES
  *          by type % 6; else any type 0-15), sector byte (< 0xe0: that
  *          sector, else 8 bytes of it follow), a shape byte, a segment count,
@@ -202,7 +205,7 @@ static struct vq q0;
  * reset: the worker may look at the rings once more after its last request),
  * negotiate, one queue of QS at DESC/AVAIL/USED, DRIVER_OK.
  */
-static bool use_msix, racing;
+static bool use_msix, racing, stray_kicks;
 
 /*
  * Reset the device, with its avail index where the device stands first:
@@ -234,6 +237,12 @@ static struct virtio_dev *driver_init(int kind, size_t clear)
 	vdev_msix(&drv, use_msix ? 2 : 0, 0x40, 1);
 	vdev_negotiate(&drv, vdev_offered(&drv));	/* everything offered */
 	int qok = vq_enable(&q0, use_msix ? 0 : -1);	/* the queue on vector 0 */
+	/* Queue 1 set up over queue 0's rings but never enabled: kicks there must find nothing. */
+	vdev_write(&drv, 0x16, 1, 2);
+	vdev_write(&drv, 0x20, DESC, 4);
+	vdev_write(&drv, 0x28, AVAIL, 4);
+	vdev_write(&drv, 0x30, USED, 4);
+	vdev_write(&drv, 0x16, 0, 2);
 	int ok = vdev_driver_ok(&drv);
 	if (!racing && (qok || ok))
 		fail("driver set-up failed");	/* (a racing worker may break the device at once) */
@@ -625,6 +634,8 @@ static void post(const struct req *r, bool kick)
 	vq_add(&q0, r->head);
 	if (kick)
 		vq_kick(&q0);
+	for (int qi = 1; kick && stray_kicks && qi < 10; qi++)
+		vdev_write(&drv, VPCI_NOTIFY + VPCI_NOTIFY_MULT * qi, qi, 2);
 }
 
 static double now(void)
@@ -826,7 +837,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		if (!disks[k])
 			fail("disk_open: %s", err_msg());
 		snprintf(disks[k]->serial, sizeof(disks[k]->serial), "lkvm-fuzz-disk");
-		if (virtio_blk_add(&vm, disks[k]) || devices_start(&vm))
+		if (virtio_blk_add_queues(&vm, disks[k], 2) || devices_start(&vm))
 			fail("virtio_blk_add: %s", err_msg());
 		devs[k] = pci_host(&vm)->devs[k + 1];
 	}
@@ -847,6 +858,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int kind = flags & 1;
 	bool ro = flags & 2, serial = flags & 4, kick_each = flags & 8;
 	use_msix = flags & 32;
+	stray_kicks = flags & 64;
 	struct input in = { data + 1, size - 1 };
 	reset_disk(kind);
 	disks[kind]->ro = ro;

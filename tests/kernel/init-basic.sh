@@ -12,6 +12,27 @@ if grep -q lkvm_blk /proc/cmdline; then
 	echo "BLK-SIZE=$(cat /sys/block/vda/size 2>/dev/null)"
 fi
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+# lkvm_mq: virtio-blk's queues as blk-mq sees them; then each CPU at once writes 4 MiB of
+# its own pattern (O_DIRECT: a request leaves from the CPU that made it, on that CPU's queue)
+# and reads back 1 MiB the host put at 8 MiB. The host checks its file and lkvm's counters
+# by queue, then stops the VM.
+if grep -q lkvm_mq /proc/cmdline; then
+	echo "MQ-QUEUES=$(ls /sys/block/vda/mq | wc -l)"
+	for c in 0 1; do yes "lkvm-mq-cpu$c" | head -c 4194304 > /tmp/p$c; done
+	pids=
+	for c in 0 1; do
+		taskset -c $c dd if=/tmp/p$c of=/dev/vda bs=64k seek=$((c * 64)) oflag=direct conv=notrunc 2>/dev/null &
+		pids="$pids $!"
+	done
+	st=ok
+	for p in $pids; do wait $p || st=failed; done
+	echo "MQ-WRITE=$st"
+	for c in 0 1; do
+		echo "MQ-READ$c=$(taskset -c $c dd if=/dev/vda bs=64k skip=128 count=16 iflag=direct 2>/dev/null | md5sum | cut -c1-32)"
+	done
+	echo MQ-READY
+	sleep 120
+fi
 # lkvm_rng: 64 KiB from /dev/hwrng, which must be virtio-rng; random bytes do not compress
 # and take every byte value.
 if grep -q lkvm_rng /proc/cmdline; then
