@@ -78,6 +78,17 @@ static char *tmp_image(uint64_t size)
 	return path;
 }
 
+/* A virtio-blk device of nq queues on the image at path; false (and a failed check) if it cannot open. */
+static bool add_blk(const char *path, int nq)
+{
+	struct disk *dk = disk_open(path, false, false);
+	CHECK(dk != NULL);
+	if (!dk)
+		return false;
+	CHECK_EQ(virtio_blk_add_queues(&vm, dk, nq), 0);
+	return true;
+}
+
 /* How many of this process's threads are named lkvm-blk-q<i>, for i < n, each counted once per name. */
 static int blk_worker_names_now(int n)
 {
@@ -118,11 +129,8 @@ TEST(four_queues_offered_and_served_at_once)
 	setup_vm();
 	char *path = tmp_image(MiB(4));
 	int fd = open(path, O_RDWR);
-	struct disk *dk = disk_open(path, false, false);
-	CHECK(dk != NULL);
-	if (!dk)
+	if (!add_blk(path, 4))
 		return;
-	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 4), 0);
 	CHECK_EQ(devices_start(&vm), 0);
 	CHECK_EQ(blk_worker_names(4), 4);	/* a worker per queue */
 	fx_attach(dev_at(1));
@@ -179,11 +187,8 @@ TEST(each_queue_interrupts_on_its_vector)
 {
 	setup_vm();
 	char *path = tmp_image(MiB(1));
-	struct disk *dk = disk_open(path, false, false);
-	CHECK(dk != NULL);
-	if (!dk)
+	if (!add_blk(path, 2))
 		return;
-	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 2), 0);
 	CHECK_EQ(devices_start(&vm), 0);
 	fx_attach(dev_at(1));
 	vdev_reset(&fx);
@@ -336,11 +341,8 @@ TEST(qcow2_allocating_writes_from_two_queues)
 	snprintf(img, sizeof(img), "%s/d.qcow2", dir);
 	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s 8M", img);
 	CHECK_EQ(system(cmd), 0);
-	struct disk *dk = disk_open(img, false, false);
-	CHECK(dk != NULL);
-	if (!dk)
+	if (!add_blk(img, 2))
 		return;
-	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 2), 0);
 	CHECK_EQ(devices_start(&vm), 0);
 	CHECK_EQ(mq_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_MQ, 2), 0);
 	/* Each request a cluster nothing allocated yet, both queues at once, several rounds. */
@@ -380,11 +382,8 @@ TEST(hostile_queue_indexes)
 {
 	setup_vm();
 	char *path = tmp_image(MiB(1));
-	struct disk *dk = disk_open(path, false, false);
-	CHECK(dk != NULL);
-	if (!dk)
+	if (!add_blk(path, 2))
 		return;
-	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 2), 0);
 	CHECK_EQ(devices_start(&vm), 0);
 	CHECK_EQ(mq_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_MQ, 1), 0);	/* queue 1 never enabled */
 	vdev_msix(&fx, 3, 0x40, VIRTIO_NO_VECTOR);
@@ -439,11 +438,8 @@ TEST(restarted_workers_serve_what_waits)
 	setup_vm();
 	char *path = tmp_image(MiB(1));
 	int fd = open(path, O_RDWR);
-	struct disk *dk = disk_open(path, false, false);
-	CHECK(dk != NULL);
-	if (!dk)
+	if (!add_blk(path, 2))
 		return;
-	CHECK_EQ(virtio_blk_add_queues(&vm, dk, 2), 0);
 	CHECK_EQ(devices_start(&vm), 0);
 	CHECK_EQ(mq_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1 | 1ULL << F_MQ, 2), 0);
 	for (int round = 0; round < 3; round++) {
