@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include "snap_buf.h"
 #include "test.h"
 #include "p9.h"
 #include "seccomp.h"
@@ -1310,21 +1311,12 @@ static size_t saved_len;
 
 static void save_server(void)
 {
-	char path[] = "/tmp/lkvm-test-9psnap-XXXXXX";
-	int fd = mkstemp(path);
-	unlink(path);
-	struct snap_writer *w = snap_writer_new(fd, path);
+	int fd;
+	struct snap_writer *w = snap_buf_open(&fd);
 	snap_begin(w, "p9", 1);
 	CHECK_EQ(p9_server_save(srv, w), 0);
 	CHECK_EQ(snap_end(w), 0);
-	CHECK_EQ(snap_writer_close(w), 0);
-	struct stat st;
-	fstat(fd, &st);
-	free(saved);
-	saved_len = st.st_size;
-	saved = xcalloc(1, saved_len);
-	CHECK_EQ(pread(fd, saved, saved_len, 0), (ssize_t)saved_len);
-	close(fd);
+	CHECK_EQ(snap_buf_close(w, fd, &saved, &saved_len), 0);
 }
 
 /* A fresh server on the same folder takes the saved fids: 0 or the load's -1. */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "snap_buf.h"
 #include "devices.h"
 #include "disk.h"
 #include "hw.h"
@@ -28,19 +29,10 @@ static size_t file_len;
 
 static void capture(void (*fn)(struct snap_writer *w))
 {
-	char path[] = "/tmp/lkvm-test-snap-XXXXXX";
-	int fd = mkstemp(path);
-	unlink(path);
-	struct snap_writer *w = snap_writer_new(fd, path);
+	int fd;
+	struct snap_writer *w = snap_buf_open(&fd);
 	fn(w);
-	CHECK_EQ(snap_writer_close(w), 0);
-	struct stat st;
-	fstat(fd, &st);
-	free(file_buf);
-	file_len = st.st_size;
-	file_buf = xcalloc(1, file_len);
-	CHECK_EQ(pread(fd, file_buf, file_len, 0), (ssize_t)file_len);
-	close(fd);
+	CHECK_EQ(snap_buf_close(w, fd, &file_buf, &file_len), 0);
 }
 
 static void two_records(struct snap_writer *w)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "snap_buf.h"
 #include "devices.h"
 #include "disk.h"
 #include "snapshot.h"
@@ -469,19 +470,10 @@ static struct vm *src_vm;
 
 static void save_from(struct vm *src)
 {
-	char path[] = "/tmp/lkvm-test-blkmq-snap-XXXXXX";
-	int fd = mkstemp(path);
-	unlink(path);
-	struct snap_writer *w = snap_writer_new(fd, path);
+	int fd;
+	struct snap_writer *w = snap_buf_open(&fd);
 	CHECK_EQ(devices_save(src, w), 0);
-	CHECK_EQ(snap_writer_close(w), 0);
-	struct stat st;
-	fstat(fd, &st);
-	free(snap_buf);
-	snap_len = st.st_size;
-	snap_buf = xcalloc(1, snap_len);
-	CHECK_EQ(pread(fd, snap_buf, snap_len, 0), (ssize_t)snap_len);
-	close(fd);
+	CHECK_EQ(snap_buf_close(w, fd, &snap_buf, &snap_len), 0);
 }
 
 /*

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include "snap_buf.h"
 #include "devices.h"
 #include "test.h"
 #include "seccomp.h"
@@ -929,10 +930,8 @@ static struct { bool on; uint64_t cid; uint32_t conns, port; int q; uint16_t ske
 /* Every device's record as devices_save() writes it; with bad.on, a vsock record carrying bad's values. */
 static void snap_save(void)
 {
-	char tmp[] = "/tmp/lkvm-test-vsnap-XXXXXX";
-	int fd = mkstemp(tmp);
-	unlink(tmp);
-	struct snap_writer *w = snap_writer_new(fd, tmp);
+	int fd;
+	struct snap_writer *w = snap_buf_open(&fd);
 	if (!bad.on) {
 		CHECK_EQ(devices_save(&vm, w), 0);
 	} else {
@@ -955,14 +954,7 @@ static void snap_save(void)
 			CHECK_EQ(snap_end(w), 0);
 		}
 	}
-	CHECK_EQ(snap_writer_close(w), 0);
-	struct stat st;
-	fstat(fd, &st);
-	free(snap_buf);
-	snap_len = st.st_size;
-	snap_buf = xcalloc(1, snap_len);
-	CHECK_EQ(pread(fd, snap_buf, snap_len, 0), (ssize_t)snap_len);
-	close(fd);
+	CHECK_EQ(snap_buf_close(w, fd, &snap_buf, &snap_len), 0);
 }
 
 /* A new VM with guest RAM as it was and the saved records loaded: devices_load()'s result. */
