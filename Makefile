@@ -75,7 +75,7 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/cmd/run.o $(BUILD)/cmd/restore.o $(
 # Command-layer code with a unit test of its own links its object too.
 $(BUILD)/tests/unit/test_scratch: $(BUILD)/cmd/scratch.o
 $(BUILD)/tests/unit/test_sandbox_confine: $(BUILD)/cmd/sandbox_confine.o
-$(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o
+$(BUILD)/tests/unit/test_agent: $(BUILD)/cmd/agent_host.o $(BUILD)/cmd/agent.o
 $(BUILD)/tests/unit/test_sandbox_cache: $(BUILD)/cmd/sandbox_cache.o
 $(BUILD)/tests/unit/test_sandbox_jail: $(BUILD)/cmd/sandbox_jail.o
 $(BUILD)/tests/unit/test_oci_config: $(BUILD)/cmd/oci_config.o

@@ -675,7 +675,7 @@ static int on_host_frame(void *ctx, uint8_t type, const uint8_t *p, uint32_t len
 }
 
 /* Runs a session to its end in this (forked) process; returns the command's status. */
-static int session(int sock, uint8_t *exec, uint32_t len)
+int agent_guest_session(int sock, uint8_t *exec, uint32_t len)
 {
 	struct cmd c;
 	if (parse_exec(exec, len, &c) < 0) {
@@ -725,17 +725,22 @@ static int session(int sock, uint8_t *exec, uint32_t len)
 	struct agent_rx rx;
 	agent_rx_init(&rx, false);
 	int status = -1;
-	long long exited_at = 0;
 	uint8_t how[4] = { 0, 0, 0, 0 };
 	bool host_gone = false;
+	/* At the exit: what the outputs held then (FIONREAD), and when. */
+	int pending[2] = { 0, 0 };
+	long long exited_at = 0;
 	static uint8_t buf[AGENT_MAX_DATA];
 	for (;;) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		long long now = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 		bool outs_open = out_fd[0] >= 0 || out_fd[1] >= 0;
-		/* The command ended: its output until EOF, or until 200 ms of silence (a daemon it left). */
-		if (status >= 0 && (!outs_open || now - exited_at > 200))
+		/*
+		 * The command ended: every byte it wrote before its exit goes (however slowly the host
+		 * reads), then what follows until EOF or 200 ms after the exit (a daemon it left).
+		 */
+		if (status >= 0 && !pending[0] && !pending[1] && (!outs_open || now - exited_at > 200))
 			break;
 		if (host_gone && status < 0) {
 			kill(-s.pid, SIGKILL);
@@ -800,12 +805,14 @@ static int session(int sock, uint8_t *exec, uint32_t len)
 			if (i_out[k] < 0 || !p[i_out[k]].revents)
 				continue;
 			ssize_t n = read(out_fd[k], buf, sizeof(buf));
-			if (n > 0)
+			if (n > 0) {
 				squeue(&s, k ? AGENT_STDERR : AGENT_STDOUT, buf, n);
-			else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {	/* EIO: a pty whose slave closed */
+				pending[k] = pending[k] > n ? pending[k] - n : 0;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {	/* EIO: a pty whose slave closed */
 				if (out_fd[k] != s.in_fd)
 					close(out_fd[k]);
 				out_fd[k] = -1;
+				pending[k] = 0;
 			}
 		}
 		struct signalfd_siginfo si;
@@ -815,7 +822,11 @@ static int session(int sock, uint8_t *exec, uint32_t len)
 			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			how[0] = !WIFEXITED(st);
 			how[1] = WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st);
-			exited_at = now;
+			for (int k = 0; k < 2; k++)
+				if (out_fd[k] >= 0 && ioctl(out_fd[k], FIONREAD, &pending[k]) < 0)
+					pending[k] = 0;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			exited_at = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 		}
 		if (host_gone && status >= 0)
 			break;
@@ -878,7 +889,7 @@ static void serve_exec(int lis)
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		_exit(session(c, e, el));
+		_exit(agent_guest_session(c, e, el));
 	}
 	close(c);
 }
@@ -893,7 +904,7 @@ static pid_t fork_session(int sock, uint8_t *exec, uint32_t len, int listener)
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		_exit(session(sock, exec, len));
+		_exit(agent_guest_session(sock, exec, len));
 	}
 	close(sock);
 	return pid;

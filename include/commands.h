@@ -28,6 +28,9 @@ int cmd_sandbox_init(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_oci(int argc, char **argv);
 int cmd_agent_init(int argc, char **argv);
+/* The guest agent's side of one session (cmd/agent.c): runs EXEC's command, relays its
+ * stdio over sock, returns its status. Exported for tests/unit/test_agent.c. */
+int agent_guest_session(int sock, unsigned char *exec, unsigned int len);
 int cmd_setup(int argc, char **argv);
 /* ~/.lkvm/NAME (or NAME itself when it holds a '/'): 0, or -1 without $HOME. */
 int lkvm_rootfs_path(const char *name, char *out, unsigned long len);

@@ -10,9 +10,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "agent_host.h"
 #include "agent_proto.h"
+#include "commands.h"
 #include "test.h"
 #include "util.h"
 
@@ -331,6 +333,120 @@ TEST(a_stdout_whose_reader_is_gone_sends_the_command_sigpipe)
 	CHECK(!r.crashed);
 	CHECK_EQ(got, SIGPIPE);
 	CHECK_EQ(r.status, 128 + SIGPIPE);
+}
+
+/* ---- the guest's side of a session (cmd/agent.c) ---- */
+
+struct frames {
+	size_t out, err;	/* bytes of STDOUT and STDERR */
+	char err_text[64];
+	int exit_how, exit_code;	/* -1: no EXIT frame */
+	bool bad;
+};
+
+static int collect(void *ctx, uint8_t type, const uint8_t *p, uint32_t len)
+{
+	struct frames *f = ctx;
+	if (type == AGENT_STDOUT) {
+		f->out += len;
+	} else if (type == AGENT_STDERR) {
+		if (f->err + len < sizeof(f->err_text))
+			memcpy(f->err_text + f->err, p, len);
+		f->err += len;
+	} else if (type == AGENT_EXIT && len == 4) {
+		f->exit_how = p[0];
+		f->exit_code = p[1];
+	} else if (type != AGENT_ACK) {
+		f->bad = true;
+	}
+	return 0;
+}
+
+/*
+ * A real guest session (agent_guest_session) runs SCRIPT in sh; this test
+ * plays a host that starts reading only after delay_ms, through a socket
+ * with small buffers, so the agent's queue is full when the command ends.
+ */
+static void guest_session(struct frames *f, const char *script, int delay_ms)
+{
+	memset(f, 0, sizeof(*f));
+	f->exit_how = f->exit_code = -1;
+	int sv[2], small = 4096;
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct agent_buf exec = { 0 };
+	agent_rec_add(&exec, REC_ARG, "sh");
+	agent_rec_add(&exec, REC_ARG, "-c");
+	agent_rec_add(&exec, REC_ARG, script);
+	agent_rec_add(&exec, REC_CWD, "/");
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		alarm(30);
+		_exit(agent_guest_session(sv[1], exec.data, exec.len));
+	}
+	close(sv[1]);
+	free(exec.data);
+	usleep(delay_ms * 1000);
+	struct agent_rx rx;
+	agent_rx_init(&rx, true);
+	static uint8_t b[AGENT_MAX_DATA];
+	ssize_t n;
+	while (f->exit_how < 0 && (n = read(sv[0], b, sizeof(b))) > 0)
+		if (agent_rx_feed(&rx, b, n, collect, f) < 0)
+			f->bad = true;
+	agent_rx_free(&rx);
+	close(sv[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != (f->exit_code < 0 ? 125 : f->exit_code))
+		f->bad = true;
+}
+
+TEST(guest_output_written_before_the_exit_reaches_a_host_that_reads_late)
+{
+	/* 360 KiB of stdout fills the pipe and the agent's queue; the stderr line comes last. */
+	struct frames f;
+	guest_session(&f, "head -c 368640 /dev/zero; echo err-tail >&2; exit 3", 1500);
+	CHECK(!f.bad);
+	CHECK_EQ(f.exit_how, 0);
+	CHECK_EQ(f.exit_code, 3);
+	CHECK_EQ(f.out, 368640);
+	CHECK(!strcmp(f.err_text, "err-tail\n"));
+	if (strcmp(f.err_text, "err-tail\n"))
+		fprintf(stderr, "  stderr '%s' (%zu bytes), stdout %zu bytes\n", f.err_text, f.err, f.out);
+}
+
+TEST(guest_output_of_a_slow_command_is_all_relayed)
+{
+	/* The command runs longer than the agent's grace after an exit; its last words still come. */
+	struct frames f;
+	guest_session(&f, "sleep 0.5; echo out; echo err-tail >&2; exit 4", 0);
+	CHECK(!f.bad);
+	CHECK_EQ(f.exit_code, 4);
+	CHECK_EQ(f.out, 4);
+	CHECK(!strcmp(f.err_text, "err-tail\n"));
+}
+
+TEST(a_leftover_process_holding_stdout_does_not_hold_the_session)
+{
+	/* A daemon the command left keeps the pipes open; the session ends anyway, soon. */
+	struct frames f;
+	struct timespec a, z;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	guest_session(&f, "sleep 4 & echo err-tail >&2; exit 5", 0);
+	clock_gettime(CLOCK_MONOTONIC, &z);
+	CHECK_EQ(f.exit_code, 5);
+	CHECK(!strcmp(f.err_text, "err-tail\n"));
+	CHECK(z.tv_sec - a.tv_sec < 10);
+	/* One that never stops writing: cut after the agent's 2 s of draining. */
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	guest_session(&f, "yes & exit 6", 0);
+	clock_gettime(CLOCK_MONOTONIC, &z);
+	CHECK_EQ(f.exit_code, 6);
+	CHECK(f.out > 0);
+	CHECK(z.tv_sec - a.tv_sec < 10);
 }
 
 TEST_MAIN()
