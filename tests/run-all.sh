@@ -144,13 +144,17 @@ while read -r name where script args <&9; do	# (fd 9: suites may read stdin)
 		how="left:LKVM_CHECK_NESTED=0 leaves out the nested machine's trips (CI runs them in its unsanitized pass)"
 	fi
 	[ "$how" = nested ] || echo "== $name ($where, $(echo "$how" | cut -d: -f1))"
-	[ "$how" = nested ] || run_batch
+	[ "$how" != direct ] || run_batch
+	# Only Linux guests need the test kernels: the small guests' suites run first, while CI's
+	# early kernel build may still be going (the trip queued so far goes before that wait).
 	case $how in
 	direct)
-		[ $where = host ] || prepare_kernels
+		case $where in host|kvm) ;; *) prepare_kernels ;; esac
 		direct "$name" "$script"
 		echo "== $name: $(( $(date +%s) - t0 )) s" ;;
-	nested) prepare_kernels; queue_nested "$name" "$where" "$script" ;;
+	nested)
+		if [ $where != kvm ] && [ -z "$kernels" ]; then run_batch; prepare_kernels; fi
+		queue_nested "$name" "$where" "$script" ;;
 	skip:*) echo "SKIP $name: ${how#skip:}"; echo "$name: ${how#skip:}" >> "$T/skips"; skip=$((skip + 1)) ;;
 	left:*) echo "$name: ${how#left:}"; echo "$name: ${how#left:}" >> "$T/left"; skip=$((skip + 1)) ;;
 	fail:*) group_fail "$name: ${how#fail:}" ;;

@@ -5,6 +5,11 @@
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 base=$top/.cache/debian
+mkdir -p "$base"
+# One fetch at a time: make check's first nested trip (kvm-env.sh) and CI's early
+# tests/prepare-kernels.sh may both get here.
+exec 7> "$base/.lock"
+flock 7
 if [ -f "$base/current" ] && [ -f "$(cat "$base/current")/vmlinux" ]; then cat "$base/current"; exit 0; fi
 pkg=$(apt-cache search --names-only '^linux-image-[0-9.]+-[0-9]+-amd64-unsigned$' 2>/dev/null | cut -d' ' -f1 | sort -V | tail -n 1)
 [ -n "$pkg" ] || { echo "debian-kernel: no linux-image-*-amd64-unsigned known to apt (run apt-get update)" >&2; exit 2; }
