@@ -70,7 +70,7 @@ run() {
 }
 v() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f1; }
 secs() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f2 | tr -d s; }
-why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" | tail -n 14 | tr '\n' '|') err: $(tail -n 3 "$T/$1.err" | tr '\n' '|')"; }
+why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" | tail -n 14 | tr '\n' '|') err: $(head -n 2 "$T/$1.err" | tr '\n' '|') ... $(tail -n 2 "$T/$1.err" | tr '\n' '|')"; }
 
 # 1. The default view and policy; lkvm stat read while the job waits.
 (cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 PROBE_WAIT=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --name sbx-confine -- \
