@@ -64,16 +64,17 @@ TARGETS="10.0.2.2:7001 10.77.0.1:7002 10.77.0.1:7003 169.254.77.1:7002 203.0.113
 # run NAME [sandbox options]: the probe as the sandbox's job, as root for SUDO_UID 65534
 run() {
 	n=$1; shift
-	(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 "$@" -- \
+	(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/$n.console" "$@" -- \
 		python3 probe.py $TARGETS < /dev/null > "$T/$n.out" 2> "$T/$n.err")
 	echo $? > "$T/$n.rc"
 }
 v() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f1; }
 secs() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f2 | tr -d s; }
-why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" | tail -n 14 | tr '\n' '|') err: $(head -n 2 "$T/$1.err" | tr '\n' '|') ... $(tail -n 2 "$T/$1.err" | tr '\n' '|')"; }
+why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" | tail -n 14 | tr '\n' '|') err: $(head -n 2 "$T/$1.err" | tr '\n' '|') ... $(tail -n 2 "$T/$1.err" | tr '\n' '|')$(
+	[ "$(cat "$T/$1.rc" 2>/dev/null)" = 0 ] || echo " kernel's last words: $(tr -d '\r' < "$T/$1.console" 2>/dev/null | tail -n 4 | tr '\n' '|')")"; }
 
 # 1. The default view and policy; lkvm stat read while the job waits.
-(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 PROBE_WAIT=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --name sbx-confine -- \
+(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 PROBE_WAIT=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/def.console" --name sbx-confine -- \
 	env PROBE_WAIT=1 python3 probe.py $TARGETS < /dev/null > "$T/def.out" 2> "$T/def.err"; echo $? > "$T/def.rc") &
 job=$!
 i=0; while [ $i -lt 2400 ] && ! grep -q NET-DONE "$T/def.out" 2>/dev/null && kill -0 $job 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
