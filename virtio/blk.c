@@ -467,6 +467,9 @@ static void blk_stat_members(struct device *dev, struct json_writer *j)
 	}
 	snprintf(key, sizeof(key), "blk%d_queues", dev->index);
 	json_u64(j, key, b->nq);
+	/* The I/O engine that runs (after any fallback): the same on every queue, as each asked for the same. */
+	snprintf(key, sizeof(key), "blk%d_aio", dev->index);
+	json_str(j, key, b->q[0].aio ? disk_aio_name(b->q[0].aio->kind) : "sync");
 	/* Which queues the guest's driver used: requests by queue. */
 	for (int i = 0; i < b->nq; i++) {
 		struct blkq *q = &b->q[i];

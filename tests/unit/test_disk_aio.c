@@ -22,6 +22,7 @@
 #include "disk.h"
 #include "disk_aio.h"
 #include "fake_vm.h"
+#include "json.h"
 #include "seccomp.h"
 #include "util.h"
 #include "virtio.h"
@@ -292,8 +293,19 @@ static void device_with(enum disk_aio_kind kind)
 	CHECK_EQ(devices_start(&vm), 0);
 	struct device *dev = device_find(&vm, "virtio-blk", 0);
 	CHECK(dev != NULL);
-	if (dev)
+	if (dev) {
 		CHECK_EQ(virtio_blk_aio_kind(dev, 0), kind);
+		/* lkvm stat names the engine that runs. */
+		struct json_writer j;
+		json_init(&j);
+		json_begin(&j, NULL, '{');
+		dev->ops->stats(dev, &j);
+		json_end(&j);
+		char got[16] = "";
+		CHECK(json_get_str(j.buf, "blk0_aio", got, sizeof(got)));
+		CHECK(!strcmp(got, disk_aio_name(kind)));
+		json_free(&j);
+	}
 	avail_idx = 0;
 	CHECK_EQ(driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1), 0);
 	/* A write, checked in the file; a read of what the host wrote, checked in guest memory. */
