@@ -2,6 +2,9 @@
  * Thread-pool engine, the fallback where neither io_uring nor Linux AIO is
  * allowed: POOL_THREADS threads per queue run preadv/pwritev. Requests wait
  * in a FIFO, finished ones in another; each finish writes the eventfd.
+ * The threads start with the first request, not with the device: the
+ * jail (lib/jail.c) is entered after the devices are made and before they
+ * start, and it needs lkvm to be one thread then.
  */
 #include <errno.h>
 #include <limits.h>
@@ -109,12 +112,25 @@ static void *pool_thread(void *arg)
 	return NULL;
 }
 
+/* Only the owner calls this (from submit), and close joins what started. */
+static int start_threads(struct pool *p)
+{
+	for (; p->nthreads < MIN(POOL_THREADS, p->a.depth); p->nthreads++)
+		if (thread_start(&p->thread[p->nthreads], pool_thread, p)) {
+			pr_warn_once("cannot start the disk I/O thread pool: %d of %d threads", p->nthreads, POOL_THREADS);
+			return p->nthreads ? 0 : -1;
+		}
+	return 0;
+}
+
 static int pool_submit(struct disk_aio *a, bool write, int fd, uint64_t off, const struct iovec *iov, int iovcnt,
 		       void *cookie)
 {
 	struct pool *p = (struct pool *)a;
 	if (iovcnt > IOV_MAX)
 		return -EINVAL;
+	if (!p->nthreads && start_threads(p) < 0)
+		return -EAGAIN;	/* this request runs synchronously; the next tries again */
 	pthread_mutex_lock(&p->lock);
 	if (!p->nfree) {
 		pthread_mutex_unlock(&p->lock);
@@ -184,12 +200,5 @@ struct disk_aio *disk_aio_threads_open(int depth, int event_fd)
 	p->done.slot = xcalloc(depth, sizeof(int));
 	for (int i = depth - 1; i >= 0; i--)
 		p->free[p->nfree++] = i;
-	for (; p->nthreads < MIN(POOL_THREADS, depth); p->nthreads++) {
-		if (thread_start(&p->thread[p->nthreads], pool_thread, p)) {
-			err_set("cannot start the disk I/O thread pool");
-			pool_close(&p->a);
-			return NULL;
-		}
-	}
 	return &p->a;
 }

@@ -49,8 +49,10 @@ struct disk_aio {
  * An engine for up to depth requests in flight, signalling event_fd.
  * want: uring falls back to native then threads when the kernel refuses
  * io_uring (seccomp, containers, kernel.io_uring_disabled, old kernels);
- * native falls back to threads; threads is the last resort. NULL (err set)
- * only if even threads cannot start. The iovec array and the buffers a
+ * native falls back to threads; threads is the last resort, which the
+ * kernel does not refuse. No engine starts a thread here (the jail wants
+ * lkvm single-threaded after the devices are made): the pool's start with
+ * its first request, io_uring's kernel workers when one is needed. The iovec array and the buffers a
  * request names stay the caller's, and must live until it is reaped.
  */
 struct disk_aio *disk_aio_open(enum disk_aio_kind want, int depth, int event_fd);

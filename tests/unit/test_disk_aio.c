@@ -5,6 +5,7 @@
  * (a seccomp filter in a child), lkvm's own filter with a ring, and the
  * ring's restriction to reads and writes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -189,6 +190,61 @@ TEST(ring_is_restricted_to_reads_and_writes)
 	CHECK_EQ(io_uring_register_files(ring, fds, 1), -EACCES);
 	disk_aio_close(a);
 	close(efd);
+}
+
+/* This process's threads now whose name starts with prefix (""; all but io_uring's kernel workers, which come and go). */
+static int nthreads(const char *prefix)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char p[300], comm[32] = "";
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
+		int fd = open(p, O_RDONLY);
+		if (fd < 0)
+			continue;
+		if (read(fd, comm, sizeof(comm) - 1) < 0) {}
+		close(fd);
+		n += !strncmp(comm, prefix, strlen(prefix)) && strncmp(comm, "iou-", 4);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Opening an engine starts no thread: the devices are made before the jail,
+ * which refuses a process of more than one thread. The pool's threads start
+ * with its first request.
+ */
+TEST(engines_start_no_thread_when_opened)
+{
+	char path[64];
+	int fd = tmp_file(path, 4096);
+	unlink(path);
+	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+		t_name = disk_aio_name(kinds[k]);
+		int efd = eventfd(0, EFD_CLOEXEC), before = nthreads(""), pool = nthreads("lkvm-blk-pool");
+		struct disk_aio *a = disk_aio_open(kinds[k], 8, efd);
+		CHECK(a != NULL);
+		if (!a)
+			continue;
+		CHECK_EQ(nthreads(""), before);
+		uint8_t buf[512] = { 1 };
+		struct iovec v = { buf, 512 };
+		struct disk_aio_done d;
+		CHECK_EQ(disk_aio_submit(a, true, fd, 0, &v, 1, buf), 0);
+		CHECK_EQ(disk_aio_reap(a, &d, 1, 1), 1);
+		CHECK_EQ(d.res, 512);
+		if (kinds[k] == DISK_AIO_THREADS)	/* each names itself as it starts */
+			for (int t = 0; t < 200 && nthreads("lkvm-blk-pool") < pool + 4; t++)
+				usleep(10000);
+		CHECK_EQ(nthreads("lkvm-blk-pool"), pool + (kinds[k] == DISK_AIO_THREADS ? 4 : 0));
+		disk_aio_close(a);
+		close(efd);
+	}
+	close(fd);
 }
 
 /* ---- each engine by itself ---- */
