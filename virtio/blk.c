@@ -628,7 +628,10 @@ int virtio_blk_add_aio(struct vm *vm, struct disk *dk, int nq, enum disk_aio_kin
 		q->aio_fd = dk->plain ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
 		if (q->aio_fd >= 0 && !(q->aio = disk_aio_open(aio, AIO_DEPTH, q->aio_fd)))
 			pr_debug("%s: %s: synchronous I/O on queue %d", dk->path, err_msg(), i);
-		if (q->aio && i == 0)
+		if (q->aio && i == 0 && aio != DISK_AIO_DEFAULT && q->aio->kind != aio)	/* asked for by name: say so */
+			pr_warn("%s: aio=%s refused here (%s): aio=%s instead", dk->path, disk_aio_name(aio), err_msg(),
+				disk_aio_name(q->aio->kind));
+		else if (q->aio && i == 0)
 			pr_debug("%s: asynchronous I/O through %s", dk->path, disk_aio_name(q->aio->kind));
 		for (int k = 0; k < AIO_DEPTH; k++)
 			q->free[q->nfree++] = k;
