@@ -703,7 +703,7 @@ static int parse_disk(void *own, const char *arg)
 			queues = v;
 		} else if (!strncmp(tok, "aio=", 4)) {
 			if (disk_aio_parse(tok + 4, &aio) < 0 || aio == DISK_AIO_DEFAULT)
-				return err_set("aio=%s: uring, native or threads", tok + 4);
+				return err_set("aio=%s: not an I/O engine (uring, native or threads)", tok + 4);
 		} else {
 			return err_set("unknown disk option '%s' (ro, direct, queues=N, aio=uring|native|threads)", tok);
 		}
