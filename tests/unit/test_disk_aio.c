@@ -118,6 +118,38 @@ TEST(fallback_when_io_uring_is_refused)
 	CHECK_EQ(child_status(pid), 0);
 }
 
+/* The same through virtio-blk: aio=uring refused, the device runs Linux AIO, and a guest's write and read work. */
+TEST(device_falls_back_when_io_uring_is_refused)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		refuse_calls(1);
+		setup_vm();
+		char path[64];
+		int fd = tmp_file(path, MiB(1));
+		unlink(path);
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		struct disk *dk = disk_open(proc, false, false);
+		if (!dk || virtio_blk_add_aio(&vm, dk, 1, DISK_AIO_URING) || devices_start(&vm))
+			_exit(101);
+		avail_idx = 0;
+		if (driver_init(dev_at(1), 1ULL << VIRTIO_F_VERSION_1))
+			_exit(102);
+		for (int i = 0; i < 4096; i++)
+			*g(BUF + 0x1000 + i) = pat(7, i);
+		uint8_t back[4096];
+		if (blk_request(1, 40, 4096, true) != 0 || pread(fd, back, 4096, 40 * 512) != 4096 ||
+		    memcmp(back, g(BUF + 0x1000), 4096))
+			_exit(103);
+		memset(g(BUF + 0x1000), 0, 4096);
+		if (blk_request(0, 40, 4096, false) != 0 || memcmp(back, g(BUF + 0x1000), 4096))
+			_exit(104);
+		_exit(virtio_blk_aio_kind(device_find(&vm, "virtio-blk", 0), 0));
+	}
+	CHECK_EQ(child_status(pid), DISK_AIO_NATIVE);
+}
+
 /*
  * lkvm's own filter: a ring made before it still works (io_uring_enter is
  * allowed), a new ring afterwards is refused as any unlisted call is.
