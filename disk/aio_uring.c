@@ -2,8 +2,8 @@
  * io_uring engine: one ring per queue, readv/writev on the image's
  * descriptor, completions signalled on the queue's eventfd (registered
  * with the ring). Unlike Linux AIO a read of a buffered file that misses
- * the page cache does not block the submitter: the kernel finishes it in
- * its own worker threads.
+ * the page cache does not block the submitter: the kernel finishes it
+ * later (woken by the page's read, or in its own worker threads).
  *
  * Sandboxing: those kernel workers are not under lkvm's seccomp filter,
  * and whoever can write the ring's memory can ask for any operation. So
