@@ -4,7 +4,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
            -Iinclude -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  += -pthread -lz -laio
+LDLIBS  += -pthread -lz -laio -luring
 
 # Sanitized builds stop at the first report, UBSan's included (its default is to
 # print and go on with status 0); tests/host/sanitizers.sh proves it.

@@ -7,6 +7,7 @@
  * same run, interleaved repetition by repetition:
  *
  *   virtio-blk (raw file, qcow2 image)  vs  pread/pwrite on the raw file
+ *   virtio-blk per I/O engine (aio=)    vs  the same, page cache kept or dropped
  *   writes that allocate (sparse raw,   vs  pwrite into fresh space of a sparse
  *     empty qcow2, qemu-img bench -w)       file
  *   virtio-9p and the 9p server alone   vs  read/write/open+write+close
@@ -18,7 +19,7 @@
  * in one fresh mkdtemp directory under $TMPDIR (default /tmp), and only
  * regular files directly inside it (and its "share" folder) are ever removed.
  *
- * Usage: devices [-r REPETITIONS] [-w blk,alloc,9p,net,tap]
+ * Usage: devices [-r REPETITIONS] [-w blk,aio,alloc,9p,net,tap]
  *	-r: repetitions (default 5, after one warm-up run); -w: only these
  *	workloads (default all). The tap rows need CAP_NET_ADMIN (else a row
  *	says they were skipped).
@@ -50,6 +51,8 @@
 #include <linux/virtio_blk.h>
 #include "devices.h"
 #include "disk.h"
+#include "device.h"
+#include "disk_aio.h"
 #include "fake_vm.h"
 #include "hw.h"
 #include "net.h"
@@ -73,6 +76,7 @@ extern char **environ;
 #define SEQ_READ_PASSES	8		/* over the whole disk, per measurement */
 #define SEQ_WRITE_PASSES 4
 #define SEQ_LEN		MiB(1)
+#define COLD_COUNT	4000		/* 4 KiB random reads per measurement, page cache dropped first */
 #define P9_FILE		MiB(64)
 #define P9_CHUNK	KiB(128)	/* Tread/Twrite count */
 #define P9_PASSES	16		/* over the 64 MiB file, per measurement */
@@ -217,7 +221,7 @@ struct row {
 	double dev[MAX_REPS], host[MAX_REPS];
 	int n;
 };
-static struct row rows[64];
+static struct row rows[96];
 static int nrows, reps = 5;
 static const char *workloads;	/* -w: comma-separated, NULL for all */
 static double load_before = -1, load_after = -1;	/* 1-minute load average around the run */
@@ -255,6 +259,34 @@ static void run_row(const char *name, const char *unit, measure_fn dev, void *da
 		r->n++;
 	}
 	fprintf(stderr, " device %.0f, host %.0f %s\n", median(r->dev, r->n), median(r->host, r->n), unit);
+}
+
+/*
+ * n rows measured together: in each repetition every row's host run then its
+ * device run, row after row, so the rows compared with each other share the
+ * machine's moments (it is shared and busy), not only each with its host.
+ */
+static void run_rows_together(int n, char names[][200], const char *unit, measure_fn dev, void **dargs, measure_fn host,
+			      void **hargs)
+{
+	struct row *r = &rows[nrows];
+	nrows += n;
+	for (int k = 0; k < n; k++) {
+		snprintf(r[k].name, sizeof(r[k].name), "%.199s", names[k]);
+		r[k].unit = unit;
+		fprintf(stderr, "devices: %s ...\n", names[k]);
+		host(hargs[k]);
+		dev(dargs[k]);
+	}
+	for (int i = 0; i < reps; i++)
+		for (int k = 0; k < n; k++) {
+			r[k].host[i] = host(hargs[k]);
+			r[k].dev[i] = dev(dargs[k]);
+			r[k].n++;
+		}
+	for (int k = 0; k < n; k++)
+		fprintf(stderr, "devices: %s: device %.0f, host %.0f %s\n", names[k], median(r[k].dev, r[k].n),
+			median(r[k].host, r[k].n), unit);
 }
 
 /* A row saying why a group of rows was not measured. */
@@ -561,6 +593,38 @@ static double blk_host_run(void *arg)
 }
 
 /*
+ * Cold rows: the raw file's pages are dropped from the page cache (written
+ * back first) before each measurement, on both sides, so every read goes to
+ * the disk under /tmp. That is where an engine that blocks in its submit
+ * (Linux AIO on a buffered file) differs from one that keeps the requests
+ * in flight (io_uring, the thread pool).
+ */
+struct cold_job {
+	struct blk_job j;
+	int fd;		/* the raw file, whichever side runs */
+};
+
+static void drop_cache(int fd)
+{
+	if (fdatasync(fd) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		die("dropping the raw file's page cache: %s", strerror(errno));
+}
+
+static double cold_dev_run(void *arg)
+{
+	struct cold_job *c = arg;
+	drop_cache(c->fd);
+	return blk_dev_run(&c->j);
+}
+
+static double cold_host_run(void *arg)
+{
+	struct cold_job *c = arg;
+	drop_cache(c->fd);
+	return blk_host_run(&c->j);
+}
+
+/*
  * The peer: QEMU's own block layer, `qemu-img bench`, on the same file with the
  * same request size and depth, in one of its I/O modes. Its rate comes from the
  * time it reports itself (the run alone, not the process start or image open).
@@ -809,6 +873,78 @@ static void bench_blk(void)
 		     "block once; lkvm's row is random. `-i native` needs cache=none in QEMU (O_DIRECT), so that mode reads "
 		     "and writes the disk under the file, not the page cache: not the same work, shown for completeness.",
 		     BLK_QD, QIMG_STRIDE, (unsigned long long)(DISK_SIZE / 4096));
+	close(fd);
+}
+
+/*
+ * The I/O engines (-d ...,aio=): one raw file behind a device per engine,
+ * each engine's rows measured together (run_rows_together), against the same
+ * host pread/pwrite; then with the page cache dropped before each run.
+ */
+static void bench_aio(void)
+{
+	int fd = openat(tmpfd, "aio.raw", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die("%s/aio.raw: %s", tmpdir, strerror(errno));
+	char raw[4200];
+	snprintf(raw, sizeof(raw), "%s/aio.raw", tmpdir);
+	fprintf(stderr, "devices: writing a %llu MiB raw disk\n", (unsigned long long)(DISK_SIZE >> 20));
+	for (uint64_t off = 0; off < DISK_SIZE; off += PAT_PERIOD) {
+		memcpy(hbuf, pat, PAT_PERIOD);
+		put_le64(hbuf, off);
+		write_full(fd, hbuf, PAT_PERIOD, off);
+	}
+	static const enum disk_aio_kind engines[] = { DISK_AIO_URING, DISK_AIO_NATIVE, DISK_AIO_THREADS };
+	enum { NE = ARRAY_SIZE(engines) };
+	static struct blkdev beng[NE];
+	static char what[NE][32];
+	for (int e = 0; e < NE; e++) {
+		struct disk *de = disk_open(raw, false, false);
+		if (!de || virtio_blk_add_aio(&vm, de, 1, engines[e]) || devices_start(&vm))
+			die("virtio-blk %s, aio=%s: %s", raw, disk_aio_name(engines[e]), err_msg());
+		struct device *dev = NULL;
+		for (int k = 0; device_find(&vm, "virtio-blk", k); k++)	/* the one just added: the last */
+			dev = device_find(&vm, "virtio-blk", k);
+		if (virtio_blk_aio_kind(dev, 0) != (int)engines[e])
+			die("virtio-blk aio=%s: the kernel refused it here (%s runs)", disk_aio_name(engines[e]),
+			    disk_aio_name(virtio_blk_aio_kind(dev, 0)));
+		snprintf(what[e], sizeof(what[e]), "raw, aio=%s", disk_aio_name(engines[e]));
+		blk_setup(&beng[e], 10 + e, what[e]);
+		blk_verify(&beng[e], fd);
+	}
+	for (int s = 0; s < BLK_QD; s++)
+		memcpy(gp(BLK_DATA(s), SEQ_LEN), pat, SEQ_LEN);
+	memcpy(hbuf, pat, SEQ_LEN);
+	struct { const char *name; bool write, random, cold; uint32_t len; uint64_t count; } w[] = {
+		{ "4 KiB random reads", false, true, false, 4096, RAND_COUNT },
+		{ "1 MiB sequential reads", false, false, false, SEQ_LEN, SEQ_READ_PASSES * DISK_SIZE / SEQ_LEN },
+		{ "1 MiB sequential writes", true, false, false, SEQ_LEN, SEQ_WRITE_PASSES * DISK_SIZE / SEQ_LEN },
+		{ "4 KiB random reads, page cache dropped", false, true, true, 4096, COLD_COUNT },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		static struct cold_job dj[NE], hj[NE];
+		void *da[NE], *ha[NE];
+		char names[NE][200];
+		for (int e = 0; e < NE; e++) {
+			dj[e] = (struct cold_job){ .j = { .b = &beng[e], .write = w[i].write, .random = w[i].random,
+							 .len = w[i].len, .count = w[i].count }, .fd = fd };
+			hj[e] = dj[e];
+			hj[e].j.fd = fd;
+			da[e] = w[i].cold ? (void *)&dj[e] : (void *)&dj[e].j;
+			ha[e] = w[i].cold ? (void *)&hj[e] : (void *)&hj[e].j;
+			snprintf(names[e], sizeof(names[e]), "virtio-blk, raw image, aio=%s: %s", disk_aio_name(engines[e]),
+				 w[i].name);
+		}
+		run_rows_together(NE, names, w[i].random ? "IOPS" : "MiB/s", w[i].cold ? cold_dev_run : blk_dev_run, da,
+				  w[i].cold ? cold_host_run : blk_host_run, ha);
+	}
+	note("aio= rows: one raw file (%llu MiB) behind a device per I/O engine (io_uring, Linux AIO, a pool of 4 "
+	     "threads), one queue with %d requests in flight each, as the virtio-blk rows above; the three engines' "
+	     "rows of a workload are measured together, repetition by repetition, each against the same host "
+	     "pread/pwrite from one thread. The page-cache-dropped rows write the file back and drop its pages "
+	     "(POSIX_FADV_DONTNEED) before every run, on both sides: %d random 4 KiB reads from the disk under "
+	     "$TMPDIR, where the host's pread has one read in flight and the device up to %d.",
+	     (unsigned long long)(DISK_SIZE >> 20), BLK_QD, COLD_COUNT, BLK_QD);
 	close(fd);
 }
 
@@ -2150,7 +2286,7 @@ static bool valid_workloads(const char *list)
 	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
 		size_t n = strchrnul(p, ',') - p;
 		bool ok = false;
-		for (const char *const *k = (const char *const[]){ "blk", "alloc", "9p", "net", "tap", NULL }; *k; k++)
+		for (const char *const *k = (const char *const[]){ "blk", "aio", "alloc", "9p", "net", "tap", NULL }; *k; k++)
 			ok |= strlen(*k) == n && !strncmp(p, *k, n);
 		if (!ok)
 			return false;
@@ -2167,7 +2303,7 @@ int main(int argc, char **argv)
 		} else if (opt == 'w' && valid_workloads(optarg)) {
 			workloads = optarg;
 		} else {
-			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)] [-w blk,alloc,9p,net,tap]\n", argv[0], MAX_REPS);
+			fprintf(stderr, "usage: %s [-r REPETITIONS (1-%d)] [-w blk,aio,alloc,9p,net,tap]\n", argv[0], MAX_REPS);
 			return 1;
 		}
 	}
@@ -2185,6 +2321,8 @@ int main(int argc, char **argv)
 	getloadavg(&load_before, 1);
 	if (wanted("blk"))
 		bench_blk();
+	if (wanted("aio"))
+		bench_aio();
 	if (wanted("alloc"))
 		bench_alloc();
 	if (wanted("9p"))

@@ -14,6 +14,7 @@
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 #include "pci.h"
+#include "disk_aio.h"
 
 struct vm;
 
@@ -143,11 +144,15 @@ struct disk;
  */
 int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq);
 int virtio_blk_add(struct vm *vm, struct disk *dk);
+/* The same with the I/O engine for a raw image chosen (include/disk_aio.h; it falls back when refused). */
+int virtio_blk_add_aio(struct vm *vm, struct disk *dk, int nq, enum disk_aio_kind aio);
 /* The default: one queue per vCPU, at most 8. */
 int virtio_blk_default_queues(const struct vm *vm);
 /* Snapshots: a virtio-blk device's disk and the image's absolute path. */
 struct device;
 struct disk *virtio_blk_disk(struct device *dev, const char **abs_path);
+/* The engine queue qi runs (enum disk_aio_kind), or -1 for synchronous I/O. */
+int virtio_blk_aio_kind(struct device *dev, int qi);
 /*
  * Put dk (of the same size) in place of the device's disk, only while the
  * device is stopped; the old disk is not closed: it is dk's backing image.

@@ -44,6 +44,7 @@ static const int allowed[] = {
 	SYS_fstat, SYS_newfstatat, SYS_statx, SYS_fdatasync, SYS_fsync, SYS_fallocate, SYS_ftruncate,
 	SYS_copy_file_range,	/* snapshots: a raw disk copied between descriptors the client passed */
 	SYS_io_setup, SYS_io_submit, SYS_io_getevents, SYS_io_destroy, SYS_io_cancel,
+	SYS_io_uring_enter,	/* rings made before the filter, restricted to readv/writev (disk/aio_uring.c) */
 	SYS_getrandom, SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep, SYS_gettimeofday,
 	SYS_gettid, SYS_getpid, SYS_getpgrp, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigaction,
 	SYS_sigaltstack, SYS_exit, SYS_exit_group, SYS_clone, SYS_clone3, SYS_set_robust_list,

@@ -127,14 +127,15 @@ fi
 # checks its file and lkvm's per-queue counters. The initramfs is made from this checkout's
 # init script (the shared cache's may be another branch's). The VM is bounded (timeout -k):
 # a guest the nested machine lost must not hold the suite; that one signature, there only,
-# gets up to three attempts as the network's does.
+# gets up to three attempts as the network's does. Twice: with the default I/O engine, which
+# must be io_uring here (jailed, under seccomp: no fallback), and with aio=threads.
 mqpat() { yes "$1" | head -c "$2"; }
 mq_test() {
 	img=$T/mq.img
 	rm -f "$img"; truncate -s 16M "$img"
 	mqpat lkvm-mq-host 1048576 | dd of="$img" bs=64k seek=128 conv=notrunc 2>/dev/null
 	st=
-	timeout -k 10 240 "$LKVM" run --name mq -k "$K" -i "$T/mq.cpio.gz" -m 256 -c 2 --network mode=none -d "$img,queues=2" \
+	timeout -k 10 240 "$LKVM" run --name mq -k "$K" -i "$T/mq.cpio.gz" -m 256 -c 2 --network mode=none -d "$img,queues=2$aioopt" \
 		-p "quiet lkvm_mq" < /dev/null > "$T/mq.out" 2>&1 &
 	vm=$!
 	wait_for "$T/mq.out" MQ-READY 200 && st=$("$LKVM" stat mq)
@@ -144,6 +145,8 @@ mq_test() {
 if ! sh tests/kernel/mkinitramfs.sh "$T/mq.cpio.gz" tests/kernel/init-basic.sh > "$T/mkinit.log" 2>&1; then
 	fail "blk queues" "cannot make the initramfs: $(tail -n 2 "$T/mkinit.log" | tr '\n' '|')"
 else
+  for aio in uring threads; do
+	aioopt=; [ $aio = uring ] || aioopt=",aio=$aio"
 	attempt=1
 	mq_test
 	while [ -z "$st" ] && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
@@ -153,7 +156,7 @@ else
 		mq_test
 	done
 	qw() { echo "$st" | sed -n "s/.*\"blk0_q$1_writes\":\([0-9]*\).*/\1/p"; }
-	w0=$(qw 0); w1=$(qw 1); hostmd5=$(mqpat lkvm-mq-host 1048576 | md5sum | cut -c1-32)
+	w0=$(qw 0); w1=$(qw 1); eng=$(echo "$st" | sed -n 's/.*"blk0_aio":"\([a-z]*\)".*/\1/p'); hostmd5=$(mqpat lkvm-mq-host 1048576 | md5sum | cut -c1-32)
 	mqbad=
 	for c in 0 1; do
 		[ "$(dd if="$img" bs=64k skip=$((c * 64)) count=64 2>/dev/null | md5sum)" = "$(mqpat lkvm-mq-cpu$c 4194304 | md5sum)" ] ||
@@ -161,13 +164,14 @@ else
 		[ "$(val mq MQ-READ$c)" = "$hostmd5" ] || mqbad="$mqbad cpu$c read '$(val mq MQ-READ$c)', not the host's bytes;"
 	done
 	if [ -z "$st" ]; then
-		fail "blk queues" "no MQ-READY from the guest (rc=$rc, attempt $attempt): $(tailof mq)"
+		fail "blk queues, aio $aio" "no MQ-READY from the guest (rc=$rc, attempt $attempt): $(tailof mq)"
 	elif [ "$(val mq MQ-QUEUES)" = 2 ] && [ "$(val mq MQ-WRITE)" = ok ] && [ -z "$mqbad" ] &&
-	     [ "${w0:-0}" -gt 0 ] && [ "${w1:-0}" -gt 0 ]; then
-		pass "blk queues: the guest sees 2 queues (queues=2, -c 2); 4 MiB from each CPU at once, in the image; writes by queue $w0 and $w1"
+	     [ "${w0:-0}" -gt 0 ] && [ "${w1:-0}" -gt 0 ] && [ "$eng" = $aio ]; then
+		pass "blk queues, aio $aio: the guest sees 2 queues (queues=2, -c 2); 4 MiB from each CPU at once, in the image; writes by queue $w0 and $w1; lkvm ran $eng"
 	else
-		fail "blk queues" "queues '$(val mq MQ-QUEUES)', write '$(val mq MQ-WRITE)', writes by queue '$w0' '$w1';$mqbad $(tailof mq)"
+		fail "blk queues, aio $aio" "engine '$eng', queues '$(val mq MQ-QUEUES)', write '$(val mq MQ-WRITE)', writes by queue '$w0' '$w1';$mqbad $(tailof mq)"
 	fi
+  done
 fi
 
 # 5. lkvm sandbox --no-overlay: the output and exit status pass through; / is read-only, /tmp writable.

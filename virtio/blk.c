@@ -4,9 +4,11 @@
  * thread per queue. Kicks only wake the queue's worker, so host I/O never
  * runs on a vCPU, and queues do not wait on each other.
  *
- * Reads and writes of raw images go through Linux AIO (libaio): each queue
- * has its own context with up to AIO_DEPTH requests in flight, completions
- * signalled on an eventfd the worker polls next to its kick eventfd.
+ * Reads and writes of raw images go through an asynchronous engine
+ * (include/disk_aio.h: io_uring, Linux AIO or a thread pool, -d ...,aio=):
+ * each queue has its own with up to AIO_DEPTH requests in flight,
+ * completions signalled on an eventfd the worker polls next to its kick
+ * eventfd.
  * Everything else (qcow2, FLUSH, DISCARD, GET_ID) runs synchronously on the
  * worker once its queue's requests in flight have completed.
  *
@@ -20,7 +22,6 @@
  * time whichever queue they came on.
  */
 #include <errno.h>
-#include <libaio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include "device.h"
 #include "devices.h"
 #include "disk.h"
+#include "disk_aio.h"
 #include "json.h"
 #include "options.h"
 #include "snapshot.h"
@@ -60,7 +62,6 @@
 #define MAX_QUEUES VIRTIO_MAX_QUEUES
 
 struct aio_req {
-	struct iocb cb;		/* first: the completion's obj points here */
 	uint16_t head;
 	bool read;
 	uint8_t *status;
@@ -76,7 +77,7 @@ struct blkq {
 	int qi;
 	pthread_t worker;
 	int kick_fd;
-	io_context_t aio;	/* 0: synchronous I/O only */
+	struct disk_aio *aio;	/* NULL: synchronous I/O only */
 	int aio_fd;		/* eventfd: completions ready */
 	struct aio_req req[AIO_DEPTH];
 	int free[AIO_DEPTH], nfree;
@@ -110,18 +111,15 @@ static void complete(struct blkq *q, struct aio_req *r, long res)
 /* Collect finished requests; wait for at least min of them. */
 static void reap(struct blkq *q, int min)
 {
-	struct io_event ev[AIO_DEPTH];
-	struct timespec zero = { 0, 0 };
+	struct disk_aio_done done[AIO_DEPTH];
 	while (q->nfree < AIO_DEPTH) {
-		int n = io_getevents(q->aio, min, AIO_DEPTH, ev, min ? NULL : &zero);
-		if (n == -EINTR)
-			continue;
+		int n = disk_aio_reap(q->aio, done, AIO_DEPTH - q->nfree, min);
 		if (n < 0) {
-			pr_warn_once("virtio-blk %s: io_getevents: %s", q->b->disk->path, strerror(-n));
+			pr_warn_once("virtio-blk %s: reaping requests: %s", q->b->disk->path, strerror(-n));
 			return;
 		}
 		for (int i = 0; i < n; i++)
-			complete(q, (struct aio_req *)ev[i].obj, (long)ev[i].res);
+			complete(q, done[i].cookie, done[i].res);
 		if (n <= 0 || n >= min)
 			return;
 		min -= n;
@@ -149,13 +147,7 @@ static bool submit(struct blkq *q, uint16_t head, bool read, uint64_t off, const
 	r->status = status;
 	r->len = len;
 	memcpy(r->data, data, nd * sizeof(*data));
-	if (read)
-		io_prep_preadv(&r->cb, q->b->disk->fd, r->data, nd, off);
-	else
-		io_prep_pwritev(&r->cb, q->b->disk->fd, r->data, nd, off);
-	io_set_eventfd(&r->cb, q->aio_fd);
-	struct iocb *cbs[1] = { &r->cb };
-	if (io_submit(q->aio, 1, cbs) != 1) {
+	if (disk_aio_submit(q->aio, !read, q->b->disk->fd, off, r->data, nd, r) < 0) {
 		q->free[q->nfree++] = r - q->req;
 		return false;
 	}
@@ -444,8 +436,7 @@ static void blk_destroy(struct device *dev)
 		virtio_pci_unregister(&b->vdev);
 	for (int i = 0; i < MAX_QUEUES; i++) {
 		struct blkq *q = &b->q[i];
-		if (q->aio)
-			io_destroy(q->aio);
+		disk_aio_close(q->aio);
 		if (q->aio_fd >= 0)
 			close(q->aio_fd);
 		if (q->kick_fd >= 0)
@@ -476,6 +467,9 @@ static void blk_stat_members(struct device *dev, struct json_writer *j)
 	}
 	snprintf(key, sizeof(key), "blk%d_queues", dev->index);
 	json_u64(j, key, b->nq);
+	/* The I/O engine that runs (after any fallback): the same on every queue, as each asked for the same. */
+	snprintf(key, sizeof(key), "blk%d_aio", dev->index);
+	json_str(j, key, b->q[0].aio ? disk_aio_name(b->q[0].aio->kind) : "sync");
 	/* Which queues the guest's driver used: requests by queue. */
 	for (int i = 0; i < b->nq; i++) {
 		struct blkq *q = &b->q[i];
@@ -555,6 +549,12 @@ struct disk *virtio_blk_disk(struct device *dev, const char **abs_path)
 	return b->disk;
 }
 
+int virtio_blk_aio_kind(struct device *dev, int qi)
+{
+	struct blk *b = dev->priv;
+	return qi >= 0 && qi < b->nq && b->q[qi].aio ? (int)b->q[qi].aio->kind : -1;
+}
+
 int virtio_blk_replace_disk(struct device *dev, struct disk *dk, const char *abs_path)
 {
 	struct blk *b = dev->priv;
@@ -600,6 +600,11 @@ int virtio_blk_default_queues(const struct vm *vm)
 
 int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq)
 {
+	return virtio_blk_add_aio(vm, dk, nq, DISK_AIO_DEFAULT);
+}
+
+int virtio_blk_add_aio(struct vm *vm, struct disk *dk, int nq, enum disk_aio_kind aio)
+{
 	struct blk *b = xcalloc(1, sizeof(*b));
 	b->disk = dk;
 	b->abs_path = realpath(dk->path, NULL);
@@ -619,12 +624,15 @@ int virtio_blk_add_queues(struct vm *vm, struct disk *dk, int nq)
 		q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (q->kick_fd < 0)
 			return err_errno("%s: eventfd", dk->path);
-		/* Linux AIO for raw images; without it (limits, old kernels) this queue's I/O stays synchronous. */
+		/* An engine for raw images (the one asked, else the next allowed); without any, synchronous I/O. */
 		q->aio_fd = dk->plain ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
-		if (q->aio_fd >= 0 && io_setup(AIO_DEPTH, &q->aio) < 0) {
-			pr_debug("%s: io_setup failed: synchronous I/O on queue %d", dk->path, i);
-			q->aio = 0;
-		}
+		if (q->aio_fd >= 0 && !(q->aio = disk_aio_open(aio, AIO_DEPTH, q->aio_fd)))
+			pr_debug("%s: %s: synchronous I/O on queue %d", dk->path, err_msg(), i);
+		if (q->aio && i == 0 && aio != DISK_AIO_DEFAULT && q->aio->kind != aio)	/* asked for by name: say so */
+			pr_warn("%s: aio=%s refused here (%s): aio=%s instead", dk->path, disk_aio_name(aio), err_msg(),
+				disk_aio_name(q->aio->kind));
+		else if (q->aio && i == 0)
+			pr_debug("%s: asynchronous I/O through %s", dk->path, disk_aio_name(q->aio->kind));
 		for (int k = 0; k < AIO_DEPTH; k++)
 			q->free[q->nfree++] = k;
 	}
@@ -662,12 +670,12 @@ int virtio_blk_add(struct vm *vm, struct disk *dk)
 	return virtio_blk_add_queues(vm, dk, virtio_blk_default_queues(vm));
 }
 
-/* ---- options: -d PATH[,ro][,direct][,queues=N], repeatable ---- */
+/* ---- options: -d PATH[,ro][,direct][,queues=N][,aio=ENGINE], repeatable ---- */
 
 #define MAX_DISKS 8
 struct blk_opts {
 	int n;
-	struct { const char *path; bool ro, direct; int queues; } disk[MAX_DISKS];
+	struct { const char *path; bool ro, direct; int queues; enum disk_aio_kind aio; } disk[MAX_DISKS];
 };
 
 static int parse_disk(void *own, const char *arg)
@@ -681,6 +689,7 @@ static int parse_disk(void *own, const char *arg)
 	const char *path = tok;
 	bool ro = false, direct = false;
 	int queues = 0;
+	enum disk_aio_kind aio = DISK_AIO_DEFAULT;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (!strcmp(tok, "ro")) {
 			ro = true;
@@ -692,8 +701,11 @@ static int parse_disk(void *own, const char *arg)
 			if (!tok[7] || *end || v < 1 || v > MAX_QUEUES)
 				return err_set("queues=%s: a number of queues from 1 to %d", tok + 7, MAX_QUEUES);
 			queues = v;
+		} else if (!strncmp(tok, "aio=", 4)) {
+			if (disk_aio_parse(tok + 4, &aio) < 0 || aio == DISK_AIO_DEFAULT)
+				return err_set("aio=%s: not an I/O engine (uring, native or threads)", tok + 4);
 		} else {
-			return err_set("unknown disk option '%s' (ro, direct, queues=N)", tok);
+			return err_set("unknown disk option '%s' (ro, direct, queues=N, aio=uring|native|threads)", tok);
 		}
 	}
 	/* Input files are checked before /dev/kvm is even opened. */
@@ -704,13 +716,15 @@ static int parse_disk(void *own, const char *arg)
 	o->disk[o->n].ro = ro;
 	o->disk[o->n].direct = direct;
 	o->disk[o->n].queues = queues;
+	o->disk[o->n].aio = aio;
 	o->n++;
 	return 0;
 }
 
 static const struct opt blk_opts[] = {
-	{ "disk", 'd', "PATH[,ro][,direct][,queues=N]",
-	  "virtio-blk disk (raw file, block device or qcow2, by its magic), repeatable; queues: 1-8 virtqueues, each with a worker (default 1)",
+	{ "disk", 'd', "PATH[,ro][,direct][,queues=N][,aio=uring|native|threads]",
+	  "virtio-blk disk (raw file, block device or qcow2, by its magic), repeatable; queues: 1-8 virtqueues, each with a worker (default 1); "
+	  "aio: a raw image's I/O engine, io_uring, Linux AIO or a thread pool (default uring; one the kernel refuses falls back to the next)",
 	  parse_disk, OPT_COMPLETE_FILE },
 	{ 0 }
 };
@@ -724,7 +738,7 @@ static int blk_create(struct vm *vm, void *own)
 			return -1;
 		snprintf(dk->serial, sizeof(dk->serial), "lkvm-disk-%d", i);
 		int nq = o->disk[i].queues ? o->disk[i].queues : virtio_blk_default_queues(vm);
-		if (virtio_blk_add_queues(vm, dk, nq) < 0)
+		if (virtio_blk_add_aio(vm, dk, nq, o->disk[i].aio) < 0)
 			return -1;
 	}
 	return 0;

@@ -39,7 +39,7 @@ fi
 rm -f "$OUT/liblkvm.a"
 ar rcs "$OUT/liblkvm.a" $objs build/bios/bios_blob.o
 FLAGS="$FLAGS -fsanitize=fuzzer,address,undefined"
-LIBS="$OUT/liblkvm.a -laio -lz"
+LIBS="$OUT/liblkvm.a -laio -luring -lz"
 # target: link flags beyond the library: -Wl,--wrap of a function its harness replaces
 targets="boot:
 9p:

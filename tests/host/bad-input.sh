@@ -62,6 +62,8 @@ case_ missing-disk "$T/no-disk: cannot open" run -k "$T/flat.bin" --flat -d "$T/
 case_ disk-queues-zero "queues=0: a number of queues from 1 to 8" run -k "$T/flat.bin" --flat -d "$T/flat.bin,queues=0"
 case_ disk-queues-nine "queues=9: a number of queues from 1 to 8" run -k "$T/flat.bin" --flat -d "$T/flat.bin,queues=9"
 case_ disk-queues-word "queues=two: a number" run -k "$T/flat.bin" --flat -d "$T/flat.bin,queues=two"
+case_ disk-aio-unknown "aio=libaio: not an I/O engine (uring, native or threads)" run -k "$T/flat.bin" --flat -d "$T/flat.bin,aio=libaio"
+case_ disk-aio-empty "aio=: not an I/O engine (uring, native or threads)" run -k "$T/flat.bin" --flat -d "$T/flat.bin,aio="
 case_ bad-console "\-\-console tty" run -k x --console tty
 case_ gdb-bad-port "\-\-gdb tcp:1.2.3.4:99999: the port" run -k x --gdb tcp:1.2.3.4:99999
 case_ gdb-host-name "\-\-gdb tcp:gdb.example:1234: 'gdb.example' is not a numeric" run -k x --gdb tcp:gdb.example:1234
