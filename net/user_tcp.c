@@ -560,7 +560,13 @@ static void established_input(struct net_user *nu, struct tcp_conn *c, const uin
 			}
 		}
 		if ((dlen || fin) && seq == c->rcv_nxt && !c->guest_fin) {
-			uint32_t take = MIN(dlen, rwnd);
+			/*
+			 * All the ring can hold, not just the rounded window: a scaled
+			 * window's right edge can step back by up to a unit as the ring
+			 * fills, and bytes the guest sent within the edge we offered
+			 * must not be dropped for it (RFC 7323, 2.4).
+			 */
+			uint32_t take = MIN(dlen, MAX(rwnd, ring_room(&c->rx)));
 			if (take) {
 				to_host(nu, c, data, take);
 				if (c->w.dead)
