@@ -1276,6 +1276,8 @@ TEST(tcp_window_scaling)
 	}
 }
 
+/* ---- hostile guests: bounded memory, no crash, no busy loop ---- */
+
 /* A connection from guest port sport to a fresh server sending tx bytes; returns our ISS + 1 (0: failed). */
 static uint32_t hostile_connect(struct net_user *nu, struct server *srv, uint16_t sport, int ws, uint16_t wnd)
 {
@@ -1293,6 +1295,133 @@ static uint32_t hostile_connect(struct net_user *nu, struct server *srv, uint16_
 	free(f);
 	send_frame(nu, mk_tcp(fb, sport, GW, srv->port, 7001, rseq, ACK, wnd, NULL, 0));
 	return rseq;
+}
+
+/* Frames to the guest: how many, data bytes past seq0 at most, and the last one's flags. */
+static unsigned drain_tcp(uint32_t seq0, uint32_t *max_end, uint8_t *flags)
+{
+	unsigned n = 0;
+	struct frame *f;
+	while ((f = pop())) {
+		struct pkt p;
+		if (parse(f, &p) && p.proto == 6) {
+			n++;
+			if (p.dlen && max_end && p.seq + p.dlen - seq0 > *max_end)
+				*max_end = p.seq + p.dlen - seq0;
+			if (flags)
+				*flags |= p.flags;
+		}
+		free(f);
+	}
+	return n;
+}
+
+TEST(tcp_hostile_window_scale_over_14)
+{
+	/* RFC 7323 2.3: a shift over 14 is taken as 14; the window field 1 then means 16 KiB. */
+	uint8_t shifts[] = { 15, 200, 255 };
+	for (unsigned i = 0; i < sizeof(shifts); i++) {
+		struct server srv = { .tx_total = 200000, .seed_tx = 1 };
+		server_start(&srv);
+		struct net_user *nu = mk(NULL);
+		uint32_t rseq = hostile_connect(nu, &srv, 42000 + i, shifts[i], 1);
+		CHECK(rseq != 0);
+		uint32_t end = 0;
+		for (int k = 0; k < 60; k++) {
+			step(nu, 5);
+			drain_tcp(rseq, &end, NULL);
+		}
+		CHECK_EQ(end, 1u << 14);	/* the window filled, not a byte past it */
+		net_user_free(nu);
+		server_join(&srv);
+		q_clear();
+	}
+}
+
+TEST(tcp_hostile_zero_window_forever)
+{
+	/*
+	 * The guest answers every probe, but its window stays shut for an hour of
+	 * (fake) time: the host's bytes stay in the host kernel, probes back off,
+	 * nothing spins, the connection stays.
+	 */
+	struct server srv = { .tx_total = 8 << 20, .seed_tx = 2 };
+	server_start(&srv);
+	struct net_user_cfg cfg = { .clock_ms = fake_clock };
+	struct net_user *nu = mk(&cfg);
+	size_t heap0 = heap_in_use();
+	uint32_t rseq = hostile_connect(nu, &srv, 42100, 7, 0);
+	CHECK(rseq != 0);
+	unsigned frames = 0, zero_timeouts = 0;
+	uint32_t end = 0;
+	for (int k = 0; k < 3600 * 10; k++) {
+		fake_now += 100;
+		struct pollfd pf = { net_user_fd(nu), POLLIN, 0 };
+		if (poll(&pf, 1, 0) > 0)
+			net_user_process(nu);
+		net_user_timer(nu, fake_now);
+		unsigned n = drain_tcp(rseq, &end, NULL);
+		frames += n;
+		if (n)		/* each probe answered: still nothing acknowledged, window 0 */
+			send_frame(nu, mk_tcp(fb, 42100, GW, srv.port, 7001, rseq, ACK, 0, NULL, 0));
+		if (net_user_timeout(nu) == 0)
+			zero_timeouts++;
+	}
+	struct net_user_stats st;
+	net_user_get_stats(nu, &st);
+	CHECK_EQ(st.tcp_conns, 1);
+	CHECK(end <= 1);		/* a one-byte probe at most */
+	CHECK(frames >= 10 && frames <= 200);
+	CHECK(zero_timeouts < 10);
+	CHECK(heap_in_use() < heap0 + (2 << 20));
+	printf("  zero window for an hour: %u frames to the guest, heap +%zu KiB\n", frames,
+	       (heap_in_use() - heap0) >> 10);
+	net_user_free(nu);
+	srv.go = true;
+	server_join(&srv);
+	q_clear();
+}
+
+TEST(tcp_hostile_guest_never_acks)
+{
+	/*
+	 * A scaled 8 MiB window, then silence: at most our ring's 1 MiB is held,
+	 * retransmissions back off, and the connection goes with a RST both ways.
+	 */
+	struct server srv = { .tx_total = 16 << 20, .seed_tx = 3 };
+	server_start(&srv);
+	struct net_user_cfg cfg = { .clock_ms = fake_clock };
+	struct net_user *nu = mk(&cfg);
+	size_t heap0 = heap_in_use();
+	uint32_t rseq = hostile_connect(nu, &srv, 42200, 7, 65535);
+	CHECK(rseq != 0);
+	unsigned frames = 0;
+	size_t heap_max = 0;
+	uint32_t end = 0;
+	uint8_t flags = 0;
+	struct net_user_stats st;
+	for (int k = 0; k < 3600 * 10; k++) {
+		fake_now += 100;
+		struct pollfd pf = { net_user_fd(nu), POLLIN, 0 };
+		if (poll(&pf, 1, k < 50 ? 5 : 0) > 0)
+			net_user_process(nu);
+		net_user_timer(nu, fake_now);
+		frames += drain_tcp(rseq, &end, &flags);
+		heap_max = MAX(heap_max, heap_in_use());
+		net_user_get_stats(nu, &st);
+		if (!st.tcp_conns)
+			break;
+	}
+	CHECK_EQ(st.tcp_conns, 0);
+	CHECK(flags & RST);
+	CHECK_EQ(end, 1u << 20);	/* the ring's worth was sent, nothing more was read */
+	CHECK(heap_max < heap0 + (1 << 20) + (256 << 10));
+	CHECK(frames < 20 * 720);
+	printf("  never acked: %u frames, %u KiB sent, heap +%zu KiB at most\n", frames, end >> 10,
+	       (heap_max - heap0) >> 10);
+	net_user_free(nu);
+	server_join(&srv);
+	q_clear();
 }
 
 TEST(tcp_scaled_window_edge_kept)
