@@ -78,6 +78,7 @@ struct net_user {
 	struct tcp_conn *tcp_last;	/* lookup cache: bulk transfers hit one connection */
 	unsigned nr_tcp;
 	unsigned tcp_flush_due;		/* connections with guest bytes queued since the last flush */
+	unsigned tcp_scaled;		/* connections with window scaling and big rings (user_tcp.c) */
 	struct udp_flow *udp[NET_USER_MAX_UDP];
 	unsigned nr_udp;
 	struct nu_watch *zombies;

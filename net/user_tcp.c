@@ -18,7 +18,8 @@
  *
  * Window scaling (RFC 7323) when the guest offers it in its SYN (or answers
  * ours with it): our windows then reach the rings' 1 MiB; without it they
- * stop at 65535 as before.
+ * stop at 65535 as before, with 64 KiB rings. Only SCALED_MAX connections
+ * scale at once, so a guest's many connections cannot make us hold much.
  *
  * Not done: SACK, timestamps, urgent data, congestion control
  * (the link is a memory copy; the guest's window is the only limit), TIME-WAIT
@@ -35,9 +36,11 @@
 #include "user_int.h"
 #include "util.h"
 
-#define RING_SIZE	(1u << 20)	/* power of two; memory is touched only as it is used */
+#define RING_SIZE	(1u << 20)	/* a scaled connection's rings; power of two */
 #define MAX_WND		65535u		/* without window scaling */
-#define UNSCALED_RING	65536u		/* what the guest may queue without window scaling, as before it */
+#define UNSCALED_RING	65536u		/* the rings without window scaling, as before it */
+#define SCALED_MAX	16		/* connections with RING_SIZE rings at once: a guest holds at most
+					 * 16 x 2 MiB + 240 x 128 KiB of ours (62 MiB) */
 #define RCV_SHIFT	5		/* our window scale: 65535 << 5 covers the whole ring */
 #define RTO_INIT	1000
 #define RTO_MIN		200
@@ -61,9 +64,9 @@
 enum { CONNECTING, SYN_SENT, SYN_RCVD, ESTABLISHED };
 
 struct ring {
-	uint8_t *buf;		/* RING_SIZE, allocated on first use */
+	uint8_t *buf;		/* size bytes, allocated on first use */
 	uint32_t head, len;
-	uint32_t cap;		/* bytes it may hold: 0 for RING_SIZE */
+	uint32_t size;		/* power of two: RING_SIZE or UNSCALED_RING */
 };
 
 struct tcp_conn {
@@ -81,6 +84,7 @@ struct tcp_conn {
 	uint16_t mss;
 	uint8_t snd_shift, rcv_shift;	/* window scales, both 0 unless negotiated */
 	bool ws_offered;		/* the guest's SYN carried a window scale */
+	bool scaled;			/* holds one of SCALED_MAX: offers scaling, big rings */
 	bool flush_due;			/* rx holds bytes queued since the last flush */
 	struct ring tx;
 	bool host_eof;			/* host sent FIN: ours follows the data */
@@ -106,26 +110,25 @@ struct tcp_conn {
 
 static uint32_t ring_room(const struct ring *r)
 {
-	uint32_t cap = r->cap ? r->cap : RING_SIZE;
-	return cap > r->len ? cap - r->len : 0;
+	return r->size - r->len;
 }
 
 static void ring_alloc(struct ring *r)
 {
 	if (!r->buf)
-		r->buf = xcalloc(1, RING_SIZE);
+		r->buf = xcalloc(1, r->size);
 }
 
 static void ring_peek(const struct ring *r, uint32_t off, uint8_t *dst, uint32_t n)
 {
-	uint32_t pos = (r->head + off) & (RING_SIZE - 1), first = MIN(n, RING_SIZE - pos);
+	uint32_t pos = (r->head + off) & (r->size - 1), first = MIN(n, r->size - pos);
 	memcpy(dst, r->buf + pos, first);
 	memcpy(dst + first, r->buf, n - first);
 }
 
 static void ring_consume(struct ring *r, uint32_t n)
 {
-	r->head = (r->head + n) & (RING_SIZE - 1);
+	r->head = (r->head + n) & (r->size - 1);
 	r->len -= n;
 	if (!r->len)
 		r->head = 0;
@@ -134,7 +137,7 @@ static void ring_consume(struct ring *r, uint32_t n)
 static void ring_append(struct ring *r, const uint8_t *src, uint32_t n)
 {
 	ring_alloc(r);
-	uint32_t tail = (r->head + r->len) & (RING_SIZE - 1), first = MIN(n, RING_SIZE - tail);
+	uint32_t tail = (r->head + r->len) & (r->size - 1), first = MIN(n, r->size - tail);
 	memcpy(r->buf + tail, src, first);
 	memcpy(r->buf, src + first, n - first);
 	r->len += n;
@@ -144,7 +147,7 @@ static void ring_append(struct ring *r, const uint8_t *src, uint32_t n)
 static int ring_space(struct ring *r, struct iovec *iov, uint32_t max)
 {
 	ring_alloc(r);
-	uint32_t tail = (r->head + r->len) & (RING_SIZE - 1), first = MIN(max, RING_SIZE - tail);
+	uint32_t tail = (r->head + r->len) & (r->size - 1), first = MIN(max, r->size - tail);
 	iov[0] = (struct iovec){ r->buf + tail, first };
 	iov[1] = (struct iovec){ r->buf, max - first };
 	return max > first ? 2 : 1;
@@ -206,7 +209,7 @@ static void emit(struct net_user *nu, struct tcp_conn *c, uint32_t seq, uint8_t 
 	c->adv_wnd = rcv_wnd(c);
 	/* A SYN's window is never scaled; it offers our scale when the guest may take it. */
 	bool syn = flags & SYN;
-	int ws = syn && (c->state == SYN_SENT || c->ws_offered) ? RCV_SHIFT : -1;
+	int ws = syn && c->scaled ? RCV_SHIFT : -1;
 	uint16_t field = syn ? MIN(c->adv_wnd, MAX_WND) : c->adv_wnd >> c->rcv_shift;
 	if (syn)
 		c->adv_wnd = field;
@@ -240,6 +243,22 @@ static struct tcp_conn *find(struct net_user *nu, uint16_t gport, uint32_t rip, 
 	return NULL;
 }
 
+/*
+ * Whether c scales its windows both ways and gets RING_SIZE rings; decided
+ * before our SYN or SYN-ACK (which offers scaling only then), taken back if
+ * the guest's answer does not scale. Without it nothing scales (RFC 7323).
+ */
+static void set_scaled(struct net_user *nu, struct tcp_conn *c, bool on)
+{
+	if (on != c->scaled)
+		nu->tcp_scaled += on ? 1 : -1;
+	c->scaled = on;
+	if (!on)
+		c->snd_shift = 0;
+	c->rcv_shift = on ? RCV_SHIFT : 0;
+	c->rx.size = c->tx.size = on ? RING_SIZE : UNSCALED_RING;
+}
+
 static struct tcp_conn *new_conn(struct net_user *nu, int fd)
 {
 	int slot = 0;
@@ -253,6 +272,7 @@ static struct tcp_conn *new_conn(struct net_user *nu, int fd)
 	c->mss = 536;		/* RFC 1122's default when the peer names none */
 	c->iss = nu_random(nu);
 	c->snd_una = c->snd_nxt = c->snd_max = c->iss;
+	c->rx.size = c->tx.size = UNSCALED_RING;
 	nu->tcp[slot] = c;
 	nu->nr_tcp++;
 	int one = 1;
@@ -273,6 +293,8 @@ static void drop_conn(struct net_user *nu, struct tcp_conn *c, bool rst_guest, b
 	}
 	if (c->flush_due)
 		nu->tcp_flush_due--;
+	if (c->scaled)
+		nu->tcp_scaled--;
 	close(c->fd);
 	free(c->tx.buf);
 	free(c->rx.buf);
@@ -376,7 +398,7 @@ static void flush_rx(struct net_user *nu, struct tcp_conn *c)
 		nu->tcp_flush_due--;
 	}
 	while (c->rx.len) {
-		uint32_t first = MIN(c->rx.len, RING_SIZE - c->rx.head);
+		uint32_t first = MIN(c->rx.len, c->rx.size - c->rx.head);
 		struct iovec v[2] = { { c->rx.buf + c->rx.head, first }, { c->rx.buf, c->rx.len - first } };
 		struct msghdr mh = { .msg_iov = v, .msg_iovlen = v[1].iov_len ? 2 : 1 };
 		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -684,10 +706,7 @@ static void new_from_guest(struct net_user *nu, uint32_t dst, const uint8_t *seg
 	c->rcv_nxt = be32(seg + 4) + 1;
 	c->snd_wnd = be16(seg + 14);
 	parse_mss(c, seg, hlen);
-	if (!c->ws_offered)
-		c->snd_shift = 0;
-	c->rcv_shift = c->ws_offered ? RCV_SHIFT : 0;
-	c->rx.cap = c->ws_offered ? 0 : UNSCALED_RING;
+	set_scaled(nu, c, c->ws_offered && nu->tcp_scaled < SCALED_MAX);
 	c->state = CONNECTING;
 	c->expire_at = nu->now + CONNECT_TIMEOUT;
 	nu->tcp_last = c;
@@ -732,10 +751,7 @@ void nu_tcp_input(struct net_user *nu, uint32_t dst, const uint8_t *seg, size_t 
 		c->rcv_nxt = seq + 1;
 		parse_mss(c, seg, hlen);
 		/* Scaling both ways only if the guest answered our offer with its own. */
-		if (!c->ws_offered)
-			c->snd_shift = 0;
-		c->rcv_shift = c->ws_offered ? RCV_SHIFT : 0;
-		c->rx.cap = c->ws_offered ? 0 : UNSCALED_RING;
+		set_scaled(nu, c, c->scaled && c->ws_offered);	/* only if we offered it too */
 		become_established(c, seq, ack, be16(seg + 14));	/* a SYN's window: unscaled */
 		emit(nu, c, c->snd_nxt, ACK, 0, 0);
 		read_host(nu, c);
@@ -819,6 +835,7 @@ void nu_tcp_accept(struct net_user *nu, struct nu_fwd *f)
 		c->rip = NU_GW;
 		c->rport = port;
 		c->state = SYN_SENT;
+		set_scaled(nu, c, nu->tcp_scaled < SCALED_MAX);	/* offered; kept if the guest scales too */
 		send_syn(nu, c);
 	}
 }

@@ -1424,6 +1424,61 @@ TEST(tcp_hostile_guest_never_acks)
 	q_clear();
 }
 
+TEST(tcp_scaled_connections_bounded)
+{
+	/*
+	 * 16 connections at once scale (1 MiB rings each way); more are offered
+	 * no scaling and keep 64 KiB rings, so a guest's 256 connections cannot
+	 * make the stack hold 512 MiB. A closed one's place goes to the next.
+	 */
+	uint16_t port;
+	int l = bound_socket(SOCK_STREAM, &port);
+	listen(l, 64);
+	struct net_user *nu = mk(NULL);
+	int scaled = 0, plain = 0;
+	uint32_t rseq0 = 0;
+	for (int i = 0; i < 20; i++) {
+		struct pkt p;
+		syn_wscale = 7;
+		send_frame(nu, mk_tcp(fb, 43000 + i, GW, port, 9000, 0, SYN, 65535, NULL, 0));
+		syn_wscale = -1;
+		struct frame *f = next_tcp(nu, &p, false);
+		CHECK(f && p.flags == (SYN | ACK));
+		if (!f)
+			break;
+		if (!i)
+			rseq0 = p.seq + 1;
+		scaled += p.ws == 5;
+		plain += p.ws == -1;
+		free(f);
+		/* The handshake's ACK: an unscaled connection's window field stays within 64 KiB. */
+		send_frame(nu, mk_tcp(fb, 43000 + i, GW, port, 9001, p.seq + 1, ACK, 65535, NULL, 0));
+		if (p.ws == -1) {
+			uint8_t d[100] = { 0 };
+			q_clear();
+			send_frame(nu, mk_tcp(fb, 43000 + i, GW, port, 9001, p.seq + 1, ACK, 65535, d, sizeof(d)));
+			f = next_tcp(nu, &p, false);
+			CHECK(f && p.wnd == 65536 - 100);
+			free(f);
+		}
+	}
+	CHECK_EQ(scaled, 16);
+	CHECK_EQ(plain, 4);
+	/* The first goes (the guest resets it): the next connection scales again. */
+	send_frame(nu, mk_tcp(fb, 43000, GW, port, 9001, rseq0, RST | ACK, 0, NULL, 0));
+	struct pkt p;
+	q_clear();
+	syn_wscale = 7;
+	send_frame(nu, mk_tcp(fb, 43100, GW, port, 9000, 0, SYN, 65535, NULL, 0));
+	syn_wscale = -1;
+	struct frame *f = next_tcp(nu, &p, false);
+	CHECK(f && p.flags == (SYN | ACK) && p.ws == 5);
+	free(f);
+	net_user_free(nu);
+	close(l);
+	q_clear();
+}
+
 TEST(tcp_scaled_window_edge_kept)
 {
 	/*
