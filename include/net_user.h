@@ -23,6 +23,10 @@
  *	net_user_timer(nu, net_user_now(nu));	// retransmissions, idle flows
  *	... net_user_from_guest(nu, frame, len) for each frame the guest sent.
  *
+ * TCP bytes from the guest are queued and written to their host sockets by
+ * the next net_user_timer() (net_user_timeout() is then 0): one write for a
+ * batch of frames rather than one per segment.
+ *
  * net_user_new() reads /etc/resolv.conf and opens the forward listeners, so
  * call it before the seccomp filter goes on; afterwards the stack only uses
  * socket, connect, accept4, send/sendto, recv/recvfrom, readv, setsockopt,

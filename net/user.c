@@ -349,7 +349,7 @@ void net_user_set_state(struct net_user *nu, const struct net_user_state *st)
 
 int net_user_timeout(struct net_user *nu)
 {
-	if (nu->nr_resets)
+	if (nu->nr_resets || nu->tcp_flush_due)
 		return 0;
 	uint64_t next = MIN(nu_tcp_timer(nu, false), nu_udp_timer(nu, false));
 	if (next == UINT64_MAX)
@@ -365,6 +365,7 @@ void net_user_timer(struct net_user *nu, uint64_t now_ms)
 		nu_tcp_reset_flows(nu, nu->resets, nu->nr_resets);
 		nu->nr_resets = 0;
 	}
+	nu_tcp_flush(nu);	/* the guest's frames since the last call: one write per connection */
 	nu_tcp_timer(nu, true);
 	nu_udp_timer(nu, true);
 	reap(nu);

@@ -77,6 +77,8 @@ struct net_user {
 	struct tcp_conn *tcp[NET_USER_MAX_TCP];	/* NULL: free slot */
 	struct tcp_conn *tcp_last;	/* lookup cache: bulk transfers hit one connection */
 	unsigned nr_tcp;
+	unsigned tcp_flush_due;		/* connections with guest bytes queued since the last flush */
+	unsigned tcp_scaled;		/* connections with window scaling and big rings (user_tcp.c) */
 	struct udp_flow *udp[NET_USER_MAX_UDP];
 	unsigned nr_udp;
 	struct nu_watch *zombies;
@@ -126,6 +128,7 @@ void nu_tcp_input(struct net_user *nu, uint32_t dst, const uint8_t *seg, size_t 
 void nu_tcp_event(struct net_user *nu, struct tcp_conn *c, uint32_t events);
 void nu_tcp_accept(struct net_user *nu, struct nu_fwd *f);
 uint64_t nu_tcp_timer(struct net_user *nu, bool run);
+void nu_tcp_flush(struct net_user *nu);
 void nu_tcp_free_all(struct net_user *nu);
 /* Snapshots: the established connections; RST for each restored one. */
 unsigned nu_tcp_flows(const struct net_user *nu, struct net_user_flow *out, unsigned max);

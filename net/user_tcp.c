@@ -2,11 +2,12 @@
  * TCP for the user-mode stack: one compact endpoint per guest connection,
  * spliced to a host socket.
  *
- * Guest -> host: segments are taken in order only; their bytes go straight to
- * the host socket, and what it will not take waits in a 64 KiB ring. Our
- * advertised window is that ring's free space, and bytes are acknowledged once
- * written or queued, so the guest can never outrun the host by more than the
- * ring.
+ * Guest -> host: segments are taken in order only; their bytes are queued in
+ * a 1 MiB ring and written to the host socket once per batch of the guest's
+ * frames (nu_tcp_flush(), from net_user_timer(): one send for many small
+ * segments), or at once when the ring fills. Our advertised window is that
+ * ring's free space, and bytes are acknowledged once queued, so the guest can
+ * never outrun the host by more than the ring.
  *
  * Host -> guest: the host socket is read only while the guest's window has
  * room beyond what is already queued (plus one byte to probe a zero window),
@@ -15,7 +16,12 @@
  * (RFC 6298 estimator, go-back-N) and on three duplicate acknowledgements
  * (NewReno-style, one segment per partial acknowledgement).
  *
- * Not done: window scaling, SACK, timestamps, urgent data, congestion control
+ * Window scaling (RFC 7323) when the guest offers it in its SYN (or answers
+ * ours with it): our windows then reach the rings' 1 MiB; without it they
+ * stop at 65535 as before, with 64 KiB rings. Only SCALED_MAX connections
+ * scale at once, so a guest's many connections cannot make us hold much.
+ *
+ * Not done: SACK, timestamps, urgent data, congestion control
  * (the link is a memory copy; the guest's window is the only limit), TIME-WAIT
  * (the guest keeps its own; we forget a connection once both FINs are acked).
  */
@@ -30,8 +36,12 @@
 #include "user_int.h"
 #include "util.h"
 
-#define RING_SIZE	65536u		/* power of two */
-#define MAX_WND		65535u		/* no window scaling */
+#define RING_SIZE	(1u << 20)	/* a scaled connection's rings; power of two */
+#define MAX_WND		65535u		/* without window scaling */
+#define UNSCALED_RING	65536u		/* the rings without window scaling, as before it */
+#define SCALED_MAX	16		/* connections with RING_SIZE rings at once: a guest holds at most
+					 * 16 x 2 MiB + 240 x 128 KiB of ours (62 MiB) */
+#define RCV_SHIFT	5		/* our window scale: 65535 << 5 covers the whole ring */
 #define RTO_INIT	1000
 #define RTO_MIN		200
 #define RTO_MAX		60000
@@ -54,8 +64,9 @@
 enum { CONNECTING, SYN_SENT, SYN_RCVD, ESTABLISHED };
 
 struct ring {
-	uint8_t *buf;		/* allocated on first use */
+	uint8_t *buf;		/* size bytes, allocated on first use */
 	uint32_t head, len;
+	uint32_t size;		/* power of two: RING_SIZE or UNSCALED_RING */
 };
 
 struct tcp_conn {
@@ -71,6 +82,10 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max;
 	uint32_t snd_wnd, snd_wl1, snd_wl2;
 	uint16_t mss;
+	uint8_t snd_shift, rcv_shift;	/* window scales, both 0 unless negotiated */
+	bool ws_offered;		/* the guest's SYN carried a window scale */
+	bool scaled;			/* holds one of SCALED_MAX: offers scaling, big rings */
+	bool flush_due;			/* rx holds bytes queued since the last flush */
 	struct ring tx;
 	bool host_eof;			/* host sent FIN: ours follows the data */
 	bool fin_acked;
@@ -95,25 +110,25 @@ struct tcp_conn {
 
 static uint32_t ring_room(const struct ring *r)
 {
-	return RING_SIZE - r->len;
+	return r->size - r->len;
 }
 
 static void ring_alloc(struct ring *r)
 {
 	if (!r->buf)
-		r->buf = xcalloc(1, RING_SIZE);
+		r->buf = xcalloc(1, r->size);
 }
 
 static void ring_peek(const struct ring *r, uint32_t off, uint8_t *dst, uint32_t n)
 {
-	uint32_t pos = (r->head + off) & (RING_SIZE - 1), first = MIN(n, RING_SIZE - pos);
+	uint32_t pos = (r->head + off) & (r->size - 1), first = MIN(n, r->size - pos);
 	memcpy(dst, r->buf + pos, first);
 	memcpy(dst + first, r->buf, n - first);
 }
 
 static void ring_consume(struct ring *r, uint32_t n)
 {
-	r->head = (r->head + n) & (RING_SIZE - 1);
+	r->head = (r->head + n) & (r->size - 1);
 	r->len -= n;
 	if (!r->len)
 		r->head = 0;
@@ -122,7 +137,7 @@ static void ring_consume(struct ring *r, uint32_t n)
 static void ring_append(struct ring *r, const uint8_t *src, uint32_t n)
 {
 	ring_alloc(r);
-	uint32_t tail = (r->head + r->len) & (RING_SIZE - 1), first = MIN(n, RING_SIZE - tail);
+	uint32_t tail = (r->head + r->len) & (r->size - 1), first = MIN(n, r->size - tail);
 	memcpy(r->buf + tail, src, first);
 	memcpy(r->buf, src + first, n - first);
 	r->len += n;
@@ -132,7 +147,7 @@ static void ring_append(struct ring *r, const uint8_t *src, uint32_t n)
 static int ring_space(struct ring *r, struct iovec *iov, uint32_t max)
 {
 	ring_alloc(r);
-	uint32_t tail = (r->head + r->len) & (RING_SIZE - 1), first = MIN(max, RING_SIZE - tail);
+	uint32_t tail = (r->head + r->len) & (r->size - 1), first = MIN(max, r->size - tail);
 	iov[0] = (struct iovec){ r->buf + tail, first };
 	iov[1] = (struct iovec){ r->buf, max - first };
 	return max > first ? 2 : 1;
@@ -140,15 +155,28 @@ static int ring_space(struct ring *r, struct iovec *iov, uint32_t max)
 
 static uint32_t rcv_wnd(const struct tcp_conn *c)
 {
-	return MIN(ring_room(&c->rx), MAX_WND);
+	/* What the window field can say: a multiple of the scale. */
+	return MIN(ring_room(&c->rx), MAX_WND << c->rcv_shift) >> c->rcv_shift << c->rcv_shift;
 }
+
+static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
+		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n);
 
 /* A segment from rip:rport to the guest's gport; data comes from the tx ring at off. */
 static void emit_raw(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
 		     uint32_t ack, uint8_t flags, uint16_t wnd, const struct ring *data, uint32_t off, uint32_t n)
 {
+	emit_ws(nu, rip, rport, gport, seq, ack, flags, wnd, -1, data, off, n);
+}
+
+/* The same; a SYN also offers window scale ws when ws >= 0. */
+static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
+		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n)
+{
 	uint8_t *t = nu_l4(nu);
-	size_t hlen = flags & SYN ? TCP_HLEN + 4 : TCP_HLEN;
+	if (!(flags & SYN))
+		ws = -1;
+	size_t hlen = flags & SYN ? TCP_HLEN + (ws >= 0 ? 8 : 4) : TCP_HLEN;
 	wbe16(t, rport);
 	wbe16(t + 2, gport);
 	wbe32(t + 4, seq);
@@ -162,6 +190,12 @@ static void emit_raw(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t
 		t[20] = 2;
 		t[21] = 4;
 		wbe16(t + 22, NU_TCP_MSS);
+		if (ws >= 0) {		/* NOP, window scale */
+			t[24] = 1;
+			t[25] = 3;
+			t[26] = 3;
+			t[27] = ws;
+		}
 	}
 	if (n)
 		ring_peek(data, off, t + hlen, n);
@@ -173,7 +207,13 @@ static void emit_raw(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t
 static void emit(struct net_user *nu, struct tcp_conn *c, uint32_t seq, uint8_t flags, uint32_t off, uint32_t n)
 {
 	c->adv_wnd = rcv_wnd(c);
-	emit_raw(nu, c->rip, c->rport, c->gport, seq, c->rcv_nxt, flags, c->adv_wnd, &c->tx, off, n);
+	/* A SYN's window is never scaled; it offers our scale when the guest may take it. */
+	bool syn = flags & SYN;
+	int ws = syn && c->scaled ? RCV_SHIFT : -1;
+	uint16_t field = syn ? MIN(c->adv_wnd, MAX_WND) : c->adv_wnd >> c->rcv_shift;
+	if (syn)
+		c->adv_wnd = field;
+	emit_ws(nu, c->rip, c->rport, c->gport, seq, c->rcv_nxt, flags, field, ws, &c->tx, off, n);
 }
 
 /* RFC 793's answer to a segment no connection wants. */
@@ -203,6 +243,22 @@ static struct tcp_conn *find(struct net_user *nu, uint16_t gport, uint32_t rip, 
 	return NULL;
 }
 
+/*
+ * Whether c scales its windows both ways and gets RING_SIZE rings; decided
+ * before our SYN or SYN-ACK (which offers scaling only then), taken back if
+ * the guest's answer does not scale. Without it nothing scales (RFC 7323).
+ */
+static void set_scaled(struct net_user *nu, struct tcp_conn *c, bool on)
+{
+	if (on != c->scaled)
+		nu->tcp_scaled += on ? 1 : -1;
+	c->scaled = on;
+	if (!on)
+		c->snd_shift = 0;
+	c->rcv_shift = on ? RCV_SHIFT : 0;
+	c->rx.size = c->tx.size = on ? RING_SIZE : UNSCALED_RING;
+}
+
 static struct tcp_conn *new_conn(struct net_user *nu, int fd)
 {
 	int slot = 0;
@@ -216,6 +272,7 @@ static struct tcp_conn *new_conn(struct net_user *nu, int fd)
 	c->mss = 536;		/* RFC 1122's default when the peer names none */
 	c->iss = nu_random(nu);
 	c->snd_una = c->snd_nxt = c->snd_max = c->iss;
+	c->rx.size = c->tx.size = UNSCALED_RING;
 	nu->tcp[slot] = c;
 	nu->nr_tcp++;
 	int one = 1;
@@ -234,6 +291,10 @@ static void drop_conn(struct net_user *nu, struct tcp_conn *c, bool rst_guest, b
 		struct linger l = { 1, 0 };
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	}
+	if (c->flush_due)
+		nu->tcp_flush_due--;
+	if (c->scaled)
+		nu->tcp_scaled--;
 	close(c->fd);
 	free(c->tx.buf);
 	free(c->rx.buf);
@@ -260,7 +321,7 @@ static void update_events(struct net_user *nu, struct tcp_conn *c)
 	if (c->state == CONNECTING)
 		ev = EPOLLOUT;
 	else if (c->state == ESTABLISHED)
-		ev = (!c->host_eof && read_room(c) ? EPOLLIN : 0) | (c->rx.len ? EPOLLOUT : 0);
+		ev = (!c->host_eof && read_room(c) ? EPOLLIN : 0) | (c->rx.len && !c->flush_due ? EPOLLOUT : 0);
 	if (nu_watch_set(nu, c->fd, &c->w, c->events, ev) < 0)
 		drop_conn(nu, c, true, true);
 	else
@@ -332,9 +393,15 @@ static void maybe_done(struct net_user *nu, struct tcp_conn *c)
 /* Push queued guest bytes into the host socket; pass the guest's FIN on once they are all in. */
 static void flush_rx(struct net_user *nu, struct tcp_conn *c)
 {
+	if (c->flush_due) {
+		c->flush_due = false;
+		nu->tcp_flush_due--;
+	}
 	while (c->rx.len) {
-		uint32_t n = MIN(c->rx.len, RING_SIZE - c->rx.head);
-		ssize_t w = send(c->fd, c->rx.buf + c->rx.head, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		uint32_t first = MIN(c->rx.len, c->rx.size - c->rx.head);
+		struct iovec v[2] = { { c->rx.buf + c->rx.head, first }, { c->rx.buf, c->rx.len - first } };
+		struct msghdr mh = { .msg_iov = v, .msg_iovlen = v[1].iov_len ? 2 : 1 };
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				break;
@@ -349,23 +416,37 @@ static void flush_rx(struct net_user *nu, struct tcp_conn *c)
 	}
 }
 
-/* Bytes the guest sent, in order and within our window. */
+/*
+ * Bytes the guest sent, in order and within our window: queued, and written
+ * with the rest of the batch (nu_tcp_flush()), or now when the ring is full.
+ */
 static void to_host(struct net_user *nu, struct tcp_conn *c, const uint8_t *data, uint32_t n)
 {
-	if (!c->rx.len) {
-		ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-				drop_conn(nu, c, true, true);
-				return;
-			}
-			w = 0;
-		}
-		data += w;
-		n -= w;
+	ring_append(&c->rx, data, n);
+	if (!ring_room(&c->rx)) {
+		flush_rx(nu, c);
+	} else if (!c->flush_due) {
+		c->flush_due = true;
+		nu->tcp_flush_due++;
 	}
-	if (n)
-		ring_append(&c->rx, data, n);
+}
+
+/* The end of a batch of the guest's frames: write what they queued for the host. */
+void nu_tcp_flush(struct net_user *nu)
+{
+	for (int i = 0; i < NET_USER_MAX_TCP && nu->tcp_flush_due; i++) {
+		struct tcp_conn *c = nu->tcp[i];
+		if (!c || !c->flush_due || c->w.dead)
+			continue;
+		uint32_t before = c->adv_wnd;
+		flush_rx(nu, c);
+		if (c->w.dead)
+			continue;
+		/* The room is back: say so once for the batch, when it is worth a segment or two. */
+		if (!c->guest_fin && rcv_wnd(c) >= before + 2 * NU_TCP_MSS)
+			emit(nu, c, c->snd_nxt, ACK, 0, 0);
+		update_events(nu, c);
+	}
 }
 
 static void read_host(struct net_user *nu, struct tcp_conn *c)
@@ -471,7 +552,7 @@ static void established_input(struct net_user *nu, struct tcp_conn *c, const uin
 			      const uint8_t *data, uint32_t dlen)
 {
 	uint8_t flags = seg[13];
-	uint32_t seq = be32(seg + 4), ack = be32(seg + 8), wnd = be16(seg + 14);
+	uint32_t seq = be32(seg + 4), ack = be32(seg + 8), wnd = (uint32_t)be16(seg + 14) << c->snd_shift;
 	uint32_t rwnd = rcv_wnd(c);
 	if (flags & RST) {
 		/* RFC 5961: only a RST inside our window; anything else could be blind. */
@@ -501,7 +582,13 @@ static void established_input(struct net_user *nu, struct tcp_conn *c, const uin
 			}
 		}
 		if ((dlen || fin) && seq == c->rcv_nxt && !c->guest_fin) {
-			uint32_t take = MIN(dlen, rwnd);
+			/*
+			 * All the ring can hold, not just the rounded window: a scaled
+			 * window's right edge can step back by up to a unit as the ring
+			 * fills, and bytes the guest sent within the edge we offered
+			 * must not be dropped for it (RFC 7323, 2.4).
+			 */
+			uint32_t take = MIN(dlen, MAX(rwnd, ring_room(&c->rx)));
 			if (take) {
 				to_host(nu, c, data, take);
 				if (c->w.dead)
@@ -521,8 +608,10 @@ static void established_input(struct net_user *nu, struct tcp_conn *c, const uin
 	maybe_done(nu, c);
 }
 
+/* The options of a SYN: MSS, and whether (and how far) the guest scales its window. */
 static void parse_mss(struct tcp_conn *c, const uint8_t *seg, size_t hlen)
 {
+	c->ws_offered = false;
 	for (size_t i = TCP_HLEN; i < hlen;) {
 		uint8_t kind = seg[i];
 		if (kind == 0)
@@ -535,6 +624,10 @@ static void parse_mss(struct tcp_conn *c, const uint8_t *seg, size_t hlen)
 			break;
 		if (kind == 2 && seg[i + 1] == 4)
 			c->mss = MIN(MAX(be16(seg + i + 2), 64), NU_TCP_MSS);
+		if (kind == 3 && seg[i + 1] == 3) {
+			c->ws_offered = true;
+			c->snd_shift = MIN(seg[i + 2], 14);	/* RFC 7323: larger is taken as 14 */
+		}
 		i += seg[i + 1];
 	}
 }
@@ -613,6 +706,7 @@ static void new_from_guest(struct net_user *nu, uint32_t dst, const uint8_t *seg
 	c->rcv_nxt = be32(seg + 4) + 1;
 	c->snd_wnd = be16(seg + 14);
 	parse_mss(c, seg, hlen);
+	set_scaled(nu, c, c->ws_offered && nu->tcp_scaled < SCALED_MAX);
 	c->state = CONNECTING;
 	c->expire_at = nu->now + CONNECT_TIMEOUT;
 	nu->tcp_last = c;
@@ -656,7 +750,9 @@ void nu_tcp_input(struct net_user *nu, uint32_t dst, const uint8_t *seg, size_t 
 			return;
 		c->rcv_nxt = seq + 1;
 		parse_mss(c, seg, hlen);
-		become_established(c, seq, ack, be16(seg + 14));
+		/* Scaling both ways only if the guest answered our offer with its own. */
+		set_scaled(nu, c, c->scaled && c->ws_offered);	/* only if we offered it too */
+		become_established(c, seq, ack, be16(seg + 14));	/* a SYN's window: unscaled */
 		emit(nu, c, c->snd_nxt, ACK, 0, 0);
 		read_host(nu, c);
 		break;
@@ -677,7 +773,7 @@ void nu_tcp_input(struct net_user *nu, uint32_t dst, const uint8_t *seg, size_t 
 			rst_reply(nu, dst, seg, dlen);
 			return;
 		}
-		become_established(c, seq, ack, be16(seg + 14));
+		become_established(c, seq, ack, (uint32_t)be16(seg + 14) << c->snd_shift);
 		established_input(nu, c, seg, data, dlen);
 		if (!c->w.dead)
 			read_host(nu, c);
@@ -739,6 +835,7 @@ void nu_tcp_accept(struct net_user *nu, struct nu_fwd *f)
 		c->rip = NU_GW;
 		c->rport = port;
 		c->state = SYN_SENT;
+		set_scaled(nu, c, nu->tcp_scaled < SCALED_MAX);	/* offered; kept if the guest scales too */
 		send_syn(nu, c);
 	}
 }
