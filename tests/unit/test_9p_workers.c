@@ -5,7 +5,6 @@
  * and the server under many client threads at once (fids of their own and
  * shared ones, renames under other fids' feet) with every byte checked.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "test.h"
+#include "threads.h"
 #include "p9.h"
 #include "util.h"
 
@@ -112,38 +112,33 @@ static bool device_up(void)
 	return true;
 }
 
+struct named { const char *name; uint64_t mask; int n, blocking; };
+
+static void count_named(const char *tid, const char *comm, void *arg)
+{
+	struct named *w = arg;
+	if (strcmp(comm, w->name))
+		return;
+	w->n++;
+	char path[300], line[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+	FILE *f = fopen(path, "r");
+	unsigned long long blk = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+			break;
+	if (f)
+		fclose(f);
+	w->blocking += (blk & w->mask) == w->mask;
+}
+
 /* The threads named name: how many, and whether each blocks the signals in mask. */
 static int threads_named(const char *name, uint64_t mask, int *blocking)
 {
-	DIR *d = opendir("/proc/self/task");
-	int n = 0;
-	*blocking = 0;
-	for (struct dirent *e; d && (e = readdir(d));) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[300], line[256];
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		FILE *f = fopen(path, "r");
-		bool match = f && fgets(line, sizeof(line), f) && !strncmp(line, name, strlen(name)) &&
-			     line[strlen(name)] == '\n';
-		if (f)
-			fclose(f);
-		if (!match)
-			continue;
-		n++;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
-		f = fopen(path, "r");
-		unsigned long long blk = 0;
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
-				break;
-		if (f)
-			fclose(f);
-		*blocking += (blk & mask) == mask;
-	}
-	if (d)
-		closedir(d);
-	return n;
+	struct named w = { name, mask, 0, 0 };
+	each_thread(count_named, &w);
+	*blocking = w.blocking;
+	return w.n;
 }
 
 #define SIGBIT(s) (1ULL << ((s) - 1))

@@ -5,7 +5,6 @@
  * (a seccomp filter in a child), lkvm's own filter with a ring, and the
  * ring's restriction to reads and writes.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,7 +18,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "child.h"
 #include "test.h"
+#include "threads.h"
 #include "device.h"
 #include "devices.h"
 #include "disk.h"
@@ -156,41 +157,33 @@ TEST(device_falls_back_when_io_uring_is_refused)
  * lkvm's own filter: a ring made before it still works (io_uring_enter is
  * allowed), a new ring afterwards is refused as any unlisted call is.
  */
+static void ring_then_filter(int unused)
+{
+	char path[64];
+	int fd = tmp_file(path, 4096);
+	unlink(path);
+	struct disk_aio *a = disk_aio_uring_open(8, eventfd(0, EFD_CLOEXEC));
+	if (!a)
+		_exit(101);
+	if (seccomp_install(false) < 0)
+		_exit(102);
+	uint8_t buf[1024], back[1024];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pat(5, i);
+	struct iovec v[2] = { { buf, 512 }, { buf + 512, 512 } };
+	struct disk_aio_done d;
+	if (disk_aio_submit(a, true, fd, 1024, v, 2, v) || disk_aio_reap(a, &d, 1, 1) != 1 || d.res != 1024)
+		_exit(103);
+	if (pread(fd, back, 1024, 1024) != 1024 || memcmp(back, buf, 1024))
+		_exit(104);
+	struct io_uring r;
+	io_uring_queue_init(4, &r, 0);	/* SIGSYS: exit status 2 */
+}
+
 TEST(ring_under_lkvm_seccomp)
 {
-	int p[2];
-	CHECK_EQ(pipe(p), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(p[1], STDERR_FILENO);
-		close(p[0]);
-		char path[64];
-		int fd = tmp_file(path, 4096);
-		unlink(path);
-		struct disk_aio *a = disk_aio_uring_open(8, eventfd(0, EFD_CLOEXEC));
-		if (!a)
-			_exit(101);
-		if (seccomp_install(false) < 0)
-			_exit(102);
-		uint8_t buf[1024], back[1024];
-		for (size_t i = 0; i < sizeof(buf); i++)
-			buf[i] = pat(5, i);
-		struct iovec v[2] = { { buf, 512 }, { buf + 512, 512 } };
-		struct disk_aio_done d;
-		if (disk_aio_submit(a, true, fd, 1024, v, 2, v) || disk_aio_reap(a, &d, 1, 1) != 1 || d.res != 1024)
-			_exit(103);
-		if (pread(fd, back, 1024, 1024) != 1024 || memcmp(back, buf, 1024))
-			_exit(104);
-		struct io_uring r;
-		io_uring_queue_init(4, &r, 0);	/* SIGSYS: exit status 2 */
-		_exit(0);
-	}
-	close(p[1]);
 	char err[512];
-	ssize_t n = read(p[0], err, sizeof(err) - 1);
-	err[n > 0 ? n : 0] = 0;
-	close(p[0]);
-	CHECK_EQ(child_status(pid), 2);
+	CHECK_EQ(in_child(ring_then_filter, 0, err, sizeof(err)), 2);
 	CHECK(strstr(err, "seccomp blocked syscall io_uring_setup") != NULL);	/* not io_uring_enter */
 }
 
@@ -226,25 +219,20 @@ TEST(ring_is_restricted_to_reads_and_writes)
 	close(efd);
 }
 
+struct count { const char *prefix; int n; };
+
+static void count_one(const char *tid, const char *comm, void *arg)
+{
+	struct count *c = arg;
+	c->n += !strncmp(comm, c->prefix, strlen(c->prefix)) && strncmp(comm, "iou-", 4);
+}
+
 /* This process's threads now whose name starts with prefix (""; all but io_uring's kernel workers, which come and go). */
 static int nthreads(const char *prefix)
 {
-	DIR *d = opendir("/proc/self/task");
-	int n = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char p[300], comm[32] = "";
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
-		int fd = open(p, O_RDONLY);
-		if (fd < 0)
-			continue;
-		if (read(fd, comm, sizeof(comm) - 1) < 0) {}
-		close(fd);
-		n += !strncmp(comm, prefix, strlen(prefix)) && strncmp(comm, "iou-", 4);
-	}
-	if (d)
-		closedir(d);
-	return n;
+	struct count c = { prefix, 0 };
+	each_thread(count_one, &c);
+	return c.n;
 }
 
 /*

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include "child.h"
 #include "test.h"
 #include "seccomp.h"
 
@@ -15,30 +16,6 @@ TEST(names)
 	CHECK(!strcmp(syscall_name(SYS_personality), "personality"));
 	CHECK(!strcmp(syscall_name(-1), "?"));
 	CHECK(!strcmp(syscall_name(100000), "?"));
-}
-
-/* Run body in a child with its stderr captured; returns the exit status (-1 if it did not exit). */
-static int in_child(void (*body)(int), int arg, char *err, size_t len)
-{
-	int p[2];
-	CHECK_EQ(pipe(p), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(p[1], STDERR_FILENO);
-		close(p[0]);
-		body(arg);
-		_exit(0);
-	}
-	close(p[1]);
-	size_t got = 0;
-	ssize_t n;
-	while (got + 1 < len && (n = read(p[0], err + got, len - 1 - got)) > 0)
-		got += n;
-	err[got] = 0;
-	close(p[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void personality_after_install(int unused)

@@ -8,7 +8,6 @@
  * a 1-queue snapshot restoring into a device made with more), the queues=N
  * disk option.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -19,6 +18,7 @@
 #include "disk.h"
 #include "snapshot.h"
 #include "test.h"
+#include "threads.h"
 #include "virtio.h"
 #include "virtio_fixture.h"
 
@@ -90,26 +90,19 @@ static bool add_blk(const char *path, int nq)
 	return true;
 }
 
+static void seen_worker(const char *tid, const char *comm, void *arg)
+{
+	bool *seen = arg;
+	int i;
+	if (sscanf(comm, "lkvm-blk-q%d", &i) == 1 && i >= 0 && i < 8)
+		seen[i] = true;
+}
+
 /* How many of this process's threads are named lkvm-blk-q<i>, for i < n, each counted once per name. */
 static int blk_worker_names_now(int n)
 {
 	bool seen[8] = { 0 };
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char p[300], comm[32] = { 0 };
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
-		int fd = open(p, O_RDONLY);
-		if (fd < 0)
-			continue;
-		if (read(fd, comm, sizeof(comm) - 1) < 0) {}
-		close(fd);
-		int i;
-		if (sscanf(comm, "lkvm-blk-q%d", &i) == 1 && i >= 0 && i < n)
-			seen[i] = true;
-	}
-	if (d)
-		closedir(d);
+	each_thread(seen_worker, seen);
 	int k = 0;
 	for (int i = 0; i < n; i++)
 		k += seen[i];
