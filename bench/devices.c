@@ -395,16 +395,10 @@ struct blkdev {
 	uint64_t ind[BLK_QD];
 };
 
-static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t size)
+/* Slot s: ring descriptor s -> an indirect table of header, data, status (as Linux does), its metadata at m. */
+static void blk_slots(struct blkdev *b, uint64_t m, int n)
 {
-	b->what = what;
-	drv_init(&b->dev, &b->d, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC, RING(idx), BLK_QSIZE);
-	uint64_t cap = vdev_read(&b->dev, VPCI_DEVICE, 4) | vdev_read(&b->dev, VPCI_DEVICE + 4, 4) << 32;
-	if (cap != size / 512)
-		die("virtio-blk %s: capacity %llu sectors", what, (unsigned long long)cap);
-	/* Slot s: ring descriptor s -> an indirect table of header, data, status (as Linux does). */
-	uint64_t m = BLK_META(idx);
-	for (int s = 0; s < BLK_QD; s++) {
+	for (int s = 0; s < n; s++) {
 		uint64_t hdr = m + 0x1000 + 16 * s, st = m + 0x2000 + s;
 		b->ind[s] = m + 48 * s;
 		b->hdr[s] = gp(hdr, 16);
@@ -413,6 +407,16 @@ static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t
 		put_desc(b->ind[s], 2, st, 1, VD_F_WRITE, 0);
 		put_desc(b->d.desc, s, b->ind[s], 48, VD_F_INDIRECT, 0);
 	}
+}
+
+static void blk_setup_size(struct blkdev *b, int idx, const char *what, uint64_t size)
+{
+	b->what = what;
+	drv_init(&b->dev, &b->d, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC, RING(idx), BLK_QSIZE);
+	uint64_t cap = vdev_read(&b->dev, VPCI_DEVICE, 4) | vdev_read(&b->dev, VPCI_DEVICE + 4, 4) << 32;
+	if (cap != size / 512)
+		die("virtio-blk %s: capacity %llu sectors", what, (unsigned long long)cap);
+	blk_slots(b, BLK_META(idx), BLK_QD);
 }
 
 static void blk_setup(struct blkdev *b, int idx, const char *what) { blk_setup_size(b, idx, what, DISK_SIZE); }
@@ -438,16 +442,7 @@ static void blk_setup_mq(struct blkdev *b, int nq, int idx, int qd, const char *
 		bi->d = q[i];
 		bi->qd = qd;
 		bi->data0 = i * qd;
-		uint64_t m = BLK_META(idx + i);
-		for (int s = 0; s < qd; s++) {
-			uint64_t hdr = m + 0x1000 + 16 * s, st = m + 0x2000 + s;
-			bi->ind[s] = m + 48 * s;
-			bi->hdr[s] = gp(hdr, 16);
-			bi->status[s] = gp(st, 1);
-			put_desc(bi->ind[s], 0, hdr, 16, VD_F_NEXT, 1);
-			put_desc(bi->ind[s], 2, st, 1, VD_F_WRITE, 0);
-			put_desc(bi->d.desc, s, bi->ind[s], 48, VD_F_INDIRECT, 0);
-		}
+		blk_slots(bi, BLK_META(idx + i), qd);
 	}
 }
 
