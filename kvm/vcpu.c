@@ -140,6 +140,15 @@ static int handle_internal_error(struct vcpu *v)
 	return -1;
 }
 
+/* Whether the vCPU holds the state of a reset (CS:IP f000:fff0), as KVM on AMD leaves it after a shutdown. */
+static bool vcpu_at_reset(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	return ioctl(v->fd, KVM_GET_REGS, &r) == 0 && ioctl(v->fd, KVM_GET_SREGS, &s) == 0 && r.rip == 0xfff0 &&
+	       s.cs.selector == 0xf000 && s.cs.base == 0xffff0000;
+}
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -201,6 +210,9 @@ void *vcpu_thread(void *arg)
 		case KVM_EXIT_SHUTDOWN:
 			fprintf(stderr, "lkvm: vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)\r\n", v->id);
 			vcpu_dump(v, stderr);
+			if (vcpu_at_reset(v))
+				fprintf(stderr, "lkvm: vCPU %d: these are the registers of a CPU just reset: KVM on AMD "
+					"re-initialises a vCPU at a triple fault, so where the guest was is lost\r\n", v->id);
 			vm_request_exit(vm, VM_ERROR, 2);
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
