@@ -28,7 +28,11 @@ ok() { echo "PASS $1"; pass=$((pass + 1)); }
 ko() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 val() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1; }
 tailof() { tr -d '\r' < "$T/$1.out" | tail -n 6 | tr '\n' '|'; }
-wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
+# wait_for FILE PATTERN SECONDS [PID]: until PATTERN is in FILE; with PID, not past that process's end
+# (a child of ours that ended stays a zombie until waited for: alive() looks at its state).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0
+	[ -z "${4:-}" ] || alive "$4" || { grep -q "$2" "$1" 2>/dev/null; return; }; sleep 0.1; i=$((i + 1)); done; return 1; }
 sector2() { qemu-img convert -f qcow2 -O raw "$1" "$T/conv.raw" && dd if="$T/conv.raw" bs=512 skip=2 count=1 2>/dev/null | tr -d '\0'; }
 if [ ! -f "$K" ]; then
 	ko "snapshot linux tests" "no test kernel (tests/prepare-kernels.sh)"
@@ -122,7 +126,8 @@ pids="$pids $c1pid $c2pid"
 # lkvm exec into each clone (its agent's listener survived the reset): stdin in, 256 KiB out, status 7.
 head -c 100000 /dev/urandom > "$T/stdin"; in_md5=$(md5sum < "$T/stdin" | cut -c1-32)
 for c in 1 2; do
-	wait_for "$T/c$c.out" SNAP-DONE 600
+	wait_for "$T/c$c.out" SNAP-DONE 600 "$(eval echo \$c${c}pid)" ||
+		ko "clone c$c" "no SNAP-DONE from it (it ended, or 600 s passed): $(tr -d '\r' < "$T/c$c.out" | tail -n 6 | tr '\n' '|' | cut -c1-500)"
 	tok=tok$c$$
 	timeout -k 10 120 "$LKVM" exec c$c -e T=$tok -- sh -c 'echo "t=$T in=$(md5sum | cut -c1-32)" >&2
 		dd if=/dev/urandom bs=1024 count=256 2>/dev/null > /tmp/o; echo "out=$(md5sum < /tmp/o | cut -c1-32)" >&2; cat /tmp/o; exit 7' \
