@@ -33,6 +33,8 @@ record() {
 	line=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped\(.*\)$/\1 \2 \3 \4/p" "$out.c" | tail -n 1)
 	sed -n "s|^SKIP |$name/|p" "$out.c" >> "$T/skips"
 	sed -n "s|^FAIL |$name/|p" "$out.c" >> "$T/fails"
+	# A guest the nested machine lost, run again by its suite (device, vsock, vmgenid, snapshot-linux).
+	sed -n "s|^note: \(the nested machine lost .*\)|$name: \1|p" "$out.c" | cut -c1-300 >> "$T/retries"
 	if [ -z "$line" ]; then
 		group_fail "$name: ended without its closing line (status $rc): the suite did not run to its end"
 		return
@@ -88,7 +90,7 @@ run_batch() {
 		# (seen: a KVM vCPU thread whose GS base QEMU's emulated SVM left at 0): run again, as a stall.
 		[ -n "$why" ] || ! grep -aq 'Comm: .* [0-9.]*-[0-9]*-amd64 #1 ' "$T/trip.out" ||
 			why="the nested machine's own kernel crashed: $(grep -a -m1 -E '(BUG:|Oops|Kernel panic)' "$T/trip.out" | tr -d '\r' | cut -c1-120)"
-		ended=$(grep '^kvm-env: ' "$T/trip.out" | tail -n 1)
+		ended=$(grep -a '^kvm-env: ' "$T/trip.out" | tail -n 1)
 		: > "$T/batch.next"
 		while read -r name where script a; do
 			if [ -f "$d/$name.hung" ]; then
@@ -168,7 +170,7 @@ list() {	# HEADING FILE
 	sed 's/^/  /' "$2"
 }
 echo
-list "nested trips run again after a stall of that machine" "$T/retries"
+list "run again after the nested machine stalled or lost a guest" "$T/retries"
 list "skipped" "$T/skips"
 list "left out by choice" "$T/left"
 list "failed" "$T/fails"
