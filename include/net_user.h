@@ -79,6 +79,7 @@ struct net_user_stats {
 	uint64_t rx_frames, rx_dropped;	/* frames from the guest; dropped as invalid or unroutable */
 	uint64_t tx_frames;		/* frames to the guest */
 	uint64_t tcp_rst_sent, tcp_retransmits;
+	uint64_t tcp_host_full;		/* times a host socket was found full: the guest's bytes then wait for EPOLLOUT */
 	uint64_t policy_refused;	/* connections and datagrams policy_sandbox refused (atomic) */
 };
 

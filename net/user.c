@@ -384,6 +384,7 @@ void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st)
 		.tcp_conns = LD(nu->nr_tcp), .udp_flows = LD(nu->nr_udp),
 		.rx_frames = LD(nu->st.rx_frames), .rx_dropped = LD(nu->st.rx_dropped), .tx_frames = LD(nu->st.tx_frames),
 		.tcp_rst_sent = LD(nu->st.tcp_rst_sent), .tcp_retransmits = LD(nu->st.tcp_retransmits),
+		.tcp_host_full = LD(nu->st.tcp_host_full),
 		.policy_refused = LD(nu->st.policy_refused),
 	};
 #undef LD

@@ -86,6 +86,7 @@ struct tcp_conn {
 	bool ws_offered;		/* the guest's SYN carried a window scale */
 	bool scaled;			/* holds one of SCALED_MAX: offers scaling, big rings */
 	bool flush_due;			/* rx holds bytes queued since the last flush */
+	bool host_full;			/* the host socket said EAGAIN: rx waits for EPOLLOUT */
 	struct ring tx;
 	bool host_eof;			/* host sent FIN: ours follows the data */
 	bool fin_acked;
@@ -390,21 +391,31 @@ static void maybe_done(struct net_user *nu, struct tcp_conn *c)
 		drop_conn(nu, c, false, false);
 }
 
-/* Push queued guest bytes into the host socket; pass the guest's FIN on once they are all in. */
+/*
+ * Push queued guest bytes into the host socket; pass the guest's FIN on once
+ * they are all in. A socket that said EAGAIN is not tried again before it
+ * polls writable (nu_tcp_event()): every batch of the guest's frames would
+ * otherwise cost a failed sendmsg while a slow reader holds it full.
+ */
 static void flush_rx(struct net_user *nu, struct tcp_conn *c)
 {
 	if (c->flush_due) {
 		c->flush_due = false;
 		nu->tcp_flush_due--;
 	}
-	while (c->rx.len) {
+	while (c->rx.len && !c->host_full) {
 		uint32_t first = MIN(c->rx.len, c->rx.size - c->rx.head);
 		struct iovec v[2] = { { c->rx.buf + c->rx.head, first }, { c->rx.buf, c->rx.len - first } };
 		struct msghdr mh = { .msg_iov = v, .msg_iovlen = v[1].iov_len ? 2 : 1 };
 		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				c->host_full = true;
+				nu->st.tcp_host_full++;
 				break;
+			}
 			drop_conn(nu, c, true, true);
 			return;
 		}
@@ -423,6 +434,8 @@ static void flush_rx(struct net_user *nu, struct tcp_conn *c)
 static void to_host(struct net_user *nu, struct tcp_conn *c, const uint8_t *data, uint32_t n)
 {
 	ring_append(&c->rx, data, n);
+	if (c->host_full)
+		return;		/* written when the socket polls writable */
 	if (!ring_room(&c->rx)) {
 		flush_rx(nu, c);
 	} else if (!c->flush_due) {
@@ -792,6 +805,7 @@ void nu_tcp_event(struct net_user *nu, struct tcp_conn *c, uint32_t events)
 	} else if (c->state == ESTABLISHED) {
 		uint32_t before = rcv_wnd(c);
 		if (c->rx.len && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+			c->host_full = false;
 			flush_rx(nu, c);
 			/* Tell the guest about the room once it is worth a segment or two. */
 			if (!c->w.dead && !c->guest_fin && rcv_wnd(c) >= c->adv_wnd + 2 * NU_TCP_MSS && rcv_wnd(c) > before)

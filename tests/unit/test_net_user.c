@@ -1207,6 +1207,54 @@ TEST(tcp_zero_window)
 
 
 /*
+ * A host reader that takes nothing: once its socket said EAGAIN, the guest's
+ * bytes wait for EPOLLOUT. The guest's further segments (until our window
+ * shuts) must not each cost a failed write: one "full" while the host reads
+ * nothing, then all of it arrives intact once it reads.
+ */
+static bool g_peer_wnd_shut(struct gtcp *g) { return g->peer_wnd == 0; }
+
+TEST(tcp_full_host_socket_waits_for_epollout)
+{
+	const uint64_t up = 6 << 20;	/* more than the socket buffers and our ring hold */
+	struct server srv = { .seed_tx = 1, .pause_ms = 600000, .rcvbuf = 4096 };
+	server_start(&srv);
+	struct net_user *nu = mk(NULL);
+	struct gtcp g;
+	gtcp_init(&g, nu, 33002, GW, srv.port);
+	g.tx_total = up;
+	g.seed_tx = 0x3c;
+	g.fin_when_done = true;
+	g.ws_offer = 7;
+	gtcp_connect(&g);
+	CHECK(gtcp_run(&g, g_established, 2000));
+	CHECK(gtcp_run(&g, g_peer_wnd_shut, 20000));
+	uint64_t end = now_ms() + 500;	/* the guest's probes of the shut window go on meanwhile */
+	while (now_ms() < end)
+		gtcp_run(&g, g_never, 10);
+	struct net_user_stats st;
+	net_user_get_stats(nu, &st);
+	CHECK_EQ(st.tcp_host_full, 1);
+	uint64_t queued = g.snd_una - g.iss - 1;
+	CHECK(queued > (512 << 10));	/* the ring took the guest's bytes meanwhile */
+	srv.go = true;
+	CHECK(gtcp_run(&g, g_finished_or_shut, 60000));
+	end = now_ms() + 30000;
+	while (!srv.done && now_ms() < end)
+		gtcp_run(&g, g_never, 5);
+	CHECK(srv.done);
+	server_join(&srv);
+	CHECK_EQ(srv.rx_bytes, up);
+	CHECK_EQ(srv.crc_rx, pattern_crc(up, 0x3c));
+	CHECK(!g.got_rst);
+	net_user_get_stats(nu, &st);
+	printf("  %.1f MiB to a host that read nothing at first: %llu KiB queued meanwhile, the socket found full %llu times\n",
+	       up / 1048576.0, (unsigned long long)queued >> 10, (unsigned long long)st.tcp_host_full);
+	net_user_free(nu);
+	q_clear();
+}
+
+/*
  * Window scaling (RFC 7323): offered back only to a guest whose SYN offers it;
  * then our window covers the 1 MiB ring (scale 5) and the guest's window
  * counts in its own units. Without it, windows stop at 65535 as before.
