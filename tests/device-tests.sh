@@ -175,15 +175,29 @@ else
 fi
 
 # 5. lkvm sandbox --no-overlay: the output and exit status pass through; / is read-only, /tmp writable.
+# Its kernel's console is kept. A sandbox the nested machine lost (nothing in 120 s, where it
+# takes seconds, or a triple fault) gets up to three attempts there, as the guests above do.
 cwd=$(pwd)/tests	# the guest's /tmp is the scratch folder: $T is not visible there
-out=$(cd "$cwd" && timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --no-overlay -- \
-	sh -c 'echo "in the sandbox: $(pwd)"; touch /usr/x 2>/dev/null && echo rw; echo t > /tmp/t && cat /tmp/t; exit 7' \
-	< /dev/null 2> "$T/sb.err")
-rc=$?
+sb_test() {
+	rm -f "$T/sb.console"
+	out=$(cd "$cwd" && timeout 120 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --no-overlay --console-log "$T/sb.console" -- \
+		sh -c 'echo "in the sandbox: $(pwd)"; touch /usr/x 2>/dev/null && echo rw; echo t > /tmp/t && cat /tmp/t; exit 7' \
+		< /dev/null 2> "$T/sb.err")
+	rc=$?
+}
+sb_console() { tr -d '\r' < "$T/sb.console" 2>/dev/null | grep . | tail -n 3 | tr '\n' '|' | cut -c1-300; }
+attempt=1
+sb_test
+while [ $rc != 7 ] && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
+	{ [ $rc = 124 ] || grep -q "triple fault" "$T/sb.err"; }; do
+	attempt=$((attempt + 1))
+	echo "note: the nested machine lost the sandbox guest (rc=$rc, stderr '$(tail -n 2 "$T/sb.err" | tr '\n' '|')', its console's last lines: $(sb_console)); attempt $attempt of 3"
+	sb_test
+done
 if [ $rc = 7 ] && echo "$out" | grep -qx "in the sandbox: $cwd" && ! echo "$out" | grep -qx rw && echo "$out" | grep -qx t; then
-	pass "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept"
+	pass "lkvm sandbox: output passed through, exit status 7 returned, / read-only, /tmp writable, cwd kept$([ $attempt -gt 1 ] && echo " (attempt $attempt)")"
 else
-	fail sandbox "rc=$rc out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')'"
+	fail sandbox "rc=$rc (attempt $attempt) out='$(echo "$out" | tr '\n' '|')' err='$(tail -n 3 "$T/sb.err" | tr '\n' '|')' console: $(sb_console)"
 fi
 
 # 6. lkvm setup: a busybox root folder, booted as the guest's root over 9p.
