@@ -1,6 +1,6 @@
-/* The Internet checksum (RFC 1071) for every header the user-mode stack sends or checks. */
+/* The Internet checksum (RFC 1071) for every header the user-mode stack and the tap's merging send or check. */
 #include <string.h>
-#include "user_int.h"
+#include "inet.h"
 
 /*
  * Adds data as big-endian 16-bit words to sum. A 32-bit word hi:lo is

@@ -3,6 +3,7 @@
 #define LKVM_NET_USER_INT_H
 
 #include <netinet/in.h>
+#include "inet.h"
 #include "net_user.h"
 
 /* Guest-visible addresses, host byte order. */
@@ -22,17 +23,6 @@
 #define NU_TCP_MSS	(NET_USER_MTU - IP_HLEN - TCP_HLEN)	/* 1460 */
 
 extern const uint8_t nu_gw_mac[6];
-
-/* Big-endian field access: frames are untrusted bytes, never cast to structs. */
-static inline uint16_t be16(const uint8_t *p) { return p[0] << 8 | p[1]; }
-static inline uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
-static inline void wbe16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
-static inline void wbe32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
-
-/* Internet checksum (RFC 1071), net/checksum.c. Sums are of big-endian 16-bit words. */
-uint32_t inet_csum_add(uint32_t sum, const void *data, size_t len);
-uint32_t inet_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len);
-uint16_t inet_csum_fold(uint32_t sum);	/* the value to store: ~folded sum */
 
 /*
  * Everything epoll reports on starts with a watch; it is freed only after the
