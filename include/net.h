@@ -29,6 +29,7 @@ struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
 	int nr_allow;
 	struct net_user_rule allow[NET_USER_MAX_ALLOW];	/* allow=HOST[/BITS][:PORT] */
 	const char *tapif;
+	bool no_merge;		/* tap, merge=off: each guest frame is one write */
 	uint8_t mac[6];
 	bool mac_set;
 	int nr_fwds;
@@ -43,6 +44,8 @@ struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
 struct net_backend_ops {
 	/* A frame from the guest; hdr is its virtio-net header (flags, GSO, checksum offsets). */
 	void (*tx)(void *be, const uint8_t *hdr, const struct iovec *iov, int n, size_t len);
+	/* Optional (tap): the end of a batch of tx() calls; a frame held back must go now. */
+	void (*tx_done)(void *be);
 	/* fds to poll; rx_room says whether the guest has receive buffers now. */
 	int (*poll_fds)(void *be, struct pollfd *fds, int max, bool rx_room);
 	void (*poll_events)(void *be, const struct pollfd *fds, int n);
@@ -64,6 +67,7 @@ struct net_backend {
 	void *priv;
 	uint64_t offloads;	/* VIRTIO_NET_F_* offload bits the backend can honour */
 	struct vnet *owner;	/* set by virtio_net_add(): where vnet_rx() frames go */
+	uint64_t tx_merged;	/* tap: segments sent merged into an earlier one (atomic) */
 };
 
 /*
@@ -75,6 +79,7 @@ int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len);
 
 /* Backends: fill be; 0, or -1 with err set. */
 int tap_open(const struct net_opt *o, struct net_backend *be);
+void tap_set_merge(struct net_backend *be, bool on);	/* for bench/devices.c */
 int user_net_open(const struct net_opt *o, struct net_backend *be);
 
 /* One NIC with a ready backend (tests pass their own; it is closed, not freed, with the NIC). */

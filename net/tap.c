@@ -1,7 +1,9 @@
 /*
- * --network mode=tap[,tapif=NAME]: frames go to and from a tap device with a
- * virtio-net header (IFF_VNET_HDR), so the guest's checksum and TSO offloads
- * pass through to the host kernel untouched.
+ * --network mode=tap[,tapif=NAME][,merge=off]: frames go to and from a tap
+ * device with a virtio-net header (IFF_VNET_HDR), so the guest's checksum and
+ * TSO offloads pass through to the host kernel untouched, and a batch's
+ * consecutive TCP segments go as one GSO frame (net/tcp_merge.c) unless
+ * merge=off.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 #include <linux/if_tun.h>
 #include "net.h"
+#include "tcp_merge.h"
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
@@ -22,11 +25,13 @@ struct tap {
 	int fd;
 	char name[IFNAMSIZ];
 	bool pending;		/* frame in buf not yet taken by the guest */
+	bool merge;
 	ssize_t len;
 	uint8_t buf[VNET_HDR_LEN + VNET_MAX_FRAME];
+	struct tcp_merge tx;	/* segments waiting to be merged, until the batch ends */
 };
 
-static void tap_tx(void *p, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
+static void tap_write(void *p, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
 {
 	struct tap *t = p;
 	struct iovec v[1 + VIRTQ_MAX_SEGS];
@@ -35,6 +40,31 @@ static void tap_tx(void *p, const uint8_t *hdr, const struct iovec *iov, int n, 
 	/* A full tap queue drops the frame, as a NIC would. */
 	if (writev(t->fd, v, n + 1) < 0 && errno != EAGAIN)
 		pr_debug("tap %s: write: %s", t->name, strerror(errno));
+}
+
+static void tap_tx(void *p, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
+{
+	struct tap *t = p;
+	if (!__atomic_load_n(&t->merge, __ATOMIC_RELAXED)) {
+		tcp_merge_flush(&t->tx, tap_write, t);	/* held before merging was switched off */
+		tap_write(t, hdr, iov, n, len);
+		return;
+	}
+	tcp_merge_frame(&t->tx, hdr, iov, n, len, tap_write, t);
+	__atomic_store_n(&t->be->tx_merged, t->tx.merged, __ATOMIC_RELAXED);
+}
+
+static void tap_tx_done(void *p)
+{
+	struct tap *t = p;
+	tcp_merge_flush(&t->tx, tap_write, t);
+}
+
+/* bench/devices.c: one tap measured with and without merging; nothing is held between batches. */
+void tap_set_merge(struct net_backend *be, bool on)
+{
+	struct tap *t = be->priv;
+	__atomic_store_n(&t->merge, on, __ATOMIC_RELAXED);
 }
 
 static int tap_poll_fds(void *p, struct pollfd *fds, int max, bool rx_room)
@@ -86,7 +116,7 @@ static void tap_close(void *p)
 }
 
 static const struct net_backend_ops tap_ops = {
-	.tx = tap_tx, .poll_fds = tap_poll_fds, .poll_events = tap_poll_events, .features = tap_features,
+	.tx = tap_tx, .tx_done = tap_tx_done, .poll_fds = tap_poll_fds, .poll_events = tap_poll_events, .features = tap_features,
 	.close = tap_close,
 };
 
@@ -94,6 +124,7 @@ int tap_open(const struct net_opt *o, struct net_backend *be)
 {
 	struct tap *t = xcalloc(1, sizeof(*t));
 	t->be = be;
+	t->merge = !o->no_merge;
 	t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (t->fd < 0) {
 		free(t);

@@ -112,7 +112,7 @@ int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len)
  * receive side (a tap's queue would overflow and drop the host's ACKs).
  * True if chains were left for the next turn.
  */
-static bool drain_tx(struct vnet *n)
+static bool drain_tx_batch(struct vnet *n)
 {
 	struct virtq_chain c;
 	for (int done = 0;; done++) {
@@ -139,6 +139,15 @@ static bool drain_tx(struct vnet *n)
 		}
 		virtq_push(&n->dev, Q_TX, c.head, 0);
 	}
+}
+
+/* The batch ends: a backend that holds frames back (tap, merging segments) sends them now. */
+static bool drain_tx(struct vnet *n)
+{
+	bool left = drain_tx_batch(n);
+	if (n->be->ops->tx_done)
+		n->be->ops->tx_done(n->be->priv);
+	return left;
 }
 
 static void *io_thread(void *arg)
@@ -234,6 +243,10 @@ static void net_stat_members(struct device *dev, struct json_writer *j)
 	json_u64(j, key, __atomic_load_n(&n->tx_frames, __ATOMIC_RELAXED));
 	snprintf(key, sizeof(key), "net%d_rx_dropped", dev->index);
 	json_u64(j, key, __atomic_load_n(&n->rx_dropped, __ATOMIC_RELAXED));
+	if (n->be && n->be->ops && n->be->ops->tx_done) {	/* tap: segments it merged */
+		snprintf(key, sizeof(key), "net%d_tx_merged", dev->index);
+		json_u64(j, key, __atomic_load_n(&n->be->tx_merged, __ATOMIC_RELAXED));
+	}
 	if (n->be && n->be->ops && n->be->ops->stats) {	/* user mode: its TCP/UDP stack */
 		struct net_user_stats st;
 		uint64_t backlog_dropped;
@@ -426,6 +439,10 @@ static int parse_network(void *own, const char *arg)
 			if (!*v || strlen(v) >= 16)
 				r = err_set("tapif must be an interface name of 1-15 characters: '%s'", v);
 			n->tapif = v;
+		} else if (!strcmp(tok, "merge")) {
+			if (strcmp(v, "on") && strcmp(v, "off"))
+				r = err_set("merge must be on or off: '%s'", v);
+			n->no_merge = !strcmp(v, "off");
 		} else if (!strcmp(tok, "guest_mac")) {
 			r = parse_mac(n, v);
 		} else if (!strcmp(tok, "hostfwd")) {
@@ -448,16 +465,16 @@ static int parse_network(void *own, const char *arg)
 			else if (!(r = net_user_parse_rule(v, &n->allow[n->nr_allow])))
 				n->nr_allow++;
 		} else {
-			r = err_set("unknown option '%s' (mode, tapif, guest_mac, hostfwd, restrict, policy, host_loopback, "
-				    "allow)", tok);
+			r = err_set("unknown option '%s' (mode, tapif, merge, guest_mac, hostfwd, restrict, policy, "
+				    "host_loopback, allow)", tok);
 		}
 		if (r < 0)
 			return -1;
 	}
 	if (!mode)
 		return err_set("needs mode=user, mode=tap or mode=none");
-	if ((n->tapif && n->mode != NET_TAP) || ((n->nr_fwds || n->restricted) && n->mode != NET_USER))
-		return err_set("tapif= goes with mode=tap; hostfwd= and restrict= with mode=user");
+	if (((n->tapif || n->no_merge) && n->mode != NET_TAP) || ((n->nr_fwds || n->restricted) && n->mode != NET_USER))
+		return err_set("tapif= and merge= go with mode=tap; hostfwd= and restrict= with mode=user");
 	if ((n->policy_sandbox || n->host_loopback || n->nr_allow) && n->mode != NET_USER)
 		return err_set("policy=, host_loopback= and allow= go with mode=user");
 	if ((n->host_loopback || n->nr_allow) && !n->policy_sandbox)
@@ -467,7 +484,7 @@ static int parse_network(void *own, const char *arg)
 }
 
 static const struct opt net_opts[] = {
-	{ "network", 0, "mode=user|tap|none[,tapif=NAME][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT][,restrict=on]"
+	{ "network", 0, "mode=user|tap|none[,tapif=NAME][,merge=off][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT][,restrict=on]"
 	  "[,policy=sandbox[,host_loopback=on][,allow=HOST[/BITS][:PORT]]...]",
 	  "virtio-net NIC, repeatable (default: one in user mode)", parse_network },
 	{ 0 }

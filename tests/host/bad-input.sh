@@ -65,6 +65,8 @@ case_ disk-queues-word "queues=two: a number" run -k "$T/flat.bin" --flat -d "$T
 case_ disk-aio-unknown "aio=libaio: not an I/O engine (uring, native or threads)" run -k "$T/flat.bin" --flat -d "$T/flat.bin,aio=libaio"
 case_ disk-aio-empty "aio=: not an I/O engine (uring, native or threads)" run -k "$T/flat.bin" --flat -d "$T/flat.bin,aio="
 case_ bad-console "\-\-console tty" run -k x --console tty
+case_ net-merge-word "\-\-network mode=tap,merge=maybe: merge must be on or off" run -k x --network mode=tap,merge=maybe
+case_ net-merge-user "\-\-network mode=user,merge=off: tapif= and merge= go with mode=tap" run -k x --network mode=user,merge=off
 case_ gdb-bad-port "\-\-gdb tcp:1.2.3.4:99999: the port" run -k x --gdb tcp:1.2.3.4:99999
 case_ gdb-host-name "\-\-gdb tcp:gdb.example:1234: 'gdb.example' is not a numeric" run -k x --gdb tcp:gdb.example:1234
 case_ gdb-no-path "\-\-gdb unix:: unix: needs a path" run -k x --gdb unix:
