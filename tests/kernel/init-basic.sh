@@ -50,27 +50,27 @@ if grep -q lkvm_hvc= /proc/cmdline; then
 	echo "HVC-MD5=$(printf %s "$(arg lkvm_hvc)" | md5sum | cut -c1-32)"
 	echo "TTYS0-TX=$(sed -n 's/^0: .* tx:\([0-9]*\).*/\1/p' /proc/tty/driver/serial)"
 fi
-# lkvm_net=PORT lkvm_up=PORT2: the kernel took an address by DHCP (ip=dhcp);
-# fetch 10 MiB from the host's HTTP server on 10.0.2.2:PORT, send 10 MiB to PORT2.
+# lkvm_net=PORT lkvm_up=PORT2 [lkvm_peer=ADDR]: the kernel took an address (ip=);
+# fetch 10 MiB from the host's HTTP server on ADDR:PORT (default 10.0.2.2, the
+# user-mode network's host), send 10 MiB to PORT2. A tap's peer may come up
+# after the guest: the ping is tried for up to 30 s.
 if grep -q lkvm_net= /proc/cmdline; then
 	port=$(arg lkvm_net)
+	peer=$(arg lkvm_peer)
+	[ -n "$peer" ] || peer=10.0.2.2
 	echo "NET-ADDR=$(ip -4 addr show eth0 2>/dev/null | sed -n 's/.*inet \([0-9.]*\).*/\1/p')"
-	ping -c 1 -W 5 10.0.2.2 > /dev/null 2>&1 && echo NET-PING=ok || echo NET-PING=fail
+	i=0; r=fail
+	while [ $i -lt 30 ]; do ping -c 1 -W 1 "$peer" > /dev/null 2>&1 && { r=ok; break; }; i=$((i + 1)); done
+	echo "NET-PING=$r"
 	t0=$(cut -d' ' -f1 /proc/uptime)
-	echo "NET-GET=$(wget -q -O - http://10.0.2.2:$port/blob | md5sum | cut -c1-32)"
+	echo "NET-GET=$(wget -q -O - http://$peer:$port/blob | md5sum | cut -c1-32)"
 	t1=$(cut -d' ' -f1 /proc/uptime)
 	echo "NET-GET-TIME=$t0..$t1"
 	dd if=/dev/urandom of=/tmp/up bs=1M count=10 2>/dev/null
 	echo "NET-UP-MD5=$(md5sum < /tmp/up | cut -c1-32)"
 	t0=$(cut -d' ' -f1 /proc/uptime)
-	echo "NET-POST=$(nc 10.0.2.2 "$(arg lkvm_up)" < /tmp/up)"
+	echo "NET-POST=$(nc "$peer" "$(arg lkvm_up)" < /tmp/up)"
 	echo "NET-UP-TIME=$t0..$(cut -d' ' -f1 /proc/uptime)"
-fi
-# lkvm_ping=ADDR: ping a peer (the tap test's namespace) until it answers, 30 s at most.
-if grep -q lkvm_ping= /proc/cmdline; then
-	i=0; r=fail
-	while [ $i -lt 30 ]; do ping -c 1 -W 1 "$(arg lkvm_ping)" > /dev/null 2>&1 && { r=ok; break; }; i=$((i + 1)); done
-	echo "PING-PEER=$r"
 fi
 # lkvm_httpd=PORT: serve /tmp/www on PORT (for hostfwd); the host stops the VM.
 if grep -q lkvm_httpd= /proc/cmdline; then
