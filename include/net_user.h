@@ -42,7 +42,8 @@
 
 #define NET_USER_MAX_TCP 256	/* tracked TCP connections; past it a SYN gets RST */
 #define NET_USER_MAX_UDP 256	/* UDP and ICMP-echo flows; past it the idlest goes */
-#define NET_USER_MTU 1500	/* largest IP packet sent to the guest */
+#define NET_USER_MTU 1500	/* largest IP packet sent to the guest, but for GSO frames */
+#define NET_USER_GSO_MAX 65535	/* largest GSO frame's IP packet, when the guest takes them */
 
 struct net_user;
 
@@ -80,6 +81,7 @@ struct net_user_stats {
 	uint64_t tx_frames;		/* frames to the guest */
 	uint64_t tcp_rst_sent, tcp_retransmits;
 	uint64_t tcp_host_full;		/* times a host socket was found full: the guest's bytes then wait for EPOLLOUT */
+	uint64_t tcp_gso_sent;		/* TCP frames to the guest of several segments (GSO) */
 	uint64_t policy_refused;	/* connections and datagrams policy_sandbox refused (atomic) */
 };
 
@@ -89,15 +91,27 @@ int net_user_parse_rule(const char *s, struct net_user_rule *r);
 uint64_t net_user_refused(const struct net_user *nu);
 
 /*
- * A stack for one guest NIC; to_guest(opaque, frame, len) receives every frame
- * for the guest (Ethernet, no virtio header, at most 14 + NET_USER_MTU bytes;
- * the buffer is only valid during the call). NULL with err_set() on failure
- * (a forward port in use, a bad address).
+ * A stack for one guest NIC; to_guest(opaque, hdr, frame, len) receives every
+ * frame for the guest (Ethernet; at most 14 + NET_USER_MTU bytes, or 14 +
+ * NET_USER_GSO_MAX once the guest takes GSO; the buffers are only valid during
+ * the call). hdr is NULL for a frame whose checksums are all filled in, else
+ * the frame's virtio-net header (VNET_HDR_LEN bytes: NEEDS_CSUM, and GSO TCPV4
+ * for a frame of several segments), as net_user_set_offload() allowed. NULL
+ * with err_set() on failure (a forward port in use, a bad address).
  */
 struct net_user *net_user_new(const struct net_user_cfg *cfg,
-			      void (*to_guest)(void *opaque, const void *frame, size_t len),
+			      void (*to_guest)(void *opaque, const uint8_t *hdr, const void *frame, size_t len),
 			      void *opaque);
 void net_user_free(struct net_user *nu);
+
+/*
+ * What the guest's driver takes (virtio-net GUEST_CSUM, GUEST_TSO4): TCP
+ * frames with the checksum left to it (partial, as a NIC hands the host's own
+ * segments up), and TCP frames of up to NET_USER_GSO_MAX bytes cut in the
+ * guest's MSS (its kernel takes them as one packet, as from GRO). Both off
+ * until this says so.
+ */
+void net_user_set_offload(struct net_user *nu, bool csum, bool tso);
 
 /*
  * One Ethernet frame from the guest. Anything malformed is dropped. IPv4

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "net.h"
 #include "user_int.h"
 #include "util.h"
 
@@ -103,8 +104,9 @@ bool nu_map_dst(struct net_user *nu, uint32_t ip, uint16_t port, struct sockaddr
 	return nu_policy_allows(nu, ip, port);
 }
 
-void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
-		uint8_t proto, size_t l4len)
+/* gso: TCP only, the segment size of a frame of several (0: one); partial: leave the TCP checksum to the guest. */
+static void send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
+		    uint8_t proto, size_t l4len, uint16_t gso, bool partial)
 {
 	uint8_t *f = nu->frame, *ip = f + ETH_HLEN, *l4 = ip + IP_HLEN;
 	/* Until the guest has said who it is, everyone hears it. */
@@ -116,7 +118,8 @@ void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint3
 	ip[0] = 0x45;
 	ip[1] = 0;
 	wbe16(ip + 2, IP_HLEN + l4len);
-	wbe16(ip + 4, nu->ip_id++);
+	wbe16(ip + 4, nu->ip_id);
+	nu->ip_id += gso ? (l4len - TCP_HLEN + gso - 1) / gso : 1;	/* each segment the guest may cut has one */
 	wbe16(ip + 6, proto == IPPROTO_TCP ? 0x4000 : 0);	/* DF: our TCP segments fit the MTU */
 	ip[8] = 64;
 	ip[9] = proto;
@@ -124,6 +127,22 @@ void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint3
 	wbe32(ip + 12, src);
 	wbe32(ip + 16, dst);
 	wbe16(ip + 10, inet_csum_fold(inet_csum_add(0, ip, IP_HLEN)));
+	if (partial) {
+		/* The field holds the pseudo-header's sum, not inverted; the guest's stack takes it as checked. */
+		wbe16(l4 + 16, (uint16_t)~inet_csum_fold(inet_pseudo_sum(src, dst, proto, l4len)));
+		uint8_t hdr[VNET_HDR_LEN] = { VIRTIO_NET_HDR_F_NEEDS_CSUM,
+					      gso ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_NONE };
+		unsigned hlen = ETH_HLEN + IP_HLEN + (l4[12] >> 4) * 4;
+		hdr[2] = hlen, hdr[3] = hlen >> 8;
+		hdr[4] = gso, hdr[5] = gso >> 8;
+		hdr[6] = ETH_HLEN + IP_HLEN;
+		hdr[8] = 16;
+		nu->st.tx_frames++;
+		if (gso)
+			__atomic_store_n(&nu->st.tcp_gso_sent, nu->st.tcp_gso_sent + 1, __ATOMIC_RELAXED);	/* read by stat */
+		nu->to_guest(nu->opaque, hdr, f, ETH_HLEN + IP_HLEN + l4len);
+		return;
+	}
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 		int off = proto == IPPROTO_TCP ? 16 : 6;
 		wbe16(l4 + off, 0);
@@ -136,7 +155,24 @@ void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint3
 		wbe16(l4 + 2, inet_csum_fold(inet_csum_add(0, l4, l4len)));
 	}
 	nu->st.tx_frames++;
-	nu->to_guest(nu->opaque, f, ETH_HLEN + IP_HLEN + l4len);
+	nu->to_guest(nu->opaque, NULL, f, ETH_HLEN + IP_HLEN + l4len);
+}
+
+void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
+		uint8_t proto, size_t l4len)
+{
+	send_ip(nu, dst_mac, src, dst, proto, l4len, 0, false);
+}
+
+void nu_send_tcp(struct net_user *nu, uint32_t src, uint32_t dst, size_t l4len, uint16_t gso)
+{
+	send_ip(nu, NULL, src, dst, IPPROTO_TCP, l4len, nu->guest_tso ? gso : 0, nu->guest_csum);
+}
+
+void net_user_set_offload(struct net_user *nu, bool csum, bool tso)
+{
+	nu->guest_csum = csum;
+	nu->guest_tso = csum && tso;	/* a GSO frame's checksum is always partial */
 }
 
 void nu_send_udp(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint16_t sport,
@@ -187,7 +223,7 @@ static bool arp_input(struct net_user *nu, const uint8_t *eth, const uint8_t *a,
 	memcpy(r + 24, a + 14, 4);
 	memset(r + 28, 0, 60 - ETH_HLEN - 28);	/* pad to the Ethernet minimum */
 	nu->st.tx_frames++;
-	nu->to_guest(nu->opaque, f, 60);
+	nu->to_guest(nu->opaque, NULL, f, 60);
 	return true;
 }
 
@@ -384,7 +420,7 @@ void net_user_get_stats(const struct net_user *nu, struct net_user_stats *st)
 		.tcp_conns = LD(nu->nr_tcp), .udp_flows = LD(nu->nr_udp),
 		.rx_frames = LD(nu->st.rx_frames), .rx_dropped = LD(nu->st.rx_dropped), .tx_frames = LD(nu->st.tx_frames),
 		.tcp_rst_sent = LD(nu->st.tcp_rst_sent), .tcp_retransmits = LD(nu->st.tcp_retransmits),
-		.tcp_host_full = LD(nu->st.tcp_host_full),
+		.tcp_host_full = LD(nu->st.tcp_host_full), .tcp_gso_sent = LD(nu->st.tcp_gso_sent),
 		.policy_refused = LD(nu->st.policy_refused),
 	};
 #undef LD
@@ -442,7 +478,7 @@ static int open_fwd(struct net_user *nu, struct nu_fwd *f)
 }
 
 struct net_user *net_user_new(const struct net_user_cfg *cfg,
-			      void (*to_guest)(void *opaque, const void *frame, size_t len),
+			      void (*to_guest)(void *opaque, const uint8_t *hdr, const void *frame, size_t len),
 			      void *opaque)
 {
 	struct net_user *nu = xcalloc(1, sizeof(*nu));

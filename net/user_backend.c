@@ -18,15 +18,15 @@ struct user_be {
 	struct net_user *nu;
 	struct net_user_fwd fwds[8];
 	uint8_t buf[VNET_MAX_FRAME];
-	struct { uint16_t len; uint8_t *data; } q[BACKLOG];
+	struct { uint32_t len; bool has_hdr; uint8_t hdr[VNET_HDR_LEN]; uint8_t *data; } q[BACKLOG];
 	int head, count;
 	uint64_t dropped;
 };
 
-static void to_guest(void *p, const void *frame, size_t len)
+static void to_guest(void *p, const uint8_t *hdr, const void *frame, size_t len)
 {
 	struct user_be *u = p;
-	if (!u->count && vnet_rx(u->be->owner, NULL, frame, len) >= 0)
+	if (!u->count && vnet_rx(u->be->owner, hdr, frame, len) >= 0)
 		return;
 	if (u->count == BACKLOG) {
 		__atomic_fetch_add(&u->dropped, 1, __ATOMIC_RELAXED);	/* `lkvm stat` reads it */
@@ -36,12 +36,16 @@ static void to_guest(void *p, const void *frame, size_t len)
 	u->q[i].data = xcalloc(1, len);
 	memcpy(u->q[i].data, frame, len);
 	u->q[i].len = len;
+	u->q[i].has_hdr = hdr != NULL;
+	if (hdr)
+		memcpy(u->q[i].hdr, hdr, VNET_HDR_LEN);
 }
 
 static void flush_backlog(struct user_be *u)
 {
 	while (u->count) {
-		int r = vnet_rx(u->be->owner, NULL, u->q[u->head].data, u->q[u->head].len);
+		int r = vnet_rx(u->be->owner, u->q[u->head].has_hdr ? u->q[u->head].hdr : NULL, u->q[u->head].data,
+				u->q[u->head].len);
 		if (r < 0)
 			return;
 		free(u->q[u->head].data);
@@ -88,6 +92,13 @@ static int user_timeout(void *p)
 	return net_user_timeout(((struct user_be *)p)->nu);
 }
 
+/* The guest's driver took these features: checksums and GSO for its TCP frames when it said so. */
+static void user_features(void *p, uint64_t f)
+{
+	struct user_be *u = p;
+	net_user_set_offload(u->nu, f >> VIRTIO_NET_F_GUEST_CSUM & 1, f >> VIRTIO_NET_F_GUEST_TSO4 & 1);
+}
+
 static void user_close(void *p)
 {
 	struct user_be *u = p;
@@ -119,6 +130,7 @@ static void user_stats(void *p, struct net_user_stats *st, uint64_t *backlog_dro
 
 static const struct net_backend_ops user_ops = {
 	.tx = user_tx, .poll_fds = user_poll_fds, .poll_events = user_poll_events, .timeout_ms = user_timeout,
+	.features = user_features,
 	.close = user_close, .get_state = user_get_state, .set_state = user_set_state,
 	.stats = user_stats,
 };
@@ -140,7 +152,9 @@ int user_net_open(const struct net_opt *o, struct net_backend *be)
 	}
 	be->ops = &user_ops;
 	be->priv = u;
-	/* The stack takes partial checksums and segments past the MTU: the guest may offload both. */
-	be->offloads = 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4;
+	/* The stack takes partial checksums and segments past the MTU: the guest may offload both; and it
+	 * sends the guest's TCP frames with partial checksums and several segments long when it takes them. */
+	be->offloads = 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+		       1ULL << VIRTIO_NET_F_GUEST_TSO4;
 	return 0;
 }

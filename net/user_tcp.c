@@ -161,18 +161,20 @@ static uint32_t rcv_wnd(const struct tcp_conn *c)
 }
 
 static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
-		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n);
+		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n,
+		    uint16_t gso);
 
 /* A segment from rip:rport to the guest's gport; data comes from the tx ring at off. */
 static void emit_raw(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
 		     uint32_t ack, uint8_t flags, uint16_t wnd, const struct ring *data, uint32_t off, uint32_t n)
 {
-	emit_ws(nu, rip, rport, gport, seq, ack, flags, wnd, -1, data, off, n);
+	emit_ws(nu, rip, rport, gport, seq, ack, flags, wnd, -1, data, off, n, 0);
 }
 
-/* The same; a SYN also offers window scale ws when ws >= 0. */
+/* The same; a SYN also offers window scale ws when ws >= 0; n > gso > 0: a GSO frame of gso-byte segments. */
 static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t gport, uint32_t seq,
-		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n)
+		    uint32_t ack, uint8_t flags, uint16_t wnd, int ws, const struct ring *data, uint32_t off, uint32_t n,
+		    uint16_t gso)
 {
 	uint8_t *t = nu_l4(nu);
 	if (!(flags & SYN))
@@ -202,7 +204,7 @@ static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t 
 		ring_peek(data, off, t + hlen, n);
 	if (flags & RST)
 		nu->st.tcp_rst_sent++;
-	nu_send_ip(nu, NULL, rip, NU_GUEST, IPPROTO_TCP, hlen + n);
+	nu_send_tcp(nu, rip, NU_GUEST, hlen + n, gso);
 }
 
 static void emit(struct net_user *nu, struct tcp_conn *c, uint32_t seq, uint8_t flags, uint32_t off, uint32_t n)
@@ -214,7 +216,8 @@ static void emit(struct net_user *nu, struct tcp_conn *c, uint32_t seq, uint8_t 
 	uint16_t field = syn ? MIN(c->adv_wnd, MAX_WND) : c->adv_wnd >> c->rcv_shift;
 	if (syn)
 		c->adv_wnd = field;
-	emit_ws(nu, c->rip, c->rport, c->gport, seq, c->rcv_nxt, flags, field, ws, &c->tx, off, n);
+	emit_ws(nu, c->rip, c->rport, c->gport, seq, c->rcv_nxt, flags, field, ws, &c->tx, off, n,
+		n > c->mss ? c->mss : 0);
 }
 
 /* RFC 793's answer to a segment no connection wants. */
@@ -348,8 +351,10 @@ static void output(struct net_user *nu, struct tcp_conn *c, int how)
 	bool sent = false;
 	uint32_t wnd = c->snd_wnd ? c->snd_wnd : (how & OUT_PROBE) != 0;
 	uint32_t off = c->snd_nxt - c->snd_una;
+	/* A guest that takes GSO gets as many whole segments as one IPv4 packet holds, in one frame. */
+	uint32_t seg = nu->guest_tso ? (NET_USER_GSO_MAX - IP_HLEN - TCP_HLEN) / c->mss * c->mss : c->mss;
 	while (off < c->tx.len && off < wnd) {
-		uint32_t n = MIN(MIN((uint32_t)c->mss, c->tx.len - off), wnd - off);
+		uint32_t n = MIN(MIN(seg, c->tx.len - off), wnd - off);
 		if (!c->rtt_on && SEQ_GEQ(c->snd_nxt, c->snd_max)) {
 			c->rtt_on = true;
 			c->rtt_seq = c->snd_nxt + n;

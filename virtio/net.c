@@ -254,7 +254,7 @@ static void net_stat_members(struct device *dev, struct json_writer *j)
 		const struct { const char *name; uint64_t v; } f[] = {
 			{ "refused", st.policy_refused }, { "tcp_conns", st.tcp_conns }, { "udp_flows", st.udp_flows },
 			{ "tcp_rst_sent", st.tcp_rst_sent }, { "tcp_retransmits", st.tcp_retransmits },
-			{ "tcp_host_full", st.tcp_host_full },
+			{ "tcp_host_full", st.tcp_host_full }, { "tcp_gso_sent", st.tcp_gso_sent },
 			{ "stack_dropped", st.rx_dropped }, { "backlog_dropped", backlog_dropped },
 		};
 		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {

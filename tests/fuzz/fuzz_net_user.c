@@ -28,10 +28,12 @@ static uint64_t fake_clock(void *opaque)
 	return clock_now;
 }
 
-static void to_guest(void *opaque, const void *frame, size_t len)
+static void to_guest(void *opaque, const uint8_t *hdr, const void *frame, size_t len)
 {
 	/* Touch every byte, so ASan sees any read past what was built. */
 	volatile uint8_t x = 0;
+	for (int i = 0; hdr && i < 12; i++)
+		x ^= hdr[i];
 	for (size_t i = 0; i < len; i++)
 		x ^= ((const uint8_t *)frame)[i];
 	(void)x;
@@ -97,6 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct net_user *nu = net_user_new(&cfg, to_guest, NULL);
 	if (!nu)
 		return 0;
+	/* Half the inputs run with the guest taking checksum and GSO offloads (frames of many segments to it). */
+	net_user_set_offload(nu, size & 1, size & 1);
 	int tc = client(SOCK_STREAM, tcp_port), uc = client(SOCK_DGRAM, udp_port);
 	net_user_process(nu);	/* accept: our SYN goes to the guest; the datagram too */
 
