@@ -44,6 +44,7 @@ LIBS="$OUT/liblkvm.a -laio -luring -lz"
 targets="boot:
 9p:
 net_user:
+tcp_merge:
 control:
 virtq:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
 blk:-Wl,--wrap=pr_warn tests/fuzz/dev_stubs.c
