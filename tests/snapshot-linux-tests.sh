@@ -136,7 +136,7 @@ for c in 1 2; do
 		lost=
 		if alive $p; then
 			look_stuck c$c "$T"; [ -s "$T/syms" ] || nm "$(dirname "$K")/vmlinux" > "$T/syms" 2>/dev/null
-			kill $p; wait $p
+			stop $p
 			lost="stuck, $(where c$c "$T" "$T/syms")"
 		elif grep -q "triple fault" "$T/c$c.out"; then
 			lost="triple fault: $(tailof c$c)"
@@ -161,7 +161,13 @@ for c in 1 2; do
 	else ko "lkvm exec into clone c$c" "status $erc, $(stat -c %s "$T/e$c.out") bytes ($got), stderr: $(tr '\n' '|' < "$T/e$c.err" | head -c 300)"; fi
 	echo done > "$T/share$c/done"
 done
-wait $c1pid; r1=$?; wait $c2pid; r2=$?
+# Each clone powers off once its share says done: bounded, a clone the nested machine froze must
+# not hold the suite (stop: SIGTERM, then SIGKILL).
+for c in 1 2; do
+	p=$(eval echo \$c${c}pid)
+	if gone $p 120; then wait $p; eval r$c=$?
+	else look_stuck c$c "$T"; echo "note: clone c$c did not end 120 s after its checks: $(where c$c "$T" "$T/syms")"; stop $p; eval r$c=124; fi
+done
 kill $watchdog 2>/dev/null
 echo "note: both clones ran their checks in $(($(date +%s) - t0)) s"
 for c in 1 2; do

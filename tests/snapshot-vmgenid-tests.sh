@@ -38,16 +38,21 @@ if [ -f "$DEB/boot/vmlinuz" ] && sh tests/kernel/mkinitramfs.sh "$T/gen.cpio.gz"
 			attempt=1
 			while :; do
 				p=$(eval echo \$g${c}pid)
-				wait_for "$T/g$c.out" GEN-RAND= 120 $p && break
+				# Its random bytes, then its end (it powers off at once): every wait is bounded.
+				if wait_for "$T/g$c.out" GEN-RAND= 120 $p && gone $p 30; then
+					wait $p; eval s$c=$?; break
+				fi
 				lost=
 				if alive $p; then
-					look_stuck g$c "$T"; kill $p; wait $p
-					lost="stuck, $(where g$c "$T" "$syms")"
+					look_stuck g$c "$T"; stop $p
+					lost="$(grep -q GEN-RAND= "$T/g$c.out" && echo "no end 30 s after its result" || echo stuck), $(where g$c "$T" "$syms")"
 				elif grep -q "triple fault" "$T/g$c.out"; then
+					wait $p
 					lost="triple fault: $(tailof g$c)"
 				fi
-				[ -n "$lost" ] || break
+				[ -n "$lost" ] || { wait $p; eval s$c=$?; break; }
 				if [ -z "${LKVM_ENV_NESTED:-}" ] || [ $attempt = 3 ]; then
+					eval s$c=1
 					echo "  g$c (attempt $attempt): $lost" >> "$T/stuck"; break
 				fi
 				attempt=$((attempt + 1))
@@ -55,7 +60,6 @@ if [ -f "$DEB/boot/vmlinuz" ] && sh tests/kernel/mkinitramfs.sh "$T/gen.cpio.gz"
 				clone $c
 			done
 		done
-		wait $g1pid; s1=$?; wait $g2pid; s2=$?
 		r1=$(val g1 GEN-RAND); r2=$(val g2 GEN-RAND)
 		if [ $gs = 0 ] && [ "$(val g GEN-DRIVER)" = 1 ] && [ "$(val g GEN-ACPI-ERRORS)" = 0 ] && [ $s1 = 0 ] && [ $s2 = 0 ] &&
 		   [ "$(val g1 GEN-FORK)" = seen ] && [ "$(val g2 GEN-FORK)" = seen ] && [ ${#r1} = 32 ] && [ "$r1" != "$r2" ]; then

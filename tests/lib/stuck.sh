@@ -19,6 +19,23 @@ wait_for() {
 	return 1
 }
 
+# gone PID SECS: true once PID has ended (within SECS); its status is then `wait PID`'s.
+gone() {
+	_i=0
+	while alive "$1"; do
+		[ $_i -lt $(($2 * 10)) ] || return 1
+		sleep 0.1; _i=$((_i + 1))
+	done
+}
+
+# stop PID: SIGTERM, and SIGKILL if it is still there 10 s later (a VMM whose vCPU the nested
+# machine froze may never get back from KVM_RUN), then reap it: a bare `wait` could wait for ever.
+stop() {
+	kill "$1" 2>/dev/null
+	gone "$1" 10 || kill -9 "$1" 2>/dev/null
+	wait "$1"
+}
+
 look_stuck() {
 	for _n in 1 2; do
 		"$LKVM" debug "$1" > "$2/$1.debug$_n" 2>&1
