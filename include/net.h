@@ -41,6 +41,23 @@ struct net_opt {		/* --network mode=...,tapif=,guest_mac=,hostfwd= */
 
 /* VIRTIO_NET_F_* and VIRTIO_NET_HDR_F_*: <linux/virtio_net.h> */
 
+/*
+ * The virtio-net header of an Ethernet + IPv4 (no options) + TCP frame whose
+ * TCP checksum is left partial (the field holds the pseudo-header's sum): one
+ * segment, or several of gso payload bytes each when gso > 0. hlen: all headers.
+ */
+static inline void vnet_hdr_tcp4_partial(uint8_t h[VNET_HDR_LEN], unsigned hlen, uint16_t gso)
+{
+	const unsigned csum_start = 14 + 20, csum_offset = 16;
+	h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h[1] = gso ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_NONE;
+	h[2] = hlen, h[3] = hlen >> 8;
+	h[4] = gso, h[5] = gso >> 8;
+	h[6] = csum_start, h[7] = 0;
+	h[8] = csum_offset, h[9] = 0;
+	h[10] = h[11] = 0;	/* num_buffers: the receive path's */
+}
+
 struct net_backend_ops {
 	/* A frame from the guest; hdr is its virtio-net header (flags, GSO, checksum offsets). */
 	void (*tx)(void *be, const uint8_t *hdr, const struct iovec *iov, int n, size_t len);

@@ -41,7 +41,6 @@ struct seg {
 };
 
 static uint16_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }
-static void wle16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 
 /* A segment of the kind that can be merged; h holds the frame's first bytes. */
 static bool mergeable(const uint8_t *hdr, const uint8_t *h, size_t len, struct seg *s)
@@ -105,11 +104,8 @@ void tcp_merge_flush(struct tcp_merge *m, tcp_merge_out_fn *out, void *arg)
 		out(arg, m->hdr, &v, 1, m->len);
 		return;
 	}
-	uint8_t hdr[VNET_HDR_LEN] = { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 };
-	wle16(hdr + 2, m->hlen);
-	wle16(hdr + 4, m->mss);
-	wle16(hdr + 6, IP_END);
-	wle16(hdr + 8, 16);
+	uint8_t hdr[VNET_HDR_LEN];
+	vnet_hdr_tcp4_partial(hdr, m->hlen, m->mss);
 	wbe16(f + ETH + 2, m->len - ETH);
 	wbe16(f + ETH + 10, 0);
 	wbe16(f + ETH + 10, inet_csum_fold(inet_csum_add(0, f + ETH, 20)));

@@ -130,16 +130,10 @@ static void send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, u
 	if (partial) {
 		/* The field holds the pseudo-header's sum, not inverted; the guest's stack takes it as checked. */
 		wbe16(l4 + 16, (uint16_t)~inet_csum_fold(inet_pseudo_sum(src, dst, proto, l4len)));
-		uint8_t hdr[VNET_HDR_LEN] = { VIRTIO_NET_HDR_F_NEEDS_CSUM,
-					      gso ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_NONE };
-		unsigned hlen = ETH_HLEN + IP_HLEN + (l4[12] >> 4) * 4;
-		hdr[2] = hlen, hdr[3] = hlen >> 8;
-		hdr[4] = gso, hdr[5] = gso >> 8;
-		hdr[6] = ETH_HLEN + IP_HLEN;
-		hdr[8] = 16;
+		uint8_t hdr[VNET_HDR_LEN];
+		vnet_hdr_tcp4_partial(hdr, ETH_HLEN + IP_HLEN + (l4[12] >> 4) * 4, gso);
 		nu->st.tx_frames++;
-		if (gso)
-			__atomic_store_n(&nu->st.tcp_gso_sent, nu->st.tcp_gso_sent + 1, __ATOMIC_RELAXED);	/* read by stat */
+		nu->st.tcp_gso_sent += gso != 0;
 		nu->to_guest(nu->opaque, hdr, f, ETH_HLEN + IP_HLEN + l4len);
 		return;
 	}
