@@ -51,13 +51,13 @@ static void tap_tx(void *p, const uint8_t *hdr, const struct iovec *iov, int n, 
 		return;
 	}
 	tcp_merge_frame(&t->tx, hdr, iov, n, len, tap_write, t);
-	__atomic_store_n(&t->be->tx_merged, t->tx.merged, __ATOMIC_RELAXED);
 }
 
 static void tap_tx_done(void *p)
 {
 	struct tap *t = p;
 	tcp_merge_flush(&t->tx, tap_write, t);
+	__atomic_store_n(&t->be->tx_merged, t->tx.merged, __ATOMIC_RELAXED);	/* for `lkvm stat`, once a batch */
 }
 
 /* bench/devices.c: one tap measured with and without merging; nothing is held between batches. */
