@@ -42,7 +42,7 @@ net_test() {
 	rm -f "$T/net.stat"
 	(while sleep 10; do "$LKVM" stat net > "$T/net.stat.new" 2>/dev/null && mv "$T/net.stat.new" "$T/net.stat"; done) &
 	sampler=$!
-	timeout 150 "$LKVM" run --name net -k "$K" -i "$INITRD" -m 256 --network mode=user \
+	timeout -k 10 150 "$LKVM" run --name net -k "$K" -i "$INITRD" -m 256 --network mode=user \
 		-p "quiet ip=dhcp lkvm_net=$port lkvm_up=$up" < /dev/null > "$T/net.out" 2>&1
 	rc=$?
 	kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
@@ -58,7 +58,7 @@ if need_tool python3 python3 "user-mode network" hostfwd; then
 	attempt=1
 	net_test; good=$?
 	while [ $good != 0 ] && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
-		{ [ $rc = 124 ] || grep -q "triple fault" "$T/net.out"; }; do
+		{ [ $rc = 124 ] || [ $rc = 137 ] || grep -q "triple fault" "$T/net.out"; }; do
 		attempt=$((attempt + 1))
 		echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 "^lkvm:" "$T/net.out" | tr -d "\r"); guest times: get $(val net NET-GET-TIME), up $(val net NET-UP-TIME); host server: $(tail -n 2 "$T/srv.log" | tr '\n' '|')); attempt $attempt of 3"
 		net_test; good=$?
@@ -89,7 +89,7 @@ mkdir "$T/share"
 echo "from-the-host" > "$T/share/from-host"
 echo x > "$T/share/delete-me"
 [ "$(id -u)" = 0 ] && chown -R 65534:65534 "$T/share"
-timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --jail-user 65534:65534 --9p "$T/share,hostshare" \
+timeout -k 10 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --jail-user 65534:65534 --9p "$T/share,hostshare" \
 	-p "quiet lkvm_9p=hostshare" < /dev/null > "$T/9p.out" 2>&1
 rc=$?
 r=$(val 9p 9P-READ)
@@ -185,7 +185,7 @@ fi
 cwd=$(pwd)/tests	# the guest's /tmp is the scratch folder: $T is not visible there
 sb_test() {
 	rm -f "$T/sb.console"
-	out=$(cd "$cwd" && timeout 120 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --no-overlay --console-log "$T/sb.console" -- \
+	out=$(cd "$cwd" && timeout -k 10 120 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --no-overlay --console-log "$T/sb.console" -- \
 		sh -c 'echo "in the sandbox: $(pwd)"; touch /usr/x 2>/dev/null && echo rw; echo t > /tmp/t && cat /tmp/t; exit 7' \
 		< /dev/null 2> "$T/sb.err")
 	rc=$?
@@ -194,7 +194,7 @@ sb_console() { tr -d '\r' < "$T/sb.console" 2>/dev/null | grep . | tail -n 3 | t
 attempt=1
 sb_test
 while [ $rc != 7 ] && [ -n "$LKVM_ENV_NESTED" ] && [ $attempt -lt 3 ] &&
-	{ [ $rc = 124 ] || grep -q "triple fault" "$T/sb.err"; }; do
+	{ [ $rc = 124 ] || [ $rc = 137 ] || grep -q "triple fault" "$T/sb.err"; }; do
 	attempt=$((attempt + 1))
 	echo "note: the nested machine lost the sandbox guest (rc=$rc, stderr '$(tail -n 2 "$T/sb.err" | tr '\n' '|')', its console's last lines: $(sb_console)); attempt $attempt of 3"
 	sb_test
@@ -212,7 +212,7 @@ if HOME=$T "$LKVM" setup t > "$T/setup.out" 2>&1; then
 	extra=$(( $(od -An -N1 -tu1 /dev/urandom) % 9 + 1 ))
 	i=0; while [ $i -lt $extra ]; do : > "$T/.lkvm/t/bin/zz-test-$$-$i"; i=$((i + 1)); done
 	want=$(ls "$T/.lkvm/t/bin" | wc -l)
-	HOME=$T timeout 300 "$LKVM" run -k "$K" -m 256 --network mode=none --rootfs t -p "quiet lkvm_poweroff" \
+	HOME=$T timeout -k 10 300 "$LKVM" run -k "$K" -m 256 --network mode=none --rootfs t -p "quiet lkvm_poweroff" \
 		< /dev/null > "$T/rootfs.out" 2>&1
 	rc=$?
 	got=$(tr -d '\r' < "$T/rootfs.out" | sed -n 's/^LKVM-SETUP-ROOT-OK \([0-9]*\) applets$/\1/p' | head -n 1)
@@ -238,7 +238,7 @@ if ip netns add "$ns" 2>/dev/null; then
 		> "$T/tap.ports" 2> "$T/tapsrv.log" & tsrv=$!
 	wait_for "$T/tap.ports" . 10
 	read tport tup < "$T/tap.ports"
-	nsx timeout 300 "$LKVM" run --name tap -k "$K" -i "$INITRD" -m 256 --network mode=tap,tapif=lkvmtap0 \
+	nsx timeout -k 10 300 "$LKVM" run --name tap -k "$K" -i "$INITRD" -m 256 --network mode=tap,tapif=lkvmtap0 \
 		-p "quiet ip=10.9.0.2::10.9.0.1:255.255.255.0::eth0:off virtio_net.gso=0 virtio_net.csum=0 lkvm_net=$tport lkvm_up=$tup lkvm_peer=10.9.0.1" \
 		< /dev/null > "$T/tap.out" 2>&1
 	rc=$?
@@ -298,7 +298,7 @@ else
 fi
 # --no-jail: this is lkvm as root reaching the shares (a jailed lkvm is its jail user; section 9
 # covers an unprivileged lkvm).
-sec_out=$(timeout 300 "$LKVM" sandbox -k "$K" -m 256 --no-jail --network mode=none "$@" -- sh -c "$sec_script" \
+sec_out=$(timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 256 --no-jail --network mode=none "$@" -- sh -c "$sec_script" \
 	< /dev/null 2> "$T/sec.err")
 rc=$?
 bad=$(privileged "$T/pt")
@@ -337,7 +337,7 @@ if [ -n "$LKVM_ENV_NESTED" ] && command -v setpriv > /dev/null && chmod o+rw /de
 		chmod 4755 f; su=$(command -v su) && cp -p "$su" su-copy 2>/dev/null; cp /bin/sh shcopy && chmod 6755 shcopy
 		mkdir d && chmod 2777 d; mknod null c 1 3 2>/dev/null; echo from-the-guest > guest-wrote; sync'
 	sec_out=$(cd "$U" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$U/run" TMPDIR=/tmp \
-		timeout 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --root --9p "$U/share,u" --console-log "$U/run/console" -- sh -c "$user_script" \
+		timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 256 --network mode=none --root --9p "$U/share,u" --console-log "$U/run/console" -- sh -c "$user_script" \
 		< /dev/null 2> "$T/secu.err")
 	rc=$?
 	notmine=$(find "$U/share" ! -user 65534 | tr '\n' ' ')

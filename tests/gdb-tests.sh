@@ -47,7 +47,7 @@ guest() {
 command -v gdb > /dev/null || { sk "gdb stub" "gdb is not installed (apt-get install gdb)"; finish; }
 
 # Can this host's KVM debug guests at all? lkvm says so in one line, and so do we.
-timeout 60 "$LKVM" run --flat -k "$G/hello16.bin" --gdb "unix:$T/probe.sock" < /dev/null > "$T/probe.out" 2> "$T/probe.err"
+timeout -k 10 60 "$LKVM" run --flat -k "$G/hello16.bin" --gdb "unix:$T/probe.sock" < /dev/null > "$T/probe.out" 2> "$T/probe.err"
 rc=$?
 if grep -q "cannot debug guests\|lacks guest debug" "$T/probe.err"; then
 	sk "gdb stub" "this host's KVM cannot debug guests: $(grep -m1 'gdb' "$T/probe.err")"

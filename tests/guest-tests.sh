@@ -12,7 +12,7 @@ trap 'rm -rf "$T"' EXIT
 # run NAME GUEST [ARGS...]: stdout in $T/NAME.out, stderr in $T/NAME.err, status in $rc
 run() {
 	name=$1 guest=$2; shift 2
-	timeout 60 "$LKVM" run --flat -k "$G/$guest.bin" "$@" < /dev/null > "$T/$name.out" 2> "$T/$name.err"; rc=$?
+	timeout -k 10 60 "$LKVM" run --flat -k "$G/$guest.bin" "$@" < /dev/null > "$T/$name.out" 2> "$T/$name.err"; rc=$?
 	# The one-line notice on hosts whose KVM emulates ring 0 is expected.
 	sed -i '/emulates guest ring 0 (kvm_pvm)/d' "$T/$name.err"
 }
@@ -120,7 +120,7 @@ else fail emul "$(why emul)"; fi
 E=$BUILD/tests/guests/elf
 printf 'module-bytes-1234567\n' > "$T/mod.img"
 for mb in mb32.bin mbelf.elf; do
-	timeout 60 "$LKVM" run -k "$E/$mb" -m 64 -i "$T/mod.img" --no-default-params -p "hello-from-mb $mb" \
+	timeout -k 10 60 "$LKVM" run -k "$E/$mb" -m 64 -i "$T/mod.img" --no-default-params -p "hello-from-mb $mb" \
 		< /dev/null > "$T/$mb.out" 2> "$T/$mb.err"; rc=$?
 	if [ $rc = 0 ] && has "$mb" "mb magic ok, flags 0000024d" && has "$mb" "mb mem_lower 639 mem_upper 64512" &&
 	   has "$mb" "mb cmdline hello-from-mb $mb" && has "$mb" "mb mods 1 size 21" && has "$mb" "mb loader lkvm" &&
@@ -128,7 +128,7 @@ for mb in mb32.bin mbelf.elf; do
 		pass "Multiboot kernel ($mb): EAX magic, memory, e820 map, command line, initrd as module 0"
 	else fail "Multiboot kernel ($mb)" "$(why "$mb")"; fi
 done
-timeout 60 "$LKVM" run -k "$E/pvh32.elf" -m 64 --no-default-params -p "hello-from-pvh32" \
+timeout -k 10 60 "$LKVM" run -k "$E/pvh32.elf" -m 64 --no-default-params -p "hello-from-pvh32" \
 	< /dev/null > "$T/pvh32.out" 2> "$T/pvh32.err"; rc=$?
 if [ $rc = 0 ] && has pvh32 "pvh32 start info ok, cmdline hello-from-pvh32"; then
 	pass "i386 ELF kernel with a PVH note: entered with the start info and the command line"
@@ -144,7 +144,7 @@ run hello-noseccomp hello16 --no-seccomp
 [ $rc = 0 ] && has hello-noseccomp "hello from real mode" && pass "--no-seccomp" || fail "--no-seccomp" "$(why hello-noseccomp)"
 
 # Twenty small VMs at once on this 2-core machine all complete.
-i=0; while [ $i -lt 20 ]; do timeout 120 "$LKVM" run --flat -k "$G/hello16.bin" -m 16 < /dev/null > "$T/many$i.out" 2>&1 & i=$((i + 1)); done
+i=0; while [ $i -lt 20 ]; do timeout -k 10 120 "$LKVM" run --flat -k "$G/hello16.bin" -m 16 < /dev/null > "$T/many$i.out" 2>&1 & i=$((i + 1)); done
 wait
 n=0; i=0; while [ $i -lt 20 ]; do grep -q "hello through int 10h" "$T/many$i.out" && n=$((n + 1)); i=$((i + 1)); done
 [ $n = 20 ] && pass "20 VMs at once all complete" || fail "20 VMs at once" "$n of 20 completed"

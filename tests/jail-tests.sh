@@ -152,7 +152,7 @@ else
 fi
 
 # 4. What cannot be jailed is refused, never run unjailed.
-out=$(timeout 60 "$LKVM" run --flat --jail --gdb tcp:127.0.0.1:0 -k "$G" < /dev/null 2>&1); rc=$?
+out=$(timeout -k 10 60 "$LKVM" run --flat --jail --gdb tcp:127.0.0.1:0 -k "$G" < /dev/null 2>&1); rc=$?
 if [ $rc != 0 ] && echo "$out" | grep -q -- "--jail cannot go with --gdb"; then
 	pass "--jail --gdb: refused ($(echo "$out" | tail -n 1))"
 else
@@ -161,7 +161,7 @@ fi
 if [ -n "${LKVM_ENV_NESTED:-}" ] && command -v setpriv > /dev/null && chmod o+rw /dev/kvm 2>/dev/null; then
 	chmod 0755 "$T" && mkdir -p "$T/u" && chown 65534:65534 "$T/u"	# its control socket's folder
 	out=$(cd "$T/u" && setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR="$T/u" \
-		timeout 60 "$LKVM" run --flat --jail -k "$G" < /dev/null 2>&1); rc=$?
+		timeout -k 10 60 "$LKVM" run --flat --jail -k "$G" < /dev/null 2>&1); rc=$?
 	chmod o-rw /dev/kvm
 	if [ $rc != 0 ] && echo "$out" | grep -q "jail: pid namespace: unshare(CLONE_NEWPID)"; then
 		pass "--jail as an ordinary user: the step that cannot be done is named and lkvm ends ($(echo "$out" | tail -n 1))"

@@ -10,7 +10,7 @@ pass=0; fail=0
 # VMs stalled there); 12 VMs still show any per-VM leak of a descriptor, a thread or memory.
 n=100
 [ -n "$LKVM_ENV_NESTED" ] && n=12
-if timeout 600 "$BUILD/tests/kvm/lifecycle" "$BUILD/tests/guests/hello16.bin" $n > "$out" 2>&1 &&
+if timeout -k 10 600 "$BUILD/tests/kvm/lifecycle" "$BUILD/tests/guests/hello16.bin" $n > "$out" 2>&1 &&
    grep -q '^PASS lifecycle' "$out"; then
 	grep '^PASS' "$out"; pass=1
 else

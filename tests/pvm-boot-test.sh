@@ -25,7 +25,7 @@ if ! cc -static -nostdlib -O2 -fno-stack-protector -o "$T/root/init" tests/kerne
 fi
 (cd "$T/root" && echo init | cpio -o -H newc 2>/dev/null) > "$T/init.cpio"
 start=$(date +%s)
-timeout 400 "$BUILD/lkvm" run -k "$K/vmlinux" -i "$T/init.cpio" -m 128 --network mode=none -p "printk.time=1" \
+timeout -k 10 400 "$BUILD/lkvm" run -k "$K/vmlinux" -i "$T/init.cpio" -m 128 --network mode=none -p "printk.time=1" \
 	< /dev/null > "$T/out" 2>&1 &
 pid=$!
 i=0

@@ -57,8 +57,10 @@ direct() {
 # output and status into the checkout (the one place that machine writes). When the machine
 # stalls (it does, on its own: docs/kvm-hosts.md), the suites that finished keep their
 # results; the one it stalled in runs again (up to three trips in all for it) and the ones
-# not yet started go on the next trip. A trip that ends otherwise (a hung test: kvm-env's
-# timeout) fails the suite it was in and any it never reached, by name.
+# not yet started go on the next trip. So too when the machine's own kernel crashed (every
+# suite of that trip that failed or hung runs again) and when a suite's only failures are
+# guests that triple-faulted. A trip that ends otherwise (a hung test: kvm-env's timeout)
+# fails the suite it was in and any it never reached, by name.
 BATCH=${LKVM_CHECK_BATCH:-6}
 SUITE_T=${LKVM_SUITE_TIMEOUT:-600}	# seconds a nested suite may run (the longest takes 150-300 s here)
 : > "$T/batch"
@@ -67,6 +69,25 @@ run_batch() {
 	local name where script a	# the main loop's name and where stay its own
 	[ -s "$T/batch" ] || return 0
 	d=.l1-run/batch-$$
+	# again NAME WHERE SCRIPT ARGS WHY HOW: the machine failed under NAME (WHY); run it on the
+	# next trip, up to three trips in all, each said (HOW: what the suite had shown, if anything).
+	again() {
+		n=$(( $(cat "$T/trips-$1" 2>/dev/null || echo 0) + 1 )); echo $n > "$T/trips-$1"
+		if [ "$n" -lt 3 ]; then
+			echo "== $1: the nested machine failed on its own (not a test failure: $5)${6:+; the suite had: $6}; $1 runs again"
+			echo "$1: the nested machine failed on trip $n ($5)${6:+, the suite had: $6}; the suite ran again, and only the last trip counts" >> "$T/retries"
+			echo "$1 $2 $3 $4" >> "$T/batch.next"
+		else
+			group_fail "$1: the nested machine failed on all three trips; the suite did not run to its end ($5)${6:+; it had: $6}"
+		fi
+	}
+	# only_lost OUTPUT: the suite failed, and every failure it names is a guest that
+	# triple-faulted. The nested machine loses L2 guests so (docs/kvm-hosts.md; QEMU's own too);
+	# a suite whose test failed any other way keeps its failure.
+	only_lost() {
+		tr -d '\r' < "$1" | grep -a '^FAIL ' > "$d/fails.tmp"
+		[ -s "$d/fails.tmp" ] && ! grep -qv 'triple fault' "$d/fails.tmp"
+	}
 	while [ -s "$T/batch" ]; do
 		rm -rf "$d" && mkdir -p "$d"
 		while read -r name where script a; do
@@ -88,12 +109,22 @@ run_batch() {
 		why=$(sed -n 's/^kvm-env: STALL: //p' "$T/trip.out" | head -n 1)
 		# The nested machine's own kernel (Debian's, -amd64) crashing is that machine failing too
 		# (seen: a KVM vCPU thread whose GS base QEMU's emulated SVM left at 0): run again, as a stall.
-		[ -n "$why" ] || ! grep -aq 'Comm: .* [0-9.]*-[0-9]*-amd64 #1 ' "$T/trip.out" ||
+		# Its crash report can come after the suite it broke has hung and been killed (seen: a
+		# sandbox probe stuck in KVM_RUN for 600 s, then "TASK stack guard page was hit" in its vCPU
+		# thread), so every suite of that trip that failed or hung runs again, not only the one
+		# running when the report came; the ones that passed keep their results.
+		crashed=
+		[ -n "$why" ] || ! grep -aq 'Comm: .* [0-9.]*-[0-9]*-amd64 #1 ' "$T/trip.out" || {
 			why="the nested machine's own kernel crashed: $(grep -a -m1 -E '(BUG:|Oops|Kernel panic)' "$T/trip.out" | tr -d '\r' | cut -c1-120)"
+			crashed=yes; }
 		ended=$(grep -a '^kvm-env: ' "$T/trip.out" | tail -n 1)
 		: > "$T/batch.next"
 		while read -r name where script a; do
-			if [ -f "$d/$name.hung" ]; then
+			if [ -n "$crashed" ] && { [ -f "$d/$name.hung" ] || { [ -f "$d/$name.rc" ] && [ "$(cat "$d/$name.rc")" != 0 ]; }; }; then
+				again "$name" "$where" "$script" "$a" "$why" "$(head -n 1 "$d/$name.hung" 2>/dev/null || echo "status $(cat "$d/$name.rc")")"
+			elif [ -f "$d/$name.rc" ] && [ "$(cat "$d/$name.rc")" != 0 ] && only_lost "$d/$name.out"; then
+				again "$name" "$where" "$script" "$a" "a guest triple-faulted" "$(head -c 300 "$d/fails.tmp" | tr '\n' '|')"
+			elif [ -f "$d/$name.hung" ]; then
 				record "$name" "$d/$name.out" "$(head -n 1 "$d/$name.hung"; tail -n +2 "$d/$name.hung" | tr -s ' \n' ' ' | cut -c1-600)"
 			elif [ -f "$d/$name.rc" ]; then
 				record "$name" "$d/$name.out" "$(cat "$d/$name.rc")"
@@ -103,14 +134,7 @@ run_batch() {
 			elif [ -z "$why" ]; then
 				record "$name" "$d/$name.out" "trip ended: ${ended:-no reason given}"
 			else
-				n=$(( $(cat "$T/trips-$name" 2>/dev/null || echo 0) + 1 )); echo $n > "$T/trips-$name"
-				if [ "$n" -lt 3 ]; then
-					echo "== $name: the nested machine stalled on its own (not a test failure: $why); $name runs again"
-					echo "$name: the nested machine stalled on trip $n ($why); the suite ran again, and only the last trip counts" >> "$T/retries"
-					echo "$name $where $script $a" >> "$T/batch.next"
-				else
-					group_fail "$name: the nested machine stalled on all three trips; the suite did not run to its end ($why)"
-				fi
+				again "$name" "$where" "$script" "$a" "$why" ""
 			fi
 		done < "$T/batch"
 		mv "$T/batch.next" "$T/batch"

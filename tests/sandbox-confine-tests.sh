@@ -61,12 +61,21 @@ trap 'kill $srv 2>/dev/null; rm -rf "$T" "$W"' EXIT
 i=0; while [ $i -lt 100 ] && ! grep -q ready "$T/srv.out"; do sleep 0.1; i=$((i + 1)); done
 TARGETS="10.0.2.2:7001 10.77.0.1:7002 10.77.0.1:7003 169.254.77.1:7002 203.0.113.7:7002"
 
-# run NAME [sandbox options]: the probe as the sandbox's job, as root for SUDO_UID 65534
+# run NAME [sandbox options]: the probe as the sandbox's job, as root for SUDO_UID 65534.
+# In the nested machine only, a guest lost there (it triple-faulted, or said nothing in 300 s
+# where it takes seconds) gets up to three attempts, each printed; any other failure is ours.
 run() {
 	n=$1; shift
-	(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/$n.console" "$@" -- \
-		python3 probe.py $TARGETS < /dev/null > "$T/$n.out" 2> "$T/$n.err")
-	echo $? > "$T/$n.rc"
+	_a=1
+	while :; do
+		(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/$n.console" "$@" -- \
+			python3 probe.py $TARGETS < /dev/null > "$T/$n.out" 2> "$T/$n.err")
+		echo $? > "$T/$n.rc"
+		[ -n "${LKVM_ENV_NESTED:-}" ] && [ $_a -lt 3 ] && { grep -q "triple fault" "$T/$n.err" ||
+			{ grep -qx "124\|137" "$T/$n.rc" && [ ! -s "$T/$n.out" ]; }; } || break
+		_a=$((_a + 1))
+		echo "note: the nested machine lost the sandbox guest ($(why $n | cut -c1-400)); attempt $_a of 3"
+	done
 }
 v() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f1; }
 secs() { tr -d '\r' < "$T/$1.out" | sed -n "s/^$2=//p" | tail -n 1 | cut -d' ' -f2 | tr -d s; }
@@ -74,7 +83,7 @@ why() { echo "rc=$(cat "$T/$1.rc" 2>/dev/null) out: $(tr -d '\r' < "$T/$1.out" |
 	[ "$(cat "$T/$1.rc" 2>/dev/null)" = 0 ] || echo " kernel's last words: $(tr -d '\r' < "$T/$1.console" 2>/dev/null | tail -n 4 | tr '\n' '|')")"; }
 
 # 1. The default view and policy; lkvm stat read while the job waits.
-(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 PROBE_WAIT=1 timeout 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/def.console" --name sbx-confine -- \
+(cd "$W" && SUDO_UID=65534 SUDO_GID=65534 LKVM_TEST_HOST_SECRET=1 PROBE_WAIT=1 timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 384 --console-log "$T/def.console" --name sbx-confine -- \
 	env PROBE_WAIT=1 python3 probe.py $TARGETS < /dev/null > "$T/def.out" 2> "$T/def.err"; echo $? > "$T/def.rc") &
 job=$!
 i=0; while [ $i -lt 2400 ] && ! grep -q NET-DONE "$T/def.out" 2>/dev/null && kill -0 $job 2>/dev/null; do sleep 0.1; i=$((i + 1)); done

@@ -64,7 +64,7 @@ if [ $ext4 = yes ]; then
 	printf 'root-secret-42\n' > "$W/secret" && chmod 0600 "$W/secret"
 	printf 'root-secret-42\n' > "$T/want.out"
 	printf 'to-stderr\n' > "$T/want.err"
-	(cd "$W" && timeout 300 "$LKVM" sandbox -k "$K" -m 384 -v "$W:$W" -w "$W" -- sh -c \
+	(cd "$W" && timeout -k 10 300 "$LKVM" sandbox -k "$K" -m 384 -v "$W:$W" -w "$W" -- sh -c \
 		'cat secret && echo made-by-job > out.txt && echo ready > ready || exit 9
 		 i=0; while [ ! -e go ] && [ $i -lt 1500 ]; do sleep 0.2; i=$((i + 1)); done
 		 echo to-stderr >&2; exit 7' < /dev/null > "$T/j.out" 2> "$T/j.err"; echo $? > "$T/j.rc") &
@@ -111,7 +111,7 @@ set -- $kv
 [ "$1" -gt 6 ] || { [ "$1" = 6 ] && [ "$2" -ge 3 ]; } && fs=ramfs
 if mount -t $fs sbjail "$W2"; then
 	chmod 0700 "$W2"
-	(cd "$W2" && timeout 300 "$LKVM" sandbox --verbose -k "$K" -m 384 -v "$W2:$W2" -w "$W2" -- sh -c 'echo made > made; id -u' \
+	(cd "$W2" && timeout -k 10 300 "$LKVM" sandbox --verbose -k "$K" -m 384 -v "$W2:$W2" -w "$W2" -- sh -c 'echo made > made; id -u' \
 		< /dev/null > "$T/s.out" 2> "$T/s.err"; echo $? > "$T/s.rc")
 	if [ "$(cat "$T/s.rc")" = 0 ] && [ "$(tr -d '\r' < "$T/s.out")" = 0 ] && [ "$(stat -c %u "$W2/made" 2>/dev/null)" = 0 ] &&
 	   grep -q "^lkvm sandbox: not jailed: -v $W2: id-mapped clone: mount_setattr(MOUNT_ATTR_IDMAP)" "$T/s.err"; then
@@ -119,7 +119,7 @@ if mount -t $fs sbjail "$W2"; then
 	else
 		fail "$fs work tree, default" "$(why s)"
 	fi
-	(cd "$W2" && timeout 60 "$LKVM" sandbox --jail -k "$K" -m 384 -v "$W2:$W2" -w "$W2" -- true \
+	(cd "$W2" && timeout -k 10 60 "$LKVM" sandbox --jail -k "$K" -m 384 -v "$W2:$W2" -w "$W2" -- true \
 		< /dev/null > "$T/f.out" 2> "$T/f.err"; echo $? > "$T/f.rc")
 	if [ "$(cat "$T/f.rc")" != 0 ] && [ "$(wc -l < "$T/f.err")" = 1 ] &&
 	   grep -Eq "^lkvm sandbox: --jail: -v $W2: id-mapped clone: mount_setattr\(MOUNT_ATTR_IDMAP\).*: (Invalid argument|Operation not permitted|Operation not supported)$" "$T/f.err"; then

@@ -128,7 +128,7 @@ $SB --name sbx-exec --console-log "$D/exec-console" -- sh -c 'trap "echo got-ter
 	< /dev/null > "$D/main.out" 2> "$D/main.err" &
 bg=$!
 i=0; while [ $i -lt 600 ] && ! grep -q ready "$D/main.out"; do sleep 0.5; i=$((i + 1)); done
-out=$(timeout 120 "$LKVM" exec sbx-exec -e X=exec-env -w /usr -- sh -c 'echo "x=$X pwd=$(pwd)"; read l; echo "in=$l"; exit 3' \
+out=$(timeout -k 10 120 "$LKVM" exec sbx-exec -e X=exec-env -w /usr -- sh -c 'echo "x=$X pwd=$(pwd)"; read l; echo "in=$l"; exit 3' \
 	<<-EOF 2> "$D/exec.err"
 	line-for-exec
 	EOF
@@ -227,7 +227,7 @@ if command -v script > /dev/null; then
 	attempt=1
 	pipes_test
 	while [ -n "${LKVM_ENV_NESTED:-}" ] && [ $attempt -lt 3 ] &&
-		{ echo "$pipes" | grep -q "triple fault" || { [ $prc = 124 ] && [ -z "$pipes" ]; }; }; do
+		{ echo "$pipes" | grep -q "triple fault" || { { [ $prc = 124 ] || [ $prc = 137 ]; } && [ -z "$pipes" ]; }; }; do
 		attempt=$((attempt + 1))
 		echo "note: the nested machine lost the sandbox guest (rc $prc, '$(echo "$pipes" | tr '\n' '|' | cut -c1-200)', its console's last lines: $(tr -d '\r' < "$D/pipes.console" 2>/dev/null | grep . | tail -n 3 | tr '\n' '|' | cut -c1-300)); attempt $attempt of 3"
 		pipes_test
@@ -254,9 +254,9 @@ end_test() {
 end_console() { tr -d '\r' < "$D/end.console" 2>/dev/null | grep . | tail -n 3 | tr '\n' '|' | cut -c1-300; }
 attempt=1
 end_test
-while [ $rc = 124 ] && [ -z "$out" ] && [ -n "${LKVM_ENV_NESTED:-}" ] && [ $attempt -lt 3 ]; do
+while { [ $rc = 124 ] || [ $rc = 137 ]; } && [ -z "$out" ] && [ -n "${LKVM_ENV_NESTED:-}" ] && [ $attempt -lt 3 ]; do
 	attempt=$((attempt + 1))
-	echo "note: the nested machine lost the sandbox guest (rc 124, no output, stderr '$(err1 end.err)', its console's last lines: $(end_console)); attempt $attempt of 3"
+	echo "note: the nested machine lost the sandbox guest (rc $rc, no output, stderr '$(err1 end.err)', its console's last lines: $(end_console)); attempt $attempt of 3"
 	end_test
 done
 if [ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 137 ] && [ "$out" = before ] && grep -q "VM ended" "$D/end.err"; then

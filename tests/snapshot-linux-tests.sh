@@ -196,7 +196,7 @@ else ko "the image unchanged" "it changed"; fi
 
 # 3. A plain restore resumes once; a second one is refused with the reason.
 echo r > "$T/shareR/go"
-timeout 600 "$LKVM" run --restore "$T/snap" --9p "$T/shareR,share" < /dev/null > "$T/r.out" 2>&1; rr=$?
+timeout -k 10 600 "$LKVM" run --restore "$T/snap" --9p "$T/shareR,share" < /dev/null > "$T/r.out" 2>&1; rr=$?
 "$LKVM" run --restore "$T/snap" --9p "$T/shareR,share" < /dev/null > "$T/r2.out" 2>&1; rr2=$?
 if [ $rr = 0 ] && [ "$(val r SNAP-GO)" = r ] && [ "$(sector2 "$T/snap/disk0.qcow2")" = written-by-r ] && [ $rr2 = 1 ] &&
    grep -q "disk0.qcow2 holds what the VM restored from this snapshot wrote" "$T/r2.out"; then

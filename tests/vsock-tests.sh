@@ -43,7 +43,7 @@ run() {
 	hr=$!; pids="$pids $hr"
 	wait_for "$T/host-recv.out" HOST-LISTENING 10
 	t0=$(date +%s)
-	timeout 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --vsock "42,uds=$T/v.sock" \
+	timeout -k 10 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --vsock "42,uds=$T/v.sock" \
 		-p "quiet lkvm_vsock_bytes=$BYTES" < /dev/null > "$T/vm.out" 2>&1 &
 	vm=$!; pids="$pids $vm"
 	if wait_for "$T/vm.out" VSOCK-LISTENING 240; then
@@ -64,7 +64,7 @@ run() {
 # The nested machine (docs/kvm-hosts.md) sometimes loses a guest under heavy I/O: it
 # triple-faults or stops. Only those two signatures get one more attempt, said so here; a
 # wrong byte, a refused connection or a bad hash is ours and fails at once.
-lost() { [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || grep -q "triple fault" "$T/vm.out"; } &&
+lost() { [ -n "$LKVM_ENV_NESTED" ] && { [ $rc = 124 ] || [ $rc = 137 ] || grep -q "triple fault" "$T/vm.out"; } &&
 	! grep -q "=fail" "$T"/*.out; }
 if ! run && lost; then
 	echo "note: the nested machine lost the guest (rc=$rc: $(grep -m1 '^lkvm:' "$T/vm.out" | tr -d '\r')); one more attempt"
