@@ -57,11 +57,17 @@ static int uring_submit(struct disk_aio *a, bool write, int fd, uint64_t off, co
 		io_uring_prep_readv(sqe, fd, iov, iovcnt, off);
 	io_uring_sqe_set_data(sqe, cookie);
 	u->inflight++;
-	/* Once queued, the request is taken whatever the kernel says now: a refused enter is retried on reap. */
-	int r = push(u);
+	return 0;	/* queued: the kernel gets it at the next commit or reap */
+}
+
+/* One io_uring_enter for every request queued since the last. Once queued a request is taken
+ * whatever the kernel says now: a refused enter is retried at the next commit or reap. */
+static void uring_commit(struct disk_aio *a)
+{
+	struct uring *u = (struct uring *)a;
+	int r = io_uring_sq_ready(&u->ring) ? push(u) : 0;
 	if (r < 0)
-		pr_warn_once("io_uring_enter: %s (the request waits for the next one)", strerror(-r));
-	return 0;
+		pr_warn_once("io_uring_enter: %s (the requests wait for the next one)", strerror(-r));
 }
 
 static int uring_reap(struct disk_aio *a, struct disk_aio_done *done, int max, int min)
@@ -101,7 +107,8 @@ static int ring_register(struct io_uring *ring, unsigned op, const void *arg, un
 	return syscall(SYS_io_uring_register, ring->ring_fd, op, arg, n) < 0 ? -errno : 0;
 }
 
-static const struct disk_aio_ops uring_ops = { .submit = uring_submit, .reap = uring_reap, .close = uring_close };
+static const struct disk_aio_ops uring_ops = { .submit = uring_submit, .commit = uring_commit, .reap = uring_reap,
+					       .close = uring_close };
 
 struct disk_aio *disk_aio_uring_open(int depth, int event_fd)
 {

@@ -906,6 +906,27 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 	return r;
 }
 
+/* A run of normal clusters one after another in the file, as qcow2_rw() reads them directly. */
+static uint64_t qcow2_map_read(struct disk *d, uint64_t off, uint64_t len, uint64_t *at)
+{
+	struct qcow2 *q = Q(d);
+	if (!len || off > d->size || len > d->size - off)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	uint64_t run = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
+	*at = direct_at(d, off, run, false);
+	if (!*at)
+		run = 0;
+	while (run && run < len) {
+		uint64_t m = MIN(len - run, q->cluster_size);
+		if (direct_at(d, off + run, m, false) != *at + run)
+			break;
+		run += m;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return run;
+}
+
 static int qcow2_readv(struct disk *d, uint64_t off, const struct iovec *iov, int n) { return qcow2_rw(d, off, iov, n, false); }
 static int qcow2_writev(struct disk *d, uint64_t off, const struct iovec *iov, int n) { return qcow2_rw(d, off, iov, n, true); }
 
@@ -955,6 +976,7 @@ static void qcow2_close(struct disk *d)
 
 static const struct disk_ops qcow2_ops = {
 	.readv = qcow2_readv, .writev = qcow2_writev, .flush = qcow2_flush, .close = qcow2_close,
+	.map_read = qcow2_map_read,
 };
 
 /* ---- open ---- */

@@ -18,6 +18,12 @@ struct disk_ops {
 	int (*flush)(struct disk *d);	/* data durable on return */
 	int (*discard)(struct disk *d, uint64_t off, uint64_t len);	/* may be NULL */
 	int (*write_zeroes)(struct disk *d, uint64_t off, uint64_t len, bool unmap);	/* may be NULL */
+	/*
+	 * Reads only: how many bytes from guest offset off (at most len) sit one after another
+	 * in fd from *at on, so that one preadv there reads them (0: not so, or not known; the
+	 * synchronous readv then serves them). May be NULL (plain disks need no map).
+	 */
+	uint64_t (*map_read)(struct disk *d, uint64_t off, uint64_t len, uint64_t *at);
 	void (*close)(struct disk *d);
 };
 

@@ -30,9 +30,15 @@ struct disk_aio_done {
 struct disk_aio;
 
 struct disk_aio_ops {
-	/* 0, or -errno (-EAGAIN: depth requests already in flight): the request was not taken. */
+	/*
+	 * 0, or -errno (-EAGAIN: depth requests already in flight): the request was not taken.
+	 * A taken request may wait in the engine until the next commit or reap (io_uring: one
+	 * io_uring_enter for a batch, not one per request).
+	 */
 	int (*submit)(struct disk_aio *a, bool write, int fd, uint64_t off, const struct iovec *iov, int iovcnt,
 		      void *cookie);
+	/* Hand what submit queued to the kernel now (NULL: the engine does at submit). */
+	void (*commit)(struct disk_aio *a);
 	/* Up to max finished requests into done; waits for at least min. Returns the count or -errno. */
 	int (*reap)(struct disk_aio *a, struct disk_aio_done *done, int max, int min);
 	void (*close)(struct disk_aio *a);
@@ -62,6 +68,12 @@ static inline int disk_aio_submit(struct disk_aio *a, bool write, int fd, uint64
 				  int iovcnt, void *cookie)
 {
 	return a->ops->submit(a, write, fd, off, iov, iovcnt, cookie);
+}
+
+static inline void disk_aio_commit(struct disk_aio *a)
+{
+	if (a->ops->commit)
+		a->ops->commit(a);
 }
 
 static inline int disk_aio_reap(struct disk_aio *a, struct disk_aio_done *done, int max, int min)

@@ -98,32 +98,40 @@ struct blk {
 	bool ranges_emulated;	/* restored: DISCARD/WRITE_ZEROES offered though the backend lacks them */
 };
 
-static void complete(struct blkq *q, struct aio_req *r, long res)
+/* A finished request's status byte; its used-ring entry goes into heads/lens at k. */
+static void complete(struct blkq *q, struct aio_req *r, long res, uint16_t *heads, uint32_t *lens, int k)
 {
 	uint8_t st = res == (long)r->len ? S_OK : S_IOERR;
 	if (st == S_IOERR)
 		q->errors++;
 	*r->status = st;
-	virtq_push(&q->b->vdev, q->qi, r->head, r->read && st == S_OK ? r->len + 1 : 1);
+	heads[k] = r->head;
+	lens[k] = r->read && st == S_OK ? r->len + 1 : 1;
 	q->free[q->nfree++] = r - q->req;
 }
 
-/* Collect finished requests; wait for at least min of them. */
+/*
+ * Collect finished requests, waiting for at least min of them, and give them to the driver
+ * together: one used-index update and one interrupt for the lot, not one per request.
+ */
 static void reap(struct blkq *q, int min)
 {
 	struct disk_aio_done done[AIO_DEPTH];
+	uint16_t heads[AIO_DEPTH];
+	uint32_t lens[AIO_DEPTH];
+	int k = 0;
 	while (q->nfree < AIO_DEPTH) {
 		int n = disk_aio_reap(q->aio, done, AIO_DEPTH - q->nfree, min);
-		if (n < 0) {
+		if (n < 0)
 			pr_warn_once("virtio-blk %s: reaping requests: %s", q->b->disk->path, strerror(-n));
-			return;
-		}
 		for (int i = 0; i < n; i++)
-			complete(q, done[i].cookie, done[i].res);
+			complete(q, done[i].cookie, done[i].res, heads, lens, k++);
 		if (n <= 0 || n >= min)
-			return;
+			break;
 		min -= n;
 	}
+	if (k)
+		virtq_push_n(&q->b->vdev, q->qi, heads, lens, k);
 }
 
 static void reap_all(struct blkq *q)
@@ -152,6 +160,21 @@ static bool submit(struct blkq *q, uint16_t head, bool read, uint64_t off, const
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Where the engine can move a request's bytes straight to or from the image file: a raw
+ * image's own offset; a qcow2 read whose clusters follow one another in the file. Anything
+ * else (qcow2 writes, which may allocate; backing images; compressed or zero clusters) goes
+ * through the format's synchronous path.
+ */
+static bool direct_at(struct disk *dk, bool read, uint64_t off, uint64_t len, uint64_t *at)
+{
+	if (dk->plain) {
+		*at = off;
+		return true;
+	}
+	return read && dk->ops->map_read && dk->ops->map_read(dk, off, len, at) == len;
 }
 
 /* WRITE_ZEROES on a backend without it (a restored VM's overlay): the zeroes, written. */
@@ -247,6 +270,7 @@ static uint32_t handle(struct blkq *q, struct virtq_chain *c)
 
 	uint8_t st = S_OK;
 	struct disk *dk = b->disk;
+	uint64_t at;
 	switch (type) {
 	case T_IN:
 	case T_OUT:
@@ -254,7 +278,8 @@ static uint32_t handle(struct blkq *q, struct virtq_chain *c)
 			st = S_IOERR;
 		} else if (type == T_OUT && dk->ro) {
 			st = S_IOERR;
-		} else if (len && dk->plain && submit(q, c->head, type == T_IN, sector * 512, data, nd, len, status)) {
+		} else if (len && direct_at(dk, type == T_IN, sector * 512, len, &at) &&
+			   submit(q, c->head, type == T_IN, at, data, nd, len, status)) {
 			if (type == T_IN) {
 				q->reads++;
 				q->bytes_read += len;
@@ -334,6 +359,14 @@ static void *worker(void *arg)
 			uint32_t n = handle(q, &c);
 			if (n != ASYNC)
 				virtq_push(&b->vdev, q->qi, c.head, n);
+		}
+		/*
+		 * The batch to the kernel in one call; what it finished there (a read from
+		 * the page cache) goes back to the driver before this thread sleeps.
+		 */
+		if (q->aio && q->nfree < AIO_DEPTH) {
+			disk_aio_commit(q->aio);
+			reap(q, 0);
 		}
 		struct pollfd p[2] = { { .fd = q->kick_fd, .events = POLLIN }, { .fd = q->aio_fd, .events = POLLIN } };
 		if (poll(p, q->aio ? 2 : 1, -1) < 0 && errno != EINTR)
@@ -563,7 +596,7 @@ int virtio_blk_replace_disk(struct device *dev, struct disk *dk, const char *abs
 	if (dk->size != b->disk->size)
 		return err_set("%s: %llu bytes, the disk it replaces has %llu", dk->path, (unsigned long long)dk->size,
 			       (unsigned long long)b->disk->size);
-	/* AIO is for raw images only: the new one (an overlay) goes through the synchronous path. */
+	/* Snapshots put a qcow2 overlay over the image, never the other way round. */
 	if (dk->plain && !b->disk->plain)
 		return err_set("%s: a raw image cannot replace a qcow2 one", dk->path);
 	b->disk = dk;	/* the old one is dk's backing image now, and dk's to close */
@@ -624,8 +657,8 @@ int virtio_blk_add_aio(struct vm *vm, struct disk *dk, int nq, enum disk_aio_kin
 		q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (q->kick_fd < 0)
 			return err_errno("%s: eventfd", dk->path);
-		/* An engine for raw images (the one asked, else the next allowed); without any, synchronous I/O. */
-		q->aio_fd = dk->plain ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+		/* An engine (the one asked, else the next allowed) for raw images and qcow2 reads; without any, synchronous I/O. */
+		q->aio_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (q->aio_fd >= 0 && !(q->aio = disk_aio_open(aio, AIO_DEPTH, q->aio_fd)))
 			pr_debug("%s: %s: synchronous I/O on queue %d", dk->path, err_msg(), i);
 		if (q->aio && i == 0 && aio != DISK_AIO_DEFAULT && q->aio->kind != aio)	/* asked for by name: say so */
