@@ -849,8 +849,10 @@ static void bench_blk(void)
 	}
 	note("virtio-blk: one virtqueue of %d entries with %d requests in flight (each an indirect table of header, "
 	     "data, status; the data one contiguous buffer), one kick per batch of new requests, an MSI-X interrupt "
-	     "per completion waking the driver thread; the device has one worker thread per queue, so with one "
-	     "queue the backend does one request at a time. The 2-queue rows: the same file opened again read-only "
+	     "per batch of completions waking the driver thread. The device has one worker thread per queue: it "
+	     "hands the requests it popped to its I/O engine (io_uring) in one io_uring_enter and returns what "
+	     "finished together (one used-index update, one interrupt), so raw reads and writes and qcow2 reads "
+	     "of allocated clusters are in flight together; qcow2 writes run one at a time. The 2-queue rows: the same file opened again read-only "
 	     "behind a device with 2 queues (VIRTIO_BLK_F_MQ), the same 16 requests in flight split 8 + 8, a "
 	     "driver thread per queue as two guest CPUs would submit, each queue's worker its own; on this "
 	     "machine's 2 cores those 4 threads share 2 CPUs, so the rows show what the second queue costs or "

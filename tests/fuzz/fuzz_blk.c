@@ -2,7 +2,7 @@
  * libFuzzer target: virtio-blk requests (virtio/blk.c) through the whole
  * device, as a guest driver would send them: a fake VM with the PCI host, two
  * virtio-blk functions (a raw image, served with Linux AIO, and a qcow2 one,
- * served synchronously) on temporary files, rings and buffers in guest RAM,
+ * its reads of allocated runs through the same engine, the rest synchronous) on temporary files, rings and buffers in guest RAM,
  * kicks on the notify register, and the device's own worker thread.
  *
  * The input is a flags byte, then requests:
@@ -842,7 +842,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		devs[k] = pci_host(&vm)->devs[k + 1];
 	}
 	if (!disks[0]->plain || disks[1]->plain)
-		fail("the raw disk should take AIO, the qcow2 one not");
+		fail("the raw disk should be plain (guest offsets are file offsets), the qcow2 one not");
 	vdev_attach(&drv, &vm, devs[0]);
 	if (vq_bind(&q0, &drv, 0, QS, DESC, AVAIL, USED))
 		fail("the rings are not in guest RAM");
