@@ -709,6 +709,22 @@ static uint64_t direct_at(struct disk *d, uint64_t vo, uint64_t n, bool write)
 	return at;
 }
 
+/* The bytes from vo (at most len) in normal clusters one after another in the file, from *at on. */
+static uint64_t direct_run(struct disk *d, uint64_t vo, uint64_t len, bool write, uint64_t *at)
+{
+	struct qcow2 *q = Q(d);
+	uint64_t run = MIN(len, q->cluster_size - (vo & (q->cluster_size - 1)));
+	if (!(*at = direct_at(d, vo, run, write)))
+		return 0;
+	while (run < len) {
+		uint64_t m = MIN(len - run, q->cluster_size);
+		if (direct_at(d, vo + run, m, write) != *at + run)
+			break;
+		run += m;
+	}
+	return run;
+}
+
 /* Up to max segments of iov from (vi, vo) covering at most len bytes; the bytes they cover. */
 static uint64_t iov_slice(const struct iovec *iov, int iovcnt, int vi, size_t vo, uint64_t len,
 			  struct iovec *out, int max, int *cnt)
@@ -852,15 +868,8 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 	pthread_mutex_lock(&q->lock);
 	while (total && !r) {
 		uint64_t n = MIN(total, q->cluster_size - (off & (q->cluster_size - 1)));
-		uint64_t at = direct_at(d, off, n, write);
-		if (at) {
-			uint64_t run = n;
-			while (run < total) {
-				uint64_t m = MIN(total - run, q->cluster_size);
-				if (direct_at(d, off + run, m, write) != at + run)
-					break;
-				run += m;
-			}
+		uint64_t at, run = direct_run(d, off, total, write, &at);
+		if (run) {
 			struct iovec v[DIRECT_IOV];
 			int cnt;
 			run = iov_slice(iov, iovcnt, vi, vo, run, v, DIRECT_IOV, &cnt);
@@ -906,23 +915,14 @@ static int qcow2_rw(struct disk *d, uint64_t off, const struct iovec *iov, int i
 	return r;
 }
 
-/* A run of normal clusters one after another in the file, as qcow2_rw() reads them directly. */
+/* What qcow2_rw() would read directly, for virtio-blk's engine. */
 static uint64_t qcow2_map_read(struct disk *d, uint64_t off, uint64_t len, uint64_t *at)
 {
 	struct qcow2 *q = Q(d);
 	if (!len || off > d->size || len > d->size - off)
 		return 0;
 	pthread_mutex_lock(&q->lock);
-	uint64_t run = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
-	*at = direct_at(d, off, run, false);
-	if (!*at)
-		run = 0;
-	while (run && run < len) {
-		uint64_t m = MIN(len - run, q->cluster_size);
-		if (direct_at(d, off + run, m, false) != *at + run)
-			break;
-		run += m;
-	}
+	uint64_t run = direct_run(d, off, len, false, at);
 	pthread_mutex_unlock(&q->lock);
 	return run;
 }
