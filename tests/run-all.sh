@@ -84,6 +84,8 @@ run_batch() {
 	# only_lost OUTPUT: the suite failed, and every failure it names is a guest that
 	# triple-faulted. The nested machine loses L2 guests so (docs/kvm-hosts.md; QEMU's own too);
 	# a suite whose test failed any other way keeps its failure.
+	# ended_failing NAME: the suite ran to its end with a non-zero status.
+	ended_failing() { [ -f "$d/$1.rc" ] && [ "$(cat "$d/$1.rc")" != 0 ]; }
 	only_lost() {
 		tr -d '\r' < "$1" | grep -a '^FAIL ' > "$d/fails.tmp"
 		[ -s "$d/fails.tmp" ] && ! grep -qv 'triple fault' "$d/fails.tmp"
@@ -120,9 +122,9 @@ run_batch() {
 		ended=$(grep -a '^kvm-env: ' "$T/trip.out" | tail -n 1)
 		: > "$T/batch.next"
 		while read -r name where script a; do
-			if [ -n "$crashed" ] && { [ -f "$d/$name.hung" ] || { [ -f "$d/$name.rc" ] && [ "$(cat "$d/$name.rc")" != 0 ]; }; }; then
+			if [ -n "$crashed" ] && { [ -f "$d/$name.hung" ] || ended_failing "$name"; }; then
 				again "$name" "$where" "$script" "$a" "$why" "$(head -n 1 "$d/$name.hung" 2>/dev/null || echo "status $(cat "$d/$name.rc")")"
-			elif [ -f "$d/$name.rc" ] && [ "$(cat "$d/$name.rc")" != 0 ] && only_lost "$d/$name.out"; then
+			elif ended_failing "$name" && only_lost "$d/$name.out"; then
 				again "$name" "$where" "$script" "$a" "a guest triple-faulted" "$(head -c 300 "$d/fails.tmp" | tr '\n' '|')"
 			elif [ -f "$d/$name.hung" ]; then
 				record "$name" "$d/$name.out" "$(head -n 1 "$d/$name.hung"; tail -n +2 "$d/$name.hung" | tr -s ' \n' ' ' | cut -c1-600)"
