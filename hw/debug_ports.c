@@ -7,7 +7,6 @@
  * BOOT_TIMER_MAGIC to it and lkvm says how long the VM took to get there.
  */
 #include <stdlib.h>
-#include <time.h>
 #include "bus.h"
 #include "json.h"
 #include "device.h"
@@ -27,13 +26,6 @@ struct debug_ports {
 	uint64_t created_ns;	/* CLOCK_MONOTONIC when the VM was made */
 	uint64_t boot_us;	/* created to the boot timer's last write, 0 if none; atomic */
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static void post_write(void *ctx, uint64_t off, const void *data, int len)
 {

@@ -41,6 +41,8 @@ void *xcalloc(size_t n, size_t size); /* aborts only on host OOM */
  */
 #include <pthread.h>
 int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+uint64_t mono_ns(void);	/* CLOCK_MONOTONIC */
+uint64_t mono_ms(void);
 char *xstrdup(const char *s);
 
 /* Whole-file helpers used by the loaders; they set err on failure. */

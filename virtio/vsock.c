@@ -32,7 +32,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_vsock.h>
@@ -127,12 +126,6 @@ struct vsock {
 	struct vsock_stats st;
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
 
@@ -650,7 +643,7 @@ static bool flush_pending(struct vsock *v)
 			k->pending &= ~order[i];
 			if (order[i] == P_REQUEST) {
 				k->request_sent = true;
-				k->deadline = now_ms() + VSOCK_HANDSHAKE_MS;
+				k->deadline = (long long)mono_ms() + VSOCK_HANDSHAKE_MS;
 			}
 			if (order[i] == P_RST) {
 				conn_free(v, k);
@@ -773,7 +766,7 @@ static void client_line(struct vsock *v, struct conn *k)
 	k->guest_port = port;
 	k->host_port = pick_host_port(v, port);
 	k->state = C_REQUEST;
-	k->deadline = now_ms() + VSOCK_HANDSHAKE_MS;	/* renewed when the REQUEST goes out */
+	k->deadline = (long long)mono_ms() + VSOCK_HANDSHAKE_MS;	/* renewed when the REQUEST goes out */
 	k->peer_buf_alloc = 0;
 	hash_add(v, k);
 	want(v, k, P_REQUEST);
@@ -785,11 +778,11 @@ static void accept_clients(struct vsock *v)
 		int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (!would_block(errno) && errno != ECONNABORTED)	/* out of fds or memory: back off */
-				v->listen_paused_until = now_ms() + 100;
+				v->listen_paused_until = (long long)mono_ms() + 100;
 			return;
 		}
 		struct conn *k = conn_new(v, fd, C_LINE);
-		k->deadline = now_ms() + VSOCK_HANDSHAKE_MS;
+		k->deadline = (long long)mono_ms() + VSOCK_HANDSHAKE_MS;
 	}
 }
 
@@ -870,7 +863,7 @@ static bool conn_alive(struct vsock *v, int slot, struct conn *k, int fd)
 void vsock_poll_once(struct vsock *v, int timeout_ms)
 {
 	int timeout;
-	int n = build_fds(v, now_ms(), &timeout);
+	int n = build_fds(v, (long long)mono_ms(), &timeout);
 	if (v->tx_left && v->rst_len < RST_RING)
 		timeout = 0;
 	if (timeout_ms >= 0 && (timeout < 0 || timeout > timeout_ms))
@@ -921,7 +914,7 @@ void vsock_poll_once(struct vsock *v, int timeout_ms)
 		if (conn_alive(v, v->fd_slot[i], k, v->fds[i].fd) && running && re & (POLLIN | POLLERR | POLLHUP))
 			host_to_guest(v, k, re);
 	}
-	long long now = now_ms();
+	long long now = (long long)mono_ms();
 	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
 		struct conn *k = v->conns[i];
 		if (k && (k->state == C_LINE || k->state == C_REQUEST) && now >= k->deadline)

@@ -142,12 +142,6 @@ int vsock_port_path(const char *path, uint32_t port, char *buf, size_t len)
 	return 0;
 }
 
-static long long ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 int vsock_host_connect(const char *path, uint32_t port, int timeout_ms, uint32_t *host_port)
 {
@@ -165,10 +159,10 @@ int vsock_host_connect(const char *path, uint32_t port, int timeout_ms, uint32_t
 		return -1;
 	}
 	/* One byte at a time: nothing of the stream after the line is taken. */
-	long long end = ms_now() + timeout_ms;
+	long long end = (long long)mono_ms() + timeout_ms;
 	size_t got = 0;
 	while (got < sizeof(line) - 1) {
-		long long left = end - ms_now();
+		long long left = end - (long long)mono_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
 			close(fd);

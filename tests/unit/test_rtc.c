@@ -222,20 +222,13 @@ static void teardown_irq(struct vm *vm)
 	teardown(vm);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Run the event loop (the RTC's timer) until IRQ 8 rises or ms pass; returns the events seen. */
 static int run_until_irq(struct vm *vm, int ms)
 {
 	int events = 0;
-	int64_t end = mono_ms() + ms;
-	while (!irq8 && mono_ms() < end) {
-		int n = evloop_poll(vm->loop, (int)(end - mono_ms()) > 0 ? (int)(end - mono_ms()) : 0);
+	int64_t end = (int64_t)mono_ms() + ms;
+	while (!irq8 && (int64_t)mono_ms() < end) {
+		int n = evloop_poll(vm->loop, (int)(end - (int64_t)mono_ms()) > 0 ? (int)(end - (int64_t)mono_ms()) : 0);
 		if (n > 0)
 			events += n;
 	}
@@ -279,9 +272,9 @@ TEST(periodic_interrupt)
 	cmos_in(&vm, 0x0c);
 	cmos_out(&vm, 0x0b, 0x42);	/* PIE */
 	int n = 0;
-	int64_t end = mono_ms() + 250;
-	while (mono_ms() < end) {
-		run_until_irq(&vm, (int)(end - mono_ms()));
+	int64_t end = (int64_t)mono_ms() + 250;
+	while ((int64_t)mono_ms() < end) {
+		run_until_irq(&vm, (int)(end - (int64_t)mono_ms()));
 		if (irq8) {
 			CHECK(cmos_in(&vm, 0x0c) & 0xc0);	/* IRQF, PF */
 			n++;
