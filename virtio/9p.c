@@ -9,7 +9,8 @@
  * timers, or a vCPU): a kick wakes one worker, and a worker that takes a
  * chain while more are waiting wakes another before serving it, so a
  * guest's parallel requests (a build opening many files) are in flight
- * together even when one kick announces several.
+ * together even when one kick announces several. A worker done with its
+ * request watches the ring a little while before it sleeps (poll_ring()).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,7 @@
 #define FD_RESERVE 256		/* descriptors kept for the rest of lkvm */
 #define FD_PER_REQUEST 8	/* descriptors one request may hold for a moment */
 #define MIN_FIDS 64		/* fewer would not run a guest: refuse instead */
+#define V9P_POLL_NS 32768	/* how long one worker watches an empty ring (QEMU's IOThread poll-max-ns) */
 
 struct v9p;
 
@@ -52,6 +54,7 @@ struct v9p {
 	pthread_cond_t wake;
 	uint64_t kicks;		/* bumped by every reason to look at the queue */
 	bool stopping;
+	bool polling;		/* a worker watches the ring: a kick need not wake one */
 	int nworkers;		/* running */
 	struct v9p_worker w[V9P_WORKERS];
 	uint8_t config[2 + TAG_MAX];	/* le16 tag length, tag bytes (no NUL) */
@@ -103,34 +106,89 @@ static void serve(struct v9p_worker *me, struct virtq_chain *c)
 	virtq_push(&me->v->vdev, 0, c->head, put < inresp ? put : len);
 }
 
+/*
+ * A guest reading or writing a file sends its next request right after the
+ * last one's interrupt; a worker asleep by then costs a wake-up on the
+ * kicking side and one on its own, more than a 128 KiB read from the page
+ * cache (bench/README.md). So one worker at a time watches the ring for
+ * V9P_POLL_NS before it sleeps, and kicks meanwhile wake nobody. Returns -1
+ * when another worker is watching; else whether a request came, and the
+ * caller holds v->polling until it has popped (watch_done()).
+ */
+static int poll_ring(struct v9p *v)
+{
+	if (__atomic_exchange_n(&v->polling, true, __ATOMIC_ACQUIRE))
+		return -1;
+	uint64_t end = mono_ns() + V9P_POLL_NS;
+	do {
+		if (virtq_has_avail(&v->vdev, 0))
+			return 1;
+		for (int i = 0; i < 32; i++)
+			__builtin_ia32_pause();	/* fewer trips through the ring's lock */
+	} while (!__atomic_load_n(&v->stopping, __ATOMIC_RELAXED) && mono_ns() < end);
+	return 0;
+}
+
+/* Under v->lock: kicks from here on wake a worker again (v9p_notify reads it under the lock). */
+static void watch_done(struct v9p *v)
+{
+	__atomic_store_n(&v->polling, false, __ATOMIC_RELEASE);
+}
+
 static void *v9p_worker(void *arg)
 {
 	struct v9p_worker *me = arg;
 	struct v9p *v = me->v;
 	pthread_setname_np(pthread_self(), "lkvm-9p");
 	struct virtq_chain c;
+	bool watching = false;	/* this worker holds v->polling */
 	pthread_mutex_lock(&v->lock);
 	while (!v->stopping) {
 		uint64_t seen = v->kicks;
 		pthread_mutex_unlock(&v->lock);
-		if (virtq_pop(&v->vdev, 0, &c) == 1) {
+		int got = virtq_pop(&v->vdev, 0, &c);
+		if (watching) {
+			pthread_mutex_lock(&v->lock);
+			watch_done(v);
+			pthread_mutex_unlock(&v->lock);
+			watching = false;
+		}
+		if (got == 1) {
 			if (virtq_has_avail(&v->vdev, 0))
 				wake_one(v);	/* more waiting: another worker takes it while this one serves */
 			serve(me, &c);
 			pthread_mutex_lock(&v->lock);
 			continue;
 		}
+		int polled = poll_ring(v);
+		watching = polled == 1;
 		pthread_mutex_lock(&v->lock);
+		if (polled == 0)
+			watch_done(v);
+		if (polled == 1)
+			continue;
+		/* A kick that came while this worker (or another) watched bumped kicks: no sleep then. */
 		while (!v->stopping && v->kicks == seen)
 			pthread_cond_wait(&v->wake, &v->lock);
 	}
+	if (watching)
+		watch_done(v);
 	pthread_mutex_unlock(&v->lock);
 	return NULL;
 }
 
+/*
+ * A kick wakes a worker only when a request waits that no worker has: none
+ * is watching the ring, and none has already taken what this kick announces.
+ */
 static void v9p_notify(struct virtio_dev *d, int qi)
 {
-	wake_one(d->priv);
+	struct v9p *v = d->priv;
+	pthread_mutex_lock(&v->lock);
+	v->kicks++;
+	if (!__atomic_load_n(&v->polling, __ATOMIC_ACQUIRE) && virtq_has_avail(d, 0))
+		pthread_cond_signal(&v->wake);
+	pthread_mutex_unlock(&v->lock);
 }
 
 static const struct virtio_ops v9p_ops = { .notify = v9p_notify };
@@ -162,7 +220,7 @@ static void v9p_stop(struct device *dev)
 {
 	struct v9p *v = dev->priv;
 	pthread_mutex_lock(&v->lock);
-	v->stopping = true;
+	__atomic_store_n(&v->stopping, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&v->wake);
 	pthread_mutex_unlock(&v->lock);
 	for (int i = 0; i < v->nworkers; i++)

@@ -2,7 +2,8 @@
  * 9P requests off the kicking thread and in parallel: the virtio-9p device's
  * worker threads (several requests in flight, signals blocked, started,
  * stopped, restarted and destroyed through the device lifecycle), Tflush answered only after the request it names,
- * and the server under many client threads at once (fids of their own and
+ * a worker watching the ring between requests (no kick lost as it gives up, no CPU
+ * burnt once idle), and the server under many client threads at once (fids of their own and
  * shared ones, renames under other fids' feet) with every byte checked.
  */
 #include <errno.h>
@@ -583,6 +584,82 @@ TEST(many_clients_at_once)
 	}
 	CHECK_EQ(p9c_clunk(&c, 5), 0);
 	p9_server_free(ssrv);
+	drop_share();
+}
+
+/* ---- the watch between requests (poll_ring) ---- */
+
+static void cpu_named(const char *tid, const char *comm, void *arg)
+{
+	if (strcmp(comm, "lkvm-9p"))
+		return;
+	char path[300];
+	snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", tid);
+	FILE *f = fopen(path, "r");
+	unsigned long long ns = 0;
+	if (f && fscanf(f, "%llu", &ns) == 1)
+		*(uint64_t *)arg += ns;
+	if (f)
+		fclose(f);
+}
+
+/* The workers' CPU time so far (ns, /proc/.../schedstat). */
+static uint64_t workers_cpu_ns(void)
+{
+	uint64_t ns = 0;
+	each_thread(cpu_named, &ns);
+	return ns;
+}
+
+/*
+ * The client's transport for this test: like queue_xfer, but it spins for the
+ * reply (as a vCPU's halt polling would) so that its next kick comes while the
+ * worker still watches; a reply not there within 2 s is a lost kick.
+ */
+static size_t spin_xfer(struct p9c *c, size_t len)
+{
+	uint16_t before = get_le16(g(USED + 2));
+	queue_msg(0, c);
+	kick();
+	struct used_want w = { USED, before + 1 };
+	uint64_t end = mono_ns() + 2000000000ULL;
+	while (!used_reached(&w))
+		if (mono_ns() > end)
+			return 0;
+	size_t n = get_le32(g(USED + 4 + 8 * (before % QSIZE) + 4));
+	memcpy(c->resp, g(RESP(0)), MIN(n, c->resp_cap));
+	return n;
+}
+
+/*
+ * One request at a time, each sent after a pause from none to past the
+ * worker's 32 us watch: a kick that comes as the watcher gives up must still be
+ * served. Then, idle, the workers use no CPU.
+ */
+TEST(single_requests_around_the_watch_and_no_cpu_when_idle)
+{
+	if (!device_up())
+		return;
+	CHECK_EQ(p9c_walk1(&qc, 0, 9, "data", NULL), 0);
+	CHECK_EQ(p9c_lopen(&qc, 9, 0), 0);
+	struct p9c sc = { .req = msgbuf, .resp = respbuf, .resp_cap = sizeof(respbuf), .xfer = spin_xfer };
+	int right = 0;
+	for (int i = 0; i < 3000; i++) {
+		uint64_t until = mono_ns() + (i % 50) * 1000;	/* 0-49 us, spun: usleep's slack is 50 us */
+		while (mono_ns() < until)
+			;
+		char buf[4] = { 0 };
+		right += p9c_read(&sc, 9, i % 7, 3, buf) == 3 && buf[0] == '0' + i % 7 && buf[2] == '0' + i % 7 + 2;
+	}
+	CHECK_EQ(right, 3000);
+	usleep(100 * 1000);	/* past any watch */
+	uint64_t before = workers_cpu_ns();
+	CHECK(before > 0);	/* schedstat is there and counts the workers */
+	usleep(300 * 1000);
+	uint64_t spent = workers_cpu_ns() - before;
+	CHECK(spent < 10 * 1000 * 1000);	/* a watch that never ends would take the whole 300 ms */
+	CHECK_EQ(p9c_clunk(&qc, 9), 0);
+	devices_destroy(&vm);
 	drop_share();
 }
 
