@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include "device.h"
 #include "devices.h"
+#include "json.h"
 #include "options.h"
 #include "p9.h"
 #include "snapshot.h"
@@ -37,7 +38,8 @@
 #define FD_RESERVE 256		/* descriptors kept for the rest of lkvm */
 #define FD_PER_REQUEST 8	/* descriptors one request may hold for a moment */
 #define MIN_FIDS 64		/* fewer would not run a guest: refuse instead */
-#define V9P_POLL_NS 32768	/* how long one worker watches an empty ring (QEMU's IOThread poll-max-ns) */
+#define V9P_POLL_NS 32768	/* the longest one worker watches an empty ring (QEMU's IOThread poll-max-ns) */
+#define V9P_POLL_START 4096	/* the first watch after none */
 
 struct v9p;
 
@@ -55,6 +57,9 @@ struct v9p {
 	uint64_t kicks;		/* bumped by every reason to look at the queue */
 	bool stopping;
 	bool polling;		/* a worker watches the ring: a kick need not wake one */
+	uint32_t watch_ns;	/* how long the next watch lasts (atomic; poll_ring()) */
+	uint64_t empty_at;	/* under lock: when the last watch began that found nothing, 0: none since */
+	uint64_t requests, watch_hits, wakeups;	/* atomic; lkvm stat */
 	int nworkers;		/* running */
 	struct v9p_worker w[V9P_WORKERS];
 	uint8_t config[2 + TAG_MAX];	/* le16 tag length, tag bytes (no NUL) */
@@ -110,19 +115,25 @@ static void serve(struct v9p_worker *me, struct virtq_chain *c)
  * A guest reading or writing a file sends its next request right after the
  * last one's interrupt; a worker asleep by then costs a wake-up on the
  * kicking side and one on its own, more than a 128 KiB read from the page
- * cache (bench/README.md). So one worker at a time watches the ring for
- * V9P_POLL_NS before it sleeps, and kicks meanwhile wake nobody. Returns -1
- * when another worker is watching; else whether a request came, and the
- * caller holds v->polling until it has popped (watch_done()).
+ * cache (bench/README.md). So one worker at a time watches the ring before
+ * it sleeps, and kicks meanwhile wake nobody. How long adapts as QEMU's
+ * IOThread polling does: a request that came after the watch but within
+ * V9P_POLL_NS doubles it (up to V9P_POLL_NS), one that came later ends
+ * watching (0) until requests come close together again (v9p_notify()), so
+ * a guest whose requests are far apart costs no spinning. Returns -1 when
+ * another worker is watching; else whether a request came, and the caller
+ * holds v->polling until it has popped (watch_done()).
  */
-static int poll_ring(struct v9p *v)
+static int poll_ring(struct v9p *v, uint64_t *began)
 {
 	if (__atomic_exchange_n(&v->polling, true, __ATOMIC_ACQUIRE))
 		return -1;
-	uint64_t end = mono_ns() + V9P_POLL_NS;
+	uint64_t end = (*began = mono_ns()) + __atomic_load_n(&v->watch_ns, __ATOMIC_RELAXED);
 	do {
-		if (virtq_has_avail(&v->vdev, 0))
+		if (virtq_has_avail(&v->vdev, 0)) {
+			__atomic_add_fetch(&v->watch_hits, 1, __ATOMIC_RELAXED);
 			return 1;
+		}
 		for (int i = 0; i < 32; i++)
 			__builtin_ia32_pause();	/* fewer trips through the ring's lock */
 	} while (!__atomic_load_n(&v->stopping, __ATOMIC_RELAXED) && mono_ns() < end);
@@ -154,17 +165,21 @@ static void *v9p_worker(void *arg)
 			watching = false;
 		}
 		if (got == 1) {
+			__atomic_add_fetch(&v->requests, 1, __ATOMIC_RELAXED);
 			if (virtq_has_avail(&v->vdev, 0))
 				wake_one(v);	/* more waiting: another worker takes it while this one serves */
 			serve(me, &c);
 			pthread_mutex_lock(&v->lock);
 			continue;
 		}
-		int polled = poll_ring(v);
+		uint64_t began;
+		int polled = poll_ring(v, &began);
 		watching = polled == 1;
 		pthread_mutex_lock(&v->lock);
-		if (polled == 0)
+		if (polled == 0) {
 			watch_done(v);
+			v->empty_at = began;	/* the next kick that must wake a worker sizes the next watch */
+		}
 		if (polled == 1)
 			continue;
 		/* A kick that came while this worker (or another) watched bumped kicks: no sleep then. */
@@ -180,15 +195,39 @@ static void *v9p_worker(void *arg)
 /*
  * A kick wakes a worker only when a request waits that no worker has: none
  * is watching the ring, and none has already taken what this kick announces.
+ * Such a kick also sizes the next watch (poll_ring()).
  */
 static void v9p_notify(struct virtio_dev *d, int qi)
 {
 	struct v9p *v = d->priv;
 	pthread_mutex_lock(&v->lock);
 	v->kicks++;
-	if (!__atomic_load_n(&v->polling, __ATOMIC_ACQUIRE) && virtq_has_avail(d, 0))
+	if (!__atomic_load_n(&v->polling, __ATOMIC_ACQUIRE) && virtq_has_avail(d, 0)) {
+		if (v->empty_at) {
+			uint32_t ns = __atomic_load_n(&v->watch_ns, __ATOMIC_RELAXED);
+			ns = mono_ns() - v->empty_at > V9P_POLL_NS ? 0 : !ns ? V9P_POLL_START : MIN(2 * ns, (uint32_t)V9P_POLL_NS);
+			__atomic_store_n(&v->watch_ns, ns, __ATOMIC_RELAXED);
+			v->empty_at = 0;
+		}
+		__atomic_add_fetch(&v->wakeups, 1, __ATOMIC_RELAXED);
 		pthread_cond_signal(&v->wake);
+	}
 	pthread_mutex_unlock(&v->lock);
+}
+
+/* lkvm stat: requests served, how many a watching worker found, how many needed a wake-up, the watch now. */
+static void v9p_stat_members(struct device *dev, struct json_writer *j)
+{
+	struct v9p *v = dev->priv;
+	char key[64];
+	static const char *const names[3] = { "requests", "watch_hits", "wakeups" };
+	const uint64_t *f[3] = { &v->requests, &v->watch_hits, &v->wakeups };
+	for (int k = 0; k < 3; k++) {
+		snprintf(key, sizeof(key), "9p%d_%s", dev->index, names[k]);
+		json_u64(j, key, __atomic_load_n(f[k], __ATOMIC_RELAXED));
+	}
+	snprintf(key, sizeof(key), "9p%d_watch_ns", dev->index);
+	json_u64(j, key, __atomic_load_n(&v->watch_ns, __ATOMIC_RELAXED));
 }
 
 static const struct virtio_ops v9p_ops = { .notify = v9p_notify };
@@ -276,6 +315,7 @@ static int v9p_load(struct device *dev, struct snap_reader *r)
 
 static const struct device_ops v9p_dev_ops = {
 	.start = v9p_start, .stop = v9p_stop, .destroy = v9p_destroy, .save = v9p_save, .load = v9p_load, .snap_version = 1,
+	.stats = v9p_stat_members,
 };
 
 static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
@@ -292,6 +332,7 @@ static int v9p_add(struct vm *vm, const struct share_opt *o, unsigned max_fids)
 	v->srv = srv;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->wake, NULL);
+	v->watch_ns = V9P_POLL_NS;
 	put_le16(v->config, tag_len);
 	memcpy(v->config + 2, o->tag, tag_len);
 	struct virtio_dev *d = &v->vdev;
