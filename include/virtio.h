@@ -127,6 +127,12 @@ void virtq_push(struct virtio_dev *d, int qi, uint16_t head, uint32_t len);
 void virtq_push_n(struct virtio_dev *d, int qi, const uint16_t *heads, const uint32_t *lens, int n);
 /* Does queue qi have chains the device has not popped yet? (A hint: the driver may add more.) */
 bool virtq_has_avail(struct virtio_dev *d, int qi);
+/*
+ * Ask the driver for kicks on queue qi or not (VRING_USED_F_NO_NOTIFY, for a
+ * device that watches the ring itself). After asking again, look at the ring
+ * once more: a chain added just before may have come without its kick.
+ */
+void virtq_want_kicks(struct virtio_dev *d, int qi, bool want);
 /* Give back the last n popped chains, unused (the driver will see them again). */
 void virtq_unpop(struct virtio_dev *d, int qi, int n);
 /* Raise the config-change interrupt (also used for needs-reset). */

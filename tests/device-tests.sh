@@ -83,11 +83,15 @@ if need_tool python3 python3 "user-mode network" hostfwd; then
 fi
 
 # 3. A 9p shared folder: the guest reads, creates, renames, deletes, links; the host sees it.
+# And 8 MiB read and copied in 128 KiB requests: the guest's checksum of what it read, and the
+# host's of the copy it wrote, against the host's own.
 # Started as root, lkvm is jailed (docs/jail.md): it then reaches the share as its jail user,
 # which the folder is given to (as a user would give it to the user lkvm runs as).
 mkdir "$T/share"
 echo "from-the-host" > "$T/share/from-host"
 echo x > "$T/share/delete-me"
+head -c 8388608 /dev/urandom > "$T/share/big"
+sum=$(md5sum < "$T/share/big")
 [ "$(id -u)" = 0 ] && chown -R 65534:65534 "$T/share"
 timeout -k 10 300 "$LKVM" run -k "$K" -i "$INITRD" -m 256 --network mode=none --jail-user 65534:65534 --9p "$T/share,hostshare" \
 	-p "quiet lkvm_9p=hostshare" < /dev/null > "$T/9p.out" 2>&1
@@ -95,10 +99,11 @@ rc=$?
 r=$(val 9p 9P-READ)
 if [ $rc = 0 ] && [ "$(val 9p 9P-MOUNT)" = ok ] && [ "$r" = from-the-host ] &&
    [ "$(cat "$T/share/dir/renamed" 2>/dev/null)" = from-the-guest ] && [ ! -e "$T/share/dir/new" ] &&
-   [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ]; then
-	pass "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS))"
+   [ ! -e "$T/share/delete-me" ] && [ "$(readlink "$T/share/link")" = target ] &&
+   [ "$(val 9p 9P-SUM)" = "$sum" ] && [ "$(val 9p 9P-COPY)" = ok ] && [ "$(md5sum < "$T/share/copy")" = "$sum" ]; then
+	pass "9p: the guest mounted the host folder, read it, created, renamed, deleted and linked ($(val 9p 9P-LS)); 8 MiB read and copied back in 128 KiB requests, checksums equal on both sides"
 else
-	fail 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
+	fail 9p "rc=$rc read='$r' ls='$(val 9p 9P-LS)' sum guest='$(val 9p 9P-SUM)' host='$sum' copy='$(val 9p 9P-COPY)' host's sum of it='$(md5sum < "$T/share/copy" 2>&1)' host: $(ls -R "$T/share" | tr '\n' ' ') $(tailof 9p)"
 fi
 
 # 4. The balloon: inflating 64 MiB reaches the guest's driver and the host gets the pages back.

@@ -120,7 +120,9 @@ static void serve(struct v9p_worker *me, struct virtq_chain *c)
  * IOThread polling does: a request that came after the watch but within
  * V9P_POLL_NS doubles it (up to V9P_POLL_NS), one that came later ends
  * watching (0) until requests come close together again (v9p_notify()), so
- * a guest whose requests are far apart costs no spinning. Returns -1 when
+ * a guest whose requests are far apart costs no spinning. While it watches,
+ * the driver is asked not to kick (a guest's kick is a VM exit and a wake-up
+ * of lkvm's event loop). Returns -1 when
  * another worker is watching; else whether a request came, and the caller
  * holds v->polling until it has popped (watch_done()).
  */
@@ -128,16 +130,22 @@ static int poll_ring(struct v9p *v, uint64_t *began)
 {
 	if (__atomic_exchange_n(&v->polling, true, __ATOMIC_ACQUIRE))
 		return -1;
-	uint64_t end = (*began = mono_ns()) + __atomic_load_n(&v->watch_ns, __ATOMIC_RELAXED);
-	do {
-		if (virtq_has_avail(&v->vdev, 0)) {
-			__atomic_add_fetch(&v->watch_hits, 1, __ATOMIC_RELAXED);
-			return 1;
-		}
+	uint32_t ns = __atomic_load_n(&v->watch_ns, __ATOMIC_RELAXED);
+	uint64_t end = (*began = mono_ns()) + ns;
+	bool hit;
+	if (ns)
+		virtq_want_kicks(&v->vdev, 0, false);	/* no VM exit per request while watched */
+	while (!(hit = virtq_has_avail(&v->vdev, 0)) && !__atomic_load_n(&v->stopping, __ATOMIC_RELAXED) &&
+	       mono_ns() < end)
 		for (int i = 0; i < 32; i++)
 			__builtin_ia32_pause();	/* fewer trips through the ring's lock */
-	} while (!__atomic_load_n(&v->stopping, __ATOMIC_RELAXED) && mono_ns() < end);
-	return 0;
+	if (ns) {
+		virtq_want_kicks(&v->vdev, 0, true);
+		hit = hit || virtq_has_avail(&v->vdev, 0);	/* added as the watch ended, without a kick */
+	}
+	if (hit)
+		__atomic_add_fetch(&v->watch_hits, 1, __ATOMIC_RELAXED);
+	return hit;
 }
 
 /* Under v->lock: kicks from here on wake a worker again (v9p_notify reads it under the lock). */

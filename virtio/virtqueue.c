@@ -196,6 +196,20 @@ bool virtq_has_avail(struct virtio_dev *d, int qi)
 	return more;
 }
 
+void virtq_want_kicks(struct virtio_dev *d, int qi, bool want)
+{
+	if (qi < 0 || qi >= d->nr_queues)
+		return;
+	struct virtq *q = &d->q[qi];
+	pthread_mutex_lock(&q->lock);
+	uint16_t *used = q->enabled ? guest_ptr(&d->vm->mem, q->used, 2) : NULL;
+	if (used)
+		__atomic_store_n(used, want ? 0 : VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&q->lock);
+	/* Against a driver that added a chain and then read the old flags (it fences too): look again after this. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 void virtq_unpop(struct virtio_dev *d, int qi, int n)
 {
 	struct virtq *q = &d->q[qi];

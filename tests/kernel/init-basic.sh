@@ -82,6 +82,9 @@ fi
 if grep -q lkvm_9p= /proc/cmdline; then
 	mkdir -p /mnt/h && mount -t 9p -o trans=virtio,version=9p2000.L "$(arg lkvm_9p)" /mnt/h && echo 9P-MOUNT=ok
 	echo "9P-READ=$(cat /mnt/h/from-host 2>&1)"
+	# 8 MiB one 128 KiB request after the other, both ways (the device's ring watch and kick suppression)
+	echo "9P-SUM=$(md5sum < /mnt/h/big 2>&1)"
+	dd if=/mnt/h/big of=/mnt/h/copy bs=128k 2>/dev/null && echo 9P-COPY=ok
 	mkdir /mnt/h/dir && echo "from-the-guest" > /mnt/h/dir/new && mv /mnt/h/dir/new /mnt/h/dir/renamed && sync
 	rm -f /mnt/h/delete-me
 	ln -s target /mnt/h/link
