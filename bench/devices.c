@@ -89,14 +89,7 @@ extern char **environ;
 
 /* ---- small helpers ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static double secs_since(uint64_t t0) { return (now_ns() - t0) / 1e9; }
+static double secs_since(uint64_t t0) { return (mono_ns() - t0) / 1e9; }
 
 static void cleanup(void);
 
@@ -381,7 +374,7 @@ static bool drv_halt_poll;
 
 static void drv_wait(struct vq *q)
 {
-	for (uint64_t end = drv_halt_poll ? now_ns() + KVM_HALT_POLL_NS : 0; now_ns() < end;)
+	for (uint64_t end = drv_halt_poll ? mono_ns() + KVM_HALT_POLL_NS : 0; mono_ns() < end;)
 		if (vq_pending(q))
 			return;
 	if (vq_wait(q, 20000))
@@ -512,7 +505,7 @@ static double blk_dev_run(void *arg)
 	for (int s = qd - 1; s >= 0; s--)
 		freel[nfree++] = s;
 	uint64_t rs = j->seed ? j->seed : 0x5eed, seq = j->span ? 0 : j->start, issued = 0, done = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	while (done < j->count) {
 		bool added = false;
 		while (nfree && issued < j->count) {
@@ -563,7 +556,7 @@ static double blk_mq_run(void *arg)
 	struct mq_job *m = arg;
 	struct blk_job part[4];
 	pthread_t t[4];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	for (int i = 0; i < m->nq; i++) {
 		part[i] = m->j;
 		part[i].b = &m->b[i];
@@ -586,7 +579,7 @@ static double blk_host_run(void *arg)
 {
 	struct blk_job *j = arg;
 	uint64_t rs = 0x5eed, seq = j->span ? 0 : j->start;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	for (uint64_t i = 0; i < j->count; i++) {
 		uint64_t off = job_offset(j, &rs, &seq);
 		ssize_t n = j->write ? pwrite(j->fd, hbuf, j->len, off) : pread(j->fd, hbuf, j->len, off);
@@ -1174,7 +1167,7 @@ static double p9_dev_run(void *arg)
 	if (j->kind == P9_WRITE)
 		memcpy(c->req + 23, pat, P9_CHUNK);
 	unsigned seq = ++name_seq;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	switch (j->kind) {
 	case P9_READ:
 		for (int pass = 0; pass < P9_PASSES; pass++) {
@@ -1221,7 +1214,7 @@ static double p9_host_run(void *arg)
 {
 	struct p9_job *j = arg;
 	unsigned seq = ++name_seq;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	int fd;
 	switch (j->kind) {
 	case P9_READ:
@@ -1615,7 +1608,7 @@ static void g_input(struct gtcp *g, const struct iovec *v, int nv)
 	if (flags & T_ACK) {
 		if (SEQ_GT(ack, g->snd_una) && !SEQ_GT(ack, g->snd_nxt)) {
 			g->snd_una = ack;
-			g->last_progress = now_ns();
+			g->last_progress = mono_ns();
 		}
 		g->peer_wnd = (uint32_t)r16(t + 14) << g->snd_shift;
 	}
@@ -1625,7 +1618,7 @@ static void g_input(struct gtcp *g, const struct iovec *v, int nv)
 				g->bad++;
 			g->rx_bytes += dlen;
 			g->rcv_nxt += dlen;
-			g->last_progress = now_ns();
+			g->last_progress = mono_ns();
 		}
 		g->need_ack = true;	/* out of order: a duplicate ACK */
 	}
@@ -1641,9 +1634,9 @@ static void g_after_input(struct gtcp *g)
 	if (g->need_ack)
 		g_send(g, g->snd_nxt, T_ACK, NULL, 0);
 	/* Nothing is dropped on either link unless something is wrong, but be safe. */
-	if (g->state == G_EST && g->snd_nxt != g->snd_una && now_ns() - g->last_progress > 300000000ull) {
+	if (g->state == G_EST && g->snd_nxt != g->snd_una && mono_ns() - g->last_progress > 300000000ull) {
 		g->snd_nxt = g->snd_una;
-		g->last_progress = now_ns();
+		g->last_progress = mono_ns();
 	}
 }
 
@@ -1865,7 +1858,7 @@ static void *peer_main(void *arg)
 			p->got += n;
 		}
 	}
-	p->t_end = now_ns();
+	p->t_end = mono_ns();
 	__atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
 	close(fd);
 	return NULL;
@@ -1954,17 +1947,17 @@ static double net_dev_run(void *arg)
 	g.iss = g.snd_una = g.snd_nxt = 0x10000000u + g.lport * 7919u;
 	g.tx_total = up ? j->bytes : 0;
 	g.state = G_SYN_SENT;
-	g.last_progress = now_ns();
-	uint64_t limit = now_ns() + 5000000000ull;
-	while (!g_send(&g, g.iss, T_SYN, NULL, 0) && now_ns() < limit)
+	g.last_progress = mono_ns();
+	uint64_t limit = mono_ns() + 5000000000ull;
+	while (!g_send(&g, g.iss, T_SYN, NULL, 0) && mono_ns() < limit)
 		g.step(&g, false);
 	g.snd_nxt = g.iss + 1;
-	while (g.state == G_SYN_SENT && now_ns() < limit)
+	while (g.state == G_SYN_SENT && mono_ns() < limit)
 		g.step(&g, false);
 	if (g.state != G_EST)
 		die("%s: no connection to the host's socket (port %u) through the device", what, p.port);
 
-	uint64_t t0 = now_ns(), t1;
+	uint64_t t0 = mono_ns(), t1;
 	g.last_progress = t0;
 	if (!up)
 		peer_go(&p);
@@ -1974,14 +1967,14 @@ static double net_dev_run(void *arg)
 		g.step(&g, busy);
 		if (up ? __atomic_load_n(&p.done, __ATOMIC_ACQUIRE) : g.rx_bytes >= j->bytes)
 			break;
-		if (g.rst || now_ns() > limit)
+		if (g.rst || mono_ns() > limit)
 			die("%s: transfer %s (%llu bytes in)", what, g.rst ? "reset" : "stalled",
 			    (unsigned long long)(up ? p.got : g.rx_bytes));
 	}
-	t1 = up ? p.t_end : now_ns();
+	t1 = up ? p.t_end : mono_ns();
 	if (j->tap) {	/* abort the connection: the sending peer sees the end */
-		limit = now_ns() + 5000000000ull;
-		while (!g_send(&g, g.snd_nxt, T_RST | T_ACK, NULL, 0) && now_ns() < limit)
+		limit = mono_ns() + 5000000000ull;
+		while (!g_send(&g, g.snd_nxt, T_RST | T_ACK, NULL, 0) && mono_ns() < limit)
 			tap_wait(1);
 		tap_flush();
 	} else {
@@ -2008,7 +2001,7 @@ static double net_host_run(void *arg)
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
 		die("connect: %s", strerror(errno));
-	uint64_t t0 = now_ns(), t1, got = 0, bad = 0;
+	uint64_t t0 = mono_ns(), t1, got = 0, bad = 0;
 	if (up) {
 		for (uint64_t sent = 0; sent < j->bytes;) {
 			ssize_t w = send(fd, pat + sent % PAT_PERIOD, MIN(KiB(64), j->bytes - sent), MSG_NOSIGNAL);
@@ -2035,7 +2028,7 @@ static double net_host_run(void *arg)
 				bad++;
 			got += n;
 		}
-		t1 = now_ns();
+		t1 = mono_ns();
 		close(fd);
 		peer_join(&p);
 	}

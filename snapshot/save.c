@@ -230,13 +230,6 @@ static void save_header(struct vm *vm, struct snap_writer *w)
 	snap_end(w);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int take(struct vm_snapshot_ctx *ctx, struct request *q, struct json_writer *reply)
 {
 	struct vm *vm = ctx->vm;
@@ -247,7 +240,7 @@ static int take(struct vm_snapshot_ctx *ctx, struct request *q, struct json_writ
 	char state_path[3200], mem_path[3200];
 	snprintf(state_path, sizeof(state_path), "%s/state", q->dir);
 	snprintf(mem_path, sizeof(mem_path), "%s/memory", q->dir);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = mono_ms();
 	bool was_paused = __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE);
 	vm_pause(vm);
 	evloop_stop(vm->loop);
@@ -287,7 +280,7 @@ resume:
 			disk_discard_overlay(overlays[i]);
 		}
 	}
-	uint64_t paused = now_ms() - t0;
+	uint64_t paused = mono_ms() - t0;
 	if (ret == 0 && q->stop) {
 		vm_request_exit(vm, VM_POWEROFF, 0);
 	} else {

@@ -35,13 +35,6 @@ static const uint8_t gmac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static const uint8_t gwmac[6] = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
 static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t fake_now = 1000000;
 static uint64_t fake_clock(void *opaque)
 {
@@ -380,7 +373,7 @@ static void send_frame(struct net_user *nu, size_t len)
 /* The first frame matching proto (0: any) within ms, else NULL; others are dropped. */
 static struct frame *wait_frame(struct net_user *nu, uint8_t proto, int ms, struct pkt *p)
 {
-	uint64_t end = now_ms() + ms;
+	uint64_t end = mono_ms() + ms;
 	for (;;) {
 		struct frame *f;
 		while ((f = pop())) {
@@ -388,7 +381,7 @@ static struct frame *wait_frame(struct net_user *nu, uint8_t proto, int ms, stru
 				return f;
 			free(f);
 		}
-		if (now_ms() >= end)
+		if (mono_ms() >= end)
 			return NULL;
 		step(nu, 5);
 	}
@@ -518,7 +511,7 @@ static void gtcp_init(struct gtcp *g, struct net_user *nu, uint16_t lport, uint3
 	g->seg_max = 1460;
 	g->crc_rx = crc32(0, NULL, 0);
 	g->min_peer_wnd = 0xffffffff;
-	g->last_progress = now_ms();
+	g->last_progress = mono_ms();
 }
 
 static void gtcp_seg(struct gtcp *g, uint32_t seq, uint8_t flags, const void *d, size_t n)
@@ -619,7 +612,7 @@ static void gtcp_input(struct gtcp *g, const struct pkt *p)
 	if (p->flags & ACK) {
 		if (SEQ_GT(p->ack, g->snd_una) && !SEQ_GT(p->ack, g->snd_nxt)) {
 			g->snd_una = p->ack;
-			g->last_progress = now_ms();
+			g->last_progress = mono_ms();
 			if (g->fin_sent && p->ack == g->iss + 1 + g->tx_total + 1)
 				g->fin_acked = true;
 		}
@@ -668,19 +661,19 @@ static void gtcp_input(struct gtcp *g, const struct pkt *p)
 static void gtcp_timer(struct gtcp *g)
 {
 	/* Go back N if the stack has not acknowledged anything for a while. */
-	if (g->snd_nxt != g->snd_una && now_ms() - g->last_progress > 500) {
+	if (g->snd_nxt != g->snd_una && mono_ms() - g->last_progress > 500) {
 		g->snd_nxt = g->snd_una;
 		if (g->fin_sent && g->snd_una == g->iss + 1 + g->tx_total)
 			g->fin_sent = false;
-		g->last_progress = now_ms();
+		g->last_progress = mono_ms();
 	}
 }
 
 /* Run stack and guest until done(g) or limit_ms. */
 static bool gtcp_run(struct gtcp *g, bool (*done)(struct gtcp *), int limit_ms)
 {
-	uint64_t end = now_ms() + limit_ms;
-	while (!done(g) && now_ms() < end) {
+	uint64_t end = mono_ms() + limit_ms;
+	while (!done(g) && mono_ms() < end) {
 		gtcp_send(g);
 		step(g->nu, q_head ? 0 : 2);
 		struct frame *f;
@@ -731,13 +724,13 @@ static void *server_main(void *arg)
 		return NULL;
 	}
 	s->crc_rx = crc32(0, NULL, 0);
-	uint64_t sent = 0, pause_until = now_ms() + s->pause_ms;
+	uint64_t sent = 0, pause_until = mono_ms() + s->pause_ms;
 	if (!s->tx_total)
 		shutdown(fd, SHUT_WR);
 	/* A stack that never finishes its side fails the test's checks, not hangs its join. */
-	uint64_t give_up = now_ms() + 120000;
-	while ((!s->eof || sent < s->tx_total) && now_ms() < give_up) {
-		bool reading = (s->go || now_ms() >= pause_until) && !s->eof;
+	uint64_t give_up = mono_ms() + 120000;
+	while ((!s->eof || sent < s->tx_total) && mono_ms() < give_up) {
+		bool reading = (s->go || mono_ms() >= pause_until) && !s->eof;
 		struct pollfd p = { fd, (reading ? POLLIN : 0) | (sent < s->tx_total ? POLLOUT : 0), 0 };
 		if (poll(&p, 1, 20) < 0 || (p.revents & (POLLERR | POLLNVAL)))
 			break;
@@ -1119,17 +1112,17 @@ static void tcp_transfer(uint64_t up, uint64_t down, int pause_ms, int lossy, bo
 	CHECK_EQ(g.peer_mss, 1460);
 	drop_every = lossy;
 	data_frames = 0;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = mono_ms();
 	CHECK(gtcp_run(&g, g_finished_or_shut, 120000));
 	drop_every = 0;
 	slow_server = NULL;
 	if (pause_ms)
 		CHECK_EQ(g.min_peer_wnd, 0);	/* the host stopped reading: our window shut */
 	/* Bytes acknowledged to the guest may still wait in the stack: keep it running until the host has them all. */
-	uint64_t end = now_ms() + 30000;
-	while (!srv.done && now_ms() < end)
+	uint64_t end = mono_ms() + 30000;
+	while (!srv.done && mono_ms() < end)
 		gtcp_run(&g, g_never, 5);
-	uint64_t ms = now_ms() - t0;
+	uint64_t ms = mono_ms() - t0;
 	CHECK(srv.done);
 	server_join(&srv);
 	CHECK(!g.got_rst);
@@ -1268,14 +1261,14 @@ TEST(tcp_zero_window)
 	gtcp_connect(&g);
 	CHECK(gtcp_run(&g, g_established, 2000));
 	/* Take 4 KiB, then shut the window and keep it shut for a second. */
-	uint64_t end = now_ms() + 300;
-	while (g.rx_bytes < 4096 && now_ms() < end)
+	uint64_t end = mono_ms() + 300;
+	while (g.rx_bytes < 4096 && mono_ms() < end)
 		gtcp_run(&g, g_finished, 10);
 	g.wnd = 0;
 	gtcp_ack(&g);
 	uint64_t got = g.rx_bytes;
-	end = now_ms() + 1000;
-	while (now_ms() < end)
+	end = mono_ms() + 1000;
+	while (mono_ms() < end)
 		gtcp_run(&g, g_finished, 10);
 	CHECK_EQ(g.rx_bytes, got);
 	CHECK_EQ(g.wnd_violations, 0);
@@ -1314,8 +1307,8 @@ TEST(tcp_full_host_socket_waits_for_epollout)
 	gtcp_connect(&g);
 	CHECK(gtcp_run(&g, g_established, 2000));
 	CHECK(gtcp_run(&g, g_peer_wnd_shut, 20000));
-	uint64_t end = now_ms() + 500;	/* the guest's probes of the shut window go on meanwhile */
-	while (now_ms() < end)
+	uint64_t end = mono_ms() + 500;	/* the guest's probes of the shut window go on meanwhile */
+	while (mono_ms() < end)
 		gtcp_run(&g, g_never, 10);
 	struct net_user_stats st;
 	net_user_get_stats(nu, &st);
@@ -1324,8 +1317,8 @@ TEST(tcp_full_host_socket_waits_for_epollout)
 	CHECK(queued > (512 << 10));	/* the ring took the guest's bytes meanwhile */
 	srv.go = true;
 	CHECK(gtcp_run(&g, g_finished_or_shut, 60000));
-	end = now_ms() + 30000;
-	while (!srv.done && now_ms() < end)
+	end = mono_ms() + 30000;
+	while (!srv.done && mono_ms() < end)
 		gtcp_run(&g, g_never, 5);
 	CHECK(srv.done);
 	server_join(&srv);
@@ -1667,8 +1660,8 @@ TEST(tcp_scaled_window_edge_kept)
 	/* Let the host read: every byte arrives once. */
 	srv.go = true;
 	send_frame(nu, mk_tcp(fb, 42300, GW, srv.port, nxt, rseq, FIN | ACK, 65535, NULL, 0));
-	uint64_t end = now_ms() + 20000;
-	while (!srv.done && now_ms() < end) {
+	uint64_t end = mono_ms() + 20000;
+	while (!srv.done && mono_ms() < end) {
 		step(nu, 5);
 		q_clear();
 	}
@@ -1757,7 +1750,7 @@ TEST(sandbox_policy_refuses_what_only_the_host_reaches)
 
 	struct net_user_cfg cfg = { .policy_sandbox = true };
 	nu = mk(&cfg);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = mono_ms();
 	CHECK_EQ(syn_answer(nu, 41001, GW, port, 100), RST | ACK);
 	CHECK(nobody_came(s));
 	/* loopback, link-local (cloud metadata), private and shared ranges, "this network": RST at once */
@@ -1769,7 +1762,7 @@ TEST(sandbox_policy_refuses_what_only_the_host_reaches)
 			fprintf(stderr, "  %08x: flags %#x\n", closed[i], fl);
 		CHECK_EQ(fl, RST | ACK);
 	}
-	CHECK(now_ms() - t0 < 1000);	/* answered, not left to time out */
+	CHECK(mono_ms() - t0 < 1000);	/* answered, not left to time out */
 	/* a UDP datagram to the host's loopback is dropped, a ping to a private address too */
 	const char msg[] = "x";
 	send_frame(nu, mk_udp(fb, GUEST, 5555, GW, uport, msg, sizeof(msg)));
