@@ -180,6 +180,15 @@ void vq_kick(struct vq *q)
 	vdev_write(q->dev, VPCI_NOTIFY + VPCI_NOTIFY_MULT * q->qi, q->qi, 2);
 }
 
+bool vq_kick_prepared(struct vq *q)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* Linux: virtio_mb() before it reads the flags */
+	if (__atomic_load_n((uint16_t *)q->used_p, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY)
+		return false;
+	vq_kick(q);
+	return true;
+}
+
 void vq_avail_flags(struct vq *q, uint16_t flags)
 {
 	__atomic_store_n((uint16_t *)q->avail_p, flags, __ATOMIC_RELAXED);

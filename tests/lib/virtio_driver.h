@@ -83,6 +83,12 @@ void vq_desc(struct vq *q, int i, uint64_t addr, uint32_t len, uint16_t flags, u
 /* Make the chain at head available (no kick: a batch is kicked once). */
 void vq_add(struct vq *q, uint16_t head);
 void vq_kick(struct vq *q);
+/*
+ * Kick unless the used ring's flags say VRING_USED_F_NO_NOTIFY (the device
+ * watches the ring), as Linux's driver does without event indices; whether
+ * it kicked. The avail index is published before the flags are read.
+ */
+bool vq_kick_prepared(struct vq *q);
 static inline void vq_post(struct vq *q, uint16_t head) { vq_add(q, head); vq_kick(q); }
 /* The avail ring's flags (VD_AVAIL_NO_INTERRUPT). */
 void vq_avail_flags(struct vq *q, uint16_t flags);
