@@ -7,15 +7,13 @@
 # like ours, where every figure is QEMU TCG's time more than either VMM's). Prints markdown.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 LKVM=$(pwd)/$B/lkvm
 O=$B/bench
 KD=$(cat .cache/kernel/current 2>/dev/null)
 RUNS=${BENCH_BOOT_RUNS:-10}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-step() { echo "bench: $*" >&2; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-med() { sed -n "s/.*$1 ms min [0-9.]* median \([0-9.]*\).*/\1/p"; }
 row() { echo "$2" | sed "s/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) | exit ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\)/| $1 | \1 \/ \2 \/ \3 | \4 \/ \5 \/ \6 |/"; }
 [ -f "$KD/vmlinux" ] && [ -f "$KD/bzImage" ] || { echo "bench/boot-init.sh: no test kernel in .cache/kernel (sh tests/prepare-kernels.sh)" >&2; exit 1; }
 [ -x $O/timeit ] || cc -O2 -o $O/timeit bench/timeit.c

@@ -3,19 +3,16 @@
 # tests/kvm-env.sh). Prints markdown for bench/README.md.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 O=$B/bench
 LKVM=$B/lkvm
 RUNS=${BENCH_RUNS:-20}
 T="timeout 120"	# no single VMM run may hang the benchmark
-step() { echo "bench: $*" >&2; }
 QEMU=qemu-system-x86_64
 # Under kvm_pvm QEMU dies setting MSR 0x10a (IA32_ARCH_CAPABILITIES) unless -cpu host drops it.
 QCPU=host
 [ -d /sys/module/kvm_pvm ] && QCPU=host,-arch-capabilities
 QFAST="-nodefaults -no-user-config -display none -no-reboot -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-med() { sed -n "s/.*$1 ms min [0-9.]* median \([0-9.]*\).*/\1/p"; }
-tree() { echo "$1"; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done; }	# a process and its descendants
 
 echo "### Start-up latency ($RUNS runs each, same PVH guest: one byte on the UART, then exit)"
 echo

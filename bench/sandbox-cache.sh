@@ -7,6 +7,7 @@
 # the entry the first cold run made). Medians and the ratio warm / no cache. Then where a warm
 # run's time goes: strace -f -c of one warm run (syscall time of lkvm and its VM process).
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 LKVM=$(pwd)/build/lkvm
 K=$(cd "$(cat .cache/kernel/current)" && pwd)/bzImage
 RUNS=${RUNS:-5}
@@ -14,8 +15,7 @@ T=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
 trap 'rm -rf "$T"' EXIT
 SB="$LKVM sandbox -k $K -m 512 --network mode=none"
-ms() { date +%s%N | cut -c1-13; }
-med() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"; }
+median_of_runs() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"; }
 echo "where: $(if [ -n "$LKVM_ENV_NESTED" ]; then echo "nested machine (QEMU TCG + SVM), KVM there"; else echo "this host's KVM"; fi); $(nproc) CPUs"
 $SB --snapshot-cache="$T/warm" -- true < /dev/null || { echo "the first cold run failed"; exit 1; }
 plain= cold= warm=
@@ -27,7 +27,7 @@ while [ $i -lt "$RUNS" ]; do
 	t0=$(ms); $SB --snapshot-cache="$T/warm" -- true < /dev/null; t1=$(ms); warm="$warm $((t1 - t0))"
 	i=$((i + 1))
 done
-p=$(med $plain); c=$(med $cold); w=$(med $warm)
+p=$(median_of_runs $plain); c=$(median_of_runs $cold); w=$(median_of_runs $warm)
 echo "lkvm sandbox -- true, end to end ms, $RUNS runs each:"
 echo "  no cache (boot):          $plain (median $p)"
 echo "  cold (boot + save):       $cold (median $c)"

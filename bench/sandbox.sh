@@ -6,6 +6,7 @@
 # (RUNS each, median), then N MiB of stdout through cat against the host's own pipe, both
 # in this same run. LKVM_BENCH_MIB sets N (default 64: the nested machine moves a few MiB/s).
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 O=build/bench; mkdir -p $O
 LKVM=$(pwd)/build/lkvm
 K=$(cd "$(cat .cache/kernel/current)" && pwd)/bzImage
@@ -14,7 +15,6 @@ MIB=${LKVM_BENCH_MIB:-64}
 [ -x $O/timeit ] || cc -O2 -o $O/timeit bench/timeit.c || exit 1
 export XDG_RUNTIME_DIR=$(mktemp -d)
 SB="$LKVM sandbox -k $K -m 512 --network mode=none"
-ms() { date +%s%N | cut -c1-13; }
 echo "where: $(if [ -n "$LKVM_ENV_NESTED" ]; then echo "nested machine (QEMU TCG + SVM), KVM there"; else echo "this host's KVM"; fi); $(nproc) CPUs"
 echo "first byte (start to the command's output) and exit, $RUNS runs of: lkvm sandbox -- echo x"
 $O/timeit "$RUNS" $SB -- echo x < /dev/null

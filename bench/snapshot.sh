@@ -10,6 +10,7 @@
 #      crashed its kernel or locked it up (docs/kvm-hosts.md).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 LKVM=$(pwd)/$B/lkvm
 O=$B/bench
 K=$(cat .cache/kernel/current 2>/dev/null)/bzImage
@@ -18,9 +19,6 @@ if [ -n "${LKVM_ENV_NESTED:-}" ]; then N=${BENCH_SNAP_VMS:-4}; else N=${BENCH_SN
 T=$(mktemp -d)
 export XDG_RUNTIME_DIR=$T
 trap '"$LKVM" stop --all > /dev/null 2>&1; rm -rf "$T"' EXIT
-step() { echo "bench: $*" >&2; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-med() { sed -n "s/.*$1 ms min [0-9.]* median \([0-9.]*\).*/\1/p"; }
 # sh has no local variables: each helper counts in its own (ready_n's loop calls wait_for).
 wait_for() { w=0; while [ $w -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; w=$((w + 1)); done; return 1; }
 [ -x $O/timeit ] || cc -O2 -o $O/timeit bench/timeit.c
@@ -42,11 +40,10 @@ echo "|---|---|"
 echo "$cold" | sed 's/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) .*/| cold boot to init | \1 \/ \2 \/ \3 |/'
 echo "$warm" | sed 's/first-byte ms min \([0-9.]*\) median \([0-9.]*\) max \([0-9.]*\) .*/| restore of a snapshot taken there | \1 \/ \2 \/ \3 |/'
 echo
-echo "Median restore / cold boot: **$(ratio "$(echo "$warm" | med first-byte)" "$(echo "$cold" | med first-byte)")**. The snapshot: $(sed -n 's/.*saved in [^:]*: //p' "$T/snap.out" | tr -d '\r'); its RAM file takes $(du -k "$T/snap/memory" | cut -f1) KiB on disk for 256 MiB."
+echo "Median restore / cold boot: **$(ratio "$(echo "$warm" | med first-byte)" "$(echo "$cold" | med first-byte)" 3)**. The snapshot: $(sed -n 's/.*saved in [^:]*: //p' "$T/snap.out" | tr -d '\r'); its RAM file takes $(du -k "$T/snap/memory" | cut -f1) KiB on disk for 256 MiB."
 
-# A process and its descendants: a jailed lkvm run (root's default) runs the VM in a child.
-tree() { echo "$1"; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done; }
-# Memory of N VMs at once: sums over the lkvm processes (smaps_rollup), supervisors and VMs.
+# Memory of N VMs at once: sums over the lkvm processes (smaps_rollup), supervisors and VMs
+# (tree(): a jailed lkvm run, root's default, runs the VM in a child).
 measure() {	# label pids...
 	label=$1; shift
 	rss=0; pss=0; priv=0
@@ -97,4 +94,4 @@ for m in "$mb:$nb" "$mc:$nc"; do
 done
 set -- $mb; brss=$2 bpss=$3; set -- $mc
 echo
-echo "Restored / booted, total RSS: **$(ratio "$2" "$brss")**; total PSS (shared pages counted once across the VMs): **$(ratio "$3" "$bpss")**."
+echo "Restored / booted, total RSS: **$(ratio "$2" "$brss" 3)**; total PSS (shared pages counted once across the VMs): **$(ratio "$3" "$bpss" 3)**."
