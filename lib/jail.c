@@ -233,9 +233,15 @@ int jail_enter(const struct jail_opts *o, const struct jail_limits *l)
 	    limit(RLIMIT_AS, "RLIMIT_AS", as, as) < 0 || limit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0) < 0)
 		return -1;
 	done("rlimits");
-	for (int cap = 0; cap <= 63; cap++)
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+	/* Capabilities are numbered 0 to the kernel's last: the first EINVAL is past it (no call per
+	 * unused number: each costs as much as any other set-up call, 0.1 ms under nested TCG). */
+	for (int cap = 0; cap <= 63; cap++) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+			continue;
+		if (errno != EINVAL || !cap)
 			return err_errno("jail: capabilities: prctl(PR_CAPBSET_DROP, %d)", cap);
+		break;
+	}
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return err_errno("jail: capabilities: prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
 	done("capabilities");
