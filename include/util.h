@@ -68,7 +68,9 @@ static inline uint8_t checksum8(const void *p, size_t n) { return (uint8_t)-sum8
 
 /*
  * out[] = the bytes [skip, skip + len) of in[0, n), at most max entries (the
- * slice then ends short). Returns the entries used; *got the bytes they hold.
+ * slice then ends short), pieces that follow one another in memory joined
+ * into one entry (a guest's physically adjacent pages are adjacent here too).
+ * Returns the entries used; *got the bytes they hold.
  */
 struct iovec;
 int iov_sub(const struct iovec *in, int n, size_t skip, size_t len, struct iovec *out, int max, size_t *got);

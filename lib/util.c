@@ -202,9 +202,14 @@ int iov_sub(const struct iovec *in, int n, size_t skip, size_t len, struct iovec
 			continue;
 		}
 		size_t take = MIN(in[i].iov_len - skip, len - done);
-		out[k].iov_base = (uint8_t *)in[i].iov_base + skip;
-		out[k].iov_len = take;
-		k++;
+		uint8_t *base = (uint8_t *)in[i].iov_base + skip;
+		if (k && (uint8_t *)out[k - 1].iov_base + out[k - 1].iov_len == base) {
+			out[k - 1].iov_len += take;	/* adjacent: one segment fewer for the kernel */
+		} else {
+			out[k].iov_base = base;
+			out[k].iov_len = take;
+			k++;
+		}
 		done += take;
 		skip = 0;
 	}

@@ -169,4 +169,34 @@ TEST(rng)
 	CHECK_EQ(get_le32(g(USED + 8)), 64);
 }
 
+/* A slice of a chain's buffers: skipped bytes, a short end, adjacent pieces joined, a full table. */
+TEST(iov_slices)
+{
+	static uint8_t m[8 * 4096];
+	struct iovec in[] = { { m, 11 }, { m + 4096, 4096 }, { m + 8192, 4096 }, { m + 4 * 4096, 4096 },
+			      { m + 5 * 4096, 100 } };
+	struct iovec out[8];
+	size_t got = 0;
+	/* The 11-byte header skipped; pages 1-2 adjacent, then 4-5 adjacent. */
+	int k = iov_sub(in, 5, 11, 3 * 4096, out, 8, &got);
+	CHECK_EQ(k, 2);
+	CHECK_EQ(got, 3 * 4096);
+	CHECK(out[0].iov_base == m + 4096 && out[0].iov_len == 2 * 4096);
+	CHECK(out[1].iov_base == m + 4 * 4096 && out[1].iov_len == 4096);
+	/* A skip inside a piece; the header joins nothing (pages not adjacent to it). */
+	k = iov_sub(in, 5, 5, 20000, out, 8, &got);
+	CHECK_EQ(k, 3);
+	CHECK_EQ(got, 6 + 8192 + 4096 + 100);
+	CHECK(out[0].iov_base == m + 5 && out[0].iov_len == 6);
+	CHECK(out[2].iov_base == m + 4 * 4096 && out[2].iov_len == 4196);
+	/* At most max entries: the slice ends short, and says so. */
+	k = iov_sub(in, 5, 0, 20000, out, 1, &got);
+	CHECK_EQ(k, 1);
+	CHECK_EQ(got, 11);
+	/* The same page twice (a driver may do that): not adjacent, two entries. */
+	struct iovec twice[] = { { m, 4096 }, { m, 4096 } };
+	CHECK_EQ(iov_sub(twice, 2, 0, 8192, out, 8, &got), 2);
+	CHECK_EQ(got, 8192);
+}
+
 TEST_MAIN()
