@@ -321,11 +321,15 @@ static uint8_t *gp(uint64_t gpa, uint64_t len)
 	return p;
 }
 
-/* The fake VM of tests/lib: MSIs go to fake_irq_recorder, which wakes the "guest" thread. */
+/*
+ * The fake VM of tests/lib: MSIs go to fake_irq_recorder, which wakes the "guest" thread. Its RAM
+ * has huge pages as lkvm run's has by default (LKVM_BENCH_NO_THP=1: as with --no-thp).
+ */
 static void vm_setup(void)
 {
 	fake_vm_init(&vm, &fake_irq_recorder);
-	if (guest_mem_alloc(&vm.mem, GUEST_RAM, 0, 0) || device_type_create(&vm, &pci_host_device))
+	if (guest_mem_alloc(&vm.mem, GUEST_RAM, 0, 0) || guest_mem_thp(&vm.mem, !getenv("LKVM_BENCH_NO_THP")) ||
+	    device_type_create(&vm, &pci_host_device))
 		die("fake VM: %s", err_msg());
 }
 

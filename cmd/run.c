@@ -95,6 +95,7 @@ static int opt_name(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->
 static int opt_rootfs(void *own, const char *arg) { ((struct run_ctx *)own)->rootfs = arg; return 0; }
 static int opt_debug_ioport(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->debug_ioport = true; return 0; }
 static int opt_no_seccomp(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->no_seccomp = true; return 0; }
+static int opt_no_thp(void *own, const char *arg) { ((struct run_ctx *)own)->cfg->no_thp = true; return 0; }
 static int opt_restore(void *own, const char *arg) { ((struct run_ctx *)own)->restore = arg; return 0; }
 static int opt_clone(void *own, const char *arg) { ((struct run_ctx *)own)->clone = true; return 0; }
 static int opt_agent(void *own, const char *arg) { ((struct run_ctx *)own)->agent = true; return 0; }
@@ -113,6 +114,8 @@ static const struct opt run_opts[] = {
 	  opt_rootfs, OPT_COMPLETE_FILE },
 	{ "debug-ioport", 0, NULL, "log port and MMIO accesses no device claims", opt_debug_ioport },
 	{ "no-seccomp", 0, NULL, "do not confine lkvm to its syscall allowlist", opt_no_seccomp },
+	{ "no-thp", 0, NULL, "guest RAM in 4 KiB pages only, even where the host would use huge pages (fewer resident "
+	  "bytes for a guest that touches memory sparsely; default: transparent huge pages)", opt_no_thp },
 	{ "restore", 0, "DIR", "run the VM saved in DIR by `lkvm snapshot` (its options come from there)", opt_restore,
 	  OPT_COMPLETE_FILE },
 	{ "clone", 0, NULL, "with --restore: a new VM with disk overlays of its own (DIR/clones/NAME)", opt_clone },

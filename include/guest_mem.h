@@ -8,6 +8,7 @@
 #define LKVM_GUEST_MEM_H
 
 #include <stdint.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define GUEST_MEM_MAX_REGIONS 4
@@ -36,6 +37,11 @@ void *guest_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
  */
 int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start, uint64_t hole_end);
 void guest_mem_free(struct guest_mem *m);
+/*
+ * Transparent huge pages for guest RAM or not (MADV_HUGEPAGE / MADV_NOHUGEPAGE),
+ * whatever the host's default ("madvise" on many hosts gives none unless asked).
+ */
+int guest_mem_thp(struct guest_mem *m, bool on);
 /* After guest_mem_alloc: RAM becomes a copy-on-write mapping of the file path (a snapshot's), byte for byte. */
 int guest_mem_map_file(struct guest_mem *m, const char *path);
 

@@ -35,6 +35,7 @@ struct vm_config {
 	const char *kernel, *initrd, *cmdline;	/* what to boot; the board decides how */
 	bool debug_ioport;	/* log accesses no device claims */
 	bool no_seccomp;	/* skip the syscall allowlist */
+	bool no_thp;		/* guest RAM in 4 KiB pages only (guest_mem_thp()) */
 	struct cfg_part *parts;
 	/* The options as given, one "--name=value" (or "--flag") each: a snapshot keeps them. */
 	int nr_args;

@@ -69,6 +69,13 @@ int guest_mem_alloc(struct guest_mem *m, uint64_t ram_size, uint64_t hole_start,
 	return 0;
 }
 
+int guest_mem_thp(struct guest_mem *m, bool on)
+{
+	if (madvise(m->base, m->map_size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) < 0)
+		return err_errno("guest memory: madvise(%s)", on ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE");
+	return 0;
+}
+
 int guest_mem_map_file(struct guest_mem *m, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -41,8 +41,17 @@ w=$(echo "$st" | sed -n 's/.*"pio_writes":\([0-9]*\).*/\1/p')
 # The boot timer: c1 never wrote it (0); a guest that marks it gets a time between 0 and the
 # host's own wall time from its start to the stat (tests/guests/boottimer.S).
 t_bt0=$(date +%s%N)
-$LKVM run --flat --name bt -k $BUILD/tests/guests/boottimer.bin > "$T/bt.out" 2> "$T/bt.err" & P3=$!
+# bt also runs with --no-thp (and unjailed, so that P3 is the VM itself): its RAM asks for no huge
+# pages, c1's (the default) for them; the mapping's VmFlags say so (hg, nh), whatever the host's
+# own THP setting.
+ram_vmflags() { awk -v kb="$2" '/^[0-9a-f]+-[0-9a-f]+ / { s = 0 } $1 == "Size:" && $2 == kb { s = 1 } s && $1 == "VmFlags:" { print; exit }' /proc/"$1"/smaps; }
+$LKVM run --flat --no-jail --no-thp --name bt -k $BUILD/tests/guests/boottimer.bin > "$T/bt.out" 2> "$T/bt.err" & P3=$!
 if wait_for "$T/bt.out" marked 60; then
+	f1=$(ram_vmflags $P1 262144); f3=$(ram_vmflags $P3 262144)
+	case "$f1/$f3" in
+	*" hg"*/*" nh"*) pass "guest RAM: huge pages asked for by default, not with --no-thp ($(echo "$f1" | grep -o ' hg') / $(echo "$f3" | grep -o ' nh'))" ;;
+	*) fail "guest RAM: huge pages asked for by default, not with --no-thp" "c1: ${f1:-no 256 MiB mapping}; bt: ${f3:-no 256 MiB mapping}" ;;
+	esac
 	bt=$($LKVM stat bt | sed -n 's/.*"boot_timer_us":\([0-9]*\).*/\1/p')
 	lim=$(( ($(date +%s%N) - t_bt0) / 1000 ))
 	c1bt=$(echo "$st" | sed -n 's/.*"boot_timer_us":\([0-9]*\).*/\1/p')

@@ -1,5 +1,8 @@
 /* Boot-image parsers, e820 builder, guest memory door, bus dispatch. */
+#include <ctype.h>
 #include <elf.h>
+#include <stdio.h>
+#include <string.h>
 #include "test.h"
 #include "boot.h"
 #include "bus.h"
@@ -174,6 +177,41 @@ TEST(e820_and_memory)
 	CHECK(guest_ptr(&m, PCI_HOLE_END + GiB(3) - 8, 8) != NULL);
 	guest_mem_free(&m);
 	CHECK_EQ(guest_mem_alloc(&m, 0, PCI_HOLE_START, PCI_HOLE_END), -1);
+}
+
+/* The VmFlags line of the mapping that starts at p (/proc/self/smaps), "" if none. */
+static void vm_flags(const void *p, char *out, size_t cap)
+{
+	char line[512], want[32];
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)p);
+	FILE *f = fopen("/proc/self/smaps", "r");
+	bool in = false;
+	*out = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && isxdigit((unsigned char)line[0]))
+			in = !strncmp(line, want, strlen(want));
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(out, cap, "%s", line + 8);
+	}
+	if (f)
+		fclose(f);
+}
+
+/* Guest RAM asks for huge pages, or for none (lkvm run --no-thp), whatever the host's default. */
+TEST(ram_huge_pages_or_not)
+{
+	struct guest_mem m;
+	char flags[512];
+	CHECK_EQ(guest_mem_alloc(&m, MiB(64), 0, 0), 0);
+	CHECK_EQ(guest_mem_thp(&m, true), 0);
+	vm_flags(m.base, flags, sizeof(flags));
+	CHECK(strstr(flags, " hg") != NULL);	/* VM_HUGEPAGE */
+	CHECK(strstr(flags, " nh") == NULL);
+	CHECK_EQ(guest_mem_thp(&m, false), 0);
+	vm_flags(m.base, flags, sizeof(flags));
+	CHECK(strstr(flags, " nh") != NULL);	/* VM_NOHUGEPAGE */
+	CHECK(strstr(flags, " hg") == NULL);
+	guest_mem_free(&m);
 }
 
 static int hits;
