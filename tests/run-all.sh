@@ -85,7 +85,7 @@ run_batch() {
 	# triple-faulted. The nested machine loses L2 guests so (docs/kvm-hosts.md; QEMU's own too);
 	# a suite whose test failed any other way keeps its failure.
 	# ended_failing NAME: the suite ran to its end with a non-zero status.
-	ended_failing() { [ -f "$d/$1.rc" ] && [ "$(cat "$d/$1.rc")" != 0 ]; }
+	ended_failing() { [ -s "$d/$1.rc" ] && [ "$(cat "$d/$1.rc")" != 0 ]; }
 	only_lost() {
 		tr -d '\r' < "$1" | grep -a '^FAIL ' > "$d/fails.tmp"
 		[ -s "$d/fails.tmp" ] && ! grep -qv 'triple fault' "$d/fails.tmp"
@@ -101,7 +101,9 @@ run_batch() {
 			printf 'setsid sh %s %s %s > %s/%s.out 2>&1 < /dev/null & p=$!\n' "$script" "$BUILD" "$a" "$d" "$name"
 			printf 'setsid sh -c '"'"'sleep %s; { echo "hung: still running after %s s, killed; its processes:"; ps -o pid,etime,args -s $0 | tail -n +2 | cut -c1-200 | sed "s/^/  /"; } > %s/%s.hung; kill -TERM -$0; sleep 10; kill -9 -$0'"'"' $p & w=$!\n' \
 				"$SUITE_T" "$SUITE_T" "$d" "$name"
-			printf 'wait $p; echo $? > %s/%s.rc; kill -9 -$w -$p 2> /dev/null; cat %s/%s.out; cat %s/%s.hung 2> /dev/null\n' \
+			# sync: the checkout is a cache=loose 9p mount there, whose writes reach this host only
+			# at writeback; a stall after a suite ended lost its results so once (an empty .rc).
+			printf 'wait $p; echo $? > %s/%s.rc; kill -9 -$w -$p 2> /dev/null; sync; cat %s/%s.out; cat %s/%s.hung 2> /dev/null\n' \
 				"$d" "$name" "$d" "$name" "$d" "$name"
 			printf 'echo "== %s: $(( $(date +%%s) - t0 )) s"\n' "$name"
 		done < "$T/batch" > "$d/job.sh"
@@ -128,7 +130,7 @@ run_batch() {
 				again "$name" "$where" "$script" "$a" "a guest triple-faulted" "$(head -c 300 "$d/fails.tmp" | tr '\n' '|')"
 			elif [ -f "$d/$name.hung" ]; then
 				record "$name" "$d/$name.out" "$(head -n 1 "$d/$name.hung"; tail -n +2 "$d/$name.hung" | tr -s ' \n' ' ' | cut -c1-600)"
-			elif [ -f "$d/$name.rc" ]; then
+			elif [ -s "$d/$name.rc" ]; then	# empty: its status never reached this host (below)
 				record "$name" "$d/$name.out" "$(cat "$d/$name.rc")"
 			elif [ ! -f "$d/$name.started" ]; then
 				if [ -n "$why" ]; then echo "$name $where $script $a" >> "$T/batch.next"

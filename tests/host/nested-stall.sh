@@ -1,0 +1,53 @@
+#!/bin/sh
+# make check's own handling of the nested machine's stalls (tests/run-all.sh), against a stub
+# of tests/kvm-env.sh that runs each trip here: a stall that comes after a suite ended but
+# before that machine's cache=loose writeback (its status file reached this host empty, as in
+# a rehearsal of 2026-12-04) must run that suite again, not fail it; a stall inside a suite
+# runs it again too; a suite that fails on its own stays failed.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/suite.sh
+suite_init nested-stall
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+mkdir -p "$T/tests/lib"
+cp tests/run-all.sh "$T/tests/" && cp tests/lib/suite.sh "$T/tests/lib/"
+for n in first second broken; do
+	printf 'cd "$(dirname "$0")/.." || exit 1\n. tests/lib/suite.sh\nsuite_init %s\n' $n > "$T/tests/$n.sh"
+	if [ $n = broken ]; then echo 'fail "broken fails" "on purpose"' >> "$T/tests/$n.sh"
+	else echo "pass \"$n works\"" >> "$T/tests/$n.sh"; fi
+	echo suite_end >> "$T/tests/$n.sh"
+done
+# The stub machine: STALL_AFTER=NAME empties NAME's results once and reports a stall.
+cat > "$T/tests/kvm-env.sh" <<'STUB'
+"$@"
+if [ -n "$STALL_AFTER" ] && [ ! -f "$STALL_MARK" ]; then
+	: > "$STALL_MARK"
+	d=$(dirname "$2")
+	: > "$d/$STALL_AFTER.rc"; : > "$d/$STALL_AFTER.out"
+	echo "kvm-env: STALL: simulated after $STALL_AFTER ended"
+	exit 75
+fi
+STUB
+printf 'first kvm tests/first.sh\nsecond kvm tests/second.sh\nbroken kvm tests/broken.sh\n' > "$T/tests/suites.txt"
+# (make check's own LKVM_CHECK_* choices are the outer run's, not this one's)
+run() { (cd "$T" && env -u LKVM_CHECK_NESTED -u LKVM_CHECK_ONLY -u LKVM_CHECK_BATCH STALL_AFTER="$1" \
+	STALL_MARK="$T/mark-$1" sh tests/run-all.sh build > "$T/out-$1" 2>&1); }
+
+run first
+tail=$(tail -n 1 "$T/out-first")
+if [ "$tail" = "all tests: 2 passed, 1 failed, 0 skipped (0 checks in unit tests)" ] &&
+	grep -q "^  first: the nested machine failed on trip 1 (simulated after first ended)" "$T/out-first" &&
+	grep -q '^  broken/broken fails' "$T/out-first" &&
+	! grep -q 'ended without its closing line' "$T/out-first"; then
+	pass "a stall that lost a finished suite's status: that suite ran again and passed, the failing one stayed failed"
+else
+	fail "a stall that lost a finished suite's status" "$(tr '\n' '|' < "$T/out-first" | tail -c 600)"
+fi
+run ""
+if [ "$(tail -n 1 "$T/out-")" = "all tests: 2 passed, 1 failed, 0 skipped (0 checks in unit tests)" ] &&
+	! grep -q 'run again' "$T/out-"; then
+	pass "no stall: each suite ran once, the failing one counted"
+else
+	fail "no stall" "$(tr '\n' '|' < "$T/out-" | tail -c 600)"
+fi
+suite_end
