@@ -92,6 +92,18 @@ run_batch() {
 	}
 	while [ -s "$T/batch" ]; do
 		rm -rf "$d" && mkdir -p "$d"
+		# hang.sh PID SECS OUT: the suites' watchdog. A suite whose session was empty when it
+		# hung once left nothing to read, so then every process is listed, with its state.
+		cat > "$d/hang.sh" <<-'HANG'
+		sleep "$2"
+		{
+			echo "hung: still running after $2 s, killed; its processes:"
+			l=$(ps -o pid,stat,wchan:24,etime,args -s "$1" | tail -n +2 | cut -c1-200)
+			if [ -n "$l" ]; then echo "$l" | sed 's/^/  /'
+			else echo "  none left in its session ($1); every process:"; ps -e -o pid,ppid,sid,stat,wchan:24,etime,args | cut -c1-200 | sed 's/^/  /'; fi
+		} > "$3"
+		kill -TERM -"$1" 2> /dev/null; sleep 10; kill -9 -"$1" 2> /dev/null
+		HANG
 		while read -r name where script a; do
 			printf 'echo "== %s (%s, nested)"; t0=$(date +%%s); : > %s/%s.started\n' "$name" "$where" "$d" "$name"
 			# Its own session, killed whole when it ends: a process it left behind holding its
@@ -99,8 +111,7 @@ run_batch() {
 			# A watchdog (a session too) ends a suite that hangs after SUITE_T s, saying what still ran,
 			# so the suites after it in the trip still run.
 			printf 'setsid sh %s %s %s > %s/%s.out 2>&1 < /dev/null & p=$!\n' "$script" "$BUILD" "$a" "$d" "$name"
-			printf 'setsid sh -c '"'"'sleep %s; { echo "hung: still running after %s s, killed; its processes:"; ps -o pid,etime,args -s $0 | tail -n +2 | cut -c1-200 | sed "s/^/  /"; } > %s/%s.hung; kill -TERM -$0; sleep 10; kill -9 -$0'"'"' $p & w=$!\n' \
-				"$SUITE_T" "$SUITE_T" "$d" "$name"
+			printf 'setsid sh %s/hang.sh $p %s %s/%s.hung & w=$!\n' "$d" "$SUITE_T" "$d" "$name"
 			# sync: the checkout is a cache=loose 9p mount there, whose writes reach this host only
 			# at writeback; a stall after a suite ended lost its results so once (an empty .rc).
 			printf 'wait $p; echo $? > %s/%s.rc; kill -9 -$w -$p 2> /dev/null; sync; cat %s/%s.out; cat %s/%s.hung 2> /dev/null\n' \

@@ -36,7 +36,7 @@ if [ ! -f "$K" ]; then
 fi
 # lkvm itself goes into the initramfs for --agent, with the libraries it needs.
 PEER=$BUILD/tests/vsock-peer
-[ -x "$PEER" ] && [ ! tests/kernel/vsock-peer.c -nt "$PEER" ] || cc -static -O2 -Wall -o "$PEER" tests/kernel/vsock-peer.c
+sh tests/kernel/vsock-peer.sh "$PEER" || true
 libs=$(ldd "$LKVM" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' | sed 's/.*/&:&/')
 if [ ! -x "$BUILD/tests/kernel/reseed" ] || [ ! -x "$PEER" ] || ! sh tests/kernel/mkinitramfs.sh "$T/init.cpio.gz" \
 	tests/kernel/init-snapshot.sh "$BUILD/tests/kernel/reseed:/bin/reseed" "$PEER:/bin/vsock-peer" "$LKVM:$LKVM" $libs; then

@@ -30,9 +30,7 @@ fi
 PEER=$BUILD/tests/vsock-peer
 INITRD=$BUILD/tests/vsock.cpio.gz
 mkdir -p "$BUILD/tests"
-if [ ! -x "$PEER" ] || [ tests/kernel/vsock-peer.c -nt "$PEER" ]; then
-	cc -static -O2 -Wall -o "$PEER" tests/kernel/vsock-peer.c || { ko "vsock tests" "cannot build vsock-peer (cc -static)"; finish; }
-fi
+sh tests/kernel/vsock-peer.sh "$PEER" || { ko "vsock tests" "cannot build vsock-peer (cc -static)"; finish; }
 sh tests/kernel/mkinitramfs.sh "$INITRD" tests/kernel/init-vsock.sh "$PEER:/vsock-peer" ||
 	{ ko "vsock tests" "cannot make the initramfs"; finish; }
 

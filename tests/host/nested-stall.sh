@@ -3,7 +3,8 @@
 # of tests/kvm-env.sh that runs each trip here: a stall that comes after a suite ended but
 # before that machine's cache=loose writeback (its status file reached this host empty, as in
 # a rehearsal of 2026-12-04) must run that suite again, not fail it; a stall inside a suite
-# runs it again too; a suite that fails on its own stays failed.
+# runs it again too; a suite that fails on its own stays failed; a suite that hangs is ended by
+# its watchdog, which names what still ran, and the suites after it in the trip still run.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/suite.sh
 suite_init nested-stall
@@ -49,5 +50,36 @@ if [ "$(tail -n 1 "$T/out-")" = "all tests: 2 passed, 1 failed, 0 skipped (0 che
 	pass "no stall: each suite ran once, the failing one counted"
 else
 	fail "no stall" "$(tr '\n' '|' < "$T/out-" | tail -c 600)"
+fi
+
+# A hung suite: its watchdog (after 2 s here) lists its processes, kills them, and the next runs.
+printf 'cd "$(dirname "$0")/.." || exit 1\nsleep 4242\n' > "$T/tests/hangs.sh"
+printf 'hangs kvm tests/hangs.sh\nfirst kvm tests/first.sh\n' > "$T/tests/suites.txt"
+(cd "$T" && env -u LKVM_CHECK_NESTED -u LKVM_CHECK_ONLY -u LKVM_CHECK_BATCH STALL_AFTER= LKVM_SUITE_TIMEOUT=2 \
+	sh tests/run-all.sh build > "$T/out-hangs" 2>&1)
+if [ "$(tail -n 1 "$T/out-hangs")" = "all tests: 1 passed, 1 failed, 0 skipped (0 checks in unit tests)" ] &&
+	grep -q '^hung: still running after 2 s, killed; its processes:' "$T/out-hangs" &&
+	grep -q '^  *[0-9]* S.* sleep 4242$' "$T/out-hangs" && ! pgrep -f 'sleep 4242' > /dev/null; then
+	pass "a hung suite: its watchdog named and ended what still ran, the next suite ran"
+else
+	pkill -f 'sleep 4242'
+	fail "a hung suite" "$(tr '\n' '|' < "$T/out-hangs" | tail -c 600)"
+fi
+
+# What a suite built in the checkout before a stall may reach this host empty, yet newer than
+# its inputs (a rehearsal's vsock rerun booted such an initramfs): the builders redo it.
+if command -v busybox > /dev/null && command -v cc > /dev/null; then
+	sh tests/kernel/mkinitramfs.sh "$T/i.cpio.gz" tests/kernel/init-basic.sh && : > "$T/i.cpio.gz" &&
+		sh tests/kernel/mkinitramfs.sh "$T/i.cpio.gz" tests/kernel/init-basic.sh
+	sh tests/kernel/vsock-peer.sh "$T/peer" && head -c 1000 "$T/peer" > "$T/cut" && cat "$T/cut" > "$T/peer" &&
+		sh tests/kernel/vsock-peer.sh "$T/peer"
+	rc=0; "$T/peer" > /dev/null 2>&1 || rc=$?
+	if gzip -t "$T/i.cpio.gz" && [ $rc = 2 ]; then
+		pass "an empty initramfs and a cut vsock-peer left by a stall are built again"
+	else
+		fail "artifacts left by a stall" "initramfs $(wc -c < "$T/i.cpio.gz") bytes, peer exits $rc"
+	fi
+else
+	skip "artifacts left by a stall" "needs busybox-static and cc"
 fi
 suite_end

@@ -2,14 +2,16 @@
 # mkinitramfs.sh OUT.cpio.gz INIT_SCRIPT [FILE[:DEST]...]: a busybox-static
 # initramfs whose /init sets up /proc, /sys, /dev, /tmp and the applet links,
 # then runs INIT_SCRIPT (as /etc/lkvm-init). Each extra FILE is copied to DEST
-# (default /FILE's base name). OUT is left alone when it is newer than all inputs.
+# (default /FILE's base name). OUT is left alone when it is newer than all inputs and whole
+# (gzip -t: a stall of the nested machine can leave what it wrote to the checkout, a
+# cache=loose 9p mount there, empty or cut short on the host, yet newer than its inputs).
 set -eu
 [ $# -ge 2 ] || { echo "usage: mkinitramfs.sh OUT.cpio.gz INIT_SCRIPT [FILE[:DEST]...]" >&2; exit 2; }
 out=$1 script=$2
 shift 2
 bb=$(command -v busybox || echo /bin/busybox)
 [ -x "$bb" ] && "$bb" --list >/dev/null 2>&1 || { echo "mkinitramfs: busybox-static is missing" >&2; exit 2; }
-if [ -f "$out" ]; then
+if [ -f "$out" ] && gzip -t "$out" 2> /dev/null; then
 	fresh=1
 	for f in "$0" "$script" "$bb" "$@"; do [ "${f%%:*}" -nt "$out" ] && fresh=0; done
 	[ $fresh = 1 ] && exit 0
