@@ -15,5 +15,8 @@ static inline void wbe32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 1
 uint32_t inet_csum_add(uint32_t sum, const void *data, size_t len);
 uint32_t inet_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len);
 uint16_t inet_csum_fold(uint32_t sum);	/* the value to store: ~folded sum */
+struct iovec;
+/* The same over pieces of any length: a piece that starts at an odd offset of the message counts swapped. */
+uint32_t inet_csum_iov(uint32_t sum, const struct iovec *iov, int n);
 
 #endif

@@ -93,6 +93,10 @@ struct net_backend {
  * now (keep the frame, try again after the next wake-up); 1 = dropped.
  */
 int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len);
+/* The same with the frame's len bytes in nf <= VNET_RX_FRAME_IOV pieces. */
+#define VNET_RX_FRAME_IOV 4
+struct iovec;
+int vnet_rx_iov(struct vnet *n, const uint8_t *hdr, const struct iovec *frame, int nf, size_t len);
 
 /* Backends: fill be; 0, or -1 with err set. */
 int tap_open(const struct net_opt *o, struct net_backend *be);

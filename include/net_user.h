@@ -39,11 +39,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define NET_USER_MAX_TCP 256	/* tracked TCP connections; past it a SYN gets RST */
 #define NET_USER_MAX_UDP 256	/* UDP and ICMP-echo flows; past it the idlest goes */
 #define NET_USER_MTU 1500	/* largest IP packet sent to the guest, but for GSO frames */
 #define NET_USER_GSO_MAX 65535	/* largest GSO frame's IP packet, when the guest takes them */
+#define NET_USER_FRAME_IOV 3	/* pieces of a frame to the guest: headers, payload up to a ring's wrap, the rest */
 
 struct net_user;
 
@@ -91,16 +93,19 @@ int net_user_parse_rule(const char *s, struct net_user_rule *r);
 uint64_t net_user_refused(const struct net_user *nu);
 
 /*
- * A stack for one guest NIC; to_guest(opaque, hdr, frame, len) receives every
- * frame for the guest (Ethernet; at most 14 + NET_USER_MTU bytes, or 14 +
- * NET_USER_GSO_MAX once the guest takes GSO; the buffers are only valid during
- * the call). hdr is NULL for a frame whose checksums are all filled in, else
+ * A stack for one guest NIC; to_guest(opaque, hdr, iov, n, len) receives every
+ * frame for the guest (Ethernet, len bytes in n <= NET_USER_FRAME_IOV pieces:
+ * the headers, then a TCP segment's payload straight from the connection's
+ * buffer; at most 14 + NET_USER_MTU bytes, or 14 + NET_USER_GSO_MAX once the
+ * guest takes GSO; the pieces are only valid during the call). hdr is NULL for
+ * a frame whose checksums are all filled in, else
  * the frame's virtio-net header (VNET_HDR_LEN bytes: NEEDS_CSUM, and GSO TCPV4
  * for a frame of several segments), as net_user_set_offload() allowed. NULL
  * with err_set() on failure (a forward port in use, a bad address).
  */
 struct net_user *net_user_new(const struct net_user_cfg *cfg,
-			      void (*to_guest)(void *opaque, const uint8_t *hdr, const void *frame, size_t len),
+			      void (*to_guest)(void *opaque, const uint8_t *hdr, const struct iovec *iov, int n,
+					       size_t len),
 			      void *opaque);
 void net_user_free(struct net_user *nu);
 

@@ -1,5 +1,6 @@
 /* The Internet checksum (RFC 1071) for every header the user-mode stack and the tap's merging send or check. */
 #include <string.h>
+#include <sys/uio.h>
 #include "inet.h"
 
 /*
@@ -31,6 +32,25 @@ uint32_t inet_csum_add(uint32_t sum, const void *data, size_t len)
 		s = (s & 0xffffffff) + (s >> 32);
 	s = (s & 0xffff) + (s >> 16);	/* keep room for callers to add more */
 	return (uint32_t)((s & 0xffff) + (s >> 16));
+}
+
+/*
+ * RFC 1071 (section 2, byte order independence): a piece that starts at an
+ * odd offset is summed as if it began a word, and its folded sum byte-swapped.
+ */
+uint32_t inet_csum_iov(uint32_t sum, const struct iovec *iov, int n)
+{
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		uint32_t s = inet_csum_add(0, iov[i].iov_base, iov[i].iov_len);
+		s = (s & 0xffff) + (s >> 16);
+		s = (s & 0xffff) + (s >> 16);
+		if (off & 1)
+			s = (s & 0xff) << 8 | s >> 8;
+		sum += s;
+		off += iov[i].iov_len;
+	}
+	return (sum & 0xffff) + (sum >> 16);
 }
 
 uint32_t inet_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len)

@@ -102,11 +102,20 @@ bool nu_map_dst(struct net_user *nu, uint32_t ip, uint16_t port, struct sockaddr
 	return nu_policy_allows(nu, ip, port);
 }
 
-/* gso: TCP only, the segment size of a frame of several (0: one); partial: leave the TCP checksum to the guest. */
+/*
+ * The L4 message is hlen bytes at nu_l4(), then pay's n pieces (a TCP payload, left where it is).
+ * gso: TCP only, the segment size of a frame of several (0: one); partial: leave the TCP checksum to the guest.
+ */
 static void send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
-		    uint8_t proto, size_t l4len, uint16_t gso, bool partial)
+		    uint8_t proto, size_t hlen, const struct iovec *pay, int n, uint16_t gso, bool partial)
 {
 	uint8_t *f = nu->frame, *ip = f + ETH_HLEN, *l4 = ip + IP_HLEN;
+	struct iovec v[NET_USER_FRAME_IOV] = { { f, ETH_HLEN + IP_HLEN + hlen } };
+	size_t l4len = hlen;
+	for (int i = 0; i < n; i++) {
+		v[1 + i] = pay[i];
+		l4len += pay[i].iov_len;
+	}
 	/* Until the guest has said who it is, everyone hears it. */
 	if (!dst_mac)
 		dst_mac = memcmp(nu->guest_mac, "\0\0\0\0\0\0", 6) ? nu->guest_mac : bcast_mac;
@@ -132,13 +141,15 @@ static void send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, u
 		vnet_hdr_tcp4_partial(hdr, ETH_HLEN + IP_HLEN + (l4[12] >> 4) * 4, gso);
 		nu->st.tx_frames++;
 		nu->st.tcp_gso_sent += gso != 0;
-		nu->to_guest(nu->opaque, hdr, f, ETH_HLEN + IP_HLEN + l4len);
+		nu->to_guest(nu->opaque, hdr, v, 1 + n, ETH_HLEN + IP_HLEN + l4len);
 		return;
 	}
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 		int off = proto == IPPROTO_TCP ? 16 : 6;
 		wbe16(l4 + off, 0);
-		uint16_t c = inet_csum_fold(inet_csum_add(inet_pseudo_sum(src, dst, proto, l4len), l4, l4len));
+		/* hlen is even (a TCP header is whole words; UDP's payload is in the frame: n = 0). */
+		uint16_t c = inet_csum_fold(inet_csum_iov(inet_csum_add(inet_pseudo_sum(src, dst, proto, l4len), l4, hlen),
+							  pay, n));
 		if (proto == IPPROTO_UDP && !c)
 			c = 0xffff;	/* 0 would mean "no checksum" */
 		wbe16(l4 + off, c);
@@ -147,18 +158,19 @@ static void send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, u
 		wbe16(l4 + 2, inet_csum_fold(inet_csum_add(0, l4, l4len)));
 	}
 	nu->st.tx_frames++;
-	nu->to_guest(nu->opaque, NULL, f, ETH_HLEN + IP_HLEN + l4len);
+	nu->to_guest(nu->opaque, NULL, v, 1 + n, ETH_HLEN + IP_HLEN + l4len);
 }
 
 void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
 		uint8_t proto, size_t l4len)
 {
-	send_ip(nu, dst_mac, src, dst, proto, l4len, 0, false);
+	send_ip(nu, dst_mac, src, dst, proto, l4len, NULL, 0, 0, false);
 }
 
-void nu_send_tcp(struct net_user *nu, uint32_t src, uint32_t dst, size_t l4len, uint16_t gso)
+void nu_send_tcp(struct net_user *nu, uint32_t src, uint32_t dst, size_t hlen, const struct iovec *pay, int n,
+		 uint16_t gso)
 {
-	send_ip(nu, NULL, src, dst, IPPROTO_TCP, l4len, nu->guest_tso ? gso : 0, nu->guest_csum);
+	send_ip(nu, NULL, src, dst, IPPROTO_TCP, hlen, pay, n, nu->guest_tso ? gso : 0, nu->guest_csum);
 }
 
 void net_user_set_offload(struct net_user *nu, bool csum, bool tso)
@@ -215,7 +227,7 @@ static bool arp_input(struct net_user *nu, const uint8_t *eth, const uint8_t *a,
 	memcpy(r + 24, a + 14, 4);
 	memset(r + 28, 0, 60 - ETH_HLEN - 28);	/* pad to the Ethernet minimum */
 	nu->st.tx_frames++;
-	nu->to_guest(nu->opaque, NULL, f, 60);
+	nu->to_guest(nu->opaque, NULL, &(struct iovec){ f, 60 }, 1, 60);
 	return true;
 }
 
@@ -470,7 +482,8 @@ static int open_fwd(struct net_user *nu, struct nu_fwd *f)
 }
 
 struct net_user *net_user_new(const struct net_user_cfg *cfg,
-			      void (*to_guest)(void *opaque, const uint8_t *hdr, const void *frame, size_t len),
+			      void (*to_guest)(void *opaque, const uint8_t *hdr, const struct iovec *iov, int n,
+					       size_t len),
 			      void *opaque)
 {
 	struct net_user *nu = xcalloc(1, sizeof(*nu));

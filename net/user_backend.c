@@ -11,6 +11,8 @@
 #include "util.h"
 #include "vm.h"
 
+_Static_assert(NET_USER_FRAME_IOV <= VNET_RX_FRAME_IOV, "vnet_rx_iov() takes every piece of a frame");
+
 #define BACKLOG 128	/* frames; past it they are dropped, as a full NIC ring would */
 
 struct user_be {
@@ -23,10 +25,10 @@ struct user_be {
 	uint64_t dropped;
 };
 
-static void to_guest(void *p, const uint8_t *hdr, const void *frame, size_t len)
+static void to_guest(void *p, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
 {
 	struct user_be *u = p;
-	if (!u->count && vnet_rx(u->be->owner, hdr, frame, len) >= 0)
+	if (!u->count && vnet_rx_iov(u->be->owner, hdr, iov, n, len) >= 0)
 		return;
 	if (u->count == BACKLOG) {
 		__atomic_fetch_add(&u->dropped, 1, __ATOMIC_RELAXED);	/* `lkvm stat` reads it */
@@ -34,7 +36,8 @@ static void to_guest(void *p, const uint8_t *hdr, const void *frame, size_t len)
 	}
 	int i = (u->head + u->count++) % BACKLOG;
 	u->q[i].data = xcalloc(1, len);
-	memcpy(u->q[i].data, frame, len);
+	for (size_t k = 0, off = 0; k < (size_t)n; off += iov[k].iov_len, k++)
+		memcpy(u->q[i].data + off, iov[k].iov_base, iov[k].iov_len);
 	u->q[i].len = len;
 	u->q[i].has_hdr = hdr != NULL;
 	if (hdr)

@@ -47,7 +47,7 @@ struct tcp_conn;
 struct udp_flow;
 
 struct net_user {
-	void (*to_guest)(void *opaque, const uint8_t *hdr, const void *frame, size_t len);
+	void (*to_guest)(void *opaque, const uint8_t *hdr, const struct iovec *iov, int n, size_t len);
 	bool guest_csum, guest_tso;	/* net_user_set_offload() */
 	void *opaque;
 	uint64_t (*clock_ms)(void *opaque);
@@ -80,7 +80,7 @@ struct net_user {
 	uint16_t ip_id;
 	uint16_t next_port;		/* ports 10.0.2.2 uses for forwarded flows */
 	struct net_user_stats st;
-	/* Every frame to the guest is built here, then handed to to_guest(). */
+	/* Every frame's headers to the guest are built here (and all of it but a TCP payload). */
 	uint8_t frame[ETH_HLEN + NET_USER_GSO_MAX] __attribute__((aligned(8)));
 };
 
@@ -92,8 +92,12 @@ static inline uint8_t *nu_l4(struct net_user *nu) { return nu->frame + ETH_HLEN 
 /* Wrap the L4 message at nu_l4() (l4len bytes) in IPv4 and Ethernet, fill every checksum, send. */
 void nu_send_ip(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint32_t dst,
 		uint8_t proto, size_t l4len);
-/* A TCP segment; several of gso bytes each (gso > 0: the guest takes GSO) or one. */
-void nu_send_tcp(struct net_user *nu, uint32_t src, uint32_t dst, size_t l4len, uint16_t gso);
+/*
+ * A TCP segment, its header (hlen bytes) at nu_l4() and its payload in pay (n <= 2
+ * pieces, not copied); several segments of gso bytes each (gso > 0: the guest takes GSO) or one.
+ */
+void nu_send_tcp(struct net_user *nu, uint32_t src, uint32_t dst, size_t hlen, const struct iovec *pay, int n,
+		 uint16_t gso);
 void nu_send_udp(struct net_user *nu, const uint8_t *dst_mac, uint32_t src, uint16_t sport,
 		 uint32_t dst, uint16_t dport, size_t plen);	/* payload at nu_l4() + 8 */
 uint32_t nu_random(struct net_user *nu);

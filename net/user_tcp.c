@@ -120,11 +120,13 @@ static void ring_alloc(struct ring *r)
 		r->buf = xcalloc(1, r->size);
 }
 
-static void ring_peek(const struct ring *r, uint32_t off, uint8_t *dst, uint32_t n)
+/* n bytes from off as up to two pieces in place (the second after the wrap): their count. */
+static int ring_spans(const struct ring *r, uint32_t off, uint32_t n, struct iovec *iov)
 {
 	uint32_t pos = (r->head + off) & (r->size - 1), first = MIN(n, r->size - pos);
-	memcpy(dst, r->buf + pos, first);
-	memcpy(dst + first, r->buf, n - first);
+	iov[0] = (struct iovec){ r->buf + pos, first };
+	iov[1] = (struct iovec){ r->buf, n - first };
+	return n - first ? 2 : 1;
 }
 
 static void ring_consume(struct ring *r, uint32_t n)
@@ -200,11 +202,12 @@ static void emit_ws(struct net_user *nu, uint32_t rip, uint16_t rport, uint16_t 
 			t[27] = ws;
 		}
 	}
-	if (n)
-		ring_peek(data, off, t + hlen, n);
+	/* The payload goes from the ring to the guest's buffers with one copy, made by to_guest(). */
+	struct iovec pay[2] = { { 0 } };
+	int np = n ? ring_spans(data, off, n, pay) : 0;
 	if (flags & RST)
 		nu->st.tcp_rst_sent++;
-	nu_send_tcp(nu, rip, NU_GUEST, hlen + n, gso);
+	nu_send_tcp(nu, rip, NU_GUEST, hlen, pay, np, gso);
 }
 
 static void emit(struct net_user *nu, struct tcp_conn *c, uint32_t seq, uint8_t flags, uint32_t off, uint32_t n)

@@ -49,6 +49,11 @@ static bool mergeable(struct vnet *n) { return n->dev.driver_features >> VIRTIO_
 
 int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len)
 {
+	return vnet_rx_iov(n, hdr, &(struct iovec){ (void *)frame, len }, 1, len);
+}
+
+int vnet_rx_iov(struct vnet *n, const uint8_t *hdr, const struct iovec *frame, int nf, size_t len)
+{
 	struct virtio_dev *d = &n->dev;
 	uint8_t h[VNET_HDR_LEN] = { 0 };
 	if (hdr)
@@ -95,8 +100,12 @@ int vnet_rx(struct vnet *n, const uint8_t *hdr, const void *frame, size_t len)
 		size_t w = 0, cap = MIN(c[i].in_len, total - off);
 		if (off < VNET_HDR_LEN)
 			w = buf_to_iov(iov, c[i].nin, 0, h + off, MIN(VNET_HDR_LEN - off, cap));
-		if (w < cap)
-			w += buf_to_iov(iov, c[i].nin, w, (const uint8_t *)frame + (off + w - VNET_HDR_LEN), cap - w);
+		/* The frame's pieces that land in this chain, one copy each. */
+		struct iovec part[VNET_RX_FRAME_IOV];
+		size_t got;
+		int np = w < cap ? iov_sub(frame, nf, off + w - VNET_HDR_LEN, cap - w, part, VNET_RX_FRAME_IOV, &got) : 0;
+		for (int j = 0; j < np; j++)
+			w += buf_to_iov(iov, c[i].nin, w, part[j].iov_base, part[j].iov_len);
 		heads[i] = c[i].head;
 		lens[i] = w;
 		off += w;

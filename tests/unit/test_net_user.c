@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "test.h"
+#include "inet.h"
 #include "net_user.h"
 #include "util.h"
 
@@ -100,7 +101,30 @@ static void deliver(const void *f, size_t len)
  * sequence number, PSH and FIN on the last only), every checksum filled in, so
  * the rest of the test sees ordinary frames and checks them.
  */
-static void to_guest(void *opaque, const uint8_t *hdr, const void *frame, size_t len)
+static unsigned bad_pieces;	/* frames whose pieces were too many or did not add up to their length */
+static unsigned split_frames;	/* frames whose payload came in two pieces (the connection's ring wrapped) */
+
+static void to_guest_flat(const uint8_t *hdr, const void *frame, size_t len);
+
+static void to_guest(void *opaque, const uint8_t *hdr, const struct iovec *iov, int n, size_t len)
+{
+	static uint8_t flat[14 + 65535];
+	size_t off = 0;
+	for (int i = 0; i < n && n <= NET_USER_FRAME_IOV; i++) {
+		if (iov[i].iov_len > sizeof(flat) - off)
+			break;
+		memcpy(flat + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	if (n < 1 || n > NET_USER_FRAME_IOV || off != len) {
+		bad_pieces++;
+		return;
+	}
+	split_frames += n == 3;
+	to_guest_flat(hdr, flat, len);
+}
+
+static void to_guest_flat(const uint8_t *hdr, const void *frame, size_t len)
 {
 	if (!hdr) {
 		deliver(frame, len);
@@ -1134,6 +1158,7 @@ static void tcp_transfer(uint64_t up, uint64_t down, int pause_ms, int lossy, bo
 	CHECK_EQ(g.too_big, 0);
 	CHECK(max_frame <= 1514);
 	CHECK_EQ(bad_frames, 0);
+	CHECK_EQ(bad_pieces, 0);
 	struct net_user_stats st;
 	/* Both FINs are through: the connection is forgotten once ours is acked. */
 	for (int i = 0; i < 100 && (net_user_get_stats(nu, &st), st.tcp_conns); i++) {
@@ -1154,8 +1179,8 @@ static void tcp_transfer(uint64_t up, uint64_t down, int pause_ms, int lossy, bo
 	if (lossy)
 		CHECK(st.tcp_retransmits > 0);
 	printf("  tcp %.1f MiB up, %.1f MiB down in %" PRIu64 " ms (scale %d/%d, segments <= %u); peer window min %u, "
-	       "%u retransmits, %d out of order\n", up / 1048576.0, down / 1048576.0, ms, g.my_shift, g.peer_shift,
-	       g.seg_max, g.min_peer_wnd, (unsigned)st.tcp_retransmits, g.ooo);
+	       "%u retransmits, %d out of order, %u frames split at the ring's end so far\n", up / 1048576.0, down / 1048576.0,
+	       ms, g.my_shift, g.peer_shift, g.seg_max, g.min_peer_wnd, (unsigned)st.tcp_retransmits, g.ooo, split_frames);
 	net_user_free(nu);
 	q_clear();
 }
@@ -1164,6 +1189,37 @@ TEST(tcp_transfer_both_ways)
 {
 	uint64_t n = transfer_bytes();
 	tcp_transfer(n, n, 0, 0, false);
+}
+
+/*
+ * The checksum over a frame's pieces (a payload split where the ring wraps, at
+ * any byte) is the checksum of the whole: compared with ours over random
+ * messages cut at random points, odd ones included.
+ */
+TEST(checksum_over_pieces)
+{
+	static uint8_t m[3000];
+	uint32_t x = 12345;
+	for (int round = 0; round < 2000; round++) {
+		size_t len = 1 + (x = x * 1103515245 + 12345) % sizeof(m);
+		for (size_t i = 0; i < len; i++)
+			m[i] = (x = x * 1103515245 + 12345) >> 16;
+		struct iovec v[4];
+		size_t cut[3];
+		for (int k = 0; k < 3; k++)
+			cut[k] = (x = x * 1103515245 + 12345) >> 8;
+		size_t a = cut[0] % (len + 1), b = a + cut[1] % (len - a + 1), c = b + cut[2] % (len - b + 1);
+		v[0] = (struct iovec){ m, a };
+		v[1] = (struct iovec){ m + a, b - a };
+		v[2] = (struct iovec){ m + b, c - b };
+		v[3] = (struct iovec){ m + c, len - c };
+		uint32_t seed = round * 7919;
+		CHECK_EQ(inet_csum_fold(inet_csum_iov(seed & 0xffff, v, 4)), csum(m, len, seed & 0xffff));
+		if (csum(m, len, seed & 0xffff) != inet_csum_fold(inet_csum_iov(seed & 0xffff, v, 4))) {
+			printf("  %zu bytes cut at %zu %zu %zu\n", len, a, b, c);
+			break;
+		}
+	}
 }
 
 TEST(tcp_transfer_slow_host_reader)
@@ -1242,11 +1298,15 @@ TEST(tcp_transfer_lossy)
 	/*
 	 * Every 23rd data segment to the guest vanishes: retransmission fills the
 	 * holes, for a guest that drops what comes after a hole and for one that
-	 * keeps it.
+	 * keeps it. The data the guest has not acked stays in the connection's
+	 * ring, so segments cross the ring's end here: their payloads reach the
+	 * guest as two pieces from the ring in place (their checksums are checked).
 	 */
 	uint64_t n = MIN(transfer_bytes(), (uint64_t)(2 << 20));
+	split_frames = 0;
 	tcp_transfer(0, n, 0, 23, false);
 	tcp_transfer(0, n, 0, 23, true);
+	CHECK(split_frames > 0);
 }
 
 TEST(tcp_zero_window)
