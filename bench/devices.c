@@ -1153,6 +1153,15 @@ static bool zc_same(uint8_t *base, const uint8_t *want, uint32_t n)
 	return true;
 }
 
+/* Entries i... of the indirect table for the data pages pv (in the guest buffer at g0); the next free entry. */
+static int put_pages(int i, const struct iovec *pv, int np, const uint8_t *g0, uint16_t flags, bool more)
+{
+	for (int k = 0; k < np; k++, i++)
+		put_desc(P9_IND, i, P9_DATA + ((uint8_t *)pv[k].iov_base - g0), pv[k].iov_len,
+			 flags | (k + 1 < np || more ? VD_F_NEXT : 0), i + 1);
+	return i;
+}
+
 /* The device's transport: an indirect table in guest RAM, one chain, wait for the reply. */
 static size_t dev_xfer(struct p9c *c, size_t len)
 {
@@ -1163,16 +1172,13 @@ static size_t dev_xfer(struct p9c *c, size_t len)
 	int np = zc ? zc_pages(g0, zc, pv) : 0, i = 0;
 	if (zc && c->req[4] == P9_TWRITE) {
 		put_desc(P9_IND, i, P9_REQ, TWRITE_HDR, VD_F_NEXT, i + 1), i++;
-		for (int k = 0; k < np; k++, i++)
-			put_desc(P9_IND, i, P9_DATA + ((uint8_t *)pv[k].iov_base - g0), pv[k].iov_len, VD_F_NEXT, i + 1);
+		i = put_pages(i, pv, np, g0, 0, true);
 		put_desc(P9_IND, i, P9_RESP, P9_ZC_HDR, VD_F_WRITE, 0), i++;
 	} else {
 		put_desc(P9_IND, i, P9_REQ, len, VD_F_NEXT, i + 1), i++;
 		if (zc) {
 			put_desc(P9_IND, i, P9_RESP, TREAD_HDR, VD_F_WRITE | VD_F_NEXT, i + 1), i++;
-			for (int k = 0; k < np; k++, i++)
-				put_desc(P9_IND, i, P9_DATA + ((uint8_t *)pv[k].iov_base - g0), pv[k].iov_len,
-					 VD_F_WRITE | (k + 1 < np ? VD_F_NEXT : 0), i + 1);
+			i = put_pages(i, pv, np, g0, VD_F_WRITE, false);
 		} else {
 			put_desc(P9_IND, i, P9_RESP, P9_MAX_MSIZE, VD_F_WRITE, 0), i++;
 		}
