@@ -2,10 +2,14 @@
 """What the nested machine's vCPUs were doing when it stalled (tests/kvm-env.sh).
 
 usage: kvm-env-stall.py MONITOR_SOCKET KALLSYMS_OR_- > report
+       kvm-env-stall.py --nmi MONITOR_SOCKET
 Samples every vCPU's registers three times, a second apart, through QEMU's
 monitor and names the kernel function at each RIP (KALLSYMS is the nested
 kernel's /proc/kallsyms; it boots with nokaslr, so one copy fits every trip).
-Prints one line per sample and vCPU, then the raw monitor output.
+Prints one line per sample and vCPU, then the raw monitor output, each vCPU's
+local APIC (its timer) included. --nmi sends every vCPU an NMI, which wakes a
+halted one: whether the machine then lives again tells a lost wake-up from a
+machine that is truly stuck.
 """
 import bisect
 import re
@@ -54,6 +58,9 @@ def name(syms, keys, rip):
 
 
 def main():
+    if sys.argv[1] == '--nmi':
+        print(monitor(sys.argv[2], ['nmi']).replace('\r', ''))
+        return
     syms = symbols(sys.argv[2])
     keys = [a for a, _ in syms]
     raw = ''
@@ -66,6 +73,16 @@ def main():
             print('sample %d cpu %s rip %s %s cpl %s if=%d halted=%s'
                   % (sample, cpu, rip, name(syms, keys, r), cpl, (f >> 9) & 1, hlt))
     raw += monitor(sys.argv[1], ['info cpus', 'info irq', 'info pic']).replace('\r', '')
+    # Both vCPUs halted with interrupts on is how these stalls look since 2026-12-04: their timers.
+    cpus = sorted(set(re.findall(r'CPU #(\d+):', raw)))
+    for cpu in cpus:
+        out = monitor(sys.argv[1], ['cpu ' + cpu, 'info lapic']).replace('\r', '')
+        raw += out
+        # The timer's mode and count, and what waits in IRR/ISR: a vector pending for a halted
+        # vCPU with interrupts on is an interrupt QEMU did not deliver.
+        keep = [re.sub(r'\s+', ' ', l).strip() for l in re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', out).split('\n')
+                if re.match(r'^(LVTT|Timer|ISR|IRR)\b', l.strip())]
+        print('lapic cpu %s: %s' % (cpu, '; '.join(keep) or 'no info lapic output'))
     print('\n--- raw monitor output ---')
     print(re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', raw))
 
