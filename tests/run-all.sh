@@ -92,17 +92,25 @@ run_batch() {
 	}
 	while [ -s "$T/batch" ]; do
 		rm -rf "$d" && mkdir -p "$d"
-		# hang.sh PID SECS OUT: the suites' watchdog. A suite whose session was empty when it
-		# hung once left nothing to read, so then every process is listed, with its state.
+		# hang.sh PID SECS OUT: the suites' watchdog. Its processes are its session's and their
+		# descendants in sessions of their own (a VM that setsid()s, under a subreaper: an OCI
+		# container once hung unseen so); if there are none, every process, with its state.
 		cat > "$d/hang.sh" <<-'HANG'
 		sleep "$2"
 		{
 			echo "hung: still running after $2 s, killed; its processes:"
-			l=$(ps -o pid,stat,wchan:24,etime,args -s "$1" | tail -n +2 | cut -c1-200)
+			# "pid 1": in the session; "pid 2": a descendant outside it.
+			ps -e -o pid=,ppid=,sid= | awk -v s="$1" '{ pp[$1] = $2; if ($3 == s) m[$1] = 1 }
+				END { do { n = 0; for (p in pp) if (!(p in m) && (pp[p] in m)) { m[p] = 2; n++ } } while (n)
+				for (p in m) print p, m[p] }' > "$3.pids"
+			pids=$(cut -d' ' -f1 "$3.pids" | tr '\n' ',') others=$(sed -n 's/ 2$//p' "$3.pids")
+			l=$( [ -n "$pids" ] && ps -o pid,sid,stat,wchan:24,etime,args -p "${pids%,}" | tail -n +2 | cut -c1-200)
 			if [ -n "$l" ]; then echo "$l" | sed 's/^/  /'
 			else echo "  none left in its session ($1); every process:"; ps -e -o pid,ppid,sid,stat,wchan:24,etime,args | cut -c1-200 | sed 's/^/  /'; fi
 		} > "$3"
-		kill -TERM -"$1" 2> /dev/null; sleep 10; kill -9 -"$1" 2> /dev/null
+		# The others before the suite's own group: once that ends, the trip kills this watchdog.
+		kill -TERM $others 2> /dev/null; kill -TERM -"$1" 2> /dev/null; sleep 10
+		kill -9 $others 2> /dev/null; kill -9 -"$1" 2> /dev/null
 		HANG
 		while read -r name where script a; do
 			printf 'echo "== %s (%s, nested)"; t0=$(date +%%s); : > %s/%s.started\n' "$name" "$where" "$d" "$name"

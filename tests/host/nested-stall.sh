@@ -4,7 +4,8 @@
 # before that machine's cache=loose writeback (its status file reached this host empty, as in
 # a rehearsal of 2026-12-04) must run that suite again, not fail it; a stall inside a suite
 # runs it again too; a suite that fails on its own stays failed; a suite that hangs is ended by
-# its watchdog, which names what still ran, and the suites after it in the trip still run.
+# its watchdog, which names and ends what still ran (its descendants in sessions of their own too),
+# and the suites after it in the trip still run.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/suite.sh
 suite_init nested-stall
@@ -53,17 +54,18 @@ else
 fi
 
 # A hung suite: its watchdog (after 2 s here) lists its processes, kills them, and the next runs.
-printf 'cd "$(dirname "$0")/.." || exit 1\nsleep 4242\n' > "$T/tests/hangs.sh"
+printf 'cd "$(dirname "$0")/.." || exit 1\nsetsid sleep 4243 &\nsleep 4242\n' > "$T/tests/hangs.sh"
 printf 'hangs kvm tests/hangs.sh\nfirst kvm tests/first.sh\n' > "$T/tests/suites.txt"
 (cd "$T" && env -u LKVM_CHECK_NESTED -u LKVM_CHECK_ONLY -u LKVM_CHECK_BATCH STALL_AFTER= LKVM_SUITE_TIMEOUT=2 \
 	sh tests/run-all.sh build > "$T/out-hangs" 2>&1)
 if [ "$(tail -n 1 "$T/out-hangs")" = "all tests: 1 passed, 1 failed, 0 skipped (0 checks in unit tests)" ] &&
 	grep -q '^hung: still running after 2 s, killed; its processes:' "$T/out-hangs" &&
-	grep -q '^  *[0-9]* S.* sleep 4242$' "$T/out-hangs" && ! pgrep -f 'sleep 4242' > /dev/null; then
-	pass "a hung suite: its watchdog named and ended what still ran, the next suite ran"
+	grep -q '^  *[0-9]* *[0-9]* S.* sleep 4242$' "$T/out-hangs" && grep -q '^  *[0-9]* *[0-9]* S.* sleep 4243$' "$T/out-hangs" &&
+	! pgrep -af 'sleep 424[23]' > "$T/left"; then
+	pass "a hung suite: its watchdog named and ended what still ran (a descendant in a session of its own too), the next suite ran"
 else
-	pkill -f 'sleep 4242'
-	fail "a hung suite" "$(tr '\n' '|' < "$T/out-hangs" | tail -c 600)"
+	pkill -f 'sleep 424[23]'
+	fail "a hung suite" "still running: $(tr '\n' '|' < "$T/left"); $(tr '\n' '|' < "$T/out-hangs" | tail -c 600)"
 fi
 
 # What a suite built in the checkout before a stall may reach this host empty, yet newer than
