@@ -96,7 +96,12 @@ run_batch() {
 		# descendants in sessions of their own (a VM that setsid()s, under a subreaper: an OCI
 		# container once hung unseen so); if there are none, every process, with its state.
 		cat > "$d/hang.sh" <<-'HANG'
-		sleep "$2"
+		# It ends with the suite: a suite done in milliseconds can be reaped before setsid has
+		# run, so the trip's kill of this group can miss, and a watchdog left sleeping would hold
+		# the trip's output pipe open (tests/host/nested-stall.sh once waited so for ever).
+		i=0
+		while kill -0 "$1" 2> /dev/null && [ $i -lt "$2" ]; do sleep 1; i=$((i + 1)); done
+		kill -0 "$1" 2> /dev/null || exit 0
 		{
 			echo "hung: still running after $2 s, killed; its processes:"
 			# "pid 1": in the session; "pid 2": a descendant outside it.
