@@ -1530,8 +1530,7 @@ static void to_guest(void *opaque, const uint8_t *hdr, const struct iovec *iov, 
 		rx_overflow++;
 		return;
 	}
-	for (size_t k = 0, off = 0; k < (size_t)n; off += iov[k].iov_len, k++)
-		memcpy(rxbuf[rx_tail % RXQ] + off, iov[k].iov_base, iov[k].iov_len);
+	iov_to_buf(iov, n, 0, rxbuf[rx_tail % RXQ], len);
 	rxlen[rx_tail % RXQ] = len;
 	rx_tail++;
 }

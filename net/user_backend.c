@@ -9,6 +9,7 @@
 #include "net.h"
 #include "net_user.h"
 #include "util.h"
+#include "virtio.h"
 #include "vm.h"
 
 _Static_assert(NET_USER_FRAME_IOV <= VNET_RX_FRAME_IOV, "vnet_rx_iov() takes every piece of a frame");
@@ -36,8 +37,7 @@ static void to_guest(void *p, const uint8_t *hdr, const struct iovec *iov, int n
 	}
 	int i = (u->head + u->count++) % BACKLOG;
 	u->q[i].data = xcalloc(1, len);
-	for (size_t k = 0, off = 0; k < (size_t)n; off += iov[k].iov_len, k++)
-		memcpy(u->q[i].data + off, iov[k].iov_base, iov[k].iov_len);
+	iov_to_buf(iov, n, 0, u->q[i].data, len);
 	u->q[i].len = len;
 	u->q[i].has_hdr = hdr != NULL;
 	if (hdr)
